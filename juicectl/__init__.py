@@ -1,0 +1,55 @@
+"""juicectl: supervise a child process and talk to it with Juice boxes over its stdio.
+
+The controller's names are exported lazily so that ``import juicectl.child`` (in a worker
+process) loads only the codec, never pykka or structlog.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ProcessController": "juicectl.controller",
+    "Connection": "juicectl.connection",
+    "RestartPolicy": "juicectl.policy",
+    "LaunchSpec": "juicectl.policy",
+    "JuicectlError": "juicectl.exceptions",
+    "ProcessUnavailable": "juicectl.exceptions",
+    "ProcessLaunchError": "juicectl.exceptions",
+    "ControllerClosed": "juicectl.exceptions",
+    "RequestTimeout": "juicectl.exceptions",
+    "TooManyRequests": "juicectl.exceptions",
+    "StopResult": "juicectl.messages",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+if TYPE_CHECKING:
+    from juicectl.connection import Connection
+    from juicectl.controller import ProcessController
+    from juicectl.exceptions import (
+        ControllerClosed,
+        JuicectlError,
+        ProcessLaunchError,
+        ProcessUnavailable,
+        RequestTimeout,
+        TooManyRequests,
+    )
+    from juicectl.messages import StopResult
+    from juicectl.policy import LaunchSpec, RestartPolicy
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'juicectl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,193 @@
+"""The message and event classes (see the package docstring)."""
+
+from __future__ import annotations
+
+import signal as _signal
+from dataclasses import dataclass, field
+from typing import Any
+
+# --- orders from callers to the controller actor -------------------------------------------
+
+
+@dataclass(frozen=True)
+class GetProcess:
+    """Ask for the connection to a ready child, launching one if none runs."""
+
+    reply_to: Any
+    """A future set with the ``Connection`` once the child is ready, or failed with
+    ``ProcessUnavailable`` (or ``ProcessLaunchError``)."""
+
+
+@dataclass(frozen=True)
+class StopProcess:
+    """Stop the child (if any). The reply resolves only once the child has exited."""
+
+    reply_to: Any
+    """A future set with a ``StopResult`` once no child runs."""
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    """Add a subscriber: an ``ActorRef`` told every event (``ProcessStarted``, ...)."""
+
+    subscriber: Any
+    """The ``pykka.ActorRef`` to tell."""
+
+
+# --- orders from the controller to a process actor -----------------------------------------
+
+
+@dataclass(frozen=True)
+class StopChild:
+    """Stop the child: ``Shutdown``, then close stdin, then SIGTERM, then SIGKILL the group."""
+
+    generation: int
+    """The generation of the child to stop."""
+
+
+# --- notifications from a process actor to the controller ----------------------------------
+
+
+@dataclass(frozen=True)
+class TerminationReason:
+    """Why a child ended (or never started). Built by the process actor."""
+
+    pid: int | None = None
+    """The child's pid, or None if it was never launched."""
+    exit_status: int | None = None
+    """The exit status if the child exited normally."""
+    signal: int | None = None
+    """The signal that ended the child, if one did."""
+    requested: bool = False
+    """True if the stop was asked for (``StopChild``)."""
+    how: str = "exited"
+    """``"clean"`` (answered Shutdown / exited 0 when asked), ``"exited"``, ``"terminated"``
+    (SIGTERM was needed), ``"killed"`` (SIGKILL was needed), ``"launch_failed"``,
+    ``"startup_timeout"``, ``"protocol_error"``, ``"stdout_closed"``."""
+    detail: str = ""
+    """A sentence for humans: the OS error of a failed launch, the protocol error, ..."""
+    launch_error: OSError | None = None
+    """The ``OSError`` of a failed launch."""
+    stderr_tail: tuple[str, ...] = ()
+    """The last lines the child wrote to stderr (bounded)."""
+
+    @property
+    def abnormal(self) -> bool:
+        """True unless the child exited with status 0 (or a requested stop ended cleanly)."""
+        return not (self.exit_status == 0 and self.how in ("clean", "exited"))
+
+    def describe(self) -> str:
+        """One line: what ended and how."""
+        if self.how == "launch_failed":
+            return self.detail or "launch failed"
+        who = f"child {self.pid}" if self.pid is not None else "child"
+        if self.signal is not None:
+            try:
+                name = _signal.Signals(self.signal).name
+            except ValueError:
+                name = str(self.signal)
+            text = f"{who} killed by {name}"
+        elif self.exit_status is not None:
+            text = f"{who} exited with status {self.exit_status}"
+        else:
+            text = f"{who} ended"
+        if self.detail:
+            text += f" ({self.detail})"
+        return text
+
+
+@dataclass(frozen=True)
+class ChildProcessCreated:
+    """The child is launched and ready (readiness probe answered, ``prepare`` done)."""
+
+    generation: int
+    """Which child."""
+    pid: int
+    """Its process id."""
+    connection: Any
+    """The ``Connection`` to hand to callers."""
+
+
+@dataclass(frozen=True)
+class ChildProcessTerminated:
+    """The child has exited and been reaped, or could not be launched, or never got ready."""
+
+    generation: int
+    """Which child."""
+    reason: TerminationReason
+    """Why."""
+
+
+# --- events told to subscribers ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessStarted:
+    """A newly spawned child is ready (the seed's ``onProcessStartup``)."""
+
+    controller: str
+    """The controller's name."""
+    generation: int
+    """Which child."""
+    pid: int
+    """Its process id."""
+
+
+@dataclass(frozen=True)
+class ProcessTerminated:
+    """A child's connection was lost (the seed's ``onProcessTermination``)."""
+
+    controller: str
+    """The controller's name."""
+    generation: int
+    """Which child."""
+    reason: TerminationReason
+    """Why it ended: pid, exit status or signal, requested or not, stderr tail."""
+
+    @property
+    def requested(self) -> bool:
+        """Whether the stop was asked for."""
+        return self.reason.requested
+
+
+@dataclass(frozen=True)
+class GaveUp:
+    """The restart policy's intensity limit was passed: no more automatic restarts."""
+
+    controller: str
+    """The controller's name."""
+    restarts: int
+    """Restarts counted within the window."""
+    window: float
+    """The policy's window, in seconds."""
+    last: TerminationReason
+    """The termination that passed the limit."""
+
+
+@dataclass(frozen=True)
+class ModeChanged:
+    """The controller moved from one mode to another (told to subscribers, logged too)."""
+
+    controller: str
+    """The controller's name."""
+    old: str
+    """The previous mode's name."""
+    new: str
+    """The new mode's name."""
+    cause: str
+    """The message or event that caused it."""
+    generation: int
+    """The current child's generation."""
+
+
+@dataclass(frozen=True)
+class StopResult:
+    """How a stop ended: the value of a ``stop_process()`` future."""
+
+    how: str
+    """``"not_running"``, ``"clean"``, ``"terminated"``, ``"killed"``, or ``"exited"`` (the
+    child was already ending on its own)."""
+    reason: TerminationReason | None = None
+    """The child's termination, if a child was stopped."""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    """Room for figures (durations of each step)."""

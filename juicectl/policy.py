@@ -1,0 +1,135 @@
+"""Plain data: how a controller launches its child, restarts it, and bounds every wait.
+
+Nothing here does I/O or keeps time by itself; the controller actor asks these objects what
+to do (``RestartPolicy.should_restart``, ``RestartPolicy.delay``) and keeps the clock.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from juicectl.juice import Limits
+
+RestartMode = Literal["permanent", "transient", "temporary"]
+Readiness = Literal["negotiate", "connected"]
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When the controller restarts a child that ended without being asked to.
+
+    Attributes:
+        mode: ``"permanent"`` restarts after any exit that was not requested;
+            ``"transient"`` only after an abnormal one (non-zero status, a signal, a failed
+            start); ``"temporary"`` never restarts by itself (the original's behaviour: the
+            next ``get_process()`` launches a new child).
+        initial_delay: seconds before the first restart.
+        factor: each further restart waits ``factor`` times longer...
+        max_delay: ...up to this many seconds.
+        jitter: a random fraction (0 to 1) of the delay added or removed, so that many
+            controllers do not restart in lockstep.
+        max_restarts: at most this many automatic restarts within ``window`` seconds; past
+            that the controller gives up (emits ``GaveUp``) until the next ``get_process()``.
+        window: the intensity window, in seconds.
+        reset_after: a child that stayed up this long resets the backoff to ``initial_delay``.
+    """
+
+    mode: RestartMode = "permanent"
+    initial_delay: float = 0.1
+    factor: float = 2.0
+    max_delay: float = 30.0
+    jitter: float = 0.1
+    max_restarts: int = 5
+    window: float = 60.0
+    reset_after: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("permanent", "transient", "temporary"):
+            raise ValueError(
+                f"RestartPolicy.mode must be 'permanent', 'transient' or 'temporary', "
+                f"not {self.mode!r}"
+            )
+        for name in ("initial_delay", "max_delay", "window", "reset_after"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RestartPolicy.{name} must be >= 0, not {getattr(self, name)!r}")
+        if self.factor < 1:
+            raise ValueError(f"RestartPolicy.factor must be >= 1, not {self.factor!r}")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"RestartPolicy.jitter must be within [0, 1], not {self.jitter!r}")
+        if self.max_restarts < 0:
+            raise ValueError(f"RestartPolicy.max_restarts must be >= 0, not {self.max_restarts!r}")
+
+    def should_restart(self, *, requested: bool, abnormal: bool) -> bool:
+        """Whether a child that ended this way is restarted automatically."""
+        if requested or self.mode == "temporary":
+            return False
+        return self.mode == "permanent" or abnormal
+
+    def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before restart number ``attempt`` (0 for the first) of a streak."""
+        base = min(self.max_delay, self.initial_delay * self.factor ** max(0, attempt))
+        if self.jitter:
+            base *= 1 + self.jitter * (2 * rng() - 1)
+        return max(0.0, base)
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything a process actor needs to launch one child and get it ready.
+
+    Attributes:
+        argv: the command, as a list (never run through a shell).
+        env: the child's environment, or None to inherit the parent's.
+        cwd: the child's working directory, or None to inherit.
+        readiness: ``"negotiate"`` (a ``Negotiate`` round trip, answered by every reference
+            peer) or ``"connected"`` (ready as soon as the pipes are open, like the original).
+        prepare: called with the ``Connection`` once the child answers, before any waiter is
+            released; whatever it sends goes out first. It may return a future (anything with
+            ``get(timeout=...)``) to be waited for. If it raises, the start fails.
+        responder: an object whose ``@Command.responder`` methods answer the child's requests.
+        startup_timeout: seconds from launch to ready; past it the child is stopped.
+        stop_timeout: seconds to wait for the child to exit after ``Shutdown``, and again
+            after closing its stdin.
+        kill_timeout: seconds to wait after SIGTERM before SIGKILL.
+        request_timeout: default timeout for each request, or None for none.
+        max_in_flight: the most requests outstanding at once on one connection.
+        limits: the parser's limits for what the child sends.
+        stderr_tail_lines: how many of the child's last stderr lines to keep for errors.
+    """
+
+    argv: Sequence[str]
+    env: Mapping[str, str] | None = None
+    cwd: str | None = None
+    readiness: Readiness = "negotiate"
+    prepare: Callable[[Any], Any] | None = None
+    responder: object | None = None
+    startup_timeout: float = 10.0
+    stop_timeout: float = 5.0
+    kill_timeout: float = 2.0
+    request_timeout: float | None = None
+    max_in_flight: int = 1024
+    limits: Limits = field(default_factory=Limits)
+    stderr_tail_lines: int = 50
+
+    def __post_init__(self) -> None:
+        if isinstance(self.argv, str | bytes) or not self.argv:
+            raise ValueError(
+                "argv must be a non-empty list of strings (juicectl never runs a shell), "
+                f"not {self.argv!r}"
+            )
+        if not all(isinstance(a, str) for a in self.argv):
+            raise TypeError(f"every item of argv must be a str: {list(self.argv)!r}")
+        if self.readiness not in ("negotiate", "connected"):
+            raise ValueError(
+                f"readiness must be 'negotiate' or 'connected', not {self.readiness!r}"
+            )
+        for name in ("startup_timeout", "stop_timeout", "kill_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0 seconds, not {getattr(self, name)!r}")
+        if self.request_timeout is not None and self.request_timeout <= 0:
+            raise ValueError(f"request_timeout must be > 0 or None, not {self.request_timeout!r}")
+        if self.max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, not {self.max_in_flight!r}")
