@@ -1,0 +1,297 @@
+"""The incremental, sans-IO box parser.
+
+Bytes go in through :meth:`BoxParser.feed`, complete boxes come out; ``feed(b"")`` means the
+stream has ended. The parser never reads, writes, sleeps or logs.
+
+Why it looks the way it does:
+
+* Speed. The hot loop works on one ``bytes`` object with ``bytes.find`` for each ``\\r\\n``, so
+  the per-byte work happens in C. Data that does not complete a line (or a body) is appended to
+  a ``bytearray`` and only searched from where the previous search stopped, so feeding one byte
+  at a time stays linear.
+* Bounded memory. The reference peer sets no enforced limit; a hostile peer could make it
+  allocate without bound. Here a line longer than ``max_line_length`` is refused as soon as that
+  many bytes arrive without a CRLF, a ``-Length`` above ``max_body_length`` is refused when its
+  header line is read (before any of the body is buffered), and a box with more than
+  ``max_headers`` header lines is refused.
+* No resynchronisation. After an error the stream position is unknown, so the parser keeps
+  the error and raises it again on every later call: the connection has to end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NoReturn
+
+from juicectl.juice._box import Box, normalize_key
+from juicectl.juice._errors import LimitExceeded, MalformedBox, ProtocolError, TruncatedBox
+
+__all__ = ["BoxParser", "Limits"]
+
+_CRLF = b"\r\n"
+_SEP = b": "
+_SPACE = 0x20
+_CR = 0x0D
+
+#: Normalised forms of raw header names seen so far, shared by every parser (the mapping is a
+#: pure function, so sharing is safe). Bounded so that distinct keys cannot grow it forever.
+_KEYS: dict[bytes, str] = {}
+_KEYS_MAX = 4096
+_KEY_CACHE_MAX_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Limits a :class:`BoxParser` enforces; breaking one raises :class:`LimitExceeded`.
+
+    Attributes:
+        max_line_length: the longest header line accepted, in bytes, CRLF excluded.
+        max_body_length: the largest ``-Length`` accepted, in bytes.
+        max_headers: the most header lines (continuation lines included) in one box.
+    """
+
+    max_line_length: int = 1 << 20
+    max_body_length: int = 64 << 20
+    max_headers: int = 4096
+
+    def __post_init__(self) -> None:
+        for name in ("max_line_length", "max_body_length", "max_headers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Limits.{name} must be a positive int, not {value!r}")
+
+
+_DEFAULT_LIMITS = Limits()
+
+
+def _decode_key(raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedBox(f"header name is not valid UTF-8: {raw[:80]!r}") from None
+    key = normalize_key(text)
+    if len(_KEYS) < _KEYS_MAX and len(raw) <= _KEY_CACHE_MAX_LENGTH:
+        _KEYS[raw] = key
+    return key
+
+
+def _parse_length(value: str, limit: int) -> int:
+    if not value or not value.isascii() or not value.isdigit():
+        raise MalformedBox(f"-Length is not a non-negative decimal integer: {value[:40]!r}")
+    digits = value.lstrip("0")
+    # Compare digit counts first: never convert a huge string of digits to an int.
+    if len(digits) > len(str(limit)) or int(digits or "0") > limit:
+        raise LimitExceeded(f"-Length {value[:40]} exceeds max_body_length ({limit} bytes)")
+    return int(digits or "0")
+
+
+class BoxParser:
+    """Incremental Juice box parser: ``feed(bytes) -> list[Box]``.
+
+    Args:
+        limits: the limits to enforce; ``Limits()`` (the defaults) when ``None``.
+
+    Only :class:`ProtocolError` subclasses escape ``feed``: :class:`MalformedBox`,
+    :class:`TruncatedBox` and :class:`LimitExceeded`. After one is raised, every further call
+    raises it again.
+    """
+
+    __slots__ = (
+        "_body_length",
+        "_box",
+        "_buf",
+        "_ended",
+        "_error",
+        "_headers",
+        "_key",
+        "_need",
+        "_scan",
+        "limits",
+    )
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = _DEFAULT_LIMITS if limits is None else limits
+        # Unparsed bytes: a partial line, or a partial body.
+        self._buf = bytearray()
+        # Where to resume looking for CRLF in _buf (one before its end: a CR may be pending).
+        self._scan = 0
+        # The box being read (None between boxes), its last key (for continuation lines), its
+        # header-line count, its -Length (-1: none) and, once the headers are done, the body
+        # bytes still awaited (-1: reading header lines).
+        self._box: Box | None = None
+        self._key: str | None = None
+        self._headers = 0
+        self._body_length = -1
+        self._need = -1
+        self._error: ProtocolError | None = None
+        self._ended = False
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are held waiting for the rest of a line or a body."""
+        return len(self._buf)
+
+    @property
+    def in_box(self) -> bool:
+        """Whether part of a box has been received (so the stream may not end here)."""
+        return self._box is not None or bool(self._buf)
+
+    def feed(self, data: bytes) -> list[Box]:
+        """Parse ``data`` and return the boxes it completes, in order.
+
+        ``feed(b"")`` marks the end of the stream.
+
+        Raises:
+            MalformedBox: the bytes are not well-formed Juice.
+            LimitExceeded: a line, a body or the header count went past ``limits``.
+            TruncatedBox: the stream ended in the middle of a box.
+            ProtocolError: data arrived after the end of the stream, or an earlier error.
+        """
+        if self._error is not None:
+            raise self._error
+        if not data:
+            if self._ended:
+                return []
+            self._ended = True
+            if self._box is not None or self._buf:
+                self._fail(TruncatedBox(self._truncation()))
+            return []
+        if self._ended:
+            self._fail(ProtocolError("data received after the end of the stream"))
+        buf = self._buf
+        if buf:
+            buf += data
+            if self._need >= 0:
+                if len(buf) < self._need:
+                    return []
+            elif buf.find(_CRLF, self._scan) < 0:
+                self._scan = len(buf) - 1
+                self._check_partial_line(len(buf), buf[-1])
+                return []
+            data = bytes(buf)
+            buf.clear()
+        elif type(data) is not bytes:
+            data = bytes(data)
+        try:
+            return self._parse(data)
+        except ProtocolError as exc:
+            self._fail(exc)
+        except UnicodeDecodeError as exc:
+            self._fail(MalformedBox(f"header value is not valid UTF-8: {exc}"))
+        except Exception as exc:  # pragma: no cover - defensive: only ProtocolError escapes
+            self._fail(MalformedBox(f"unparseable input: {exc!r}"))
+
+    def _fail(self, error: ProtocolError) -> NoReturn:
+        self._error = error
+        self._buf = bytearray()
+        self._box = None
+        self._key = None
+        raise error
+
+    def _truncation(self) -> str:
+        if self._need >= 0:
+            return (
+                f"the stream ended in a body: {len(self._buf)} of "
+                f"{self._body_length} bytes received"
+            )
+        if self._buf:
+            return f"the stream ended in a header line ({len(self._buf)} bytes, no CRLF)"
+        return "the stream ended before the blank line that ends a box"
+
+    def _check_partial_line(self, size: int, last: int) -> None:
+        over = size - self.limits.max_line_length
+        # One byte over is still fine if it is the CR of the CRLF that ends the line.
+        if over > 1 or (over == 1 and last != _CR):
+            raise LimitExceeded(
+                f"a header line is longer than max_line_length "
+                f"({self.limits.max_line_length} bytes)"
+            )
+
+    def _parse(self, data: bytes) -> list[Box]:
+        limits = self.limits
+        max_line = limits.max_line_length
+        max_headers = limits.max_headers
+        max_body = limits.max_body_length
+        keys = _KEYS
+        find = data.find
+        out: list[Box] = []
+        box = self._box
+        key = self._key
+        headers = self._headers
+        length = self._body_length
+        need = self._need
+        pos = 0
+        end = len(data)
+        while True:
+            if need >= 0:
+                stop = pos + need
+                if stop > end:
+                    break
+                assert box is not None
+                box.body = data[pos:stop]
+                out.append(box)
+                pos = stop
+                box = key = None
+                headers = 0
+                length = need = -1
+                continue
+            eol = find(_CRLF, pos)
+            if eol < 0:
+                break
+            if eol - pos > max_line:
+                raise LimitExceeded(
+                    f"a header line is longer than max_line_length ({max_line} bytes)"
+                )
+            if eol == pos:
+                # The blank line: the headers are done.
+                pos += 2
+                if box is None:
+                    box = Box()
+                if length >= 0:
+                    need = length
+                    continue
+                out.append(box)
+                box = key = None
+                headers = 0
+                continue
+            if box is None:
+                box = Box()
+            headers += 1
+            if headers > max_headers:
+                raise LimitExceeded(f"a box has more than max_headers ({max_headers}) lines")
+            if data[pos] == _SPACE:
+                if key is None:
+                    raise MalformedBox(
+                        f"continuation line with no header before it: {data[pos:eol][:80]!r}"
+                    )
+                if key == "_length":
+                    raise MalformedBox("continuation line after -Length")
+                box[key] += "\r\n" + data[pos + 1 : eol].decode("utf-8")
+            else:
+                sep = find(_SEP, pos, eol)
+                if sep < 0:
+                    raise MalformedBox(f"header line without ': ': {data[pos:eol][:80]!r}")
+                raw = data[pos:sep]
+                key = keys.get(raw)
+                if key is None:
+                    key = _decode_key(raw)
+                value = data[sep + 2 : eol].decode("utf-8")
+                if key == "_length":
+                    length = _parse_length(value, max_body)
+                else:
+                    box[key] = value
+            pos = eol + 2
+        self._box = box
+        self._key = key
+        self._headers = headers
+        self._body_length = length
+        self._need = need
+        if pos < end:
+            self._buf += memoryview(data)[pos:]
+            if need < 0:
+                rest = end - pos
+                self._scan = rest - 1
+                self._check_partial_line(rest, data[-1])
+        else:
+            self._scan = 0
+        return out

@@ -1,0 +1,320 @@
+"""Request bookkeeping shared by both ends: classifying boxes, framing requests and answers,
+pairing answers with their requests, and dispatching requests to handler methods.
+
+Everything here is sans-IO and synchronous: the parent's connection and the child's runtime
+own the streams, threads and locks, and feed boxes through these helpers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from juicectl.juice._box import Box, append_fields, finish
+from juicectl.juice._commands import RESPONDER_ATTRIBUTE, Command, Negotiate, command_key
+from juicectl.juice._errors import JuicectlError, MalformedBox, SerializationError
+
+__all__ = [
+    "UNHANDLED_CODE",
+    "UNHANDLED_DESCRIPTION",
+    "Answer",
+    "ErrorAnswer",
+    "Reply",
+    "Request",
+    "RequestTable",
+    "Responders",
+    "answer_bytes",
+    "classify",
+    "error_bytes",
+    "request_bytes",
+]
+
+W = TypeVar("W")
+
+#: The code and description the reference sends for unknown commands and undeclared errors.
+UNHANDLED_CODE = "UNHANDLED"
+UNHANDLED_DESCRIPTION = "Unhandled Remote System Exception "
+
+#: Protocol versions the built-in Negotiate responder accepts (the reference knows only 1).
+VERSIONS = (1,)
+
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful answer (``-Answer``)."""
+
+    tag: str
+    """The ``-Answer`` tag: the ``-Ask`` of the request it answers."""
+    box: Box
+    """The response fields (``-`` headers removed), body included."""
+
+
+@dataclass(frozen=True)
+class ErrorAnswer:
+    """A failed answer (``-Error``)."""
+
+    tag: str
+    """The ``-Error`` tag: the ``-Ask`` of the request it answers."""
+    code: str
+    """The ``-Error-Code``, e.g. ``UNHANDLED``."""
+    description: str
+    """The ``-Error-Description`` (empty if the peer sent none)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request (``-Command``) from the peer."""
+
+    command: str
+    """The ``-Command`` name, as sent."""
+    tag: str | None
+    """The ``-Ask`` tag, or ``None`` when no answer is wanted."""
+    box: Box
+    """The argument fields (``-`` headers removed), body included."""
+
+
+def _fields(box: Box) -> Box:
+    return Box({k: v for k, v in box.items() if not k.startswith("_")}, body=box.body)
+
+
+def classify(box: Box) -> Answer | ErrorAnswer | Request:
+    """Tell what a received box is: an answer, an error answer or a request.
+
+    Checked in the reference's order: ``-Answer``, then ``-Error``, then ``-Command``.
+
+    Raises:
+        MalformedBox: the box has none of those headers, or an error lacks ``-Error-Code``.
+    """
+    tag = box.get("_answer")
+    if tag is not None:
+        return Answer(tag, _fields(box))
+    tag = box.get("_error")
+    if tag is not None:
+        code = box.get("_error_code")
+        if code is None:
+            raise MalformedBox(f"error answer {tag!r} has no -Error-Code")
+        return ErrorAnswer(tag, code, box.get("_error_description", ""))
+    name = box.get("_command")
+    if name is not None:
+        return Request(name, box.get("_ask"), _fields(box))
+    keys = ", ".join(sorted(box)[:8])
+    raise MalformedBox(f"box has none of -Command, -Answer, -Error (keys: {keys or 'none'})")
+
+
+def request_bytes(command: type[Command], tag: str | None, arguments: Box) -> bytes:
+    """Return the bytes of a request: ``-Command``, ``-Ask`` (when ``tag``), the fields."""
+    parts = [f"-Command: {command.command_name}\r\n"]
+    if tag is not None:
+        append_fields(parts, {"_ask": tag})
+    append_fields(parts, arguments)
+    return finish(parts, arguments.body)
+
+
+def answer_bytes(tag: str, response: Box) -> bytes:
+    """Return the bytes of a successful answer: the fields, then ``-Answer`` (as the reference)."""
+    parts: list[str] = []
+    append_fields(parts, response)
+    append_fields(parts, {"_answer": tag})
+    return finish(parts, response.body)
+
+
+def error_bytes(tag: str, code: str, description: str) -> bytes:
+    """Return the bytes of an error answer, in the reference's header order.
+
+    Lone CR or LF in ``description`` become CRLF so any exception text can be sent.
+    """
+    if "\r" in description or "\n" in description:
+        description = _NEWLINES.sub("\r\n", description)
+    parts: list[str] = []
+    append_fields(parts, {"_error": tag, "_error_description": description, "_error_code": code})
+    return finish(parts, None)
+
+
+class RequestTable(Generic[W]):
+    """Outstanding requests by tag, each with its command and a waiter of the owner's choice.
+
+    Not thread-safe: the owner holds its own lock around it.
+    """
+
+    def __init__(self) -> None:
+        self._counter = 0
+        self._waiting: dict[str, tuple[type[Command], W]] = {}
+
+    def next_tag(self) -> str:
+        """Return a fresh tag: ``"1"``, ``"2"``, ..., ``"a"``, ... (lowercase hex)."""
+        self._counter += 1
+        return format(self._counter, "x")
+
+    def add(self, tag: str, command: type[Command], waiter: W) -> None:
+        """Remember that ``tag`` awaits an answer to ``command``."""
+        if tag in self._waiting:
+            raise ValueError(f"tag {tag!r} is already outstanding")
+        self._waiting[tag] = (command, waiter)
+
+    def pop(self, tag: str) -> tuple[type[Command], W] | None:
+        """Forget ``tag`` and return its command and waiter, or ``None`` if unknown."""
+        return self._waiting.pop(tag, None)
+
+    def drain(self) -> list[W]:
+        """Return every waiter and empty the table (the connection has ended)."""
+        waiters = [waiter for _, waiter in self._waiting.values()]
+        self._waiting.clear()
+        return waiters
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def __contains__(self, tag: object) -> bool:
+        return tag in self._waiting
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to do after handling a request."""
+
+    data: bytes | None
+    """The bytes to write back, or ``None`` (the request had no ``-Ask``)."""
+    close: bool
+    """Whether to close the connection after writing (unhandled or fatal errors)."""
+    error: BaseException | None = None
+    """The exception the request failed with, for logging; ``None`` on success."""
+
+
+class _IncompatibleVersions(JuicectlError):
+    """No version offered in a Negotiate request is known here."""
+
+
+def _negotiate(versions: list[int]) -> dict[str, Any]:
+    for version in versions:
+        if version in VERSIONS:
+            return {"version": version}
+    raise _IncompatibleVersions(f"no supported version among {versions!r}")
+
+
+Handler = Callable[..., Any]
+
+
+def _loose(key: str) -> str:
+    # "SetStore" and "Set-Store" differ only by separators: match those too.
+    return key.replace("_", "")
+
+
+class Responders:
+    """Dispatch of incoming requests to handler methods marked with ``Command.responder``.
+
+    Args:
+        handler_object: the object whose methods answer requests (``None``: built-ins only).
+        builtins: whether to answer ``Negotiate`` (a handler for it takes precedence).
+
+    Raises:
+        TypeError: one class marks two methods as responders for the same command.
+    """
+
+    def __init__(self, handler_object: object | None, *, builtins: bool = True) -> None:
+        self._exact: dict[str, tuple[type[Command], Handler]] = {}
+        if builtins:
+            self._exact[command_key(Negotiate.command_name)] = (Negotiate, _negotiate)
+        if handler_object is not None:
+            self._exact.update(_find_responders(handler_object))
+        self._loose: dict[str, tuple[type[Command], Handler] | None] = {}
+        for key, entry in self._exact.items():
+            loose = _loose(key)
+            # Two commands that differ only by separators: neither matches loosely.
+            self._loose[loose] = None if loose in self._loose else entry
+
+    def lookup(self, command_name: str) -> tuple[type[Command], Handler] | None:
+        """Return the command class and handler for a ``-Command`` name, or ``None``."""
+        key = command_key(command_name)
+        entry = self._exact.get(key)
+        if entry is None:
+            entry = self._loose.get(_loose(key))
+        return entry
+
+    @property
+    def commands(self) -> list[type[Command]]:
+        """The commands answered here."""
+        return [command for command, _ in self._exact.values()]
+
+    def handle(self, request: Request) -> Reply:
+        """Run the handler for ``request`` synchronously and return what to send back.
+
+        An unknown command, arguments that do not parse, or an exception the command does not
+        declare give ``UNHANDLED`` and ``close=True``; a declared ``errors`` exception gives its
+        code and ``close=False``; a ``fatal_errors`` one gives its code and ``close=True``.
+        """
+        tag = request.tag
+        entry = self.lookup(request.command)
+        if entry is None:
+            return _unhandled(tag, LookupError(f"no responder for command {request.command!r}"))
+        command, handler = entry
+        try:
+            kwargs = command.parse_arguments(request.box)
+        except Exception as exc:
+            return _unhandled(tag, exc)
+        try:
+            result = handler(**kwargs)
+        except Exception as exc:
+            declared = command.error_code(exc)
+            if declared is None:
+                return _unhandled(tag, exc)
+            code, fatal = declared
+            if tag is None:
+                return Reply(None, fatal, exc)
+            try:
+                data = error_bytes(tag, code, str(exc))
+            except SerializationError:
+                return _unhandled(tag, exc)
+            return Reply(data, fatal, exc)
+        try:
+            if result is None:
+                result = {}
+            elif not isinstance(result, Mapping):
+                raise TypeError(
+                    f"the {command.command_name} responder returned "
+                    f"{type(result).__name__}, not a dict"
+                )
+            response = command.make_response(result)
+            if tag is None:
+                return Reply(None, False)
+            return Reply(answer_bytes(tag, response), False)
+        except Exception as exc:
+            return _unhandled(tag, exc)
+
+
+def _unhandled(tag: str | None, error: BaseException) -> Reply:
+    data = None if tag is None else error_bytes(tag, UNHANDLED_CODE, UNHANDLED_DESCRIPTION)
+    return Reply(data, True, error)
+
+
+def _find_responders(handler_object: object) -> dict[str, tuple[type[Command], Handler]]:
+    found: dict[str, tuple[type[Command], Handler]] = {}
+    seen_names: set[str] = set()
+    namespaces: list[Mapping[str, Any]] = []
+    instance_dict = getattr(handler_object, "__dict__", None)
+    if isinstance(instance_dict, Mapping):
+        namespaces.append(instance_dict)
+    namespaces.extend(vars(klass) for klass in type(handler_object).__mro__)
+    for namespace in namespaces:
+        claimed: dict[str, str] = {}
+        for name, raw in namespace.items():
+            if name in seen_names:
+                continue
+            target = getattr(raw, "__func__", raw)
+            command = getattr(target, RESPONDER_ATTRIBUTE, None)
+            if not (isinstance(command, type) and issubclass(command, Command)):
+                continue
+            seen_names.add(name)
+            key = command_key(command.command_name)
+            if key in claimed:
+                raise TypeError(
+                    f"{claimed[key]!r} and {name!r} both answer {command.command_name!r}"
+                )
+            claimed[key] = name
+            if key in found:
+                continue  # a more derived class already answers it
+            found[key] = (command, getattr(handler_object, name))
+    return found
