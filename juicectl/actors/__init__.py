@@ -1,0 +1,16 @@
+"""The actors: the controller (the mode machine) and the subscribers that run hooks."""
+
+from __future__ import annotations
+
+from juicectl.actors.controller import TRANSITIONS, ControllerActor, Mode, ProcessFactory
+from juicectl.actors.subscribers import ForwardingActor, HookActor, subscriber_for
+
+__all__ = [
+    "TRANSITIONS",
+    "ControllerActor",
+    "ForwardingActor",
+    "HookActor",
+    "Mode",
+    "ProcessFactory",
+    "subscriber_for",
+]
