@@ -25,7 +25,20 @@ _LAZY = {
     "StopResult": "juicectl.messages",
 }
 
-__all__ = sorted([*_LAZY, "__version__"])
+__all__ = [
+    "Connection",
+    "ControllerClosed",
+    "JuicectlError",
+    "LaunchSpec",
+    "ProcessController",
+    "ProcessLaunchError",
+    "ProcessUnavailable",
+    "RequestTimeout",
+    "RestartPolicy",
+    "StopResult",
+    "TooManyRequests",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from juicectl.connection import Connection

@@ -1,0 +1,396 @@
+"""Request/response multiplexing over one child's stdin and stdout.
+
+A ``Connection`` is what ``get_process()`` hands out. Any thread may ``call()`` on it; each
+request gets a tag and a future, and the answer (in any order) settles that future.
+
+Why writes happen on the caller's thread: every hand-off on the request path costs (an
+actor's inbox costs a thread switch per request). The process actor still *owns* the child:
+it creates the connection, feeds it what the reader thread reads, and ends it. The
+connection only borrows the write end of the child's stdin, through a write function.
+
+Locking, kept small on purpose:
+
+* ``_lock`` guards the outstanding-request table, the counters and the closed flag. It is
+  never held while writing or while running a callback.
+* Writes are *combined*: a caller appends its bytes to ``_pending`` and, if no other thread
+  is writing, becomes the writer and flushes everything queued so far in one ``write``.
+  Under load many requests leave in one system call; alone, a request is written at once.
+
+The reader thread (owned by the process actor) calls ``data_received``; it parses boxes and
+settles the futures of answers directly, with no further hand-off. Requests the child sends
+to the parent are answered by the ``responder`` on one dispatch thread, started on first use,
+so a slow responder never stalls the reader.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+
+from juicectl._future import ReplyFuture
+from juicectl._timer import TimerHandle, call_later
+from juicectl.exceptions import (
+    ArgumentError,
+    ProcessUnavailable,
+    ProtocolError,
+    RequestTimeout,
+    TooManyRequests,
+)
+from juicectl.juice import (
+    Answer,
+    BoxParser,
+    Command,
+    ErrorAnswer,
+    Limits,
+    Request,
+    RequestTable,
+    Responders,
+    classify,
+    request_bytes,
+)
+
+log = structlog.get_logger(__name__)
+
+# How many timed-out tags to remember, to tell a late answer from a bogus one.
+_TIMED_OUT_MEMORY = 1024
+
+
+class _Outstanding:
+    """One request in flight: its future and its timeout (if any)."""
+
+    __slots__ = ("future", "timer")
+
+    def __init__(self, future: ReplyFuture[dict[str, Any]]) -> None:
+        self.future = future
+        self.timer: TimerHandle | None = None
+
+
+class Connection:
+    """A Juice connection to one child process. Thread-safe.
+
+    Created by the process actor; users get it from ``ProcessController.get_process()``.
+
+    Args:
+        write: writes all of the given bytes to the child's stdin (blocking); raises
+            ``OSError`` if the pipe is broken.
+        pid: the child's process id (for logs and errors).
+        generation: the child's generation number.
+        name: the controller's name.
+        responder: an object with ``@Command.responder`` methods answering the child's
+            requests, or None.
+        request_timeout: the default timeout of ``call()``, in seconds, or None.
+        max_in_flight: the most requests outstanding at once.
+        limits: the parser's limits for what the child sends.
+        on_fatal: called (once, from the reader thread) when the connection must end
+            because of what the child sent: a protocol error, or a request answered with a
+            connection-closing error. The process actor stops the child.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[bytes], None],
+        *,
+        pid: int,
+        generation: int,
+        name: str = "juicectl",
+        responder: object | None = None,
+        request_timeout: float | None = None,
+        max_in_flight: int = 1024,
+        limits: Limits | None = None,
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._write = write
+        self.pid = pid
+        self.generation = generation
+        self.name = name
+        self.request_timeout = request_timeout
+        self.max_in_flight = max_in_flight
+        self._on_fatal = on_fatal
+        self._log = log.bind(controller=name, pid=pid, generation=generation)
+        self._parser = BoxParser(limits)
+        self._responders = Responders(responder, builtins=True)
+        self._dispatcher: ThreadPoolExecutor | None = None
+
+        self._lock = threading.Lock()
+        self._slot_free = threading.Condition(self._lock)
+        self._table: RequestTable[_Outstanding] = RequestTable()
+        self._timed_out: OrderedDict[str, None] = OrderedDict()
+        self._closed: ProcessUnavailable | None = None
+        self._fatal_reported = False
+        self.sent = 0
+        self.answered = 0
+        self.failed = 0
+
+        self._pending: list[bytes] = []
+        self._pending_lock = threading.Lock()
+        self._flushing = False
+
+    # --- the caller's side --------------------------------------------------------------
+
+    def call(
+        self,
+        command: type[Command],
+        *,
+        timeout: float | None = None,
+        wait_for_slot: bool = True,
+        **arguments: Any,
+    ) -> ReplyFuture[dict[str, Any]]:
+        """Send a request; return a future of the response fields (a dict).
+
+        The future fails with the exception class the command declares for the error code,
+        ``RemoteJuiceError`` for any other error answer, ``RequestTimeout`` after ``timeout``
+        seconds (default: the connection's ``request_timeout``), or ``ProcessUnavailable`` if
+        the connection is lost first. A request that went out is never re-sent.
+
+        Bad arguments (missing, unknown, wrong type, not representable) raise
+        ``ArgumentError`` here, before anything is written.
+
+        When ``max_in_flight`` requests are outstanding, the caller waits for a free slot (up
+        to ``timeout``) or, with ``wait_for_slot=False``, fails with ``TooManyRequests``.
+
+        A command without an answer (``requires_answer = False``) gets a future set to
+        ``{}`` once written.
+        """
+        return self.call_with(command, arguments, timeout=timeout, wait_for_slot=wait_for_slot)
+
+    def call_with(
+        self,
+        command: type[Command],
+        arguments: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+        wait_for_slot: bool = True,
+    ) -> ReplyFuture[dict[str, Any]]:
+        """Like ``call()``, with the arguments as a mapping (for arguments named ``timeout``)."""
+        if not (isinstance(command, type) and issubclass(command, Command)):
+            raise ArgumentError(f"call() needs a Command subclass, not {command!r}")
+        fields = command.make_arguments(arguments)
+        if timeout is None:
+            timeout = self.request_timeout
+        elif timeout <= 0:
+            raise ArgumentError(f"timeout must be > 0 seconds or None, not {timeout!r}")
+        future: ReplyFuture[dict[str, Any]] = ReplyFuture()
+
+        if not command.requires_answer:
+            with self._lock:
+                closed = self._closed
+            if closed is not None:
+                future.try_set_exception(closed)
+                return future
+            self._send(request_bytes(command, None, fields))
+            future.try_set({})
+            return future
+
+        outstanding = _Outstanding(future)
+        with self._lock:
+            if not self._wait_for_slot(timeout, wait_for_slot, command):
+                return future  # not reached: _wait_for_slot raises
+            if self._closed is not None:
+                future.try_set_exception(self._closed)
+                return future
+            tag = self._table.next_tag()
+            self._table.add(tag, command, outstanding)
+            self.sent += 1
+        if timeout is not None:
+            outstanding.timer = call_later(timeout, lambda: self._expire(tag, command, timeout))
+        self._send(request_bytes(command, tag, fields))
+        return future
+
+    def _wait_for_slot(self, timeout: float | None, wait: bool, command: type[Command]) -> bool:
+        # Called with _lock held.
+        if len(self._table) < self.max_in_flight or self._closed is not None:
+            return True
+        if not wait:
+            raise TooManyRequests(
+                f"{self.max_in_flight} requests already in flight to child {self.pid}; "
+                f"{command.command_name} not sent"
+            )
+        if not self._slot_free.wait_for(
+            lambda: len(self._table) < self.max_in_flight or self._closed is not None,
+            timeout=timeout,
+        ):
+            raise TooManyRequests(
+                f"no free slot within {timeout}s ({self.max_in_flight} requests in flight to "
+                f"child {self.pid}); {command.command_name} not sent"
+            )
+        return True
+
+    def _expire(self, tag: str, command: type[Command], timeout: float) -> None:
+        with self._lock:
+            popped = self._table.pop(tag)
+            if popped is None:
+                return
+            self._remember_timed_out(tag)
+            self.failed += 1
+            self._slot_free.notify()
+        popped[1].future.try_set_exception(
+            RequestTimeout(f"{command.command_name} got no answer within {timeout}s")
+        )
+
+    def _remember_timed_out(self, tag: str) -> None:
+        self._timed_out[tag] = None
+        if len(self._timed_out) > _TIMED_OUT_MEMORY:
+            self._timed_out.popitem(last=False)
+
+    def _send(self, data: bytes) -> None:
+        """Queue ``data`` for the child's stdin; the first idle caller writes the queue."""
+        with self._pending_lock:
+            self._pending.append(data)
+            if self._flushing:
+                return
+            self._flushing = True
+        while True:
+            with self._pending_lock:
+                if not self._pending:
+                    self._flushing = False
+                    return
+                chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+                self._pending.clear()
+            try:
+                self._write(chunk)
+            except (OSError, ValueError) as error:
+                # The child is gone or its stdin closed: the process actor will see the exit
+                # and end the connection; until then fail what we could not send.
+                self._log.debug("write_failed", error=str(error))
+                with self._pending_lock:
+                    self._pending.clear()
+                    self._flushing = False
+                self.connection_lost(ProcessUnavailable(f"cannot write to child {self.pid}: "
+                                                        f"{error}"))
+                return
+
+    @property
+    def in_flight(self) -> int:
+        """How many requests await an answer."""
+        with self._lock:
+            return len(self._table)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has ended (the child is gone or going)."""
+        with self._lock:
+            return self._closed is not None
+
+    def stats(self) -> dict[str, int]:
+        """Counters: requests sent, answered, failed, and in flight."""
+        with self._lock:
+            return {
+                "sent": self.sent,
+                "answered": self.answered,
+                "failed": self.failed,
+                "in_flight": len(self._table),
+            }
+
+    # --- the reader's side (the process actor's reader thread) --------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """Parse what the child wrote and settle the futures it answers.
+
+        Raises ``ProtocolError`` if the child broke the protocol (the caller ends the child).
+        """
+        for box in self._parser.feed(data):
+            message = classify(box)
+            if isinstance(message, Answer):
+                self._answer(message.tag, box=message.box)
+            elif isinstance(message, ErrorAnswer):
+                self._answer(message.tag, error=(message.code, message.description))
+            else:
+                self._request(message)
+
+    def _answer(
+        self,
+        tag: str,
+        *,
+        box: Any = None,
+        error: tuple[str, str] | None = None,
+    ) -> None:
+        with self._lock:
+            popped = self._table.pop(tag)
+            if popped is None:
+                late = tag in self._timed_out
+                if late:
+                    del self._timed_out[tag]
+            else:
+                self._slot_free.notify()
+        if popped is None:
+            if late:
+                self._log.info("late_answer_dropped", tag=tag)
+            else:
+                self._log.warning("answer_for_unknown_tag", tag=tag,
+                                  error_code=error[0] if error else None)
+            return
+        command, outstanding = popped
+        if outstanding.timer is not None:
+            outstanding.timer.cancel()
+        outcome: BaseException | None
+        if error is not None:
+            outcome = command.error_from_code(*error)
+        else:
+            try:
+                result = command.parse_response(box)
+            except (ArgumentError, ProtocolError) as parse_error:
+                outcome = parse_error
+            else:
+                outcome = None
+        with self._lock:
+            if outcome is None:
+                self.answered += 1
+            else:
+                self.failed += 1
+        if outcome is None:
+            outstanding.future.try_set(result)
+        else:
+            outstanding.future.try_set_exception(outcome)
+
+    def _request(self, request: Request) -> None:
+        if self._dispatcher is None:
+            self._dispatcher = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"juicectl-responder-{self.pid}"
+            )
+        self._dispatcher.submit(self._respond, request)
+
+    def _respond(self, request: Request) -> None:
+        reply = self._responders.handle(request)
+        if reply.error is not None:
+            self._log.warning("responder_failed", command=request.command,
+                              error=repr(reply.error))
+        if reply.data is not None and not self.closed:
+            self._send(reply.data)
+        if reply.close:
+            self._fatal(ProcessUnavailable(
+                f"child {self.pid} sent {request.command!r}, which closes the connection"
+            ))
+
+    def _fatal(self, error: BaseException) -> None:
+        with self._lock:
+            if self._fatal_reported:
+                return
+            self._fatal_reported = True
+        if self._on_fatal is not None:
+            self._on_fatal(error)
+
+    def connection_lost(self, reason: ProcessUnavailable) -> None:
+        """End the connection: fail every outstanding request with ``reason`` and refuse new
+        ones. Idempotent; the first reason wins."""
+        with self._lock:
+            if self._closed is not None:
+                return
+            self._closed = reason
+            waiting = self._table.drain()
+            self.failed += len(waiting)
+            self._slot_free.notify_all()
+        for outstanding in waiting:
+            if outstanding.timer is not None:
+                outstanding.timer.cancel()
+            outstanding.future.try_set_exception(reason)
+        if self._dispatcher is not None:
+            self._dispatcher.shutdown(wait=False, cancel_futures=True)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Connection {self.name} pid={self.pid} generation={self.generation} {state}>"

@@ -1,0 +1,251 @@
+"""``ProcessController``: the thread-safe handle users hold.
+
+It owns nothing but references: the controller actor keeps the mode, the process actors own
+the children. Each method creates a reply future, puts it in a message and returns it, so
+callers choose how long to wait, and an actor that holds a controller never blocks on it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import pykka
+import structlog
+
+from juicectl._future import ReplyFuture
+from juicectl.actors.controller import ControllerActor, Mode, _Close, _GetMode, _GetStats
+from juicectl.actors.process import ProcessActor
+from juicectl.actors.subscribers import subscriber_for
+from juicectl.connection import Connection
+from juicectl.exceptions import ControllerClosed
+from juicectl.juice import Limits
+from juicectl.messages import (
+    GetProcess,
+    ProcessStarted,
+    ProcessTerminated,
+    StopProcess,
+    StopResult,
+    Subscribe,
+)
+from juicectl.policy import LaunchSpec, Readiness, RestartPolicy
+
+log = structlog.get_logger(__name__)
+
+_names = itertools.count(1)
+_open_controllers: weakref.WeakSet[ProcessController] = weakref.WeakSet()
+_open_lock = threading.Lock()
+
+Hook = Callable[[], Any] | pykka.ActorRef[Any] | None
+ProcessFactory = Callable[[pykka.ActorRef[Any], int, LaunchSpec], pykka.ActorRef[Any]]
+
+
+class ProcessController:
+    """Launches a child on first use, restarts it when it dies, stops it on request.
+
+    Create one with ``ProcessController.start(argv, ...)``; it starts in mode ``"stopped"``
+    and launches the child on the first ``get_process()``. Every method is thread-safe and
+    returns at once; the futures say when things happened.
+    """
+
+    def __init__(self, actor_ref: pykka.ActorRef[Any], name: str, spec: LaunchSpec) -> None:
+        """Use ``ProcessController.start()``; this wraps an already started controller actor."""
+        self._actor = actor_ref
+        self.name = name
+        self.spec = spec
+        self._closed = False
+        self._hooks: list[pykka.ActorRef[Any]] = []
+        with _open_lock:
+            _open_controllers.add(self)
+
+    @classmethod
+    def start(
+        cls,
+        argv: Sequence[str],
+        *,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        on_process_startup: Hook = None,
+        on_process_termination: Hook = None,
+        prepare: Callable[[Connection], Any] | None = None,
+        responder: object | None = None,
+        restart: RestartPolicy | None = None,
+        readiness: Readiness = "negotiate",
+        startup_timeout: float = 10.0,
+        stop_timeout: float = 5.0,
+        kill_timeout: float = 2.0,
+        request_timeout: float | None = None,
+        max_in_flight: int = 1024,
+        limits: Limits | None = None,
+        subscribers: Iterable[pykka.ActorRef[Any]] = (),
+        process_factory: ProcessFactory | None = None,
+    ) -> ProcessController:
+        """Start a controller (in mode ``"stopped"``) for the child ``argv``.
+
+        Args:
+            argv: the child's command as a list (never run through a shell).
+            name: a name for logs and events (default ``"controller-N"``).
+            env: the child's environment (None: inherit). cwd: its directory (None: inherit).
+            on_process_startup: a no-argument callable (run in a subscriber actor, never on
+                the controller's thread) or an ``ActorRef`` told ``ProcessStarted``, whenever
+                a newly spawned child is ready.
+            on_process_termination: likewise, told ``ProcessTerminated`` whenever a child's
+                connection is lost, except after an explicit ``stop_process()``.
+            prepare: ``prepare(connection)`` runs once the child answers, before any caller
+                gets the connection; what it sends goes out first. It may return a future to
+                wait for. If it fails, the start fails.
+            responder: an object whose ``@Command.responder`` methods answer the child.
+            restart: the ``RestartPolicy`` (default: permanent, with backoff and a limit).
+            readiness: ``"negotiate"`` (default) or ``"connected"``.
+            startup_timeout, stop_timeout, kill_timeout: bounds, in seconds (see
+                ``LaunchSpec``).
+            request_timeout: the default timeout of each request (None: none).
+            max_in_flight: the most requests outstanding at once on a connection.
+            limits: parser limits for what the child sends.
+            subscribers: ``ActorRef``s told every event.
+            process_factory: replaces the process actor (tests drive the controller with a
+                fake one).
+        """
+        spec = LaunchSpec(
+            argv=tuple(argv) if not isinstance(argv, str | bytes) else argv,
+            env=dict(env) if env is not None else None,
+            cwd=str(cwd) if cwd is not None else None,
+            readiness=readiness,
+            prepare=prepare,
+            responder=responder,
+            startup_timeout=startup_timeout,
+            stop_timeout=stop_timeout,
+            kill_timeout=kill_timeout,
+            request_timeout=request_timeout,
+            max_in_flight=max_in_flight,
+            limits=limits if limits is not None else Limits(),
+        )
+        policy = restart if restart is not None else RestartPolicy()
+        if not isinstance(policy, RestartPolicy):
+            raise TypeError(f"restart must be a RestartPolicy, not {policy!r}")
+        name = name or f"controller-{next(_names)}"
+        hooks: list[pykka.ActorRef[Any]] = []
+        if on_process_startup is not None:
+            hooks.append(subscriber_for(on_process_startup, (ProcessStarted,), name=name))
+        if on_process_termination is not None:
+            hooks.append(subscriber_for(on_process_termination, (ProcessTerminated,), name=name))
+        factory = process_factory or ProcessActor.factory(name)
+        actor_ref = ControllerActor.start(name, spec, factory, policy, [*hooks, *subscribers])
+        log.info("controller_started", controller=name, argv=list(spec.argv))
+        controller = cls(actor_ref, name, spec)
+        controller._hooks = hooks
+        return controller
+
+    # --- the seed's operations ------------------------------------------------------------
+
+    def get_process(self) -> ReplyFuture[Connection]:
+        """A future of the ``Connection`` to a ready child, launching one if none runs.
+
+        Fails with ``ProcessUnavailable`` (transient: retry later) while stopping, or if the
+        start fails; with ``ProcessLaunchError`` if the child cannot be launched at all.
+        """
+        future: ReplyFuture[Connection] = ReplyFuture()
+        self._tell(GetProcess(future), future)
+        return future
+
+    def stop_process(self) -> ReplyFuture[StopResult]:
+        """Stop the child; the future resolves with a ``StopResult`` once it has exited."""
+        future: ReplyFuture[StopResult] = ReplyFuture()
+        self._tell(StopProcess(future), future)
+        return future
+
+    def call(self, command: Any, *, timeout: float | None = None, **arguments: Any) -> Any:
+        """Get the process (launching it if needed) and send one request; block for the
+        response dict. A convenience for scripts: ``get_process()`` then ``call()``."""
+        connection = self.get_process().get(timeout=timeout or self.spec.startup_timeout + 1)
+        return connection.call(command, timeout=timeout, **arguments).get()
+
+    @property
+    def mode(self) -> str:
+        """The controller's mode: ``"stopped"``, ``"starting"``, ``"ready"``, ``"stopping"``
+        or ``"waiting_ready"``."""
+        future: ReplyFuture[Mode] = ReplyFuture()
+        if not self._tell(_GetMode(future), future):
+            return Mode.STOPPED.value
+        return str(Mode(future.get(timeout=10)).value)
+
+    def stats(self) -> dict[str, Any]:
+        """Figures: mode, pid, generation, uptime, restarts, last exit, and the current
+        connection's requests (sent, answered, failed, in flight)."""
+        future: ReplyFuture[dict[str, Any]] = ReplyFuture()
+        if not self._tell(_GetStats(future), future):
+            return {"mode": Mode.STOPPED.value, "closed": True}
+        return dict(future.get(timeout=10))
+
+    def subscribe(self, subscriber: pykka.ActorRef[Any]) -> None:
+        """Tell ``subscriber`` (an ``ActorRef``) every event from now on."""
+        self._tell(Subscribe(subscriber), None)
+
+    # --- closing ------------------------------------------------------------------------
+
+    def close(self, timeout: float | None = None) -> StopResult | None:
+        """Stop the child (if any, through the whole escalation) and every actor of this
+        controller. Idempotent; also run at interpreter exit. Returns how the stop ended."""
+        if self._closed:
+            return None
+        self._closed = True
+        with _open_lock:
+            _open_controllers.discard(self)
+        future: ReplyFuture[StopResult] = ReplyFuture()
+        if not self._tell(_Close(future), future):
+            self._stop_hooks()
+            return None
+        spec = self.spec
+        bound = timeout if timeout is not None else (
+            spec.stop_timeout + 2 * spec.kill_timeout + spec.startup_timeout + 5
+        )
+        try:
+            result: StopResult = future.get(timeout=bound)
+        except pykka.Timeout:
+            log.warning("close_timed_out", controller=self.name, timeout=bound)
+            self._actor.stop(block=False)
+            self._stop_hooks()
+            return None
+        if self._actor.is_alive():
+            self._actor.stop(block=True, timeout=5)
+        self._stop_hooks()
+        return result
+
+    def _stop_hooks(self) -> None:
+        for hook in self._hooks:
+            hook.stop(block=False)
+
+    def __enter__(self) -> ProcessController:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _tell(self, message: Any, future: ReplyFuture[Any] | None) -> bool:
+        try:
+            self._actor.tell(message)
+        except pykka.ActorDeadError:
+            if future is not None:
+                future.try_set_exception(ControllerClosed(f"controller {self.name} is closed"))
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"<ProcessController {self.name} argv={list(self.spec.argv)!r}>"
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    """Interpreter exit: stop every child this process still supervises (no orphans)."""
+    with _open_lock:
+        controllers = list(_open_controllers)
+    for controller in controllers:
+        try:
+            controller.close()
+        except Exception:
+            log.exception("close_at_exit_failed", controller=controller.name)
