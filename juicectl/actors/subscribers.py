@@ -58,7 +58,7 @@ class HookActor(pykka.ThreadingActor):
         except Exception:
             # A broken hook must not disturb the controller or kill this actor: later
             # events still reach it.
-            self._log.exception("hook_failed", event=type(message).__name__)
+            self._log.exception("hook_failed", event_type=type(message).__name__)
         return None
 
 
