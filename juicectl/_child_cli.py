@@ -1,0 +1,70 @@
+"""``python -m juicectl.child package.module:WorkerClass``: protect stdio, then import and serve.
+
+The order is the point: stdio is protected before the worker's module is imported, so even
+what that module prints or logs while it is imported cannot reach the protocol stream.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from juicectl._child_runtime import run
+from juicectl._child_streams import protect_stdio
+
+__all__ = ["load_worker", "main"]
+
+_USAGE = "python -m juicectl.child package.module:WorkerClass [--concurrency N]"
+
+
+def load_worker(spec: str) -> object:
+    """Import ``"package.module:Name"`` (``Name`` may be dotted: ``Outer.Inner``); return it.
+
+    Raises:
+        ValueError: ``spec`` has no ``:`` or names nothing.
+        ImportError: the module cannot be imported.
+        AttributeError: the module has no such attribute.
+    """
+    module_name, sep, qualname = spec.partition(":")
+    if not sep or not module_name or not qualname:
+        raise ValueError(f"expected package.module:WorkerClass, got {spec!r}")
+    obj: object = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the worker named on the command line; exit 0 when the conversation ends.
+
+    Exit status 2 for a bad command line (argparse's convention), 1 after a protocol error.
+    """
+    # First, before argparse (its --help prints to stdout) and before any import of user code.
+    protect_stdio()
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m juicectl.child",
+        usage=_USAGE,
+        description="Serve a juicectl worker on stdin/stdout (stray output goes to stderr).",
+    )
+    parser.add_argument("worker", help="the worker class, as package.module:WorkerClass")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run up to N handlers at once (default: the worker's own setting, 1)",
+    )
+    args = parser.parse_args(argv)
+    if args.concurrency is not None and args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    try:
+        worker = load_worker(args.worker)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not callable(worker):
+        parser.error(f"{args.worker} is not a class")
+    run(worker, concurrency=args.concurrency)
+    sys.exit(0)  # run() exits; this keeps the contract if it ever returns

@@ -1,0 +1,653 @@
+"""The child side of a Juice connection: serve a worker's handlers on a pair of byte streams.
+
+Why it is shaped like this:
+
+* **One reader.** Only the serving thread reads the input. It parses every box in a chunk,
+  routes answers to this child's own calls at once, and hands requests to the handlers.
+* **Sequential by default, with nothing in the way.** With ``concurrency == 1`` handlers run
+  on the reading thread itself, in arrival order, and the answers of one chunk go out in one
+  write: no thread hand-off, no queue, one system call per chunk on a busy pipe.
+* **Threads only when asked.** With ``concurrency == N > 1`` the reader submits each request
+  to N daemon threads and keeps reading, so a slow handler does not hold a fast one; each
+  answer is written as soon as it is ready, under a write lock (the tags keep the pairs).
+  Daemon threads, because a stuck handler must not keep the process alive once the conversation
+  is over: the parent escalates to signals for that case, we must not make the exit wait.
+* **Calling the parent from the reading thread.** A handler that runs on the reading thread
+  and waits for an answer from the parent would wait forever, since the answer can only be
+  read by that same thread. So waiting on a call's future from the reading thread reads and
+  routes input itself (the requests it meets are kept, in order, for after the handler).
+* **Endings, like the reference peer.** ``Shutdown`` is answered (after the requests before it
+  are answered) and the output is closed. An unknown command or an undeclared exception is
+  answered ``UNHANDLED`` and the output is closed at once; so is a fatal error. End of input
+  ends the conversation once the requests already read are answered. A protocol error (bytes
+  that are not Juice) ends it at once and is raised to the caller of :func:`serve`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import queue
+import select
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import IO, Any, ClassVar, Protocol
+
+from juicectl._child_streams import (
+    protect_stdio,
+    route_logging_to_stderr,
+    route_structlog_to_stderr,
+)
+from juicectl.juice import (
+    UNHANDLED_CODE,
+    UNHANDLED_DESCRIPTION,
+    Answer,
+    Box,
+    BoxParser,
+    Command,
+    ErrorAnswer,
+    JuicectlError,
+    Limits,
+    ProtocolError,
+    Reply,
+    Request,
+    RequestTable,
+    Responders,
+    answer_bytes,
+    classify,
+    error_bytes,
+    request_bytes,
+)
+
+__all__ = ["ConnectionLost", "JuiceChild", "run", "serve"]
+
+_log = logging.getLogger("juicectl.child")
+
+#: How much to read at once: a Linux pipe holds 64 KiB, so one read empties a full pipe.
+_CHUNK = 65536
+
+
+def _is_shutdown(command_name: str) -> bool:
+    # Matched as the codec matches names: case, "-" and "_" do not matter.
+    return command_name.strip().lower().replace("-", "").replace("_", "") == "shutdown"
+
+
+class ConnectionLost(JuicectlError):
+    """The conversation with the parent ended before the parent answered this child's call."""
+
+
+class _BinaryReader(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+class _BinaryWriter(Protocol):
+    def write(self, data: bytes, /) -> int | None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+InputLike = int | _BinaryReader | IO[bytes]
+"""Where requests come from: a file descriptor, or a binary stream."""
+OutputLike = int | _BinaryWriter | IO[bytes]
+"""Where answers go: a file descriptor, or a binary stream."""
+
+
+class JuiceChild:
+    """Base class of a worker: the handlers are methods decorated with ``@Command.responder``.
+
+    Example::
+
+        class Worker(JuiceChild):
+            @Echo.responder
+            def echo(self, value: str) -> dict[str, str]:
+                return {"value": value}
+
+        run(Worker)
+
+    A handler receives the command's arguments as keyword arguments and returns a mapping of
+    its response fields. An exception the command declares in ``errors`` is answered with its
+    code and the worker keeps serving; one in ``fatal_errors`` is answered and ends the
+    conversation; any other exception is answered ``UNHANDLED`` and ends it, as the reference
+    peer does.
+
+    Attributes:
+        concurrency: how many handlers may run at once when ``run()``, ``serve()`` or the
+            command line does not say; 1 (the default) runs them one at a time, in order.
+    """
+
+    concurrency: ClassVar[int] = 1
+
+    _juice_session: _Session | None = None
+
+    def call(self, command: type[Command], /, **kwargs: Any) -> Future[dict[str, Any]]:
+        """Send ``command`` to the parent; return a future of the parsed response.
+
+        The future fails with the exception class the command declared for the error code
+        the parent sent, with :class:`~juicectl.juice.RemoteJuiceError` for other codes, or
+        with :class:`ConnectionLost` if the conversation ends first. Waiting on it from a
+        handler is fine at any concurrency. Bad arguments raise
+        :class:`~juicectl.juice.ArgumentError` here, before anything is sent.
+
+        Raises:
+            RuntimeError: the worker is not being served.
+        """
+        session = self._juice_session
+        if session is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not being served: call() works while run() or "
+                "serve() runs it"
+            )
+        return session.call(command, kwargs)
+
+
+class _CallFuture(Future[dict[str, Any]]):
+    """A call's future that, waited on from the reading thread, reads input until it is done."""
+
+    def __init__(self, session: _Session) -> None:
+        super().__init__()
+        self._session = session
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        if not self.done() and self._session.is_reader_thread():
+            self._session.pump_until(self, timeout)
+            if not self.done():
+                timeout = 0
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if not self.done() and self._session.is_reader_thread():
+            self._session.pump_until(self, timeout)
+            if not self.done():
+                timeout = 0
+        return super().exception(timeout)
+
+
+class _Input:
+    """Reads chunks from a file descriptor or a binary stream, and waits for readability."""
+
+    def __init__(self, source: InputLike) -> None:
+        self.read: Callable[[], bytes]
+        self.fd: int | None = None
+        if isinstance(source, int):
+            self.fd = source
+            self.read = functools.partial(os.read, source, _CHUNK)
+            return
+        read = getattr(source, "read1", None) or source.read
+        self.read = lambda: bytes(read(_CHUNK) or b"")
+        # A stream is waited on through its descriptor only if it buffers nothing itself:
+        # data held in a Python-level buffer would not wake select().
+        fileno = getattr(source, "fileno", None)
+        if fileno is not None and not hasattr(source, "peek"):
+            with contextlib.suppress(OSError, ValueError):
+                self.fd = int(fileno())
+
+    def wait(self, timeout: float | None, wake_fd: int | None = None) -> bool:
+        """Wait until input is readable (True) or ``timeout`` passes / ``wake_fd`` fires."""
+        if self.fd is None:
+            return True  # cannot wait on it: the read itself blocks
+        fds = [self.fd] if wake_fd is None else [self.fd, wake_fd]
+        readable, _, _ = select.select(fds, [], [], timeout)
+        return self.fd in readable
+
+
+class _Output:
+    """Writes whole byte strings to a file descriptor or a binary stream."""
+
+    def __init__(self, target: OutputLike) -> None:
+        self._target = target
+
+    def write(self, data: bytes) -> None:
+        target = self._target
+        if isinstance(target, int):
+            view = memoryview(data)
+            while view:
+                written = os.write(target, view)
+                view = view[written:]
+        else:
+            target.write(data)
+            target.flush()
+
+    def close(self) -> None:
+        target = self._target
+        if isinstance(target, int):
+            os.close(target)
+        else:
+            target.close()
+
+
+class _Session:
+    """One conversation with the parent: reading, dispatch, writing and this child's calls."""
+
+    def __init__(
+        self,
+        worker: object,
+        source: InputLike,
+        target: OutputLike,
+        *,
+        concurrency: int,
+        limits: Limits | None,
+        close_output: bool,
+    ) -> None:
+        self._worker = worker
+        self._responders = Responders(worker)
+        self._parser = BoxParser(limits)
+        self._input = _Input(source)
+        self._output = _Output(target)
+        self._close_output_at_end = close_output
+        self._concurrency = concurrency
+
+        self._write_lock = threading.Lock()
+        self._output_closed = False
+        self._output_released = False
+        # Answers of the current chunk in sequential mode, written together at its end.
+        self._pending: list[bytes] = []
+
+        self._table_lock = threading.Lock()
+        self._table: RequestTable[_CallFuture] = RequestTable()
+        self._table_closed = False
+
+        # Set once the reader must stop (output closed, Shutdown done, parent gone).
+        self._closing = False
+        self._eof = False
+        self._protocol_error: ProtocolError | None = None
+        # Requests read while a handler waited on the reading thread, handled after it.
+        self._backlog: deque[Request] = deque()
+        self._reader_ident: int | None = None
+
+        # Concurrent mode only.
+        self._state = threading.Condition()
+        self._in_flight = 0
+        self._shutdown_request: Request | None = None
+        self._shutdown_done = False
+        self._jobs: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
+        self._wake_r: int | None = None
+        self._wake_w: int | None = None
+
+    # -- the reading thread --------------------------------------------------------------
+
+    def serve(self) -> None:
+        self._reader_ident = threading.get_ident()
+        try:
+            if self._concurrency == 1:
+                self._serve_sequential()
+            else:
+                self._serve_concurrent()
+        finally:
+            self._reader_ident = None
+            self._fail_calls()
+            self._close_output()
+        if self._protocol_error is not None:
+            raise self._protocol_error
+
+    def is_reader_thread(self) -> bool:
+        return self._reader_ident == threading.get_ident()
+
+    def _read_requests(self) -> list[Request]:
+        """Read one chunk; route the answers in it at once and return its requests."""
+        data = self._input.read()
+        if not data:
+            self._eof = True
+            self._fail_calls()
+        try:
+            boxes = self._parser.feed(data)
+        except ProtocolError as exc:
+            self._protocol_failure(exc)
+            return []
+        requests: list[Request] = []
+        for box in boxes:
+            try:
+                message = classify(box)
+            except ProtocolError as exc:
+                self._protocol_failure(exc)
+                return []
+            if isinstance(message, Request):
+                requests.append(message)
+            else:
+                self._route(message)
+        return requests
+
+    def _protocol_failure(self, error: ProtocolError) -> None:
+        _log.error("juice_protocol_error: %s", error)
+        self._protocol_error = error
+        self._eof = True
+        self._closing = True
+        self._fail_calls()
+
+    def _serve_sequential(self) -> None:
+        pending = self._pending
+        handle = self._handle_inline
+        while True:
+            if self._backlog:
+                requests = list(self._backlog)
+                self._backlog.clear()
+            elif self._eof or self._closing:
+                break
+            else:
+                requests = self._read_requests()
+            for request in requests:
+                handle(request)
+                if self._closing:
+                    break
+            if pending:
+                self._flush()
+            if self._closing:
+                break
+
+    def _handle_inline(self, request: Request) -> None:
+        if _is_shutdown(request.command):
+            reply = self._shutdown_reply(request)
+        else:
+            reply = self._handle(request)
+        if reply.data is not None:
+            self._pending.append(reply.data)
+        if reply.close:
+            self._closing = True
+
+    def _flush(self) -> None:
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._write(data)
+
+    def pump_until(self, future: _CallFuture, timeout: float | None) -> None:
+        """Read and route input on the reading thread until ``future`` is done."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._pending:
+            self._flush()
+        while not future.done() and not self._eof:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            if not self._input.wait(remaining):
+                return
+            self._backlog.extend(self._read_requests())
+
+    # -- concurrent mode -----------------------------------------------------------------
+
+    def _serve_concurrent(self) -> None:
+        self._wake_r, self._wake_w = os.pipe()
+        threads = [
+            threading.Thread(target=self._work, name=f"juice-handler-{i}", daemon=True)
+            for i in range(self._concurrency)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            while not self._closing:
+                if self._backlog:
+                    requests = list(self._backlog)
+                    self._backlog.clear()
+                elif self._eof:
+                    break
+                else:
+                    if not self._input.wait(None, self._wake_r):
+                        continue  # woken: the loop condition says why
+                    requests = self._read_requests()
+                for request in requests:
+                    self._submit(request)
+            if not self._closing:
+                # End of input: answer what was already read, as the sequential mode does.
+                with self._state:
+                    while self._in_flight and not self._closing:
+                        self._state.wait()
+                if self._shutdown_request is not None:
+                    self._complete_shutdown()
+        finally:
+            for _ in threads:
+                self._jobs.put(None)
+            with self._state:
+                wake_r, wake_w = self._wake_r, self._wake_w
+                self._wake_r = self._wake_w = None
+            os.close(wake_r)
+            os.close(wake_w)
+
+    def _submit(self, request: Request) -> None:
+        with self._state:
+            if self._closing or self._shutdown_request is not None:
+                return  # nothing after Shutdown runs
+            if _is_shutdown(request.command):
+                self._shutdown_request = request
+                if self._in_flight:
+                    return
+            else:
+                self._in_flight += 1
+                self._jobs.put(request)
+                return
+        self._complete_shutdown()
+
+    def _work(self) -> None:
+        while True:
+            request = self._jobs.get()
+            if request is None:
+                return
+            reply = self._handle(request)
+            if reply.data is not None:
+                self._write(reply.data)
+            if reply.close:
+                self._abort()
+            with self._state:
+                self._in_flight -= 1
+                last = not self._in_flight and self._shutdown_request is not None
+                self._state.notify_all()
+            if last:
+                self._complete_shutdown()
+
+    def _complete_shutdown(self) -> None:
+        with self._state:
+            request = self._shutdown_request
+            if request is None or self._shutdown_done or self._closing:
+                return
+            self._shutdown_done = True
+        reply = self._shutdown_reply(request)
+        if reply.data is not None:
+            self._write(reply.data)
+        self._abort()
+
+    def _abort(self) -> None:
+        """Stop the conversation now: no more reading, no more writing."""
+        with self._state:
+            self._closing = True
+            self._state.notify_all()
+            if self._wake_w is not None:
+                os.write(self._wake_w, b"x")
+        self._close_output()
+
+    # -- handlers ------------------------------------------------------------------------
+
+    def _handle(self, request: Request) -> Reply:
+        try:
+            reply = self._responders.handle(request)
+        except Exception as exc:  # a bug between us and the handler: end like the reference
+            reply = Reply(self._unhandled_bytes(request), True, exc)
+        if reply.close and reply.error is not None:
+            _log.error(
+                "juice_handler_failed: %s (the connection closes)",
+                request.command,
+                exc_info=reply.error,
+            )
+        return reply
+
+    def _unhandled_bytes(self, request: Request) -> bytes | None:
+        if request.tag is None:
+            return None
+        return error_bytes(request.tag, UNHANDLED_CODE, UNHANDLED_DESCRIPTION)
+
+    def _shutdown_reply(self, request: Request) -> Reply:
+        """Answer Shutdown: the worker's own responder if it has one, then close regardless."""
+        if self._responders.lookup(request.command) is not None:
+            reply = self._handle(request)
+            return Reply(reply.data, True, reply.error)
+        data = None if request.tag is None else answer_bytes(request.tag, Box())
+        return Reply(data, True)
+
+    # -- writing and this child's own calls ----------------------------------------------
+
+    def _write(self, data: bytes) -> bool:
+        with self._write_lock:
+            if self._output_closed:
+                return False
+            try:
+                self._output.write(data)
+            except (OSError, ValueError):
+                # The parent stopped reading (or the output is gone): nobody is left to answer.
+                self._output_closed = True
+            else:
+                return True
+        self._abort()
+        return False
+
+    def _close_output(self) -> None:
+        with self._write_lock:
+            self._output_closed = True
+            if self._close_output_at_end and not self._output_released:
+                self._output_released = True
+                with contextlib.suppress(OSError, ValueError):
+                    self._output.close()
+
+    def call(self, command: type[Command], kwargs: dict[str, Any]) -> Future[dict[str, Any]]:
+        arguments = command.make_arguments(kwargs)
+        future = _CallFuture(self)
+        if not command.requires_answer:
+            if self._write(request_bytes(command, None, arguments)):
+                future.set_result({})
+            else:
+                future.set_exception(ConnectionLost("the conversation with the parent is over"))
+            return future
+        with self._table_lock:
+            if self._table_closed:
+                tag = None
+            else:
+                tag = self._table.next_tag()
+                self._table.add(tag, command, future)
+        if tag is None or not self._write(request_bytes(command, tag, arguments)):
+            if tag is not None:
+                with self._table_lock:
+                    self._table.pop(tag)
+            future.set_exception(ConnectionLost("the conversation with the parent is over"))
+        return future
+
+    def _route(self, message: Answer | ErrorAnswer) -> None:
+        with self._table_lock:
+            entry = self._table.pop(message.tag)
+        if entry is None:
+            _log.warning("juice_answer_for_unknown_tag: %s", message.tag)
+            return
+        command, future = entry
+        if isinstance(message, Answer):
+            try:
+                result = command.parse_response(message.box)
+            except Exception as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+        else:
+            future.set_exception(command.error_from_code(message.code, message.description))
+
+    def _fail_calls(self) -> None:
+        with self._table_lock:
+            self._table_closed = True
+            waiters = self._table.drain()
+        for future in waiters:
+            if not future.done():
+                future.set_exception(
+                    ConnectionLost("the conversation with the parent ended before its answer")
+                )
+
+
+def serve(
+    worker: object,
+    stdin: InputLike,
+    stdout: OutputLike,
+    *,
+    concurrency: int | None = None,
+    limits: Limits | None = None,
+    close_output: bool = True,
+) -> None:
+    """Serve ``worker``'s handlers on ``stdin``/``stdout`` until the conversation ends; return.
+
+    This is the in-process building block of :func:`run`: it touches no global state (no
+    stream protection, no logging setup, no exit), so tests can drive a worker through a pipe
+    pair. The conversation ends on ``Shutdown`` (answered), on end of input (once the requests
+    already read are answered), after an ``UNHANDLED`` or fatal error answer, or when the
+    parent stops reading. The output is closed at the end unless ``close_output`` is false.
+
+    Args:
+        worker: the handler object, usually a :class:`JuiceChild` instance.
+        stdin: where requests arrive: a file descriptor or a binary stream.
+        stdout: where answers go: a file descriptor or a binary stream.
+        concurrency: how many handlers may run at once (default: ``worker.concurrency``, or 1).
+        limits: the parser's limits on line, body and header counts.
+        close_output: close ``stdout`` when the conversation ends.
+
+    Raises:
+        ProtocolError: the input is not valid Juice (the output is closed first).
+    """
+    if concurrency is None:
+        concurrency = int(getattr(worker, "concurrency", 1))
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    session = _Session(
+        worker,
+        stdin,
+        stdout,
+        concurrency=concurrency,
+        limits=limits,
+        close_output=close_output,
+    )
+    if isinstance(worker, JuiceChild):
+        # Kept after the end, so that a late call() fails with ConnectionLost.
+        worker._juice_session = session
+    session.serve()
+
+
+def run(
+    worker: object,
+    *,
+    concurrency: int | None = None,
+    stdin: InputLike | None = None,
+    stdout: OutputLike | None = None,
+    limits: Limits | None = None,
+    exit_process: bool = True,
+) -> None:
+    """Serve a worker on this process's stdin and stdout, then exit with status 0.
+
+    Before the worker is created, stdio is protected (see :func:`protect_stdio`): the protocol
+    keeps private copies of stdin and stdout, and ``print()``, ``sys.stdout``, fd 1, ``logging``
+    and an unconfigured structlog all write to stderr. ``python -m juicectl.child`` does the
+    same before it even imports the worker's module.
+
+    Args:
+        worker: a worker class (created here with no arguments) or a ready instance.
+        concurrency: how many handlers may run at once (default: the worker's
+            ``concurrency`` attribute, 1 for :class:`JuiceChild`).
+        stdin: serve on this input instead of the process's stdin (no protection then).
+        stdout: serve on this output instead of the process's stdout (no protection then).
+        limits: the parser's limits on line, body and header counts.
+        exit_process: call ``sys.exit`` at the end (status 0, or 1 after a protocol error).
+            When false, return instead, or raise the protocol error.
+    """
+    if stdin is None or stdout is None:
+        streams = protect_stdio()
+        if stdin is None:
+            stdin = streams.read_fd
+        if stdout is None:
+            stdout = streams.write_fd
+    route_logging_to_stderr()
+    instance = worker() if isinstance(worker, type) else worker
+    # After the worker's module and constructor ran: they may have imported structlog.
+    route_structlog_to_stderr()
+    try:
+        serve(instance, stdin, stdout, concurrency=concurrency, limits=limits)
+    except ProtocolError:
+        if not exit_process:
+            raise
+        sys.exit(1)
+    if exit_process:
+        sys.exit(0)
