@@ -1,0 +1,166 @@
+"""The runtime as a real child: ``python -m juicectl.child tests.child.workers:...``, driven with
+raw codec bytes over its stdin and stdout (no controller needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from juicectl.juice import (
+    UNHANDLED_CODE,
+    UNHANDLED_DESCRIPTION,
+    Answer,
+    ErrorAnswer,
+    Negotiate,
+    Request,
+    Shutdown,
+    classify,
+)
+
+from .conftest import ROOT, Child
+from .workers import AskParent, Block, Crash, Double, Echo, Fail, Modules, Noisy, Release
+
+Spawn = Callable[..., Child]
+
+WORKER = "tests.child.workers:TestWorker"
+
+
+def test_echo_and_negotiate(spawn: Spawn) -> None:
+    child = spawn(WORKER)
+    child.peer.request(Negotiate, "1", versions=[1])
+    child.peer.request(Echo, "2", value="a\r\nb ✓")
+    assert child.peer.read_answer("1") == {"version": "1"}
+    assert child.peer.read_answer("2") == {"value": "a\r\nb ✓"}
+
+
+def test_shutdown_answers_then_exits_zero(spawn: Spawn) -> None:
+    child = spawn(WORKER)
+    child.peer.request(Shutdown, "s")
+    assert child.peer.read_to_eof() == [{"_answer": "s"}]
+    assert child.wait() == 0
+
+
+def test_end_of_stdin_exits_zero_after_answering(spawn: Spawn) -> None:
+    child = spawn(WORKER)
+    child.peer.request(Echo, "1", value="last words")
+    child.close_input()
+    assert child.peer.read_to_eof() == [{"value": "last words", "_answer": "1"}]
+    assert child.wait() == 0
+
+
+def test_a_declared_error_keeps_the_child_serving(spawn: Spawn) -> None:
+    child = spawn(WORKER)
+    child.peer.request(Fail, "1", message="nope")
+    child.peer.request(Echo, "2", value="alive")
+    assert child.peer.read() == ErrorAnswer("1", "BAD_VALUE", "nope")
+    assert child.peer.read_answer("2") == {"value": "alive"}
+    assert child.process.poll() is None
+
+
+def test_an_unhandled_error_answers_then_exits_zero(spawn: Spawn) -> None:
+    child = spawn(WORKER)
+    child.peer.request(Crash, "fe")
+    assert [classify(box) for box in child.peer.read_to_eof()] == [
+        ErrorAnswer("fe", UNHANDLED_CODE, UNHANDLED_DESCRIPTION)
+    ]
+    assert child.wait() == 0
+    assert "RuntimeError: this handler is broken" in child.stderr()
+
+
+def test_an_unknown_command_answers_unhandled_then_exits_zero(spawn: Spawn) -> None:
+    child = spawn(WORKER)
+    child.peer.send(b"-Command: Nope\r\n-Ask: fd\r\n\r\n")
+    assert child.peer.read_to_eof() == [
+        {"_error": "fd", "_error_code": "UNHANDLED", "_error_description": UNHANDLED_DESCRIPTION}
+    ]
+    assert child.wait() == 0
+
+
+def test_bad_bytes_exit_one(spawn: Spawn) -> None:
+    child = spawn(WORKER)
+    child.peer.send(b"this is not juice\r\n\r\n")
+    assert child.peer.read_to_eof() == []
+    assert child.wait() == 1
+    assert "juice_protocol_error" in child.stderr()
+
+
+def test_stray_output_at_import_and_in_handlers_goes_to_stderr(spawn: Spawn) -> None:
+    child = spawn("tests.child.noisy_worker:NoisyWorker")
+    child.peer.request(Noisy, "1", value="first")
+    child.peer.request(Echo, "2", value="unknown here")  # ends it: proves the stream is clean
+    assert child.peer.read_answer("1") == {"value": "first"}
+    message = child.peer.read()
+    assert isinstance(message, ErrorAnswer) and message.code == UNHANDLED_CODE
+    assert child.peer.read_to_eof() == []
+    assert child.wait() == 0
+    stderr = child.stderr()
+    for when in ("import", "init", "handler first"):
+        for route in ("print", "sys.stdout", "sys.__stdout__", "fd 1", "logging", "subprocess"):
+            assert f"noise: {route} at {when}" in stderr, (route, when, stderr)
+        # structlog, left unconfigured by the worker: its default renderer quotes spaces.
+        assert f"at={when!r}" in stderr or f"at={when}" in stderr
+        assert f"noise: stdin gives '' at {when}" in stderr
+
+
+def test_concurrency_answers_a_fast_command_while_a_slow_one_runs(spawn: Spawn) -> None:
+    child = spawn(WORKER, "--concurrency", "2")
+    child.peer.request(Block, "1")
+    child.peer.request(Echo, "2", value="fast")
+    assert child.peer.read_answer("2") == {"value": "fast"}
+    child.peer.request(Release, "3")
+    assert {child.peer.read().tag, child.peer.read().tag} == {"1", "3"}
+    child.peer.request(Shutdown, "4")
+    assert child.peer.read_to_eof() == [{"_answer": "4"}]
+    assert child.wait() == 0
+
+
+@pytest.mark.parametrize("args", [(), ("--concurrency", "4")])
+def test_the_child_calls_its_parent(spawn: Spawn, args: tuple[str, ...]) -> None:
+    child = spawn(WORKER, *args)
+    child.peer.request(AskParent, "1", value=5)
+    ask = child.peer.read()
+    assert isinstance(ask, Request) and ask.command == "Double" and ask.tag is not None
+    child.peer.answer(Double, ask.tag, value=10)
+    assert child.peer.read() == Answer("1", {"value": "10"})
+
+
+def test_the_child_does_not_import_pykka_or_structlog(spawn: Spawn) -> None:
+    child = spawn(WORKER)
+    child.peer.request(Modules, "1")
+    assert child.peer.read_answer("1") == {"names": ""}
+
+
+def test_importing_juicectl_child_stays_light() -> None:
+    code = (
+        "import sys, juicectl.child, juicectl.juice; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pykka', 'structlog'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tests.child.workers"], "expected package.module:WorkerClass"),
+        (["tests.child.workers:TestWorker", "--concurrency", "0"], "at least 1"),
+        (["tests.child.workers:Echo.arguments"], "is not a class"),
+    ],
+)
+def test_a_bad_command_line_exits_two(args: list[str], message: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "juicectl.child", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert out.stdout == ""  # usage and errors never reach the protocol stream
