@@ -13,6 +13,7 @@ from juicectl.juice import (
     UNHANDLED_CODE,
     UNHANDLED_DESCRIPTION,
     Answer,
+    Box,
     ErrorAnswer,
     Negotiate,
     Request,
@@ -124,7 +125,7 @@ def test_the_child_calls_its_parent(spawn: Spawn, args: tuple[str, ...]) -> None
     ask = child.peer.read()
     assert isinstance(ask, Request) and ask.command == "Double" and ask.tag is not None
     child.peer.answer(Double, ask.tag, value=10)
-    assert child.peer.read() == Answer("1", {"value": "10"})
+    assert child.peer.read() == Answer("1", Box({"value": "10"}))
 
 
 def test_the_child_does_not_import_pykka_or_structlog(spawn: Spawn) -> None:

@@ -16,6 +16,7 @@ from juicectl.juice import (
     UNHANDLED_CODE,
     UNHANDLED_DESCRIPTION,
     Answer,
+    Box,
     BoxParser,
     ErrorAnswer,
     MalformedBox,
@@ -221,7 +222,7 @@ def test_concurrency_answers_a_fast_command_while_a_slow_one_runs(serving: Servi
     assert served.peer.read_answer("2") == {"value": "fast"}
     served.peer.request(Release, "3")
     answers = {message.tag: message for message in (served.peer.read(), served.peer.read())}
-    assert answers == {"1": Answer("1", {"released": "True"}), "3": Answer("3", {})}
+    assert answers == {"1": Answer("1", Box({"released": "True"})), "3": Answer("3", Box({}))}
 
 
 def test_the_worker_class_can_ask_for_concurrency(serving: Serving) -> None:
@@ -266,7 +267,10 @@ def test_a_handler_calls_the_parent(serving: Serving, concurrency: int) -> None:
     served.peer.request(Echo, "2", value="meanwhile")
     served.peer.answer(Double, ask.tag, value=42)
     answers = {message.tag: message for message in (served.peer.read(), served.peer.read())}
-    assert answers == {"1": Answer("1", {"value": "42"}), "2": Answer("2", {"value": "meanwhile"})}
+    assert answers == {
+        "1": Answer("1", Box({"value": "42"})),
+        "2": Answer("2", Box({"value": "meanwhile"})),
+    }
 
 
 def test_sequential_requests_read_while_calling_the_parent_keep_their_order(
@@ -297,7 +301,7 @@ def test_a_call_that_wants_no_answer_resolves_once_sent(serving: Serving) -> Non
     served = serving(TestWorker())
     served.peer.request(TellParent, "1", value="hello")
     note = served.peer.read()
-    assert note == Request("Note", None, {"value": "hello"})
+    assert note == Request("Note", None, Box({"value": "hello"}))
     assert served.peer.read_answer("1") == {}
 
 
