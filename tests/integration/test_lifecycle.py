@@ -280,7 +280,7 @@ def test_mode_reading_is_thread_safe_under_load(make_controller: MakeController)
         try:
             for i in range(200):
                 assert conn.call(Echo, value=str(i)).get(timeout=5) == {"value": str(i)}
-        except BaseException as error:  # noqa: BLE001
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=hammer) for _ in range(8)]

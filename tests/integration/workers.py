@@ -1,4 +1,4 @@
-"""Workers for the integration tests, run as ``python -m juicectl.child tests.integration.workers:X``."""
+"""Workers for the integration tests (`python -m juicectl.child tests.integration.workers:X`)."""
 
 from __future__ import annotations
 
