@@ -59,6 +59,8 @@ from the original code (not from its documentation):
 * ``stopProcess`` in ``starting`` resolves only once the child has *exited* (the original
   fired it when the child started). A stop asked for in ``stopping`` or ``waiting_ready`` waits
   for the same exit; the seed left those rows out.
+* ``getProcess`` in ``ready`` fails with ``ProcessUnavailable`` instead of handing out a
+  connection that is already closed (the child is going; its exit is not reported yet).
 * ``childProcessTerminated`` fails waiters with ``ProcessUnavailable`` carrying the reason
   and the child's stderr tail, or ``ProcessLaunchError`` when the child could not be launched
   (the original stayed in ``starting`` forever after a failed launch).
@@ -324,6 +326,17 @@ class ControllerActor(pykka.ThreadingActor):
         self._get_waiters.append(message.reply_to)
 
     def _get_answer(self, message: GetProcess) -> None:
+        if getattr(self._connection, "closed", False) is True:
+            # The child is going (its stdout closed, or it broke the protocol) but its exit
+            # has not been reported yet: a dead connection would only fail every call.
+            fail_future(
+                message.reply_to,
+                ProcessUnavailable(
+                    f"controller {self._name!r}: the connection to child {self._pid} was "
+                    "lost; try again once it has exited"
+                ),
+            )
+            return
         resolve_future(message.reply_to, self._connection)
 
     def _get_refuse(self, message: GetProcess) -> None:

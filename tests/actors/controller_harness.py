@@ -46,6 +46,8 @@ class FakeConnection:
     """Stands in for the ``Connection`` of one child."""
 
     generation: int
+    closed: bool = False
+    """Like ``Connection.closed``: the child is gone or going."""
 
 
 class FakeProcess(pykka.ThreadingActor):

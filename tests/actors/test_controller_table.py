@@ -383,6 +383,17 @@ def test_many_waiters_during_starting_all_get_the_connection(harness: Harness) -
     assert h.factory.specs == [SPEC]
 
 
+def test_a_closed_connection_is_not_handed_out(harness: Harness) -> None:
+    h = harness
+    h.get()
+    h.ref.tell(ChildProcessCreated(1, 55, FakeConnection(1, closed=True)))
+    assert h.sync() == "ready"  # the exit is not reported yet
+    getter = h.get()
+    h.sync()
+    failure = outcome(getter)
+    assert type(failure) is ProcessUnavailable and "connection to child 55 was lost" in str(failure)
+
+
 def test_mode_changes_are_events_and_log_lines(harness: Harness) -> None:
     h = harness
     with structlog.testing.capture_logs() as logs:
