@@ -1,0 +1,1 @@
+"""Runnable examples of juicectl: see each module, and docs/workers.md."""
