@@ -425,7 +425,10 @@ class ControllerActor(pykka.ThreadingActor):
             description=reason.describe(),
             uptime=uptime,
         )
-        self._pid = reason.pid if self._pid is None else self._pid
+        if self._pid is None:
+            # A child that died before it was ready: its pid is known only from the report,
+            # and the mode_changed line should name it.
+            self._pid = reason.pid
         self._set_mode(Mode.STOPPED, cause="ChildProcessTerminated")
         self._process = None
         self._connection = None
