@@ -10,6 +10,9 @@ A Twisted ``ProcessProtocol`` bridges the child's pipes to an ``epsilon.juice.Ju
 instance: child stdout -> ``Juice.dataReceived``, ``Juice`` writes -> child stdin.
 """
 
+# mypy: ignore-errors
+# (Twisted and epsilon are untyped here; this script is glue around them.)
+
 from __future__ import annotations
 
 import json
