@@ -73,9 +73,18 @@ _log = logging.getLogger("juicectl.child")
 _CHUNK = 65536
 
 
+_shutdown_names: dict[str, bool] = {}
+
+
 def _is_shutdown(command_name: str) -> bool:
-    # Matched as the codec matches names: case, "-" and "_" do not matter.
-    return command_name.strip().lower().replace("-", "").replace("_", "") == "shutdown"
+    # Matched as the codec matches names: case, "-" and "_" do not matter. Remembered per
+    # name (a peer uses a handful), since this runs for every request.
+    known = _shutdown_names.get(command_name)
+    if known is None:
+        known = command_name.strip().lower().replace("-", "").replace("_", "") == "shutdown"
+        if len(_shutdown_names) < 1024:
+            _shutdown_names[command_name] = known
+    return known
 
 
 class ConnectionLost(JuicectlError):
