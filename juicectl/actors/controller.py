@@ -233,6 +233,11 @@ class ControllerActor(pykka.ThreadingActor):
     ``_RestartDue``, sent by its own timer).
     """
 
+    use_daemon_thread = True
+    """Python joins non-daemon threads *before* it runs ``atexit`` handlers, so a non-daemon
+    controller would keep a program that forgot ``close()`` from ever exiting, and the
+    handle's exit-time close (which stops the child) would never run."""
+
     def __init__(
         self,
         name: str,

@@ -38,6 +38,9 @@ class HookActor(pykka.ThreadingActor):
         name: a label for the log lines (the controller's name, say).
     """
 
+    use_daemon_thread = True
+    """Like the controller's: a hook actor must not keep the interpreter from exiting."""
+
     def __init__(
         self,
         hook: Callable[[], object],
@@ -67,6 +70,9 @@ class ForwardingActor(pykka.ThreadingActor):
 
     A target that has stopped is logged once (``subscriber_gone``) and no longer told.
     """
+
+    use_daemon_thread = True
+    """Like the controller's: a subscriber must not keep the interpreter from exiting."""
 
     def __init__(
         self,

@@ -53,6 +53,8 @@ class FakeConnection:
 class FakeProcess(pykka.ThreadingActor):
     """Records every message the controller tells it; ``ask("received")`` lists them."""
 
+    use_daemon_thread = True
+
     def __init__(self, generation: int) -> None:
         super().__init__()
         self.generation = generation
@@ -103,6 +105,8 @@ class FakeFactory:
 
 class Recorder(pykka.ThreadingActor):
     """A subscriber that records every event; ``ask("events")`` lists them."""
+
+    use_daemon_thread = True
 
     def __init__(self) -> None:
         super().__init__()
