@@ -436,7 +436,13 @@ class _Session:
             request = self._jobs.get()
             if request is None:
                 return
-            reply = self._handle(request)
+            try:
+                reply = self._handle(request)
+            except BaseException as exc:
+                # SystemExit and the like cannot end the process from this thread: end the
+                # conversation instead, so the parent sees the worker go.
+                _log.error("juice_handler_failed: %s", request.command, exc_info=exc)
+                reply = Reply(self._unhandled_bytes(request), True, exc)
             if reply.data is not None:
                 self._write(reply.data)
             if reply.close:

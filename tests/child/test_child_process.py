@@ -22,7 +22,7 @@ from juicectl.juice import (
 )
 
 from .conftest import ROOT, Child
-from .workers import AskParent, Block, Crash, Double, Echo, Fail, Modules, Noisy, Release
+from .workers import AskParent, Block, Crash, Double, Echo, Exit, Fail, Modules, Noisy, Release
 
 Spawn = Callable[..., Child]
 
@@ -165,3 +165,19 @@ def test_a_bad_command_line_exits_two(args: list[str], message: str) -> None:
     assert out.returncode == 2
     assert message in out.stderr
     assert out.stdout == ""  # usage and errors never reach the protocol stream
+
+
+def test_sys_exit_in_a_handler_exits_with_its_status(spawn: Spawn) -> None:
+    child = spawn("tests.child.workers:ExitWorker")
+    child.peer.request(Exit, "1")
+    assert child.peer.read_to_eof() == []
+    assert child.wait() == 3
+
+
+def test_sys_exit_in_a_handler_thread_ends_the_conversation(spawn: Spawn) -> None:
+    child = spawn("tests.child.workers:ExitWorker", "--concurrency", "2")
+    child.peer.request(Exit, "1")
+    assert [classify(box) for box in child.peer.read_to_eof()] == [
+        ErrorAnswer("1", UNHANDLED_CODE, UNHANDLED_DESCRIPTION)
+    ]
+    assert child.wait() == 0

@@ -165,3 +165,13 @@ class ShutdownHookWorker(TestWorker):
     @Shutdown.responder
     def shutdown(self) -> None:
         self.seen.append("shutdown hook")
+
+
+class Exit(Command):
+    """The handler calls ``sys.exit(3)``."""
+
+
+class ExitWorker(TestWorker):
+    @Exit.responder
+    def exit(self) -> None:
+        sys.exit(3)
