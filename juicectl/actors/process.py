@@ -571,7 +571,10 @@ class ProcessActor(pykka.ThreadingActor):
             return "killed"
         if self._stop_step >= _TERMINATE:
             return "terminated"
-        return "clean" if status == 0 or self._requested else "exited"
+        if self._stop_step >= _CLOSE_STDIN:
+            # It ignored Shutdown and ended only once its input ended: not clean.
+            return "stdin_closed"
+        return "clean" if status == 0 else "exited"
 
     def _report(self, reason: TerminationReason) -> None:
         if self._reported:

@@ -61,9 +61,13 @@ class TerminationReason:
     requested: bool = False
     """True if the stop was asked for (``StopChild``)."""
     how: str = "exited"
-    """``"clean"`` (answered Shutdown / exited 0 when asked), ``"exited"``, ``"terminated"``
-    (SIGTERM was needed), ``"killed"`` (SIGKILL was needed), ``"launch_failed"``,
-    ``"startup_timeout"``, ``"protocol_error"``, ``"stdout_closed"``."""
+    """For a stop that was asked for, the step that ended the child: ``"clean"`` (it exited
+    with status 0 after ``Shutdown``), ``"stdin_closed"`` (it ignored ``Shutdown`` and ended
+    once its stdin was closed), ``"terminated"`` (SIGTERM was needed), ``"killed"`` (SIGKILL
+    was needed), or ``"exited"`` (it ended otherwise, e.g. with a non-zero status after
+    ``Shutdown``). Otherwise why it ended: ``"exited"`` (on its own), ``"launch_failed"``,
+    ``"startup_timeout"``, ``"startup_failed"`` (readiness probe or ``prepare`` failed),
+    ``"protocol_error"``, ``"stdout_closed"`` (it closed its stdout and was stopped)."""
     detail: str = ""
     """A sentence for humans: the OS error of a failed launch, the protocol error, ..."""
     launch_error: OSError | None = None
@@ -185,8 +189,10 @@ class StopResult:
     """How a stop ended: the value of a ``stop_process()`` future."""
 
     how: str
-    """``"not_running"``, ``"clean"``, ``"terminated"``, ``"killed"``, or ``"exited"`` (the
-    child was already ending on its own)."""
+    """``"not_running"`` (no child ran), ``"clean"``, ``"stdin_closed"``, ``"terminated"``,
+    ``"killed"`` (which step of the escalation ended the child, see
+    ``TerminationReason.how``), or ``"exited"`` (the child ended otherwise, e.g. it was
+    already ending on its own). Whatever the value, the child has exited and been reaped."""
     reason: TerminationReason | None = None
     """The child's termination, if a child was stopped."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
