@@ -294,6 +294,12 @@ class ProcessActor(pykka.ThreadingActor):
                     getter(timeout=max(0.0, deadline - time.monotonic()))
         except BaseException as failure:
             error = failure
+        if error is not None and (
+            isinstance(error, pykka.Timeout) or time.monotonic() >= deadline
+        ):
+            # Out of time: this is the startup timeout (the timer may not have fired yet).
+            _tell_quietly(self.actor_ref, _StartupTimedOut())
+            return
         _tell_quietly(self.actor_ref, _Ready(error))
 
     # --- I/O threads: they only read and tell ---------------------------------------------
@@ -396,7 +402,8 @@ class ProcessActor(pykka.ThreadingActor):
         elif isinstance(message, _ProtocolFailed):
             self._protocol_failed(message.error, message.sample)
         elif isinstance(message, _StartupTimedOut):
-            if not self._ready and self._returncode is None:
+            # Sent by the timer and by a probe that ran out of time: act (and log) once.
+            if not self._ready and self._returncode is None and self._stop_step is None:
                 self._log.warning("startup_timeout", timeout=self._spec.startup_timeout)
                 self._begin_stop("startup_timeout",
                                  f"not ready within {self._spec.startup_timeout}s", _SHUTDOWN)
