@@ -642,24 +642,29 @@ def run(
         worker: a worker class (created here with no arguments) or a ready instance.
         concurrency: how many handlers may run at once (default: the worker's
             ``concurrency`` attribute, 1 for :class:`JuiceChild`).
-        stdin: serve on this input instead of the process's stdin (no protection then).
-        stdout: serve on this output instead of the process's stdout (no protection then).
+        stdin: serve on this input instead of the process's stdin.
+        stdout: serve on this output instead of the process's stdout. When both are given,
+            nothing process-wide is touched: no stream protection, no logging setup.
         limits: the parser's limits on line, body and header counts.
         exit_process: call ``sys.exit`` at the end (status 0, or 1 after a protocol error).
             When false, return instead, or raise the protocol error.
     """
-    if stdin is None or stdout is None:
+    source: InputLike
+    target: OutputLike
+    if stdin is not None and stdout is not None:
+        source, target, on_stdio = stdin, stdout, False
+    else:
         streams = protect_stdio()
-        if stdin is None:
-            stdin = streams.read_fd
-        if stdout is None:
-            stdout = streams.write_fd
-    route_logging_to_stderr()
+        source = streams.read_fd if stdin is None else stdin
+        target = streams.write_fd if stdout is None else stdout
+        on_stdio = True
+        route_logging_to_stderr()
     instance = worker() if isinstance(worker, type) else worker
-    # After the worker's module and constructor ran: they may have imported structlog.
-    route_structlog_to_stderr()
+    if on_stdio:
+        # After the worker's module and constructor ran: they may have imported structlog.
+        route_structlog_to_stderr()
     try:
-        serve(instance, stdin, stdout, concurrency=concurrency, limits=limits)
+        serve(instance, source, target, concurrency=concurrency, limits=limits)
     except ProtocolError:
         if not exit_process:
             raise
