@@ -311,6 +311,7 @@ class Connection:
     ) -> None:
         with self._lock:
             popped = self._table.pop(tag)
+            closed = self._closed is not None
             if popped is None:
                 late = tag in self._timed_out
                 if late:
@@ -320,6 +321,11 @@ class Connection:
         if popped is None:
             if late:
                 self._log.info("late_answer_dropped", tag=tag)
+            elif closed:
+                # The connection ended (a write failed: the child died) while the child's
+                # last answers were still in the pipe; their requests already failed with
+                # ProcessUnavailable. Nothing is wrong with the child's tags.
+                self._log.info("answer_after_close", tag=tag)
             else:
                 self._log.warning("answer_for_unknown_tag", tag=tag,
                                   error_code=error[0] if error else None)
