@@ -279,8 +279,11 @@ class ProcessActor(pykka.ThreadingActor):
         error: BaseException | None = None
         try:
             if self._spec.readiness == "negotiate":
-                answer = connection.call(Negotiate, versions=[1]).get(
-                    timeout=max(0.0, deadline - time.monotonic())
+                # Bounded by startup_timeout, not by the connection's request_timeout (meant
+                # for calls to a running child, and often shorter than a start).
+                remaining = max(0.001, deadline - time.monotonic())
+                answer = connection.call(Negotiate, versions=[1], timeout=remaining).get(
+                    timeout=remaining
                 )
                 if answer.get("version") != 1:
                     raise ProcessUnavailable(
