@@ -87,7 +87,7 @@ class ReplyFuture(pykka.ThreadingFuture[T]):
             return None
         try:
             self.get(timeout=0)
-        except BaseException as error:  # noqa: BLE001 - that is the point
+        except BaseException as error:
             return error
         return None
 
