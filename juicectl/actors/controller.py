@@ -85,7 +85,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -97,6 +96,7 @@ from typing import Any, Final
 import pykka
 import structlog
 
+from juicectl._timer import TimerHandle, call_later
 from juicectl.exceptions import ControllerClosed, ProcessLaunchError, ProcessUnavailable
 from juicectl.messages import (
     ChildProcessCreated,
@@ -272,7 +272,7 @@ class ControllerActor(pykka.ThreadingActor):
         self._closing = False
         self._close_result: StopResult | None = None
 
-        self._timer: threading.Timer | None = None
+        self._timer: TimerHandle | None = None
         self._restart_token = 0
         self._restart_pending = False
         self._restart_times: deque[float] = deque()
@@ -500,10 +500,7 @@ class ControllerActor(pykka.ThreadingActor):
             with contextlib.suppress(pykka.ActorDeadError):
                 ref.tell(_RestartDue(token))
 
-        self._timer = threading.Timer(delay, due)
-        self._timer.daemon = True
-        self._timer.name = f"juicectl-restart-{self._name}"
-        self._timer.start()
+        self._timer = call_later(delay, due)
         self._log.info(
             "restart_scheduled",
             delay=delay,
@@ -601,7 +598,9 @@ class ControllerActor(pykka.ThreadingActor):
         (seconds since the child got ready, or None), ``restarts`` (automatic restarts
         so far), ``restarts_in_window``, ``restart_pending``, ``gave_up``, ``waiting``
         (futures waiting for a child), ``last_exit`` (None, or a dict with ``description``,
-        ``how``, ``exit_status``, ``signal``, ``requested``).
+        ``how``, ``exit_status``, ``signal``, ``requested``), and the current child's
+        requests: ``sent``, ``answered``, ``failed``, ``in_flight`` (all 0 when no child
+        is connected; a new child starts from 0).
         """
         last_exit: dict[str, Any] | None = None
         if self._last_exit is not None:
@@ -612,6 +611,11 @@ class ControllerActor(pykka.ThreadingActor):
                 "signal": self._last_exit.signal,
                 "requested": self._last_exit_requested,
             }
+        requests = {"sent": 0, "answered": 0, "failed": 0, "in_flight": 0}
+        connection_stats = getattr(self._connection, "stats", None)
+        if callable(connection_stats):
+            # Connection.stats() takes only the connection's own lock: safe from this thread.
+            requests.update(connection_stats())
         return {
             "name": self._name,
             "mode": self._mode.value,
@@ -624,6 +628,7 @@ class ControllerActor(pykka.ThreadingActor):
             "gave_up": self._gave_up,
             "waiting": len(self._get_waiters),
             "last_exit": last_exit,
+            **requests,
         }
 
     # --- helpers ----------------------------------------------------------------------------
