@@ -122,6 +122,7 @@ class Connection:
         self._timed_out: OrderedDict[str, None] = OrderedDict()
         self._closed: ProcessUnavailable | None = None
         self._fatal_reported = False
+        self._input_ended = False
         self.sent = 0
         self.answered = 0
         self.failed = 0
@@ -274,7 +275,16 @@ class Connection:
     def closed(self) -> bool:
         """Whether the connection has ended (the child is gone or going)."""
         with self._lock:
-            return self._closed is not None
+            return self._closed is not None or self._input_ended
+
+    def input_ended(self) -> None:
+        """The child's stdout reached end of file: nothing more will be answered.
+
+        ``closed`` turns true at once; the requests in flight fail at ``connection_lost``,
+        which the process actor calls as soon as it knows why the child went.
+        """
+        with self._lock:
+            self._input_ended = True
 
     def stats(self) -> dict[str, int]:
         """Counters: requests sent, answered, failed, and in flight."""

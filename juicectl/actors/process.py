@@ -416,6 +416,10 @@ class ProcessActor(pykka.ThreadingActor):
         elif isinstance(message, _StdoutGraceOver):
             if self._returncode is None:
                 self._log.warning("stdout_closed_but_running")
+                if self._connection is not None:
+                    self._connection.connection_lost(
+                        ProcessUnavailable(f"child {self._pid()} closed its stdout")
+                    )
                 self._begin_stop("stdout_closed", "closed its stdout", _CLOSE_STDIN)
         elif isinstance(message, _DrainTimedOut):
             self._finish()
@@ -458,9 +462,9 @@ class ProcessActor(pykka.ThreadingActor):
         self._open_streams.discard(stream)
         if stream == "stdout" and self._returncode is None:
             if self._connection is not None:
-                self._connection.connection_lost(
-                    ProcessUnavailable(f"child {self._pid()} closed its stdout")
-                )
+                # No answer can come any more, but the requests in flight fail only once we
+                # know why (exit status or signal, stderr tail): in a moment, at the exit.
+                self._connection.input_ended()
             # Normally the child is exiting; one that keeps running without stdout is no use,
             # but give it a moment to exit by itself before calling it that.
             me = self.actor_ref
