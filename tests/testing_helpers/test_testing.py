@@ -1,0 +1,335 @@
+"""juicectl.testing: the scripted child, the in-memory pair, the fake controller, and the
+fixtures that run real controllers on worker classes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pykka
+import pytest
+
+from juicectl import ProcessController
+from juicectl.child import JuiceChild
+from juicectl.exceptions import (
+    ArgumentError,
+    ControllerClosed,
+    ProcessUnavailable,
+    RemoteJuiceError,
+    UnhandledRemoteJuiceError,
+)
+from juicectl.juice import Command, Integer, String
+from juicectl.messages import ModeChanged, ProcessStarted, ProcessTerminated
+from juicectl.testing import (
+    ControllerFactory,
+    FakeController,
+    ScriptedChild,
+    connect,
+    controller_fixture,
+    scripted_controller,
+    worker_argv,
+)
+from tests.integration.commands import Echo, Fail, Oops, Pid, Sleep
+from tests.integration.workers import EchoWorker
+
+
+class Add(Command):
+    arguments = [("a", Integer()), ("b", Integer())]
+    response = [("sum", Integer())]
+
+
+class Greet(Command):
+    """A command the worker sends to its parent."""
+
+    arguments = [("name", String())]
+    response = [("greeting", String())]
+
+
+class Introduce(Command):
+    arguments = [("name", String())]
+    response = [("line", String())]
+
+
+class CallingWorker(JuiceChild):
+    """Asks the parent before answering: exercises the parent's responder in memory."""
+
+    @Introduce.responder
+    def introduce(self, name: str) -> dict[str, Any]:
+        greeting = self.call(Greet, name=name).result(timeout=5)["greeting"]
+        return {"line": f"{greeting}, I am the child"}
+
+
+class ParentResponder:
+    @Greet.responder
+    def greet(self, name: str) -> dict[str, Any]:
+        return {"greeting": f"hello {name}"}
+
+
+# --- ScriptedChild over an in-memory pair ------------------------------------------------
+
+
+def test_scripted_answers_typed_and_by_name() -> None:
+    child = ScriptedChild(
+        {
+            Add: lambda a, b: {"sum": a + b},
+            Echo: {"value": "always this"},
+            "Ping": {"pong": "yes", "count": 3},
+        }
+    )
+    with connect(child) as pair:
+        connection = pair.connection
+        assert connection.call(Add, a=2, b=40).get(timeout=5) == {"sum": 42}
+        assert connection.call(Echo, value="x").get(timeout=5) == {"value": "always this"}
+
+        class Ping(Command):
+            response = [("pong", String()), ("count", Integer())]
+
+        assert connection.call(Ping).get(timeout=5) == {"pong": "yes", "count": 3}
+    assert child.calls == [("Add", {"a": 2, "b": 40}), ("Echo", {"value": "x"}), ("Ping", {})]
+    assert child.calls_to(Add) == [{"a": 2, "b": 40}]
+
+
+def test_scripted_errors() -> None:
+    child = ScriptedChild(
+        {
+            Fail: Oops("declared"),
+            Echo: RemoteJuiceError("BUSY", "try again later"),
+            Add: ValueError("not declared by Add"),
+        }
+    )
+    with connect(child) as pair:
+        connection = pair.connection
+        with pytest.raises(Oops, match="declared"):
+            connection.call(Fail).get(timeout=5)
+        with pytest.raises(RemoteJuiceError) as busy:
+            connection.call(Echo, value="x").get(timeout=5)
+        assert (busy.value.code, busy.value.description) == ("BUSY", "try again later")
+        # Declared errors keep the conversation going ...
+        assert not connection.closed
+        # ... an undeclared one ends it, as with a real worker.
+        with pytest.raises(UnhandledRemoteJuiceError):
+            connection.call(Add, a=1, b=2).get(timeout=5)
+        with pytest.raises(ProcessUnavailable):
+            connection.call(Echo, value="y").get(timeout=5)
+        assert not pair.alive
+
+
+def test_scripted_unknown_command_and_replaced_answer() -> None:
+    child = ScriptedChild({Echo: {"value": "one"}})
+    with connect(child) as pair:
+        assert pair.connection.call(Echo, value="x").get(timeout=5) == {"value": "one"}
+        child.answer(Echo, {"value": "two"})
+        assert pair.connection.call(Echo, value="x").get(timeout=5) == {"value": "two"}
+        with pytest.raises(KeyError):
+            child.answer("Nope", {})
+        with pytest.raises(UnhandledRemoteJuiceError):
+            pair.connection.call(Add, a=1, b=1).get(timeout=5)
+
+
+def test_scripted_text_answers_must_be_text() -> None:
+    child = ScriptedChild({"Ping": {"pong": object()}})
+    with connect(child) as pair:
+
+        class Ping(Command):
+            response = [("pong", String())]
+
+        # The script's mistake is the worker's bug: answered UNHANDLED.
+        with pytest.raises(UnhandledRemoteJuiceError):
+            pair.connection.call(Ping).get(timeout=5)
+
+
+# --- a real worker class in memory ---------------------------------------------------------
+
+
+def test_in_memory_worker_class() -> None:
+    with connect(EchoWorker, concurrency=4) as pair:
+        connection = pair.connection
+        assert connection.call(Echo, value="hé\r\nllo").get(timeout=5) == {"value": "hé\r\nllo"}
+        futures = [connection.call(Sleep, seconds=0.05) for _ in range(4)]
+        assert [f.get(timeout=5) for f in futures] == [{"slept": 0.05}] * 4
+        with pytest.raises(ArgumentError):
+            connection.call(Echo)
+    assert pair.stop() == "exited"
+
+
+def test_in_memory_stop_is_clean_and_kill_fails_what_is_in_flight() -> None:
+    pair = connect(EchoWorker)
+    assert pair.stop() == "clean"
+    assert not pair.alive
+
+    pair = connect(EchoWorker)
+    sleeping = pair.connection.call(Sleep, seconds=0.5)
+    pair.kill("crashed on purpose")
+    with pytest.raises(ProcessUnavailable, match="crashed on purpose"):
+        sleeping.get(timeout=5)
+    with pytest.raises(ProcessUnavailable):
+        pair.connection.call(Echo, value="x").get(timeout=5)
+    pair.stop()
+
+
+def test_in_memory_child_calls_its_parent() -> None:
+    with connect(CallingWorker, responder=ParentResponder()) as pair:
+        answer = pair.connection.call(Introduce, name="ann").get(timeout=5)
+    assert answer == {"line": "hello ann, I am the child"}
+
+
+# --- FakeController -----------------------------------------------------------------------
+
+
+class Recorder(pykka.ThreadingActor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[object] = []
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "events":
+            return list(self.events)
+        self.events.append(message)
+        return None
+
+
+def test_fake_controller_quacks_like_a_controller() -> None:
+    started: list[int] = []
+    ended: list[int] = []
+    prepared: list[int] = []
+    recorder = Recorder.start()
+    ctl = FakeController(
+        EchoWorker,
+        name="fake-echo",
+        prepare=lambda connection: prepared.append(connection.generation),
+        on_process_startup=lambda: started.append(1),
+        on_process_termination=lambda: ended.append(1),
+    )
+    ctl.subscribe(recorder)
+    assert ctl.mode == "stopped"
+    connection = ctl.get_process().get(timeout=5)
+    assert ctl.mode == "ready"
+    assert ctl.get_process().get(timeout=5) is connection
+    assert connection.call(Echo, value="a").get(timeout=5) == {"value": "a"}
+    assert ctl.call(Echo, value="b", timeout=5) == {"value": "b"}
+
+    sleeping = connection.call(Sleep, seconds=1.0)
+    ctl.kill_child()
+    with pytest.raises(ProcessUnavailable):
+        sleeping.get(timeout=5)
+    assert ctl.mode == "stopped"
+    assert ended == [1]
+
+    second = ctl.get_process().get(timeout=5)
+    assert second is not connection
+    assert second.generation == 2
+    assert prepared == [1, 2]
+    assert started == [1, 1]
+    assert ctl.stats()["generation"] == 2
+
+    result = ctl.stop_process().get(timeout=5)
+    assert result.how == "clean"
+    assert ctl.mode == "stopped"
+    assert ctl.stop_process().get(timeout=5).how == "not_running"
+    assert ended == [1]  # a requested stop is not a termination event
+
+    ctl.close()
+    with pytest.raises(ControllerClosed):
+        ctl.get_process().get(timeout=5)
+
+    events = recorder.ask("events")
+    modes = [(e.old, e.new) for e in events if isinstance(e, ModeChanged)]
+    assert modes == [
+        ("stopped", "starting"), ("starting", "ready"), ("ready", "stopped"),
+        ("stopped", "starting"), ("starting", "ready"), ("ready", "stopping"),
+        ("stopping", "stopped"),
+    ]
+    assert [type(e) for e in events if not isinstance(e, ModeChanged)] == [
+        ProcessStarted, ProcessTerminated, ProcessStarted,
+    ]
+
+
+def test_fake_controller_notices_a_child_that_ended_by_itself() -> None:
+    with scripted_controller({Echo: {"value": "v"}, Add: RuntimeError("boom")}) as ctl:
+        connection = ctl.get_process().get(timeout=5)
+        with pytest.raises(UnhandledRemoteJuiceError):
+            connection.call(Add, a=1, b=2).get(timeout=5)
+        deadline = time.monotonic() + 5
+        while ctl.mode != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ctl.mode == "stopped"
+        # The next get_process() starts a new child; the scripted worker kept its record.
+        assert ctl.call(Echo, value="x", timeout=5) == {"value": "v"}
+        assert [name for name, _ in ctl.worker.calls] == ["Add", "Echo"]  # type: ignore[attr-defined]
+
+
+def test_fake_controller_prepare_failure_fails_the_get() -> None:
+    def prepare(connection: Any) -> Any:
+        return connection.call(Fail)
+
+    with FakeController(EchoWorker, prepare=prepare) as ctl:
+        with pytest.raises(ProcessUnavailable, match="starting the in-memory child failed"):
+            ctl.get_process().get(timeout=5)
+        assert ctl.mode == "stopped"
+
+
+def test_code_under_test_can_take_either_controller() -> None:
+    # The point of the fake: the same function runs against either.
+    def shout(controller: ProcessController | FakeController, text: str) -> str:
+        return str(controller.call(Echo, value=text.upper(), timeout=5)["value"])
+
+    with scripted_controller({Echo: lambda value: {"value": value + "!"}}) as fake:
+        assert shout(fake, "hi") == "HI!"
+
+
+# --- real controllers: the factory, the plugin fixture and controller_fixture -------------
+
+echo_controller = controller_fixture(EchoWorker, name="echo_fixture_controller")
+pid_controller = controller_fixture("tests.integration.workers:EchoWorker")
+
+
+def test_controller_factory_tears_everything_down() -> None:
+    factory = ControllerFactory()
+    ctl = factory(EchoWorker)
+    pid = ctl.call(Pid, timeout=10)["pid"]
+    assert ctl.mode == "ready"
+    factory.close_all()
+    assert ctl.mode == "stopped"
+    with pytest.raises(ProcessLookupError):
+        import os
+
+        os.kill(pid, 0)
+    assert not [a for a in pykka.ActorRegistry.get_all() if a.is_alive()]
+
+
+def test_plugin_fixture(juicectl_controller: ControllerFactory) -> None:
+    first = juicectl_controller(EchoWorker, name="one")
+    second = juicectl_controller("tests.integration.workers:EchoWorker", concurrency=2)
+    assert first.call(Echo, value="1", timeout=10) == {"value": "1"}
+    assert second.call(Echo, value="2", timeout=10) == {"value": "2"}
+    assert "--concurrency" in second.spec.argv
+
+
+def test_controller_fixture(echo_fixture_controller: ProcessController,
+                            pid_controller: ProcessController) -> None:
+    assert echo_fixture_controller.call(Echo, value="x", timeout=10) == {"value": "x"}
+    assert isinstance(pid_controller.call(Pid, timeout=10)["pid"], int)
+
+
+def test_worker_argv_refuses_what_a_child_cannot_import() -> None:
+    class Local(JuiceChild):
+        pass
+
+    with pytest.raises(ValueError, match="cannot import"):
+        worker_argv(Local)
+    argv, env = worker_argv(EchoWorker, concurrency=3)
+    assert argv[1:] == ["-m", "juicectl.child", "tests.integration.workers:EchoWorker",
+                        "--concurrency", "3"]
+    assert env["PYTHONPATH"].split(":")[0]
+
+
+def test_threads_do_not_pile_up() -> None:
+    before = threading.active_count()
+    for _ in range(5):
+        with connect(EchoWorker) as pair:
+            pair.connection.call(Echo, value="x").get(timeout=5)
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() <= before
