@@ -1,0 +1,256 @@
+"""asyncio: await juicectl's futures without blocking the event loop.
+
+A pykka future is awaitable, but awaiting it calls its blocking ``get()`` on the loop's thread:
+the whole loop stops until the child answers. Here the answer is handed to the loop instead:
+
+* :func:`wrap_future` turns a juicectl future (a ``ReplyFuture``, which can notify callbacks)
+  into an ``asyncio.Future``. The thread that settles it (the connection's reader, the
+  controller actor) schedules the outcome on the loop with ``call_soon_threadsafe``; no thread
+  waits. A plain pykka future, which cannot notify, is waited on by a daemon thread of its
+  own instead.
+* :func:`get_process`, :func:`stop_process` and :func:`call` are the async forms of the
+  controller's and the connection's methods, and :class:`AsyncProcessController` wraps a
+  ``ProcessController`` with async methods (and ``async with``).
+
+Cancelling a task that awaits one of these cancels only the waiting: a request that went to the
+child is not withdrawn (the Juice protocol has no way to), it completes or times out as it
+would have, and its outcome is dropped, without any "exception was never retrieved" noise.
+
+Example::
+
+    import asyncio
+    from juicectl.aio import AsyncProcessController
+
+    async def main() -> None:
+        async with AsyncProcessController.start(argv, name="echo") as ctl:
+            answer = await ctl.call(Echo, value="hi")
+
+    asyncio.run(main())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import pykka
+
+from juicectl.connection import Connection
+from juicectl.controller import ProcessController
+from juicectl.exceptions import TooManyRequests
+from juicectl.juice import Command
+from juicectl.messages import StopResult
+
+__all__ = [
+    "AsyncProcessController",
+    "call",
+    "get_process",
+    "stop_process",
+    "wrap_future",
+]
+
+T = TypeVar("T")
+
+
+def wrap_future(
+    future: pykka.Future[T] | concurrent.futures.Future[T],
+    *,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> asyncio.Future[T]:
+    """Return an ``asyncio.Future`` settled like ``future``, without blocking the loop.
+
+    Args:
+        future: a juicectl ``ReplyFuture`` (what every juicectl method returns), any pykka
+            future, or a ``concurrent.futures.Future``.
+        loop: the loop the result belongs to (default: the running loop).
+
+    Cancelling the returned future does not touch ``future``: its outcome is dropped.
+
+    Raises:
+        RuntimeError: no loop was given and none is running.
+    """
+    if loop is None:
+        loop = asyncio.get_running_loop()
+    if isinstance(future, concurrent.futures.Future):
+        return asyncio.wrap_future(future, loop=loop)
+    waiter: asyncio.Future[T] = loop.create_future()
+
+    def deliver(outcome: Callable[[], T]) -> None:
+        # On the loop's thread, once ``future`` is settled.
+        if waiter.done():
+            return  # the awaiting task was cancelled: the outcome is dropped on purpose
+        try:
+            value = outcome()
+        except BaseException as error:
+            if isinstance(error, StopIteration):  # cannot be stored in an asyncio future
+                error = RuntimeError(f"the future failed with {error!r}")
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(value)
+
+    def post(outcome: Callable[[], T]) -> None:
+        # On the thread that settled ``future``: only schedule, never run user code here.
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(deliver, outcome)
+
+    add_done_callback = getattr(future, "add_done_callback", None)
+    if callable(add_done_callback):
+        # A ReplyFuture: already settled when the callback runs, so get() returns at once.
+        add_done_callback(lambda _settled: post(lambda: future.get(timeout=0)))
+    else:
+        # A pykka future cannot notify anyone: a daemon thread waits on it (a daemon, so that
+        # a future that is never settled cannot hold up the interpreter's exit).
+        def wait() -> None:
+            try:
+                value = future.get()
+            except BaseException as error:
+                failure = error
+
+                def outcome() -> T:
+                    raise failure
+            else:
+
+                def outcome() -> T:
+                    return value
+
+            post(outcome)
+
+        threading.Thread(target=wait, name="juicectl-aio-wait", daemon=True).start()
+    return waiter
+
+
+async def _wait(future: pykka.Future[T], timeout: float | None) -> T:
+    waiter = wrap_future(future)
+    if timeout is None:
+        return await waiter
+    return await asyncio.wait_for(waiter, timeout)
+
+
+async def get_process(controller: ProcessController, *, timeout: float | None = None) -> Connection:
+    """``await`` the connection to a ready child, launching one if none runs.
+
+    Fails like ``ProcessController.get_process()`` (``ProcessUnavailable``,
+    ``ProcessLaunchError``, ``ControllerClosed``), or with ``TimeoutError`` after ``timeout``
+    seconds (the controller goes on starting the child).
+    """
+    return await _wait(controller.get_process(), timeout)
+
+
+async def stop_process(
+    controller: ProcessController, *, timeout: float | None = None
+) -> StopResult:
+    """``await`` the stop of the child: the ``StopResult`` once it has exited.
+
+    Raises ``TimeoutError`` after ``timeout`` seconds (the stop goes on regardless).
+    """
+    return await _wait(controller.stop_process(), timeout)
+
+
+async def call(
+    connection: Connection,
+    command: type[Command],
+    /,
+    *,
+    timeout: float | None = None,
+    **arguments: Any,
+) -> dict[str, Any]:
+    """``await`` the response fields of one request on ``connection``.
+
+    The async form of ``connection.call(command, timeout=timeout, **arguments)``: it fails the
+    same ways (the declared exception class, ``RemoteJuiceError``, ``RequestTimeout`` after
+    ``timeout`` seconds, ``ProcessUnavailable``), and ``ArgumentError`` at once for bad
+    arguments. The request is written from the calling thread, as a write to the child's pipe;
+    when ``max_in_flight`` requests are already outstanding, the wait for a free slot happens on
+    a worker thread, never on the loop.
+    """
+    try:
+        future = connection.call_with(command, arguments, timeout=timeout, wait_for_slot=False)
+    except TooManyRequests:
+        future = await asyncio.to_thread(
+            connection.call_with, command, arguments, timeout=timeout, wait_for_slot=True
+        )
+    return await wrap_future(future)
+
+
+class AsyncProcessController:
+    """A ``ProcessController`` with async methods; every wait happens off the event loop.
+
+    Create one with :meth:`start` (the same arguments as ``ProcessController.start``) or wrap
+    an existing controller. Use it as an async context manager to close it at the end::
+
+        async with AsyncProcessController.start(argv) as ctl:
+            connection = await ctl.get_process()
+            print(await ctl.call(Echo, value="hi"))
+
+    Attributes:
+        controller: the wrapped ``ProcessController`` (its synchronous methods still work).
+    """
+
+    def __init__(self, controller: ProcessController) -> None:
+        """Wrap ``controller``; closing this object closes it."""
+        self.controller = controller
+
+    @classmethod
+    def start(cls, argv: Sequence[str], **options: Any) -> AsyncProcessController:
+        """Start a controller (in mode ``"stopped"``); see ``ProcessController.start``.
+
+        Starting only creates the actors: it does not wait for anything, so it is fine to call
+        on the loop.
+        """
+        return cls(ProcessController.start(argv, **options))
+
+    @property
+    def name(self) -> str:
+        """The controller's name."""
+        return self.controller.name
+
+    async def get_process(self, *, timeout: float | None = None) -> Connection:
+        """``await`` the connection to a ready child (see :func:`get_process`)."""
+        return await get_process(self.controller, timeout=timeout)
+
+    async def stop_process(self, *, timeout: float | None = None) -> StopResult:
+        """``await`` the stop of the child (see :func:`stop_process`)."""
+        return await stop_process(self.controller, timeout=timeout)
+
+    async def call(
+        self, command: type[Command], /, *, timeout: float | None = None, **arguments: Any
+    ) -> dict[str, Any]:
+        """Get the process (launching it if needed) and ``await`` one request's answer.
+
+        ``timeout`` bounds the request (``RequestTimeout``); getting the process is bounded by
+        ``timeout`` or, without one, by the controller's ``startup_timeout`` plus a second
+        (``TimeoutError``).
+        """
+        connection = await self.get_process(
+            timeout=timeout or self.controller.spec.startup_timeout + 1
+        )
+        return await call(connection, command, timeout=timeout, **arguments)
+
+    async def mode(self) -> str:
+        """The controller's mode (asked of its actor on a worker thread)."""
+        return await asyncio.to_thread(lambda: self.controller.mode)
+
+    async def stats(self) -> dict[str, Any]:
+        """The controller's figures (see ``ProcessController.stats``)."""
+        return await asyncio.to_thread(self.controller.stats)
+
+    def subscribe(self, subscriber: pykka.ActorRef[Any]) -> None:
+        """Tell ``subscriber`` every event from now on (does not wait)."""
+        self.controller.subscribe(subscriber)
+
+    async def close(self, timeout: float | None = None) -> StopResult | None:
+        """Stop the child and the controller's actors (waits on a worker thread)."""
+        return await asyncio.to_thread(self.controller.close, timeout)
+
+    async def __aenter__(self) -> AsyncProcessController:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncProcessController {self.controller!r}>"

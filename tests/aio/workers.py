@@ -1,0 +1,31 @@
+"""A worker for the asyncio tests: the integration tests' commands, plus ``WaitFor``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from juicectl.juice import Command, Float, String
+from tests.integration.workers import EchoWorker
+
+
+class WaitFor(Command):
+    """Answer once the file ``path`` exists (the test's event loop creates it)."""
+
+    arguments = [("path", String())]
+    response = [("waited", Float())]
+
+
+class AioWorker(EchoWorker):
+    """Echo, Sleep, Pid, Exit, Fail and WaitFor."""
+
+    @WaitFor.responder
+    def wait_for(self, path: str) -> dict[str, Any]:
+        started = time.monotonic()
+        deadline = started + 30
+        while not Path(path).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} never appeared")
+            time.sleep(0.01)
+        return {"waited": time.monotonic() - started}
