@@ -1,0 +1,211 @@
+"""Hostile children: each breaks the protocol or the rules in one way, on purpose.
+
+For each: a clear error or log line, the parent's memory bounded (measured), the child
+stopped (its pid gone), nothing left over after ``close()``, and the same controller usable
+again (the child's relaunch behaves, see ``tests/hostile/children/_wire.py``).
+
+The figures (peak memory per child) are printed; see them with::
+
+    .venv/bin/python -m pytest tests/hostile -s -q | grep -E "^hostile"
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from juicectl import ProcessUnavailable
+from juicectl.juice import Command, Integer
+from tests.hostile.harness import MemoryMeter, MiB, capture_logs_bounded, hostile
+from tests.integration.commands import Echo
+
+# Generous: the parser holds at most one line (1 MiB) or refuses a body up front; the rest
+# is threads, logs and the interpreter's own noise on a shared machine.
+MEMORY_BOUND = 64 * MiB
+
+
+class Progress(Command):
+    """Asks the stderr flooder how much it has written."""
+
+    response = [("written", Integer())]
+
+
+def report(name: str, meter: MemoryMeter, extra: str = "") -> None:
+    print(f"\nhostile {name:<26} {meter}{extra}")
+    assert meter.traced_peak < MEMORY_BOUND, f"{name}: {meter}"
+    assert meter.rss_growth < MEMORY_BOUND, f"{name}: {meter}"
+
+
+def test_garbage_on_stdout_before_the_handshake(tmp_path: Path) -> None:
+    with hostile("garbage_before_handshake", tmp_path) as h, capture_logs_bounded() as logs:
+        with (
+            MemoryMeter() as meter,
+            pytest.raises(ProcessUnavailable, match="header line without ': '"),
+        ):
+            h.ctl.get_process().get(timeout=15)
+        [error] = logs.events("protocol_error")
+        assert "Welcome to my shell" in repr(error["sample"])
+        stats = h.wait_stopped()
+        assert stats["last_exit"]["how"] == "protocol_error"
+        h.assert_gone(h.pid)
+        h.assert_usable_again()
+    report("garbage_before_handshake", meter)
+
+
+def test_garbage_on_stdout_after_the_handshake(tmp_path: Path) -> None:
+    with hostile("garbage_after_handshake", tmp_path) as h, capture_logs_bounded() as logs:
+        with MemoryMeter() as meter:
+            connection = h.ctl.get_process().get(timeout=15)
+            with pytest.raises(ProcessUnavailable, match="broke the protocol"):
+                connection.call(Echo, value="hello").get(timeout=15)
+        assert logs.events("protocol_error")
+        assert h.wait_stopped()["last_exit"]["how"] == "protocol_error"
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
+    report("garbage_after_handshake", meter)
+
+
+def test_a_length_of_100_gb_is_refused_before_any_body_is_buffered(tmp_path: Path) -> None:
+    with hostile("huge_length", tmp_path) as h, capture_logs_bounded() as logs:
+        with MemoryMeter() as meter:
+            connection = h.ctl.get_process().get(timeout=15)
+            with pytest.raises(ProcessUnavailable, match="exceeds max_body_length"):
+                connection.call(Echo, value="hello").get(timeout=15)
+            # The child keeps streaming its "body" until it is stopped: the parent reads
+            # and drops it (so the child never blocks), holding none of it.
+            stats = h.wait_stopped()
+        [error] = logs.events("protocol_error")
+        assert "100000000000" in error["error"]
+        assert stats["last_exit"]["how"] == "protocol_error"
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
+    report("huge_length (100 GB)", meter)
+
+
+def test_an_endless_header_line_is_refused_at_the_line_limit(tmp_path: Path) -> None:
+    with hostile("endless_line", tmp_path) as h, capture_logs_bounded() as logs:
+        with MemoryMeter() as meter:
+            connection = h.ctl.get_process().get(timeout=15)
+            with pytest.raises(ProcessUnavailable, match="longer than max_line_length"):
+                connection.call(Echo, value="hello").get(timeout=15)
+            stats = h.wait_stopped()
+        assert logs.events("protocol_error")
+        assert stats["last_exit"]["how"] == "protocol_error"
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
+    report("endless_line", meter)
+
+
+def test_a_child_ignoring_shutdown_and_sigterm_is_killed(tmp_path: Path) -> None:
+    with hostile("stubborn", tmp_path) as h, capture_logs_bounded() as logs:
+        with MemoryMeter() as meter:
+            connection = h.ctl.get_process().get(timeout=15)
+            assert connection.call(Echo, value="hi").get(timeout=10) == {"value": "hi"}
+            result = h.ctl.stop_process().get(timeout=20)
+        assert result.how == "killed"
+        steps = [entry["step"] for entry in logs.events("stop_step")]
+        assert steps == ["shutdown", "close_stdin", "sigterm", "sigkill"]
+        assert h.ctl.mode == "stopped"
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
+    report("stubborn", meter)
+
+
+def test_a_child_closing_stdout_and_running_on_is_stopped(tmp_path: Path) -> None:
+    with hostile("closes_stdout", tmp_path) as h, capture_logs_bounded() as logs:
+        with MemoryMeter() as meter:
+            connection = h.ctl.get_process().get(timeout=15)
+            with pytest.raises(ProcessUnavailable, match="closed its stdout"):
+                connection.call(Echo, value="hello").get(timeout=15)
+            stats = h.wait_stopped()
+        assert logs.events("stdout_closed_but_running")
+        assert stats["last_exit"]["how"] == "stdout_closed"
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
+    report("closes_stdout", meter)
+
+
+def test_50_mb_on_stderr_while_answering(tmp_path: Path) -> None:
+    total = 50 * 10**6
+    with hostile("stderr_flood", tmp_path) as h, capture_logs_bounded() as logs:
+        with MemoryMeter() as meter:
+            connection = h.ctl.get_process().get(timeout=15)
+            answered = 0
+            deadline = time.monotonic() + 120
+            while connection.call(Progress).get(timeout=30)["written"] < total:
+                assert time.monotonic() < deadline, "the flood did not finish"
+                value = f"request {answered} during the flood"
+                assert connection.call(Echo, value=value).get(timeout=30) == {"value": value}
+                answered += 1
+            result = h.ctl.stop_process().get(timeout=20)
+        assert result.how == "clean"
+        assert answered > 0
+        # Every line reached the log (in pieces of at most 1 KiB), none was held on to.
+        assert logs.stderr_lines >= total // 8192
+        lines = [entry["line"] for entry in logs.events("child_stderr")]
+        assert all(len(line) <= 1024 for line in lines)
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
+    report("stderr_flood (50 MB)", meter, f", {logs.stderr_lines} stderr lines logged")
+
+
+def test_answers_to_tags_never_asked_are_logged_and_dropped(tmp_path: Path) -> None:
+    with hostile("unknown_tag", tmp_path) as h, capture_logs_bounded() as logs:
+        with MemoryMeter() as meter:
+            connection = h.ctl.get_process().get(timeout=15)
+            for n in range(20):
+                value = f"mine {n}"
+                assert connection.call(Echo, value=value).get(timeout=10) == {"value": value}
+            assert connection.stats()["answered"] == 21  # Negotiate, and our 20
+        bogus = logs.events("answer_for_unknown_tag")
+        assert {entry["tag"] for entry in bogus} == {"ffff0", "ffff1"}
+        assert len(bogus) == 40
+        assert all(entry["log_level"] == "warning" for entry in bogus)
+        result = h.ctl.stop_process().get(timeout=15)
+        assert result.how == "clean"
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
+    report("unknown_tag", meter)
+
+
+def test_a_second_answer_to_the_same_tag_is_logged_and_dropped(tmp_path: Path) -> None:
+    with hostile("answers_twice", tmp_path) as h, capture_logs_bounded() as logs:
+        with MemoryMeter() as meter:
+            connection = h.ctl.get_process().get(timeout=15)
+            for n in range(20):
+                value = f"mine {n}"
+                assert connection.call(Echo, value=value).get(timeout=10) == {"value": value}
+        duplicates = logs.events("answer_for_unknown_tag")
+        assert len(duplicates) >= 19  # the last one may still be on its way
+        assert len({entry["tag"] for entry in duplicates}) == len(duplicates)
+        assert h.ctl.stop_process().get(timeout=15).how == "clean"
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
+    report("answers_twice", meter)
+
+
+@pytest.mark.parametrize("ask", ["1", "0"], ids=["with-ask", "without-ask"])
+def test_a_command_the_parent_has_no_responder_for_ends_the_connection(
+    tmp_path: Path, ask: str
+) -> None:
+    with (
+        hostile("unknown_command", tmp_path, env={"HOSTILE_ASK": ask}) as h,
+        capture_logs_bounded() as logs,
+    ):
+        with MemoryMeter() as meter:
+            connection = h.ctl.get_process().get(timeout=15)
+            with pytest.raises(ProcessUnavailable, match="Frobnicate"):
+                connection.call(Echo, value="hello").get(timeout=15)
+            stats = h.wait_stopped()
+        [closed] = logs.events("connection_closed_by_request")
+        assert "Frobnicate" in closed["error"]
+        assert stats["last_exit"]["how"] == "protocol_error"
+        if ask == "1":
+            # Like the reference peer, the parent answered UNHANDLED before closing.
+            replies = [e["line"] for e in logs.events("child_stderr") if "replied" in e["line"]]
+            assert replies and "UNHANDLED" in replies[0]
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
+    report(f"unknown_command ({'ask' if ask == '1' else 'no ask'})", meter)
