@@ -491,9 +491,15 @@ class ProcessActor(pykka.ThreadingActor):
             self._log.info("stop_step", step="shutdown")
             connection = self._connection
             if connection is not None and not connection.closed:
-                # Its answer does not matter, the exit does; never wait here for a free slot.
-                with contextlib.suppress(TooManyRequests):
-                    connection.call(Shutdown, wait_for_slot=False)
+                # Written from a thread of its own: a child that stopped reading its stdin
+                # leaves no room in the pipe, and the write would block this actor, and with
+                # it every later step of the escalation.
+                threading.Thread(
+                    target=self._send_shutdown,
+                    args=(connection,),
+                    name=f"juicectl-{self._name}-{popen.pid}-shutdown",
+                    daemon=True,
+                ).start()
             wait = spec.stop_timeout
         elif step == _CLOSE_STDIN:
             self._log.info("stop_step", step="close_stdin")
@@ -509,6 +515,12 @@ class ProcessActor(pykka.ThreadingActor):
             return
         me = self.actor_ref
         self._timers.append(call_later(wait, lambda: _tell_quietly(me, _StopStepDue(step))))
+
+    @staticmethod
+    def _send_shutdown(connection: Connection) -> None:
+        # Its answer does not matter, the exit does; never wait here for a free slot.
+        with contextlib.suppress(TooManyRequests):
+            connection.call(Shutdown, wait_for_slot=False)
 
     def _close_stdin(self) -> None:
         with self._stdin_lock:

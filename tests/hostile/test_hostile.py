@@ -11,19 +11,23 @@ The figures (peak memory per child) are printed; see them with::
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 from juicectl import ProcessUnavailable
-from juicectl.juice import Command, Integer
+from juicectl.juice import Command, Integer, request_bytes
 from tests.hostile.harness import MemoryMeter, MiB, capture_logs_bounded, hostile
 from tests.integration.commands import Echo
 
 # Generous: the parser holds at most one line (1 MiB) or refuses a body up front; the rest
 # is threads, logs and the interpreter's own noise on a shared machine.
 MEMORY_BOUND = 64 * MiB
+
+F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 
 class Progress(Command):
@@ -209,3 +213,34 @@ def test_a_command_the_parent_has_no_responder_for_ends_the_connection(
         h.assert_gone(connection.pid)
         h.assert_usable_again()
     report(f"unknown_command ({'ask' if ask == '1' else 'no ask'})", meter)
+
+
+def test_a_child_that_stops_reading_its_stdin_is_still_stopped(tmp_path: Path) -> None:
+    # The child's stdin pipe is left with less room than a Shutdown request: whoever writes
+    # Shutdown blocks until the child reads, which it never does. The stop must go on
+    # (close stdin, SIGTERM) regardless.
+    with hostile("deaf", tmp_path) as h, capture_logs_bounded() as logs:
+        with MemoryMeter() as meter:
+            connection = h.ctl.get_process().get(timeout=15)
+            room = pipe_capacity() - 10
+            overhead = len(request_bytes(Echo, "2", Echo.make_arguments({"value": ""})))
+            pending = connection.call(Echo, value="x" * (room - overhead))
+            result = h.ctl.stop_process().get(timeout=20)
+        assert result.how == "terminated"
+        steps = [entry["step"] for entry in logs.events("stop_step")]
+        assert steps == ["shutdown", "close_stdin", "sigterm"]
+        with pytest.raises(ProcessUnavailable):
+            pending.get(timeout=10)
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
+    report("deaf (stops reading)", meter)
+
+
+def pipe_capacity() -> int:
+    """The capacity of a new pipe (what the child's stdin gets)."""
+    read_end, write_end = os.pipe()
+    try:
+        return fcntl.fcntl(write_end, F_GETPIPE_SZ)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
