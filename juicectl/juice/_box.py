@@ -47,9 +47,9 @@ class Box(dict[str, str]):
             the box has no body.
     """
 
-    __slots__ = ("body",)
-
-    body: bytes | None
+    # No __slots__: a class-level default lets the parser create boxes with dict.__new__
+    # (no __init__ call, no per-instance __dict__ until a body is set), which is much faster.
+    body: bytes | None = None
 
     def __init__(
         self,
@@ -63,7 +63,8 @@ class Box(dict[str, str]):
             super().__init__(**kw)
         else:
             super().__init__(fields, **kw)
-        self.body = body
+        if body is not None:
+            self.body = body
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Box):

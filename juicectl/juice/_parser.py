@@ -29,6 +29,8 @@ from juicectl.juice._errors import LimitExceeded, MalformedBox, ProtocolError, T
 __all__ = ["BoxParser", "Limits"]
 
 _CRLF = b"\r\n"
+_END = b"\r\n\r\n"
+_new_box = dict.__new__
 _SEP = b": "
 _SPACE = 0x20
 _CR = 0x0D
@@ -64,6 +66,22 @@ class Limits:
 _DEFAULT_LIMITS = Limits()
 
 
+class _KeyCache(dict[str, str]):
+    """Header name -> normalised key, filled on first use and bounded in size."""
+
+    def __missing__(self, name: str) -> str:
+        if name[:1] == " " or "\0" in name:
+            # A continuation line with no header, or one glued into a name.
+            raise KeyError(name)
+        key = normalize_key(name)
+        if len(self) < _KEYS_MAX and len(name) <= _KEY_CACHE_MAX_LENGTH:
+            self[name] = key
+        return key
+
+
+_TEXT_KEYS = _KeyCache()
+
+
 def _decode_key(raw: bytes) -> str:
     try:
         text = raw.decode("utf-8")
@@ -83,6 +101,153 @@ def _parse_length(value: str, limit: int) -> int:
     if len(digits) > len(str(limit)) or int(digits or "0") > limit:
         raise LimitExceeded(f"-Length {value[:40]} exceeds max_body_length ({limit} bytes)")
     return int(digits or "0")
+
+
+def _box_from_block(text: str, max_headers: int, glued: bool = False) -> Box | None:
+    """Return the box of a complete header block (its lines, without the blank line).
+
+    Continuation lines are glued to their header line with a NUL first (the caller may have
+    done that already: ``glued``), so that one split gives the logical lines; the NULs become
+    CRLF again in the values. ``None`` when the block is in any way unusual (a line without
+    ``": "``, a repeated key, a continuation with no header...): the careful path then
+    parses it and gives the precise error.
+    """
+    if not glued and "\r\n " in text:
+        if "\0" in text:
+            return None  # a real NUL: the marker would be ambiguous
+        text = text.replace("\r\n ", "\0")
+        glued = True
+    # Every header line takes at least 3 bytes with its CRLF: count lines of big blocks only.
+    if len(text) > 3 * max_headers - 2 and text.count("\r\n") + text.count("\0") >= max_headers:
+        return None
+    box: Box = _new_box(Box)
+    lines = text.split("\r\n")
+    keys = _TEXT_KEYS
+    try:
+        for line in lines:
+            # No ": " in the line: one item, a ValueError. A name the cache refuses (a
+            # continuation with no header, a NUL glued into a name): a KeyError.
+            name, value = line.split(": ", 1)
+            box[keys[name]] = value
+    except (ValueError, KeyError):
+        return None
+    if len(box) != len(lines):
+        return None  # a repeated key: the careful path applies each line in order
+    if glued and "\0" in text:
+        for key, value in box.items():
+            if "\0" in value:
+                box[key] = value.replace("\0", "\r\n")
+    return box
+
+
+def _run_of_boxes(data: bytes, pos: int, out: list[Box], limits: Limits) -> int:
+    """Parse a run of complete, body-less, all-ASCII boxes in one pass; return the new pos.
+
+    This is the common case of a busy connection: many small boxes in one read. One decode,
+    one replace (to glue continuation lines to their header line with a NUL), one split into
+    lines for the whole run; blank lines end boxes. If anything at all is unusual, the boxes
+    parsed here are dropped again and ``pos`` is returned unchanged for the per-box path.
+    """
+    chunk = data[pos:] if pos else data
+    if not chunk.isascii():
+        return pos  # characters would not be bytes: positions could not be computed
+    text = chunk.decode("ascii")
+    cut = text.rfind("\r\n\r\n")
+    if cut < 0:
+        return pos
+    text = text[: cut + 4]  # complete boxes only: it ends with the blank line of the last
+    glued = 0
+    if "\r\n " in text:
+        if "\0" in text:
+            return pos  # a real NUL: the marker would be ambiguous
+        text = text.replace("\r\n ", "\0")
+        glued = text.count("\0")
+    room = limits.max_headers - glued  # continuation lines count as header lines
+    if room < 1:
+        return pos
+    lines = text.split("\r\n")
+    lines.pop()  # the empty string after the final CRLF
+    if len(text) > limits.max_line_length and max(map(len, lines)) > limits.max_line_length:
+        return pos
+    first = len(out)
+    append = out.append
+    keys = _TEXT_KEYS
+    box: Box = _new_box(Box)
+    try:
+        for line in lines:
+            if line:
+                # No ": " in the line: one item, a ValueError. A name the cache refuses (a
+                # continuation with no header, a NUL glued into a name): a KeyError.
+                name, value = line.split(": ", 1)
+                box[keys[name]] = value
+            else:
+                if len(box) > room or "_length" in box:
+                    raise ValueError  # too many headers, or -LENGTH (a body) after all
+                append(box)
+                box = _new_box(Box)
+    except (ValueError, KeyError):
+        del out[first:]
+        return pos
+    boxes = out[first:]
+    if sum(map(len, boxes)) + len(boxes) != len(lines):
+        del out[first:]  # a repeated key: the careful path applies each line in order
+        return pos
+    if glued:
+        for box in boxes:
+            for key, value in box.items():
+                if "\0" in value:
+                    box[key] = value.replace("\0", "\r\n")
+    return pos + len(text) + 2 * glued  # each NUL stood for CR LF SPACE
+
+
+def _fast_boxes(
+    data: bytes, pos: int, out: list[Box], limits: Limits
+) -> tuple[int, Box | None, int]:
+    """Parse the simple, complete boxes of ``data`` from ``pos`` on, appending them to ``out``.
+
+    A box is done here when its whole header block is present: it is decoded and split in
+    one go. At the first box that is incomplete or in any way unusual (a long line, a
+    repeated key, a malformed line, bad UTF-8, a bad -Length...) this stops and the careful
+    line-by-line parser takes over, which gives the precise error.
+
+    Returns ``(pos, box, need)``: where the careful path resumes, and a box whose body has not
+    fully arrived with the number of body bytes it awaits (``None, -1`` otherwise).
+    """
+    max_line = limits.max_line_length
+    max_headers = limits.max_headers
+    end = len(data)
+    append = out.append
+    if end - pos > 256 and data.find(b"-Length: ", pos) < 0:
+        pos = _run_of_boxes(data, pos, out, limits)
+    max_body = limits.max_body_length
+    find = data.find
+    while True:
+        stop = find(_END, pos)
+        if stop <= pos or stop - pos > max_line:
+            return pos, None, -1
+        try:
+            text = data[pos:stop].decode("utf-8")
+        except UnicodeDecodeError:
+            return pos, None, -1
+        box = _box_from_block(text, max_headers)
+        if box is None:
+            return pos, None, -1
+        length = box.pop("_length", None)
+        if length is None:
+            append(box)
+            pos = stop + 4
+            continue
+        if not length.isascii() or not length.isdigit() or len(length) > 18:
+            return pos, None, -1
+        size = int(length)
+        if size > max_body:
+            return pos, None, -1
+        pos = stop + 4
+        if pos + size > end:
+            return pos, box, size
+        box.body = data[pos : pos + size]
+        append(box)
+        pos += size
 
 
 class BoxParser:
@@ -223,6 +388,10 @@ class BoxParser:
         pos = 0
         end = len(data)
         while True:
+            if box is None and need < 0:
+                pos, box, need = _fast_boxes(data, pos, out, limits)
+                if box is not None:
+                    length = need
             if need >= 0:
                 stop = pos + need
                 if stop > end:
@@ -246,7 +415,7 @@ class BoxParser:
                 # The blank line: the headers are done.
                 pos += 2
                 if box is None:
-                    box = Box()
+                    box = _new_box(Box)
                 if length >= 0:
                     need = length
                     continue
@@ -255,7 +424,7 @@ class BoxParser:
                 headers = 0
                 continue
             if box is None:
-                box = Box()
+                box = _new_box(Box)
             headers += 1
             if headers > max_headers:
                 raise LimitExceeded(f"a box has more than max_headers ({max_headers}) lines")
