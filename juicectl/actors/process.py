@@ -176,6 +176,8 @@ class ProcessActor(pykka.ThreadingActor):
         self._connection: Connection | None = None
         self._stdin_fd: int | None = None
         self._stdin_lock = threading.Lock()
+        self._stdin_writers = 0  # writes in progress on _stdin_fd (under _stdin_lock)
+        self._stdin_close_deferred = False
         self._stderr_tail: deque[str] = deque(maxlen=spec.stderr_tail_lines)
         self._stderr_lock = threading.Lock()
         self._launched_at = 0.0
@@ -380,13 +382,22 @@ class ProcessActor(pykka.ThreadingActor):
         _tell_quietly(self.actor_ref, _ChildExited(popen.wait()))
 
     def _write_stdin(self, data: bytes) -> None:
-        fd = self._stdin_fd
-        if fd is None:
-            raise BrokenPipeError("the child's stdin is closed")
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        with self._stdin_lock:
+            fd = self._stdin_fd
+            if fd is None:
+                raise BrokenPipeError("the child's stdin is closed")
+            self._stdin_writers += 1
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        finally:
+            with self._stdin_lock:
+                self._stdin_writers -= 1
+                close = self._stdin_writers == 0 and self._stdin_close_deferred
+            if close:
+                self._close_stdin_file()
 
     def _connection_fatal(self, error: BaseException) -> None:
         _tell_quietly(self.actor_ref, _ProtocolFailed(error, b""))
@@ -525,10 +536,22 @@ class ProcessActor(pykka.ThreadingActor):
     def _close_stdin(self) -> None:
         with self._stdin_lock:
             popen = self._popen
-            if popen is not None and popen.stdin is not None and self._stdin_fd is not None:
-                self._stdin_fd = None
-                with contextlib.suppress(OSError):
-                    popen.stdin.close()
+            if popen is None or popen.stdin is None or self._stdin_fd is None:
+                return
+            self._stdin_fd = None
+            if self._stdin_writers:
+                # A write is blocked on this fd. Closed now, its number could be reused by
+                # the next open() and the rest of that write would land in whatever file got
+                # it. The last writer closes it (once the child reads or dies).
+                self._stdin_close_deferred = True
+                return
+        self._close_stdin_file()
+
+    def _close_stdin_file(self) -> None:
+        popen = self._popen
+        if popen is not None and popen.stdin is not None:
+            with contextlib.suppress(OSError):
+                popen.stdin.close()
 
     def _signal_group(self, signum: int) -> None:
         popen = self._popen

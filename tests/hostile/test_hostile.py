@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 
 from juicectl import ProcessUnavailable
 from juicectl.juice import Command, Integer, request_bytes
-from tests.hostile.harness import MemoryMeter, MiB, capture_logs_bounded, hostile
+from tests.hostile.harness import MemoryMeter, MiB, capture_logs_bounded, hostile, wait_for
 from tests.integration.commands import Echo
 
 # Generous: the parser holds at most one line (1 MiB) or refuses a body up front; the rest
@@ -244,3 +245,42 @@ def pipe_capacity() -> int:
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_closing_stdin_under_a_blocked_write_never_sends_its_bytes_elsewhere(
+    tmp_path: Path,
+) -> None:
+    # A caller's big request blocks on the deaf child's full pipe. The stop closes the
+    # child's stdin (step 2) while that write is still in progress; file descriptors opened
+    # next reuse the lowest free numbers. When SIGTERM ends the child, the blocked write
+    # returns short, and the rest of the request must not go to whatever file now has the
+    # stdin's old number.
+    with (
+        hostile("deaf", tmp_path, stop_timeout=1.0, kill_timeout=1.5) as h,
+        capture_logs_bounded() as logs,
+    ):
+        connection = h.ctl.get_process().get(timeout=15)
+        futures = []
+        caller = threading.Thread(
+            target=lambda: futures.append(connection.call(Echo, value="z" * 1_000_000))
+        )
+        caller.start()
+        wait_for(lambda: connection.stats()["sent"] == 2, what="the big request is sent")
+        stop = h.ctl.stop_process()
+        wait_for(
+            lambda: any(e["step"] == "close_stdin" for e in logs.events("stop_step")),
+            what="stdin closed",
+        )
+        victims = [tmp_path / f"victim-{n}" for n in range(8)]
+        fds = [os.open(path, os.O_WRONLY | os.O_CREAT) for path in victims]
+        try:
+            assert stop.get(timeout=20).how == "terminated"
+            caller.join(timeout=20)
+            assert not caller.is_alive()
+        finally:
+            for fd in fds:
+                os.close(fd)
+        assert {path.name: path.stat().st_size for path in victims if path.stat().st_size} == {}
+        with pytest.raises(ProcessUnavailable):
+            futures[0].get(timeout=10)
+        h.assert_gone(connection.pid)
