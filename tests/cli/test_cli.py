@@ -1,0 +1,196 @@
+"""The juicectl command line: call and shell on real children, and its one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from juicectl import __version__
+from juicectl._cli import UsageError, main, parse_request, split_call_words, to_json
+from juicectl._raw import is_raw
+from tests.conftest import ROOT
+from tests.integration.commands import Echo, Sleep
+
+WORKER = [sys.executable, "-m", "juicectl.child", "tests.integration.workers:EchoWorker"]
+
+
+def juicectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m juicectl ARGS`` in the repository's root (where the workers import)."""
+    return subprocess.run(
+        [sys.executable, "-m", "juicectl", *args],
+        cwd=ROOT,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+# --- parsing, in process -------------------------------------------------------------------
+
+
+def test_split_call_words() -> None:
+    assert split_call_words(["python", "-m", "w", "Echo", "value=hi", "n=1"]) == (
+        ["python", "-m", "w"], ["Echo", "value=hi", "n=1"],
+    )
+    assert split_call_words(["w", "Ping"]) == (["w"], ["Ping"])
+    for bad in (["value=hi"], ["Echo", "value=hi"], []):
+        with pytest.raises(UsageError):
+            split_call_words(bad)
+
+
+def test_parse_request_typed_and_raw() -> None:
+    commands: dict[str, Any] = {"echo": Echo, "sleep": Sleep}
+    assert parse_request(["sleep", "seconds=0.5"], commands) == (Sleep, {"seconds": 0.5})
+    command, arguments = parse_request(["Other", "a=1", "b=x=y"], commands)
+    assert is_raw(command) and command.command_name == "Other"
+    assert arguments == {"a": "1", "b": "x=y"}
+    with pytest.raises(UsageError, match="not a float"):
+        parse_request(["Sleep", "seconds=soon"], commands)
+    with pytest.raises(UsageError, match="no argument"):
+        parse_request(["Echo", "valu=x"], commands)
+    with pytest.raises(UsageError, match="key=value"):
+        parse_request(["Echo", "value"], commands)
+
+
+def test_to_json() -> None:
+    from pathlib import Path
+
+    assert to_json({"p": Path("/a b"), "b": b"\x00\xff", "t": "é"}) == (
+        '{"p": "/a b", "b": "AP8=", "t": "é"}'
+    )
+
+
+# --- call, on real children --------------------------------------------------------------
+
+
+def test_call_prints_the_answer_as_json() -> None:
+    result = juicectl("call", "--", *WORKER, "Echo", "value=hi there")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == '{"value": "hi there"}\n'
+    assert result.stderr == ""
+
+
+def test_call_with_declared_commands_converts_types() -> None:
+    typed = juicectl("call", "--commands", "tests.integration.commands", "--", *WORKER,
+                     "Sleep", "seconds=0.01")
+    assert typed.returncode == 0, typed.stderr
+    assert typed.stdout == '{"slept": 0.01}\n'
+    raw = juicectl("call", "--", *WORKER, "Sleep", "seconds=0.01")
+    assert raw.stdout == '{"slept": "0.01"}\n'
+
+
+def test_call_errors_are_one_line() -> None:
+    declared = juicectl("call", "--commands", "tests.integration.commands:Fail", "--", *WORKER,
+                        "Fail")
+    assert declared.returncode == 1
+    assert one_line_error(declared) == "juicectl: Fail failed: Oops: as declared"
+
+    unknown = juicectl("call", "--", *WORKER, "Nope", "a=b")
+    assert unknown.returncode == 1
+    assert "Nope failed: UNHANDLED" in one_line_error(unknown)
+
+    missing = juicectl("call", "--", "/no/such/program", "Echo")
+    assert missing.returncode == 1
+    assert one_line_error(missing) == (
+        "juicectl: cannot launch ['/no/such/program']: No such file or directory"
+    )
+
+    dying = juicectl("call", "--", sys.executable, "-c",
+                     "import sys; print('cannot start', file=sys.stderr); sys.exit(3)", "Echo")
+    assert dying.returncode == 1
+    line = one_line_error(dying)
+    assert "exited with status 3" in line and "cannot start" in line
+
+    slow = juicectl("call", "--timeout", "0.3", "--", *WORKER, "Sleep", "seconds=1")
+    assert slow.returncode == 1
+    assert "no answer within 0.3" in one_line_error(slow)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["call", "--", "Echo"], "no child command"),
+        (["call"], "no command given"),
+        (["call", "--commands", "no_such_module_here", "--", "x", "Echo"], "--commands"),
+        (["call", "--commands", "tests.integration.commands", "--", "x", "Sleep", "seconds=x"],
+         "not a float"),
+        (["call", "--timeout", "0", "--", "x", "Echo"], "--timeout"),
+        (["shell", "--startup-timeout", "-1", "--", "x"], "--startup-timeout"),
+        (["frobnicate"], "invalid choice"),
+        (["demo", "--documents", "1"], "--documents"),
+    ],
+)
+def test_usage_errors_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    line = one_line_error(subprocess.CompletedProcess(args, 2, captured.out, captured.err))
+    assert line.startswith("juicectl: error:") and message in line
+
+
+def test_version() -> None:
+    result = juicectl("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"juicectl {__version__}"
+
+
+# --- shell, driven through stdin (not a terminal) ---------------------------------------
+
+
+def test_shell_reads_commands_from_stdin() -> None:
+    script = "\n".join([
+        'Echo value="hello world"',
+        "# a comment, and an empty line",
+        "",
+        ":mode",
+        ":stop",
+        ":mode",
+        "Echo value=again",
+        ":quit",
+        "Echo value=never-sent",
+    ]) + "\n"
+    result = juicectl("shell", "--", *WORKER, stdin=script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        '{"value": "hello world"}',
+        "ready",
+        "stopped: clean",
+        "stopped",
+        '{"value": "again"}',
+    ]
+
+
+def test_shell_reports_errors_and_goes_on() -> None:
+    script = "Nope\nEcho\n:bogus\nEcho value='unterminated\nEcho value=ok\n"
+    result = juicectl("shell", "--commands", "tests.integration.commands", "--", *WORKER,
+                      stdin=script)
+    assert result.returncode == 1  # some commands failed
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("error: Nope failed: UNHANDLED")
+    assert lines[1].startswith("error: Echo arguments: missing required")
+    assert lines[2].startswith("error: unknown shell command")
+    assert lines[3].startswith("error: No closing quotation")
+    # UNHANDLED ended the first child's conversation: a new child answers.
+    assert lines[4] == '{"value": "ok"}'
+    assert "Traceback" not in result.stderr
+
+
+def test_shell_ends_at_end_of_input_and_cannot_start_without_a_child() -> None:
+    assert juicectl("shell", "--", *WORKER, stdin="").returncode == 0
+    missing = juicectl("shell", "--", "/no/such/program", stdin="Echo\n")
+    assert missing.returncode == 1
+    assert "cannot launch" in one_line_error(missing)
