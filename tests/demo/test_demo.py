@@ -1,0 +1,74 @@
+"""The demo: `juicectl demo` runs as CI runs it (no terminal, no stdin) and tells the truth."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+
+import pytest
+
+from juicectl import _demo
+from tests.conftest import ROOT
+
+
+def test_the_demo_runs_and_exits_0() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "juicectl", "demo"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "Traceback" not in out + result.stderr
+    # Each step of the story, in order.
+    steps = [
+        "mode          stopped -> starting      (GetProcess, child #1)",
+        "prepare child #1: SetStore -> the store holds 0 documents",
+        "mode         starting -> ready         (ChildProcessCreated, child #1)",
+        "KILL    child #1",
+        "killed by SIGKILL",
+        "(restart, child #2)",
+        "prepare child #2: SetStore -> the store holds",
+        "40/40 documents",
+        "stopped: clean",
+        "summary",
+        "demo OK",
+    ]
+    position = 0
+    for step in steps:
+        found = out.find(step, position)
+        assert found >= 0, f"{step!r} missing (or out of order) in:\n{out}"
+        position = found
+    assert re.search(r"retry   doc-\d+: child \d+ killed by SIGKILL", out)
+    assert re.search(r"children +2 started, 1 automatic restart", out)
+    assert re.search(r"requests +\d+ sent, \d+ answered, [1-9]\d* failed", out)
+    assert re.search(r"time +\d+\.\d s", out)
+    # No terminal: the progress bar is printed as lines, not redrawn with carriage returns.
+    assert "\r" not in out
+
+
+def test_the_summary_comes_from_what_happened() -> None:
+    stream = io.StringIO()
+    assert _demo.run_demo(documents=6, stream=stream) == 0
+    out = stream.getvalue()
+    retried = int(re.search(r"failures retried +(\d+)", out).group(1))  # type: ignore[union-attr]
+    assert retried == out.count("  retry   ")
+    assert "documents indexed   6 of 6" in out
+
+
+def test_a_failed_check_makes_the_demo_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    # If the child is never killed, the demo does not pretend it was.
+    monkeypatch.setattr(_demo, "_kill", lambda *args: None)
+    stream = io.StringIO()
+    assert _demo.run_demo(documents=4, stream=stream) == 1
+    assert "demo FAILED: the child was never killed" in stream.getvalue()
+
+
+def test_documents_are_the_same_every_run() -> None:
+    assert _demo.make_documents(5) == _demo.make_documents(5)
+    assert [name for name, _ in _demo.make_documents(12)][:2] == ["doc-01", "doc-02"]
