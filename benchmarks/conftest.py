@@ -1,0 +1,3 @@
+"""The benchmarks run on demand (``python3 tasks.py bench``), never as tests."""
+
+collect_ignore_glob = ["*"]

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""juicectl: a ProcessController driving ``python -m juicectl.child`` (see ``_common.py``).
+
+    .venv/bin/python benchmarks/drive_juicectl.py SCENARIO COUNT [--via-actor]
+
+``--via-actor`` is the write-path experiment: every request goes through a writer actor's
+inbox (a ``tell`` per request, written by that actor's thread) instead of being written by
+the caller's thread under the connection's small lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pykka
+import structlog
+
+from benchmarks._common import (
+    BIG,
+    ROOT,
+    SMALL,
+    THREADS,
+    WARMUP,
+    concurrent_rate,
+    median_ms,
+    parse_args,
+    report,
+    rss_kib,
+    sequential,
+    thread_count,
+)
+from benchmarks.workload import Echo
+from juicectl import Connection, ProcessController, RestartPolicy
+
+ARGV = [sys.executable, "-m", "juicectl.child", "benchmarks.workload:EchoWorker"]
+
+
+class _Writer(pykka.ThreadingActor):
+    """The experiment's writer actor: writes what it is told, one message per request."""
+
+    def __init__(self, write: Any) -> None:
+        super().__init__()
+        self._write = write
+
+    def on_receive(self, message: Any) -> None:
+        self._write(message)
+
+
+def _route_writes_through_actor(connection: Connection) -> pykka.ActorRef[Any]:
+    # Bypass the combined write under the lock: each request becomes one inbox message.
+    writer = _Writer.start(connection._write)
+    connection._send = writer.tell  # type: ignore[method-assign]
+    return writer
+
+
+def _start(**options: Any) -> ProcessController:
+    return ProcessController.start(ARGV, cwd=str(ROOT), **options)
+
+
+def _steady(scenario: str, count: int, via_actor: bool) -> None:
+    with _start() as controller:
+        connection = controller.get_process().get(timeout=30)
+        writer = _route_writes_through_actor(connection) if via_actor else None
+        try:
+            if scenario in ("seq", "big"):
+                value = SMALL if scenario == "seq" else BIG
+
+                def call(value: str) -> str:
+                    return str(connection.call(Echo, value=value).get()["value"])
+
+                assert call(value) == value
+                result = sequential(call, value, count)
+            else:
+                result = concurrent_rate(
+                    lambda value: connection.call(Echo, value=value),
+                    lambda future: future.get(),
+                    SMALL, count, 1 if scenario == "c64" else THREADS,
+                )
+        finally:
+            if writer is not None:
+                writer.stop()
+        report(scenario, result)
+
+
+def _cold(count: int) -> None:
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        controller = _start()
+        try:
+            connection = controller.get_process().get(timeout=30)
+            connection.call(Echo, value=SMALL).get(timeout=30)
+            samples.append(time.perf_counter() - start)
+        finally:
+            controller.close()
+    report("cold", median_ms(samples), samples_ms=[round(s * 1000, 2) for s in samples])
+
+
+def _restart(count: int) -> None:
+    started = threading.Event()
+    # No backoff: measure the restart itself (the default policy waits 0.1 s +-10% first).
+    policy = RestartPolicy(initial_delay=0.0, jitter=0.0, max_restarts=count + 10)
+    samples = []
+    with _start(restart=policy, on_process_startup=started.set) as controller:
+        connection = controller.get_process().get(timeout=30)
+        connection.call(Echo, value=SMALL).get(timeout=30)
+        for _ in range(count):
+            started.wait(30)
+            started.clear()
+            start = time.perf_counter()
+            os.kill(connection.pid, signal.SIGKILL)
+            if not started.wait(30):
+                raise RuntimeError("no restart within 30 s")
+            connection = controller.get_process().get(timeout=30)
+            connection.call(Echo, value=SMALL).get(timeout=30)
+            samples.append(time.perf_counter() - start)
+    report("restart", median_ms(samples), samples_ms=[round(s * 1000, 2) for s in samples])
+
+
+def _rest() -> None:
+    threads_before, rss_before = thread_count(), rss_kib()
+    with _start() as controller:
+        connection = controller.get_process().get(timeout=30)
+        for _ in range(WARMUP):
+            connection.call(Echo, value=SMALL).get(timeout=30)
+        time.sleep(0.2)
+        threads = thread_count() - threads_before
+        report("rest", threads, parent_rss_delta_kib=rss_kib() - rss_before,
+               child_rss_kib=rss_kib(connection.pid), child_threads=thread_count(connection.pid),
+               thread_names=sorted(t.name for t in threading.enumerate()))
+
+
+def main() -> None:
+    scenario, count, flags = parse_args()
+    # Benchmarks may configure logging (the library never does): warnings only, as in
+    # production, so that the measured path is not the console's.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    if scenario == "cold":
+        _cold(count)
+    elif scenario == "restart":
+        _restart(count)
+    elif scenario == "rest":
+        _rest()
+    else:
+        _steady(scenario, count, "--via-actor" in flags)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Run the benchmarks: juicectl and the baselines side by side, alternating, then the goals.
+
+    python3 tasks.py bench [--quick] [--rounds N] [--only SCENARIO[,SCENARIO...]] [--json FILE]
+    .venv/bin/python benchmarks/run.py ...          (the same, without the venv check)
+
+Every measurement is a fresh process (``drive_*.py SCENARIO COUNT``, see ``_common.py``).
+Round after round, each implementation measures the same scenario, in an order that rotates
+every round, so that a burst of load from elsewhere on the machine hits all of them alike.
+The table gives each one's median over the rounds (and its spread), the ratios of the
+medians, and each goal of the performance issue with PASS or FAIL.
+
+Scenarios: seq, c64, t8, big, cold, restart, rest (see ``_common.SCENARIOS``), and ``scale``
+(``scale.py``: 50 controllers at once; not part of the default run, it takes a while).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import BENCH, ROOT, SCENARIOS
+
+PYTHON = sys.executable
+
+#: Implementation -> the driver command (scenario and count are appended).
+DRIVERS: dict[str, list[str]] = {
+    "juicectl": [PYTHON, str(BENCH / "drive_juicectl.py")],
+    "juicectl (writes via actor)": [PYTHON, str(BENCH / "drive_juicectl.py"), "--via-actor"],
+    "twisted amp": [PYTHON, str(BENCH / "drive_amp.py")],
+    "process pool": [PYTHON, str(BENCH / "drive_pool.py")],
+    "cat floor": [PYTHON, str(BENCH / "drive_cat.py")],
+}
+_ACTOR = "juicectl (writes via actor)"
+
+#: Scenario -> the implementations measured in it.
+MEASURED: dict[str, list[str]] = {
+    "seq": ["juicectl", "twisted amp", "process pool", "cat floor", _ACTOR],
+    "c64": ["juicectl", "twisted amp", "process pool", _ACTOR],
+    "t8": ["juicectl", "twisted amp", "process pool", _ACTOR],
+    "big": ["juicectl", "twisted amp", "process pool", "cat floor"],
+    "cold": ["juicectl", "twisted amp", "process pool"],
+    "restart": ["juicectl", "twisted amp", "process pool"],
+    "rest": ["juicectl", "twisted amp", "process pool"],
+}
+
+#: Scenario -> (count, quick count): requests per measurement, or samples for cold/restart.
+COUNTS: dict[str, tuple[int, int]] = {
+    "seq": (6000, 2000),
+    "c64": (20000, 6000),
+    "t8": (20000, 6000),
+    "big": (1500, 500),
+    "cold": (5, 3),
+    "restart": (5, 3),
+    "rest": (1, 1),
+}
+#: The floor answers so fast that it needs more requests to be timed well.
+FLOOR_FACTOR = 10
+
+Results = dict[str, dict[str, list[dict[str, Any]]]]
+
+
+def measure(impl: str, scenario: str, count: int) -> dict[str, Any]:
+    """Run one driver process; return its result line."""
+    if impl == "cat floor":
+        count *= FLOOR_FACTOR
+    driver = DRIVERS[impl]
+    argv = [driver[0], driver[1], scenario, str(count), *driver[2:]]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        sys.stderr.write(done.stderr[-3000:])
+        raise RuntimeError(f"{impl} {scenario}: exit status {done.returncode}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def run_rounds(scenarios: list[str], rounds: int, quick: bool) -> Results:
+    """Measure every implementation of every scenario, alternating, ``rounds`` times."""
+    results: Results = {}
+    for scenario in scenarios:
+        impls = MEASURED[scenario]
+        count = COUNTS[scenario][1 if quick else 0]
+        results[scenario] = {impl: [] for impl in impls}
+        for round_no in range(rounds):
+            shift = round_no % len(impls)
+            for impl in impls[shift:] + impls[:shift]:
+                result = measure(impl, scenario, count)
+                results[scenario][impl].append(result)
+                sys.stderr.write(
+                    f"  {scenario:8} round {round_no + 1}/{rounds}  {impl:28} "
+                    f"{result['value']:>10.1f} {result['unit']}\n"
+                )
+    return results
+
+
+def median(results: Results, scenario: str, impl: str) -> float | None:
+    """The median value of one implementation in one scenario, if measured."""
+    runs = results.get(scenario, {}).get(impl)
+    if not runs:
+        return None
+    return float(statistics.median(run["value"] for run in runs))
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "req/s":
+        return f"{value:,.0f}"
+    if unit == "ms":
+        return f"{value:,.1f}"
+    return f"{value:g}"
+
+
+def print_table(results: Results) -> None:
+    """Medians, spread and ratios, one row per implementation and scenario."""
+    print()
+    print("| scenario | implementation | median | min - max | unit | juicectl / this |")
+    print("|---|---|---:|---:|---|---:|")
+    for scenario, by_impl in results.items():
+        mine = median(results, scenario, "juicectl")
+        for impl, runs in by_impl.items():
+            values = [run["value"] for run in runs]
+            unit = runs[0]["unit"]
+            med = statistics.median(values)
+            ratio = ""
+            if impl != "juicectl" and mine is not None and med and scenario != "rest":
+                ratio = f"{mine / med:.2f}x"
+            print(f"| {scenario} | {impl} | {_fmt(med, unit)} | "
+                  f"{_fmt(min(values), unit)} - {_fmt(max(values), unit)} | {unit} | {ratio} |")
+    rest = results.get("rest")
+    if rest:
+        print()
+        print("| at rest (one ready child) | parent threads added | parent RSS added | "
+              "child RSS | child threads |")
+        print("|---|---:|---:|---:|---:|")
+        for impl, runs in rest.items():
+            last = runs[-1]
+            print(f"| {impl} | {last['value']} | {last['parent_rss_delta_kib'] / 1024:.1f} MiB | "
+                  f"{last['child_rss_kib'] / 1024:.1f} MiB | {last['child_threads']} |")
+        names = rest.get("juicectl", [{}])[-1].get("thread_names")
+        if names:
+            print(f"\njuicectl threads at rest: {', '.join(names)}")
+
+
+Goal = tuple[str, Callable[[Results], tuple[float | None, bool | None]]]
+
+
+def _ratio(results: Results, scenario: str, impl: str, bound: float,
+           *, lower_is_better: bool = False) -> tuple[float | None, bool | None]:
+    mine, theirs = median(results, scenario, "juicectl"), median(results, scenario, impl)
+    if mine is None or theirs is None:
+        return None, None
+    ratio = mine / theirs
+    return ratio, (ratio <= bound if lower_is_better else ratio >= bound)
+
+
+def _restart_vs_cold(results: Results) -> tuple[float | None, bool | None]:
+    restart, cold = median(results, "restart", "juicectl"), median(results, "cold", "juicectl")
+    if restart is None or cold is None:
+        return None, None
+    return restart / cold, restart < 2 * cold
+
+
+GOALS: list[Goal] = [
+    ("sequential echo >= 1.5x Twisted AMP", lambda r: _ratio(r, "seq", "twisted amp", 1.5)),
+    ("sequential echo >= 70% of the cat floor", lambda r: _ratio(r, "seq", "cat floor", 0.7)),
+    ("64 in flight >= 4x Twisted AMP", lambda r: _ratio(r, "c64", "twisted amp", 4.0)),
+    ("64 in flight >= 4x ProcessPoolExecutor", lambda r: _ratio(r, "c64", "process pool", 4.0)),
+    ("60,000-byte values >= 2x Twisted AMP", lambda r: _ratio(r, "big", "twisted amp", 2.0)),
+    ("start to first answer <= the AMP child's (time ratio)",
+     lambda r: _ratio(r, "cold", "twisted amp", 1.0, lower_is_better=True)),
+    ("restart after SIGKILL < 2x a cold start (time ratio)", _restart_vs_cold),
+]
+
+
+def print_goals(results: Results) -> None:
+    """Each goal of the issue with the measured ratio and PASS or FAIL."""
+    print()
+    print("| goal | measured | result |")
+    print("|---|---:|---|")
+    for text, check in GOALS:
+        ratio, passed = check(results)
+        if ratio is None:
+            continue
+        print(f"| {text} | {ratio:.2f}x | {'PASS' if passed else 'FAIL'} |")
+    rest = results.get("rest", {}).get("juicectl")
+    if rest:
+        last = rest[-1]
+        print(f"| per controller at rest: threads and memory | {last['value']} threads, "
+              f"{last['parent_rss_delta_kib'] / 1024:.1f} MiB + child "
+              f"{last['child_rss_kib'] / 1024:.1f} MiB | reported |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests and 3 rounds")
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, quick 3)")
+    parser.add_argument("--only", help="comma-separated scenarios: "
+                        + ", ".join([*SCENARIOS, "scale"]))
+    parser.add_argument("--json", type=Path, help="also write every raw result to this file")
+    args = parser.parse_args()
+    rounds = args.rounds or (3 if args.quick else 5)
+    chosen = args.only.split(",") if args.only else list(SCENARIOS)
+    unknown = [name for name in chosen if name not in SCENARIOS and name != "scale"]
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    load = os.getloadavg()
+    started = time.perf_counter()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load average "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {rounds} rounds, alternating"
+          f"{', quick' if args.quick else ''}", flush=True)
+    results = run_rounds([name for name in chosen if name != "scale"], rounds, args.quick)
+    if results:
+        print_table(results)
+        print_goals(results)
+    if "scale" in chosen:
+        from benchmarks import scale
+
+        scale.main(["--quick"] if args.quick else [])
+    load = os.getloadavg()
+    print(f"\n{time.perf_counter() - started:.0f} s; load average now "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
