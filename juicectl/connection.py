@@ -58,6 +58,9 @@ log = structlog.get_logger(__name__)
 
 # How many timed-out tags to remember, to tell a late answer from a bogus one.
 _TIMED_OUT_MEMORY = 1024
+# Bytes waiting to be written to a child that does not read its input, past which call()
+# refuses more: timed-out requests free their slots, not their queued bytes.
+_MAX_UNWRITTEN = 16 << 20
 
 
 class _Outstanding:
@@ -128,6 +131,7 @@ class Connection:
         self.failed = 0
 
         self._pending: list[bytes] = []
+        self._unwritten = 0  # bytes queued or being written (under _pending_lock)
         self._pending_lock = threading.Lock()
         self._flushing = False
 
@@ -153,6 +157,8 @@ class Connection:
 
         When ``max_in_flight`` requests are outstanding, the caller waits for a free slot (up
         to ``timeout``) or, with ``wait_for_slot=False``, fails with ``TooManyRequests``.
+        ``TooManyRequests`` is also raised while more than 16 MiB wait to be written (the
+        child is not reading its input).
 
         A command without an answer (``requires_answer = False``) gets a future set to
         ``{}`` once written.
@@ -175,6 +181,13 @@ class Connection:
             timeout = self.request_timeout
         elif timeout <= 0:
             raise ArgumentError(f"timeout must be > 0 seconds or None, not {timeout!r}")
+        with self._pending_lock:
+            unwritten = self._unwritten
+        if unwritten > _MAX_UNWRITTEN and not self.closed:
+            raise TooManyRequests(
+                f"child {self.pid} is not reading its input: {unwritten} bytes wait to be "
+                f"written; {command.command_name} not sent"
+            )
         future: ReplyFuture[dict[str, Any]] = ReplyFuture()
 
         if not command.requires_answer:
@@ -242,6 +255,7 @@ class Connection:
         """Queue ``data`` for the child's stdin; the first idle caller writes the queue."""
         with self._pending_lock:
             self._pending.append(data)
+            self._unwritten += len(data)
             if self._flushing:
                 return
             self._flushing = True
@@ -254,12 +268,15 @@ class Connection:
                 self._pending.clear()
             try:
                 self._write(chunk)
+                with self._pending_lock:
+                    self._unwritten -= len(chunk)
             except (OSError, ValueError) as error:
                 # The child is gone or its stdin closed: the process actor will see the exit
                 # and end the connection; until then fail what we could not send.
                 self._log.debug("write_failed", error=str(error))
                 with self._pending_lock:
                     self._pending.clear()
+                    self._unwritten = 0
                     self._flushing = False
                 self.connection_lost(ProcessUnavailable(f"cannot write to child {self.pid}: "
                                                         f"{error}"))

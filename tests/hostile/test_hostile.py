@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from juicectl import ProcessUnavailable
+from juicectl import ProcessUnavailable, TooManyRequests
 from juicectl.juice import Command, Integer, request_bytes
 from tests.hostile.harness import MemoryMeter, MiB, capture_logs_bounded, hostile, wait_for
 from tests.integration.commands import Echo
@@ -284,3 +284,32 @@ def test_closing_stdin_under_a_blocked_write_never_sends_its_bytes_elsewhere(
         with pytest.raises(ProcessUnavailable):
             futures[0].get(timeout=10)
         h.assert_gone(connection.pid)
+
+
+def test_a_child_that_stops_reading_cannot_make_the_parent_queue_without_bound(
+    tmp_path: Path,
+) -> None:
+    # Requests to a child that reads nothing queue up in the parent. Their timeouts free
+    # their slots (max_in_flight), but not the bytes still waiting to be written: without
+    # a bound, a caller that keeps sending grows the queue for ever.
+    with (
+        hostile("deaf", tmp_path, request_timeout=0.05, max_in_flight=4) as h,
+        capture_logs_bounded(),
+    ):
+        connection = h.ctl.get_process().get(timeout=15)
+        # This caller fills the pipe and stays blocked writing until the child is gone.
+        blocked = threading.Thread(
+            target=lambda: connection.call(Echo, value="f" * 200_000), daemon=True
+        )
+        blocked.start()
+        wait_for(lambda: connection.stats()["sent"] == 2, what="the pipe is filled")
+        with (
+            MemoryMeter() as meter,
+            pytest.raises(TooManyRequests, match="not reading"),
+        ):
+            for _ in range(200):  # 200 MB, were nothing refused
+                connection.call(Echo, value="v" * 1_000_000)
+        assert h.ctl.stop_process().get(timeout=20).how == "terminated"
+        blocked.join(timeout=20)
+        h.assert_gone(connection.pid)
+    report("deaf + timeouts (backlog)", meter)
