@@ -323,21 +323,21 @@ class BoxParser:
             return []
         if self._ended:
             self._fail(ProtocolError("data received after the end of the stream"))
-        buf = self._buf
-        if buf:
-            buf += data
-            if self._need >= 0:
-                if len(buf) < self._need:
-                    return []
-            elif buf.find(_CRLF, self._scan) < 0:
-                self._scan = len(buf) - 1
-                self._check_partial_line(len(buf), buf[-1])
-                return []
-            data = bytes(buf)
-            buf.clear()
-        elif type(data) is not bytes:
-            data = bytes(data)
+        if type(data) is not bytes:
+            data = bytes(data)  # bytearray, memoryview; a TypeError for str: not bytes
         try:
+            buf = self._buf
+            if buf:
+                buf += data
+                if self._need >= 0:
+                    if len(buf) < self._need:
+                        return []
+                elif buf.find(_CRLF, self._scan) < 0:
+                    self._scan = len(buf) - 1
+                    self._check_partial_line(len(buf), buf[-1])
+                    return []
+                data = bytes(buf)
+                buf.clear()
             return self._parse(data)
         except ProtocolError as exc:
             self._fail(exc)
