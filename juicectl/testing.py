@@ -61,6 +61,7 @@ from juicectl.messages import (
 from juicectl.policy import LaunchSpec
 
 __all__ = [
+    "CRASH",
     "ControllerFactory",
     "FakeController",
     "InMemoryChild",
@@ -77,6 +78,20 @@ _READ_SIZE = 1 << 16
 
 
 # --- a scripted fake child ----------------------------------------------------------------
+
+
+class _Crash:
+    """The type of :data:`CRASH`."""
+
+    def __repr__(self) -> str:
+        return "CRASH"
+
+
+CRASH: Any = _Crash()
+"""A scripted answer: the in-memory child "dies" while handling the request. The request,
+and every other one in flight, fails with ``ProcessUnavailable``, as when a child process is
+killed; a ``FakeController`` then sees its child gone and starts a new one on the next
+``get_process()``."""
 
 
 class _CodedError(Exception):
@@ -126,7 +141,9 @@ class ScriptedChild:
       answered with that code; anything else is answered ``UNHANDLED`` and ends the
       conversation, exactly as a real worker would;
     * a callable, called with the request's arguments as keyword arguments, that returns the
-      answer (or raises).
+      answer (or raises);
+    * :data:`CRASH`: the in-memory child dies while handling the request;
+    * a list of answers: the first call gets the first, and so on; the last one repeats.
 
     Every request is recorded in :attr:`calls` as ``(command_name, arguments)``, in order.
     Answers can be replaced at any time with :meth:`answer`; commands not in the script are
@@ -136,7 +153,8 @@ class ScriptedChild:
 
         child = ScriptedChild({Echo: lambda value: {"value": value.upper()},
                                "Ping": {"pong": "yes"},
-                               Index: FileNotFoundError("no such file")})
+                               Index: FileNotFoundError("no such file"),
+                               Search: [CRASH, {"hits": []}]})
     """
 
     concurrency = 1
@@ -146,7 +164,9 @@ class ScriptedChild:
         """Every request received, as ``(command_name, arguments)``."""
         self._lock = threading.Lock()
         self._answers: dict[str, Any] = {}
+        self._served: dict[str, int] = {}
         self._commands: dict[str, type[Command]] = {}
+        self._crash: Callable[[], None] | None = None
         for command, answer in (script or {}).items():
             self._add(command, answer)
 
@@ -175,6 +195,7 @@ class ScriptedChild:
                     "ScriptedChild"
                 )
             self._answers[key] = answer
+            self._served[key] = 0
 
     def calls_to(self, command: type[Command] | str) -> list[dict[str, Any]]:
         """The arguments of every request for ``command``, in order."""
@@ -187,6 +208,16 @@ class ScriptedChild:
         with self._lock:
             self.calls.append((command.command_name, dict(arguments)))
             answer = self._answers[key]
+            if isinstance(answer, list):
+                served = self._served.get(key, 0)
+                self._served[key] = served + 1
+                answer = answer[min(served, len(answer) - 1)] if answer else None
+            crash = self._crash
+        if answer is CRASH:
+            if crash is None:
+                raise RuntimeError("CRASH needs the ScriptedChild to be served in memory")
+            crash()
+            return {}  # nobody reads it: the connection is already gone
         try:
             return self._answer_with(answer, command, arguments)
         except UnhandledRemoteJuiceError:
@@ -208,6 +239,11 @@ class ScriptedChild:
         if _is_text_command(command):
             return {name: _text(value) for name, value in answer.items()}
         return answer
+
+    def _bind_crash(self, crash: Callable[[], None]) -> None:
+        # The in-memory child serving this worker now: what CRASH kills.
+        with self._lock:
+            self._crash = crash
 
     def __repr__(self) -> str:
         names = ", ".join(command.command_name for command in self._commands.values())
@@ -283,6 +319,8 @@ class InMemoryChild:
             limits=limits,
             on_fatal=self._fatal,
         )
+        if isinstance(worker, ScriptedChild):
+            worker._bind_crash(lambda: self.kill("crashed (scripted)"))
         self._serving = threading.Thread(
             target=self._serve,
             args=(to_child_read, from_child_write, concurrency, limits),
@@ -454,11 +492,16 @@ class FakeController:
         name: the controller's name.
         prepare: ``prepare(connection)``, run before a new child is handed out, as with
             ``ProcessController``; it may return a future to wait for.
-        on_process_startup, on_process_termination: no-argument callables (called on the
-            thread that caused the event) or ``ActorRef``s (told ``ProcessStarted`` /
-            ``ProcessTerminated``).
-        responder, request_timeout, max_in_flight, limits: as for ``ProcessController``.
+        on_process_startup: a no-argument callable (called on the thread that started the
+            child) or an ``ActorRef`` (told ``ProcessStarted``).
+        on_process_termination: likewise, for a child that ended without a stop being
+            asked for (told ``ProcessTerminated``).
+        responder: as for ``ProcessController``: answers the child's requests.
+        request_timeout: the default timeout of each request (None: none).
+        max_in_flight: the most requests outstanding at once on a connection.
+        limits: parser limits for what the child sends.
         concurrency: how many handlers the in-memory runtime runs at once.
+        startup_timeout: how long ``prepare``'s future and ``call()`` wait for the child.
     """
 
     def __init__(

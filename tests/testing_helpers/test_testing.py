@@ -22,6 +22,7 @@ from juicectl.exceptions import (
 from juicectl.juice import Command, Integer, String
 from juicectl.messages import ModeChanged, ProcessStarted, ProcessTerminated
 from juicectl.testing import (
+    CRASH,
     ControllerFactory,
     FakeController,
     ScriptedChild,
@@ -333,3 +334,22 @@ def test_threads_do_not_pile_up() -> None:
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert threading.active_count() <= before
+
+
+def test_scripted_answers_in_turn_and_a_scripted_crash() -> None:
+    with scripted_controller({Echo: [CRASH, {"value": "second"}, {"value": "third"}]}) as ctl:
+        first = ctl.get_process().get(timeout=5)
+        with pytest.raises(ProcessUnavailable, match="crashed"):
+            first.call(Echo, value="x").get(timeout=5)
+        assert ctl.mode == "stopped"
+        assert ctl.call(Echo, value="x", timeout=5) == {"value": "second"}
+        assert ctl.call(Echo, value="x", timeout=5) == {"value": "third"}
+        assert ctl.call(Echo, value="x", timeout=5) == {"value": "third"}  # the last repeats
+        assert ctl.stats()["generation"] == 2
+        assert len(ctl.worker.calls) == 4  # type: ignore[attr-defined]
+
+
+def test_crash_needs_an_in_memory_child() -> None:
+    child = ScriptedChild({Echo: CRASH})
+    with pytest.raises(RuntimeError, match="in memory"):
+        child._respond("echo", Echo, {"value": "x"})
