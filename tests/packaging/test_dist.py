@@ -1,0 +1,166 @@
+"""The sdist and the wheel build, and the wheel installs and works in a fresh virtualenv.
+
+Offline on purpose: hatchling builds without isolation (it is in the test extra), the wheel is
+installed with ``--no-index --no-deps``, and the two dependencies, pykka and structlog, are
+lent to the fresh environment from this one through a ``.pth`` file that sees them and
+nothing else. The checks then run from a neutral directory, so only the installed copy of
+juicectl can be imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import tarfile
+import venv
+import zipfile
+from collections.abc import Iterator
+from email.parser import Parser
+from pathlib import Path
+
+import pytest
+
+import juicectl
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("hatchling") is None, reason="needs hatchling (the test extra)"
+)
+
+
+def run(*argv: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        [str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, f"{argv}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def build(source: Path, out: Path, *targets: str) -> None:
+    selected = [part for target in targets for part in ("-t", target)]
+    run(sys.executable, "-m", "hatchling", "build", *selected, "-d", out, cwd=source)
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    out = tmp_path_factory.mktemp("dist")
+    build(ROOT, out, "sdist", "wheel")
+    [sdist] = out.glob("juicectl-*.tar.gz")
+    [wheel] = out.glob("juicectl-*.whl")
+    yield {"sdist": sdist, "wheel": wheel, "dir": out}
+
+
+def lend(package: str, deps: Path) -> None:
+    """Make ``package`` (and its metadata) importable from ``deps`` by symlinks."""
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.origin is not None
+    location = Path(spec.origin).parent
+    (deps / package).symlink_to(location, target_is_directory=True)
+    for info in location.parent.glob(f"{package}-*.dist-info"):
+        (deps / info.name).symlink_to(info, target_is_directory=True)
+
+
+@pytest.fixture(scope="module")
+def fresh_env(dists: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("fresh")
+    env_dir = home / "venv"
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "--no-deps",
+        "--no-cache-dir", "--disable-pip-version-check", dists["wheel"], cwd=home)
+    deps = home / "deps"
+    deps.mkdir()
+    for package in ("pykka", "structlog"):
+        lend(package, deps)
+    [site_packages] = (env_dir / "lib").glob("python3.*/site-packages")
+    (site_packages / "lent-dependencies.pth").write_text(f"{deps}\n")
+    return env_dir
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PATH"] = os.defpath
+    return env
+
+
+def test_the_wheel_holds_the_package_and_its_metadata(dists: dict[str, Path]) -> None:
+    with zipfile.ZipFile(dists["wheel"]) as wheel:
+        names = wheel.namelist()
+        info = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        metadata = Parser().parsestr(wheel.read(info).decode("utf-8"))
+        entry_points = wheel.read(info.replace("METADATA", "entry_points.txt")).decode()
+    assert "juicectl/py.typed" in names
+    assert "juicectl/_demo_worker.py" in names  # the demo runs from a wheel
+    assert not [n for n in names if n.startswith(("tests/", "examples/", "docs/"))]
+    assert metadata["Name"] == "juicectl"
+    assert metadata["Version"] == juicectl.__version__
+    assert metadata["Requires-Python"] == ">=3.11"
+    assert "Typing :: Typed" in metadata.get_all("Classifier")
+    requirements = " ".join(metadata.get_all("Requires-Dist"))
+    assert "pykka" in requirements and "structlog" in requirements
+    assert "juicectl = juicectl.__main__:main" in entry_points
+    assert "juicectl = juicectl.pytest_plugin" in entry_points
+
+
+def test_the_sdist_is_complete_enough_to_build_the_wheel(
+    dists: dict[str, Path], tmp_path: Path
+) -> None:
+    with tarfile.open(dists["sdist"]) as sdist:
+        names = sdist.getnames()
+        if hasattr(tarfile, "data_filter"):  # 3.11.4 and newer
+            sdist.extractall(tmp_path, filter="data")
+        else:  # pragma: no cover - older 3.11
+            sdist.extractall(tmp_path)
+    [top] = tmp_path.iterdir()
+    for needed in ("pyproject.toml", "README.md", "CHANGELOG.md", "mkdocs.yml",
+                   "juicectl/__init__.py", "docs/index.md", "tests/conftest.py",
+                   "examples/echo_worker.py"):
+        assert f"{top.name}/{needed}" in names, needed
+    out = tmp_path / "rebuilt"
+    build(top, out, "wheel")
+    [rebuilt] = out.glob("*.whl")
+    with zipfile.ZipFile(rebuilt) as a, zipfile.ZipFile(dists["wheel"]) as b:
+        assert sorted(a.namelist()) == sorted(b.namelist())
+
+
+def test_the_wheel_works_in_a_fresh_venv(fresh_env: Path, tmp_path: Path) -> None:
+    python = fresh_env / "bin" / "python"
+    env = clean_env()
+    where = run(python, "-c", "import juicectl, juicectl.child, juicectl.aio, juicectl.testing;"
+                "print(juicectl.__file__); print(juicectl.__version__)", cwd=tmp_path, env=env)
+    location, version = where.split()
+    assert Path(location).is_relative_to(fresh_env)
+    assert version == juicectl.__version__
+
+    # A worker needs nothing but the codec: pykka and structlog stay unloaded.
+    probe = ("import sys, juicectl.child; "
+             "print(sorted(m for m in ('pykka', 'structlog') if m in sys.modules))")
+    assert run(python, "-c", probe, cwd=tmp_path, env=env).strip() == "[]"
+
+    assert "package.module:WorkerClass" in run(python, "-m", "juicectl.child", "--help",
+                                                cwd=tmp_path, env=env)
+    script = fresh_env / "bin" / "juicectl"
+    assert run(script, "--version", cwd=tmp_path, env=env).strip() == (
+        f"juicectl {juicectl.__version__}"
+    )
+    answer = run(script, "call", "--", python, "-m", "juicectl.child",
+                 "juicectl._demo_worker:IndexWorker", "SetStore", f"path={tmp_path / 'store'}",
+                 cwd=tmp_path, env=env)
+    assert answer == '{"documents": "0"}\n'
+
+
+def test_the_demo_runs_from_the_installed_wheel(fresh_env: Path, tmp_path: Path) -> None:
+    out = run(fresh_env / "bin" / "juicectl", "demo", "--documents", "8", cwd=tmp_path,
+              env=clean_env())
+    assert "demo OK" in out
+
+
+def test_versions_agree() -> None:
+    text = (ROOT / "pyproject.toml").read_text("utf-8")
+    assert f'version = "{juicectl.__version__}"' in text
+    changelog = (ROOT / "CHANGELOG.md").read_text("utf-8")
+    assert f"## {juicectl.__version__}" in changelog
+
