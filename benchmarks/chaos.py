@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 from collections import Counter
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     # Count every log event (the library logs through structlog) instead of printing them.
     events: Counter[str] = Counter()
 
-    def count(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def count(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
         events[str(event_dict.get("event"))] += 1
         raise structlog.DropEvent
 

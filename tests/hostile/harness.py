@@ -19,7 +19,7 @@ import re
 import sys
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ class Captured:
     def __init__(self, keep: int) -> None:
         self.keep = keep
         self.stderr_lines = 0
-        self.entries: list[dict[str, Any]] = []
+        self.entries: list[MutableMapping[str, Any]] = []
 
     def __call__(self, logger: Any, method_name: str, event_dict: Any) -> Any:
         if event_dict.get("event") == "child_stderr":
@@ -78,7 +78,7 @@ class Captured:
                 raise structlog.DropEvent
         return event_dict
 
-    def events(self, name: str) -> list[dict[str, Any]]:
+    def events(self, name: str) -> list[MutableMapping[str, Any]]:
         """The captured entries of event ``name``."""
         return [entry for entry in self.entries if entry.get("event") == name]
 
