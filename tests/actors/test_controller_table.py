@@ -464,6 +464,11 @@ def test_stats(make_harness: Any) -> None:
         "gave_up": False,
         "waiting": 0,
         "last_exit": None,
+        # the current child's request counters (no child connected: zeros)
+        "sent": 0,
+        "answered": 0,
+        "failed": 0,
+        "in_flight": 0,
     }
     h.get()
     h.get()
