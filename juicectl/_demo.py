@@ -300,6 +300,10 @@ def _kill(controller: ProcessController, run: _Run, in_flight: int) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
 def _summary(
     console: Console,
     run: _Run,
@@ -349,10 +353,13 @@ def _summary(
                  "ProcessUnavailable and were sent again"
                  + (f" ({late} of them sent after the kill, before the loss was noticed)"
                     if late else ""))
-    console.line(f"                      get_process() refused {run.gets_refused} times while "
+    console.line(f"                      get_process() refused {_times(run.gets_refused)} while "
                  "the dead child's exit was being reported")
-    console.line(f"  children            {started} started, {stats['restarts']} automatic "
-                 f"restart(s); store held {[n for _, n in run.prepared]} documents at each start")
+    restarts = stats["restarts"]
+    held = ", ".join(str(documents) for _, documents in run.prepared)
+    console.line(f"  children            {started} started, {restarts} automatic "
+                 f"restart{'' if restarts == 1 else 's'}; the store held {held} documents as "
+                 "each one started")
     console.line(f"  mode changes        {len(modes)}")
     console.line(f"  stop                {outcome['stop'].how}")
     console.line(f"  time                {elapsed:.1f} s")
