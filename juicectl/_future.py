@@ -4,12 +4,23 @@ pykka's ``ThreadingFuture`` raises ``queue.Full`` when set twice; here an answer
 may race to settle the same request, so ``try_set`` / ``try_set_exception`` report who won.
 Callbacks let the reader thread, ``juicectl.aio`` and the actors react to an outcome without
 a thread blocked in ``get()``.
+
+Why it does not use ``ThreadingFuture``'s own machinery: a future is made for every request,
+and building and waiting on a ``threading.Condition`` (pure Python) cost more than the rest of
+the caller's side of a request. A plain lock, held from creation until the future is settled,
+is the cheapest one-shot event there is: a waiter acquires it (blocking in C) and releases it
+at once for the next waiter. The behaviour is pykka's: ``get(timeout=...)`` raises
+``pykka.Timeout``, a second ``set()`` raises ``queue.Full``, get hooks (``map``, ``filter``,
+``join``...) work.
 """
 
 from __future__ import annotations
 
-import threading
+import queue
+import sys
+from _thread import allocate_lock
 from collections.abc import Callable
+from types import TracebackType
 from typing import Any, TypeVar
 
 import pykka
@@ -25,24 +36,60 @@ class ReplyFuture(pykka.ThreadingFuture[T]):
     """
 
     def __init__(self) -> None:
-        super().__init__()
-        self._settle_lock = threading.Lock()
+        # pykka.Future's own __init__ only: see the module docstring for why.
+        pykka.Future.__init__(self)
+        self._settle_lock = allocate_lock()
+        self._done = allocate_lock()
+        self._done.acquire()  # released once settled
         self._settled = False
-        self._callbacks: list[Callable[[ReplyFuture[T]], None]] = []
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._traceback: TracebackType | None = None
+        self._callbacks: list[Callable[[ReplyFuture[T]], None]] | None = None
 
     def done(self) -> bool:
         """Whether the future holds a value or an exception."""
         return self._settled
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        """The value (or raise the exception); wait up to ``timeout`` seconds (None: forever).
+
+        Raises:
+            pykka.Timeout: not settled within ``timeout``.
+        """
+        if not self._settled:
+            if self._get_hook is not None:
+                return pykka.Future.get(self, timeout=timeout)
+            done = self._done
+            if timeout is None:
+                acquired = done.acquire()
+            elif timeout > 0:
+                acquired = done.acquire(True, timeout)
+            else:
+                acquired = done.acquire(False)
+            if acquired:
+                done.release()  # for the next waiter
+            elif not self._settled:
+                raise pykka.Timeout(f"{timeout} seconds")
+        error = self._error
+        if error is not None:
+            # Raise with the traceback it was set with, not one grown by every get().
+            raise error.with_traceback(self._traceback)
+        return self._value
 
     def try_set(self, value: Any = None) -> bool:
         """Set the value unless the future is already settled. Returns whether it was set."""
         with self._settle_lock:
             if self._settled:
                 return False
+            if self._get_hook is not None:
+                raise queue.Full  # pykka's rule: a future with a get hook is never set
+            self._value = value
             self._settled = True
-            super().set(value)
-            callbacks, self._callbacks = self._callbacks, []
-        self._run(callbacks)
+            callbacks, self._callbacks = self._callbacks, None
+        self._done.release()
+        if callbacks:
+            self._run(callbacks)
         return True
 
     def try_set_exception(self, error: BaseException) -> bool:
@@ -50,33 +97,42 @@ class ReplyFuture(pykka.ThreadingFuture[T]):
         with self._settle_lock:
             if self._settled:
                 return False
+            if self._get_hook is not None:
+                raise queue.Full
+            self._error = error
+            self._traceback = error.__traceback__
             self._settled = True
-            super().set_exception((type(error), error, error.__traceback__))
-            callbacks, self._callbacks = self._callbacks, []
-        self._run(callbacks)
+            callbacks, self._callbacks = self._callbacks, None
+        self._done.release()
+        if callbacks:
+            self._run(callbacks)
         return True
 
     def set(self, value: Any | None = None) -> None:
         """Set the value; raises ``queue.Full`` if already settled (pykka's contract)."""
         if not self.try_set(value):
-            import queue
-
             raise queue.Full
 
     def set_exception(self, exc_info: Any = None) -> None:
         """Fail the future (pykka's signature: an ``exc_info`` triple, or the current one)."""
-        import queue
-        import sys
-
         if exc_info is None:
             exc_info = sys.exc_info()
         if not self.try_set_exception(exc_info[1].with_traceback(exc_info[2])):
             raise queue.Full
 
+    def set_get_hook(self, func: Any) -> None:
+        """pykka's get hook (used by ``map``, ``filter``, ``join``...): ``get()`` calls it."""
+        with self._settle_lock:
+            if self._settled:
+                raise queue.Full
+            self._get_hook = func
+
     def add_done_callback(self, callback: Callable[[ReplyFuture[T]], None]) -> None:
         """Call ``callback(future)`` once settled (at once if it already is)."""
         with self._settle_lock:
             if not self._settled:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(callback)
                 return
         callback(self)
@@ -85,11 +141,7 @@ class ReplyFuture(pykka.ThreadingFuture[T]):
         """The exception a settled future holds, or None (also None if not yet settled)."""
         if not self._settled:
             return None
-        try:
-            self.get(timeout=0)
-        except BaseException as error:
-            return error
-        return None
+        return self._error
 
     def _run(self, callbacks: list[Callable[[ReplyFuture[T]], None]]) -> None:
         for callback in callbacks:

@@ -1,0 +1,93 @@
+"""ReplyFuture keeps pykka's future contract on its lighter machinery."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import pykka
+import pytest
+
+from juicectl._future import ReplyFuture
+
+
+def test_value_is_returned_every_time() -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    assert not future.done()
+    assert future.try_set(3)
+    assert future.done()
+    assert future.get() == 3
+    assert future.get(timeout=0) == 3
+
+
+def test_get_times_out_with_pykka_timeout() -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    with pytest.raises(pykka.Timeout):
+        future.get(timeout=0)
+    with pytest.raises(pykka.Timeout):
+        future.get(timeout=0.01)
+    future.try_set(1)
+    assert future.get(timeout=0) == 1
+
+
+def test_first_outcome_wins() -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    assert future.try_set_exception(ValueError("first"))
+    assert not future.try_set(2)
+    assert not future.try_set_exception(KeyError("second"))
+    with pytest.raises(queue.Full):
+        future.set(2)
+    with pytest.raises(ValueError, match="first"):
+        future.get()
+    assert isinstance(future.exception(), ValueError)
+
+
+def test_exception_traceback_does_not_grow_with_every_get() -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        future.set_exception()
+    depths = []
+    for _ in range(3):
+        with pytest.raises(RuntimeError) as info:
+            future.get()
+        depths.append(len(info.traceback))
+    assert depths[0] == depths[1] == depths[2]
+
+
+def test_waiters_on_other_threads_are_all_released() -> None:
+    future: ReplyFuture[str] = ReplyFuture()
+    results: list[str] = []
+    waiters = [threading.Thread(target=lambda: results.append(future.get(timeout=10)))
+               for _ in range(4)]
+    for waiter in waiters:
+        waiter.start()
+    future.try_set("done")
+    for waiter in waiters:
+        waiter.join(10)
+    assert results == ["done"] * 4
+
+
+def test_callbacks_run_once_settled_or_at_once() -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    seen: list[int] = []
+    future.add_done_callback(lambda f: seen.append(f.get()))
+    assert seen == []
+    future.try_set(5)
+    future.add_done_callback(lambda f: seen.append(f.get() + 1))
+    assert seen == [5, 6]
+
+
+def test_pykka_combinators_use_get_hooks() -> None:
+    first: ReplyFuture[int] = ReplyFuture()
+    second: ReplyFuture[int] = ReplyFuture()
+    doubled = first.map(lambda value: value * 2)
+    joined = first.join(second)
+    first.try_set(2)
+    second.try_set(3)
+    assert doubled.get(timeout=1) == 4
+    assert joined.get(timeout=1) == [2, 3]
+    assert pykka.get_all([first, second], timeout=1) == [2, 3]
+    with pytest.raises(queue.Full):
+        doubled.set(1)
