@@ -1,0 +1,204 @@
+"""Stops always finish: each escalation step, with real children that ignore the one before.
+
+Shutdown --stop_timeout--> close stdin --kill_timeout--> SIGTERM to the group
+--kill_timeout--> SIGKILL to the group. The stop future says which step ended the child.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from juicectl import ProcessController, ProcessUnavailable
+from juicectl.messages import GaveUp, ProcessTerminated
+from tests.integration.commands import Echo
+from tests.integration.scripts import CRASH_AT_START, worker
+from tests.supervision import children
+from tests.supervision.conftest import FAST, Events, alive, policy, wait_for
+
+Supervise = Callable[..., ProcessController]
+
+STOP, KILL = FAST["stop_timeout"], FAST["kill_timeout"]
+
+
+def stop_steps(logs: Sequence[Mapping[str, Any]]) -> list[Any]:
+    return [entry["step"] for entry in logs if entry["event"] == "stop_step"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "how", "exit_status", "signum", "steps", "at_least"),
+    [
+        pytest.param(worker(), "clean", 0, None, ["shutdown"], 0.0, id="answers-shutdown"),
+        pytest.param(
+            children.IGNORES_SHUTDOWN, "stdin_closed", 0, None,
+            ["shutdown", "close_stdin"], STOP, id="ignores-shutdown",
+        ),
+        pytest.param(
+            children.IGNORES_SHUTDOWN_EXITS_1_AT_EOF, "stdin_closed", 1, None,
+            ["shutdown", "close_stdin"], STOP, id="ignores-shutdown-exits-1",
+        ),
+        pytest.param(
+            children.IGNORES_SHUTDOWN_AND_EOF, "terminated", None, signal.SIGTERM,
+            ["shutdown", "close_stdin", "sigterm"], STOP + KILL, id="ignores-eof",
+        ),
+        pytest.param(
+            children.IGNORES_SIGTERM, "killed", None, signal.SIGKILL,
+            ["shutdown", "close_stdin", "sigterm", "sigkill"], STOP + 2 * KILL,
+            id="ignores-sigterm",
+        ),
+    ],
+)
+def test_each_step_ends_the_child_that_ignored_the_one_before(
+    supervise: Supervise,
+    argv: list[str],
+    how: str,
+    exit_status: int | None,
+    signum: int | None,
+    steps: list[str],
+    at_least: float,
+) -> None:
+    with capture_logs() as logs:
+        ctl = supervise(argv)
+        conn = ctl.get_process().get(timeout=10)
+        assert conn.call(Echo, value="up").get(timeout=5) == {"value": "up"}
+        began = time.monotonic()
+        result = ctl.stop_process().get(timeout=10)
+        took = time.monotonic() - began
+    assert result.how == how
+    assert result.reason is not None
+    assert (result.reason.exit_status, result.reason.signal) == (exit_status, signum)
+    assert result.reason.requested is True
+    assert stop_steps(logs) == steps
+    assert took >= at_least * 0.9  # each step waited its turn (timers may fire a hair early)
+    assert not alive(conn.pid)
+    assert ctl.mode == "stopped"
+
+
+def test_close_takes_the_same_path(supervise: Supervise) -> None:
+    ctl = supervise(children.IGNORES_SIGTERM, stop_timeout=0.2, kill_timeout=0.2)
+    pid = ctl.get_process().get(timeout=10).pid
+    result = ctl.close(timeout=10)
+    assert result is not None and result.how == "killed"
+    assert not alive(pid)
+
+
+def test_grandchildren_in_the_group_go_with_the_child(supervise: Supervise, tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    ctl = supervise(children.with_grandchild(str(pid_file)))
+    conn = ctl.get_process().get(timeout=10)
+    wait_for(pid_file.exists, what="the grandchild's pid file")
+    grandchild = int(pid_file.read_text())
+    assert alive(grandchild)
+    # The grandchild holds the child's stdout and stderr open: the stop must not wait on it.
+    result = ctl.stop_process().get(timeout=10)
+    assert result.how == "clean"
+    wait_for(lambda: not alive(grandchild), timeout=5, what="grandchild gone")
+    assert not alive(conn.pid)
+
+
+def test_grandchild_goes_when_the_child_dies_on_its_own(
+    supervise: Supervise, events: Events, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    ctl = supervise(children.with_grandchild(str(pid_file)), subscribers=[events.ref])
+    conn = ctl.get_process().get(timeout=10)
+    wait_for(pid_file.exists, what="the grandchild's pid file")
+    grandchild = int(pid_file.read_text())
+    os.kill(conn.pid, signal.SIGKILL)
+    [terminated] = events.wait(ProcessTerminated)
+    assert terminated.reason.signal == signal.SIGKILL
+    wait_for(lambda: not alive(grandchild), timeout=5, what="grandchild gone")
+
+
+def test_crash_at_start_explains_itself(supervise: Supervise, events: Events) -> None:
+    ctl = supervise(CRASH_AT_START, subscribers=[events.ref])
+    with pytest.raises(ProcessUnavailable) as info:
+        ctl.get_process().get(timeout=10)
+    error = info.value
+    assert "exited with status 3" in error.reason
+    assert error.stderr_tail[-1] == "ImportError: no module named 'missing_dependency'"
+    assert "missing_dependency" in str(error)  # the message shows the tail too
+    [terminated] = events.wait(ProcessTerminated)
+    assert terminated.reason.exit_status == 3
+    assert terminated.reason.requested is False
+    assert terminated.reason.stderr_tail == error.stderr_tail
+
+
+def test_stderr_tail_is_bounded(supervise: Supervise) -> None:
+    ctl = supervise(children.CRASH_LOUDLY)
+    with pytest.raises(ProcessUnavailable) as info:
+        ctl.get_process().get(timeout=10)
+    tail = info.value.stderr_tail
+    assert tail[-1] == "RuntimeError: cannot open the database"
+    assert len(tail) <= 50
+    assert sum(len(line) for line in tail) <= 8192
+    assert tail[0].startswith("noise line ")  # the oldest lines were dropped, in order
+
+
+def test_crash_at_start_every_time_gives_up(supervise: Supervise, events: Events) -> None:
+    ctl = supervise(
+        CRASH_AT_START,
+        restart=policy("permanent", initial_delay=0.05, max_restarts=2, window=60),
+        subscribers=[events.ref],
+    )
+    with pytest.raises(ProcessUnavailable):
+        ctl.get_process().get(timeout=10)
+    [gave_up] = events.wait(GaveUp)
+    assert gave_up.restarts == 2
+    assert gave_up.last.exit_status == 3
+    assert len(events.of(ProcessTerminated)) == 3  # the first start and two restarts
+
+
+def test_never_ready_is_stopped_at_startup_timeout_and_counts_as_a_failed_start(
+    supervise: Supervise, events: Events
+) -> None:
+    # transient: an exit with status 0 would not restart; a failed start does.
+    with capture_logs() as logs:
+        ctl = supervise(
+            children.NEVER_READY,
+            startup_timeout=0.3,
+            restart=policy("transient", initial_delay=0.05, max_restarts=1),
+            subscribers=[events.ref],
+        )
+        began = time.monotonic()
+        with pytest.raises(ProcessUnavailable) as info:
+            ctl.get_process().get(timeout=10)
+        took = time.monotonic() - began
+        events.wait(GaveUp)
+    assert took >= 0.3 * 0.9
+    assert "not ready within 0.3s" in str(info.value)
+    first, second = events.wait(ProcessTerminated, 2)
+    for terminated in (first, second):
+        # It exits with status 0 once its stdin is closed; how says why it was stopped.
+        assert terminated.reason.how == "startup_timeout"
+        assert terminated.reason.exit_status == 0
+        assert terminated.reason.abnormal
+    assert [e["event"] for e in logs if e["event"] in ("startup_timeout", "restart_scheduled")] == [
+        "startup_timeout",
+        "restart_scheduled",
+        "startup_timeout",
+    ]
+
+
+def test_child_that_closes_stdout_and_keeps_running_is_stopped(
+    supervise: Supervise, events: Events
+) -> None:
+    # It ignores end of input too: the stop has to go all the way to SIGTERM.
+    ctl = supervise(children.CLOSES_STDOUT, subscribers=[events.ref])
+    conn = ctl.get_process().get(timeout=10)
+    [terminated] = events.wait(ProcessTerminated)
+    assert terminated.reason.how == "stdout_closed"
+    assert terminated.reason.signal == signal.SIGTERM
+    assert terminated.reason.requested is False
+    assert "closed its stdout" in terminated.reason.describe()
+    assert not alive(conn.pid)
+    with pytest.raises(ProcessUnavailable):
+        conn.call(Echo, value="anyone?").get(timeout=5)
+    wait_for(lambda: ctl.mode == "stopped")
