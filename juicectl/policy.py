@@ -91,9 +91,10 @@ class LaunchSpec:
             ``get(timeout=...)``) to be waited for. If it raises, the start fails.
         responder: an object whose ``@Command.responder`` methods answer the child's requests.
         startup_timeout: seconds from launch to ready; past it the child is stopped.
-        stop_timeout: seconds to wait for the child to exit after ``Shutdown``, and again
-            after closing its stdin.
-        kill_timeout: seconds to wait after SIGTERM before SIGKILL.
+        stop_timeout: seconds to wait for the child to exit after ``Shutdown`` before
+            closing its stdin.
+        kill_timeout: seconds to wait after closing its stdin before SIGTERM to its process
+            group, and again after SIGTERM before SIGKILL.
         request_timeout: default timeout for each request, or None for none.
         max_in_flight: the most requests outstanding at once on one connection.
         limits: the parser's limits for what the child sends.
