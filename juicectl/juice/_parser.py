@@ -103,22 +103,26 @@ def _parse_length(value: str, limit: int) -> int:
     return int(digits or "0")
 
 
-def _box_from_block(text: str, max_headers: int, glued: bool = False) -> Box | None:
+def _box_from_block(text: str, max_headers: int) -> Box | None:
     """Return the box of a complete header block (its lines, without the blank line).
 
-    Continuation lines are glued to their header line with a NUL first (the caller may have
-    done that already: ``glued``), so that one split gives the logical lines; the NULs become
-    CRLF again in the values. ``None`` when the block is in any way unusual (a line without
-    ``": "``, a repeated key, a continuation with no header...): the careful path then
-    parses it and gives the precise error.
+    Continuation lines are glued to their header line with a NUL first, so that one split
+    gives the logical lines; the NULs become CRLF again in the values. ``None`` when the block
+    is in any way unusual (a line without ``": "``, a repeated key, a continuation with no
+    header...): the careful path then parses it and gives the precise error.
     """
-    if not glued and "\r\n " in text:
+    glued = "\r\n " in text
+    if glued:
         if "\0" in text:
             return None  # a real NUL: the marker would be ambiguous
         text = text.replace("\r\n ", "\0")
-        glued = True
-    # Every header line takes at least 3 bytes with its CRLF: count lines of big blocks only.
-    if len(text) > 3 * max_headers - 2 and text.count("\r\n") + text.count("\0") >= max_headers:
+    if glued:
+        # Continuation lines count as header lines: count them all.
+        if text.count("\r\n") + text.count("\0") >= max_headers:
+            return None
+    # Without them every line takes at least 4 bytes with its CRLF (": " at least), so only
+    # big blocks can have too many lines.
+    elif len(text) > 4 * max_headers - 2 and text.count("\r\n") >= max_headers:
         return None
     box: Box = _new_box(Box)
     lines = text.split("\r\n")
@@ -133,7 +137,7 @@ def _box_from_block(text: str, max_headers: int, glued: bool = False) -> Box | N
         return None
     if len(box) != len(lines):
         return None  # a repeated key: the careful path applies each line in order
-    if glued and "\0" in text:
+    if glued:
         for key, value in box.items():
             if "\0" in value:
                 box[key] = value.replace("\0", "\r\n")
@@ -201,7 +205,7 @@ def _run_of_boxes(data: bytes, pos: int, out: list[Box], limits: Limits) -> int:
 
 
 def _fast_boxes(
-    data: bytes, pos: int, out: list[Box], limits: Limits
+    data: bytes, pos: int, out: list[Box], limits: Limits, try_run: bool
 ) -> tuple[int, Box | None, int]:
     """Parse the simple, complete boxes of ``data`` from ``pos`` on, appending them to ``out``.
 
@@ -210,6 +214,9 @@ def _fast_boxes(
     repeated key, a malformed line, bad UTF-8, a bad -Length...) this stops and the careful
     line-by-line parser takes over, which gives the precise error.
 
+    ``try_run`` allows a first attempt at a whole run of boxes (:func:`_run_of_boxes`); the
+    caller allows it once per chunk, since each attempt scans the rest of the chunk.
+
     Returns ``(pos, box, need)``: where the careful path resumes, and a box whose body has not
     fully arrived with the number of body bytes it awaits (``None, -1`` otherwise).
     """
@@ -217,7 +224,7 @@ def _fast_boxes(
     max_headers = limits.max_headers
     end = len(data)
     append = out.append
-    if end - pos > 256 and data.find(b"-Length: ", pos) < 0:
+    if try_run and end - pos > 256 and data.find(b"-Length: ", pos) < 0:
         pos = _run_of_boxes(data, pos, out, limits)
     max_body = limits.max_body_length
     find = data.find
@@ -387,9 +394,11 @@ class BoxParser:
         need = self._need
         pos = 0
         end = len(data)
+        try_run = True
         while True:
             if box is None and need < 0:
-                pos, box, need = _fast_boxes(data, pos, out, limits)
+                pos, box, need = _fast_boxes(data, pos, out, limits, try_run)
+                try_run = False
                 if box is not None:
                     length = need
             if need >= 0:

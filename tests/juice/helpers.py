@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from juicectl.juice import Box, BoxParser, Limits, normalize_key, wire_key
 
 #: Examples per hypothesis test in the normal suite; raise it for a long fuzz run, e.g.
-#: ``JUICECTL_FUZZ_EXAMPLES=20000 .venv/bin/python -m pytest tests/juice``.
+#: ``JUICECTL_FUZZ_EXAMPLES=5000 .venv/bin/python -m pytest tests/juice --timeout=0``.
 EXAMPLES = int(os.environ.get("JUICECTL_FUZZ_EXAMPLES", "100"))
 
 SETTINGS = settings(

@@ -317,6 +317,16 @@ class TestHeaderLimit:
             with pytest.raises(LimitExceeded):
                 feed(data, self.limits)
 
+    def test_empty_continuation_lines_count(self) -> None:
+        data = b"A: \r\n" + b" \r\n" * 5 + b"\r\n"
+        for feed in (feed_whole, feed_bytewise):
+            with pytest.raises(LimitExceeded):
+                feed(data, self.limits)
+        with pytest.raises(LimitExceeded):
+            feed_whole(b"B: c\r\n\r\n" * 60 + data, self.limits)
+        ok = b"A: \r\n" + b" \r\n" * 4 + b"\r\n"
+        assert content(feed_whole(ok * 60, self.limits)) == [({"a": "\r\n" * 4}, None)] * 60
+
     def test_repeated_keys_count(self) -> None:
         data = b"A: 1\r\n" * 6 + b"\r\n"
         with pytest.raises(LimitExceeded):

@@ -1,6 +1,7 @@
 """Property-based tests: boxes survive the wire, and no input makes the parser misbehave.
 
-``JUICECTL_FUZZ_EXAMPLES`` sets the number of examples (a few hundred in the normal suite).
+``JUICECTL_FUZZ_EXAMPLES`` sets the number of examples per test (100 in the normal suite); for a
+long run: ``JUICECTL_FUZZ_EXAMPLES=5000 .venv/bin/python -m pytest tests/juice --timeout=0``.
 """
 
 from __future__ import annotations
