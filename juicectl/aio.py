@@ -98,7 +98,10 @@ def wrap_future(
             loop.call_soon_threadsafe(deliver, outcome)
 
     add_done_callback = getattr(future, "add_done_callback", None)
-    if callable(add_done_callback):
+    # A future made by map()/filter()/join() computes its value in get() (a "get hook") and
+    # is never settled itself, so its callbacks would never run: wait on it instead.
+    hooked = getattr(future, "_get_hook", None) is not None
+    if callable(add_done_callback) and not hooked:
         # A ReplyFuture: already settled when the callback runs, so get() returns at once.
         add_done_callback(lambda _settled: post(lambda: future.get(timeout=0)))
     else:

@@ -216,3 +216,10 @@ async def test_wrap_future_already_settled() -> None:
     future: ReplyFuture[str] = ReplyFuture()
     future.try_set("ready")
     assert await aio.wrap_future(future) == "ready"
+
+
+async def test_wrap_a_mapped_future(juicectl_controller: ControllerFactory) -> None:
+    # map() makes a future whose value is computed in get(): it never runs callbacks.
+    ctl = juicectl_controller(AioWorker)
+    pid = await asyncio.wait_for(aio.wrap_future(ctl.get_process().map(lambda c: c.pid)), 30)
+    assert pid == ctl.stats()["pid"]
