@@ -39,7 +39,7 @@ import structlog
 
 from juicectl._timer import TimerHandle, call_later
 from juicectl.connection import Connection
-from juicectl.exceptions import ProcessUnavailable, ProtocolError, TooManyRequests
+from juicectl.exceptions import ProcessUnavailable, ProtocolError, TooManyRequests, TruncatedBox
 from juicectl.juice import Negotiate, Shutdown
 from juicectl.messages import (
     ChildProcessCreated,
@@ -321,6 +321,12 @@ class ProcessActor(pykka.ThreadingActor):
                 data = b""
             try:
                 connection.data_received(data)
+            except TruncatedBox as error:
+                # End of file in the middle of a box: the child died (SIGKILL, the OOM
+                # killer) or closed stdout while writing. Not a protocol error: handled as
+                # any end of stdout, so callers learn why from the exit.
+                self._log.info("stdout_ended_mid_box", error=str(error))
+                break
             except ProtocolError as error:
                 _tell_quietly(me, _ProtocolFailed(error, data[:80]))
                 self._discard(fd)

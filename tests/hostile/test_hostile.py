@@ -313,3 +313,22 @@ def test_a_child_that_stops_reading_cannot_make_the_parent_queue_without_bound(
         blocked.join(timeout=20)
         h.assert_gone(connection.pid)
     report("deaf + timeouts (backlog)", meter)
+
+
+def test_a_child_killed_half_way_through_an_answer_is_reported_as_killed(
+    tmp_path: Path,
+) -> None:
+    # Its stdout ends in the middle of a box. That is how a SIGKILL (the OOM killer, say)
+    # looks from the pipe, not a protocol error: the exit is what tells callers why.
+    with hostile("dies_mid_answer", tmp_path) as h, capture_logs_bounded() as logs:
+        with MemoryMeter() as meter:
+            connection = h.ctl.get_process().get(timeout=15)
+            with pytest.raises(ProcessUnavailable, match="killed by SIGKILL"):
+                connection.call(Echo, value="hello").get(timeout=15)
+            stats = h.wait_stopped()
+        assert not logs.events("protocol_error")
+        assert stats["last_exit"]["signal"] == 9
+        assert stats["last_exit"]["how"] == "exited"
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
+    report("dies_mid_answer", meter)
