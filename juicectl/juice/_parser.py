@@ -224,7 +224,7 @@ def _fast_boxes(
     max_headers = limits.max_headers
     end = len(data)
     append = out.append
-    if try_run and end - pos > 256 and data.find(b"-Length: ", pos) < 0:
+    if try_run and end - pos > 1024 and data.find(b"-Length: ", pos) < 0:
         pos = _run_of_boxes(data, pos, out, limits)
     max_body = limits.max_body_length
     find = data.find
