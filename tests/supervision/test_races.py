@@ -12,7 +12,7 @@ from juicectl import ControllerClosed, ProcessController, ProcessUnavailable
 from juicectl.messages import ModeChanged, ProcessTerminated
 from tests.integration.commands import Exit
 from tests.integration.scripts import worker
-from tests.supervision.conftest import Events, alive, policy
+from tests.supervision.conftest import Events, alive, policy, wait_for
 
 Supervise = Callable[..., ProcessController]
 
@@ -66,12 +66,14 @@ def test_stop_while_the_restarted_child_is_starting(supervise: Supervise, events
     assert result.how == "clean"
     assert result.reason is not None and result.reason.requested
     assert result.reason.pid is not None and not alive(result.reason.pid)
-    # It was shut down as soon as it was ready, and not restarted.
-    assert events.modes()[-3:] == [
+    # It was shut down as soon as it was ready, and not restarted. (The subscriber hears of
+    # the last change a moment after the stop future resolves: wait for it.)
+    shut_down_when_ready = [
         ("starting", "waiting_ready"),
         ("waiting_ready", "stopping"),
         ("stopping", "stopped"),
     ]
+    wait_for(lambda: events.modes()[-3:] == shut_down_when_ready, what="shut down when ready")
     stats = ctl.stats()
     assert (stats["mode"], stats["restart_pending"], stats["generation"]) == ("stopped", False, 2)
     assert len(events.of(ProcessTerminated)) == 1  # a requested stop is not announced
