@@ -265,6 +265,8 @@ class ControllerActor(pykka.ThreadingActor):
         self._ready_at: float | None = None
         self._stop_requested = False
         """Whether a stop was asked for since the current child launched."""
+        self._launch_cause = ""
+        """What launched the current child: ``"GetProcess"`` or ``"restart"``."""
 
         self._get_waiters: list[Any] = []
         self._stop_waiters: list[Any] = []
@@ -440,21 +442,28 @@ class ControllerActor(pykka.ThreadingActor):
         self._pid = None
         self._ready_at = None
 
-        self._fail_get_waiters(lambda: self._termination_error(reason))
         result = StopResult(how=reason.how, reason=reason)
         waiters, self._stop_waiters = self._stop_waiters, []
         for waiter in waiters:
             resolve_future(waiter, result)
 
-        if self._closing:
-            self._finish_close(result)
-            return
-        if requested:
+        if self._closing or requested:
+            self._fail_get_waiters(lambda: self._termination_error(reason))
+            if self._closing:
+                self._finish_close(result)
             return
         self._publish(ProcessTerminated(self._name, message.generation, reason))
         # A child that never got ready is a failed start, whatever its exit status.
         failed_start = old in (Mode.STARTING, Mode.WAITING_READY)
         self._consider_restart(reason, abnormal=reason.abnormal or failed_start, uptime=uptime)
+        if failed_start and self._launch_cause == "restart" and self._restart_pending:
+            # Callers waiting for an automatic restart wait for the next one, until a child
+            # gets ready or the policy gives up (their own timeouts bound the wait). A start
+            # a caller asked for fails its waiters at once, as the seed's table says.
+            if self._get_waiters:
+                self._log.info("waiters_wait_for_next_restart", waiting=len(self._get_waiters))
+        else:
+            self._fail_get_waiters(lambda: self._termination_error(reason))
 
     def _terminated_unexpected(self, message: ChildProcessTerminated) -> None:
         self._log.warning(
@@ -636,6 +645,7 @@ class ControllerActor(pykka.ThreadingActor):
     def _launch(self, *, cause: str) -> None:
         self._generation += 1
         self._stop_requested = False
+        self._launch_cause = cause
         generation = self._generation
         self._log.info("launching", generation=generation, argv=list(self._spec.argv))
         try:

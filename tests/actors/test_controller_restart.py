@@ -311,3 +311,34 @@ def test_waiters_from_a_backoff_fail_when_the_restart_fails_and_the_policy_gives
     assert isinstance(failure, ProcessUnavailable) and failure.stderr_tail == ("boom",)
     assert len(h.events(GaveUp)) == 1
     assert h.stats()["restart_pending"] is False
+
+
+def test_waiters_from_a_backoff_wait_through_a_failed_restart_for_the_next_one(
+    make_harness: MakeHarness,
+) -> None:
+    h = make_harness(policy=policy(initial_delay=0.05, max_restarts=5))
+    h.get()
+    run_until_ready(h, 1)
+    crash(h)
+    waiter = h.get()  # during the backoff: waits for the restart
+    h.factory.wait_for_launches(2)
+    h.sync()
+    crash(h)  # the restarted child dies before it is ready; the policy restarts again
+    assert outcome(waiter) == "pending"
+    h.factory.wait_for_launches(3)
+    assert h.sync() == "starting"
+    h.created()
+    assert h.sync() == "ready"
+    assert outcome(waiter) == FakeConnection(3)
+
+
+def test_a_start_asked_for_by_a_caller_fails_its_waiters_even_if_a_restart_follows(
+    make_harness: MakeHarness,
+) -> None:
+    h = make_harness(policy=policy(initial_delay=NEVER))
+    waiter = h.get()  # stopped -> starting, launched by the caller
+    h.factory.wait_for_launches(1)
+    h.sync()
+    crash(h)  # starting -> stopped: the seed's table fails the saved futures
+    assert isinstance(outcome(waiter), ProcessUnavailable)
+    assert h.stats()["restart_pending"] is True
