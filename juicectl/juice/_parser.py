@@ -345,7 +345,17 @@ class BoxParser:
                     return []
                 data = bytes(buf)
                 buf.clear()
-            return self._parse(data)
+            elif self._box is None and self._need < 0:
+                # Between boxes with nothing held back: most reads are whole boxes, which the
+                # fast path finishes on its own.
+                out: list[Box] = []
+                pos, box, need = _fast_boxes(data, 0, out, self.limits, True)
+                if box is None and pos == len(data):
+                    return out
+                self._box = box
+                self._body_length = self._need = need
+                return self._parse(data, pos, out, False)
+            return self._parse(data, 0, [], True)
         except ProtocolError as exc:
             self._fail(exc)
         except UnicodeDecodeError as exc:
@@ -379,22 +389,23 @@ class BoxParser:
                 f"({self.limits.max_line_length} bytes)"
             )
 
-    def _parse(self, data: bytes) -> list[Box]:
+    def _parse(self, data: bytes, pos: int, out: list[Box], try_run: bool) -> list[Box]:
+        """Parse ``data`` from ``pos`` on, appending to ``out``, and keep what is left over.
+
+        ``try_run`` allows the whole-run fast path (see :func:`_fast_boxes`).
+        """
         limits = self.limits
         max_line = limits.max_line_length
         max_headers = limits.max_headers
         max_body = limits.max_body_length
         keys = _KEYS
         find = data.find
-        out: list[Box] = []
         box = self._box
         key = self._key
         headers = self._headers
         length = self._body_length
         need = self._need
-        pos = 0
         end = len(data)
-        try_run = True
         while True:
             if box is None and need < 0:
                 pos, box, need = _fast_boxes(data, pos, out, limits, try_run)
