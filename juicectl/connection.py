@@ -381,11 +381,22 @@ class Connection:
             outstanding.future.try_set_exception(outcome)
 
     def _request(self, request: Request) -> None:
-        if self._dispatcher is None:
-            self._dispatcher = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=f"juicectl-responder-{self.pid}"
-            )
-        self._dispatcher.submit(self._respond, request)
+        # Under the lock: connection_lost shuts down the dispatcher it finds once closed,
+        # so none may be created after that (its thread would never end).
+        with self._lock:
+            if self._dispatcher is None and self._closed is None:
+                self._dispatcher = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix=f"juicectl-responder-{self.pid}"
+                )
+            dispatcher = self._dispatcher if self._closed is None else None
+        try:
+            if dispatcher is not None:
+                dispatcher.submit(self._respond, request)
+                return
+        except RuntimeError:  # connection_lost shut the dispatcher down just now
+            pass
+        # Nobody answers on an ended connection; the child is on its way out.
+        self._log.debug("request_after_close", command=request.command)
 
     def _respond(self, request: Request) -> None:
         reply = self._responders.handle(request)

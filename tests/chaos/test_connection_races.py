@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
 import pytest
 from structlog.testing import capture_logs
 
@@ -42,3 +46,34 @@ def test_an_answer_for_a_tag_never_asked_is_still_reported_while_open() -> None:
         connection.data_received(answer_bytes("99", Box(value="bogus")))
     assert [entry["event"] for entry in logs] == ["answer_for_unknown_tag"]
     assert [entry["log_level"] for entry in logs] == ["warning"]
+
+
+def test_a_request_from_the_child_after_the_connection_ended_is_dropped_quietly() -> None:
+    # The child calls the parent (Negotiate is always answered) while the connection is
+    # being lost: the reader thread must not die on the closed dispatcher.
+    written: list[bytes] = []
+    connection = Connection(written.append, pid=1, generation=1)
+    negotiate = b"-Command: Negotiate\r\n-Ask: c1\r\nVersions: 1\r\n\r\n"
+    connection.data_received(negotiate)
+    wait_until(lambda: len(written) == 1)
+    connection.connection_lost(ProcessUnavailable("gone"))
+    with capture_logs() as logs:
+        connection.data_received(negotiate.replace(b"c1", b"c2"))
+        connection.data_received(negotiate.replace(b"c1", b"c3"))
+    assert [entry["event"] for entry in logs] == ["request_after_close"] * 2
+    assert len(written) == 1
+
+
+def test_a_first_request_after_the_connection_ended_starts_no_thread() -> None:
+    connection = Connection(lambda data: None, pid=1, generation=1)
+    connection.connection_lost(ProcessUnavailable("gone"))
+    before = set(threading.enumerate())
+    connection.data_received(b"-Command: Negotiate\r\n-Ask: c1\r\nVersions: 1\r\n\r\n")
+    assert set(threading.enumerate()) - before == set()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
