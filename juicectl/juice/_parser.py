@@ -13,7 +13,8 @@ Why it looks the way it does:
   allocate without bound. Here a line longer than ``max_line_length`` is refused as soon as that
   many bytes arrive without a CRLF, a ``-Length`` above ``max_body_length`` is refused when its
   header line is read (before any of the body is buffered), and a box with more than
-  ``max_headers`` header lines is refused.
+  ``max_headers`` header lines, or whose header lines add up to more than
+  ``max_header_bytes``, is refused.
 * No resynchronisation. After an error the stream position is unknown, so the parser keeps
   the error and raises it again on every later call: the connection has to end.
 """
@@ -50,17 +51,25 @@ class Limits:
         max_line_length: the longest header line accepted, in bytes, CRLF excluded.
         max_body_length: the largest ``-Length`` accepted, in bytes.
         max_headers: the most header lines (continuation lines included) in one box.
+        max_header_bytes: the most bytes of header lines in one box, all lines together
+            (so a box's headers never take more memory than this, whatever their count).
     """
 
     max_line_length: int = 1 << 20
     max_body_length: int = 64 << 20
     max_headers: int = 4096
+    max_header_bytes: int = 16 << 20
 
     def __post_init__(self) -> None:
-        for name in ("max_line_length", "max_body_length", "max_headers"):
+        for name in ("max_line_length", "max_body_length", "max_headers", "max_header_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Limits.{name} must be a positive int, not {value!r}")
+        if self.max_header_bytes < self.max_line_length:
+            raise ValueError(
+                f"Limits.max_header_bytes ({self.max_header_bytes}) must be at least "
+                f"max_line_length ({self.max_line_length})"
+            )
 
 
 _DEFAULT_LIMITS = Limits()
@@ -274,6 +283,7 @@ class BoxParser:
         "_buf",
         "_ended",
         "_error",
+        "_header_bytes",
         "_headers",
         "_key",
         "_need",
@@ -293,6 +303,7 @@ class BoxParser:
         self._box: Box | None = None
         self._key: str | None = None
         self._headers = 0
+        self._header_bytes = 0
         self._body_length = -1
         self._need = -1
         self._error: ProtocolError | None = None
@@ -397,12 +408,14 @@ class BoxParser:
         limits = self.limits
         max_line = limits.max_line_length
         max_headers = limits.max_headers
+        max_header_bytes = limits.max_header_bytes
         max_body = limits.max_body_length
         keys = _KEYS
         find = data.find
         box = self._box
         key = self._key
         headers = self._headers
+        header_bytes = self._header_bytes
         length = self._body_length
         need = self._need
         end = len(data)
@@ -421,7 +434,7 @@ class BoxParser:
                 out.append(box)
                 pos = stop
                 box = key = None
-                headers = 0
+                headers = header_bytes = 0
                 length = need = -1
                 continue
             eol = find(_CRLF, pos)
@@ -441,13 +454,19 @@ class BoxParser:
                     continue
                 out.append(box)
                 box = key = None
-                headers = 0
+                headers = header_bytes = 0
                 continue
             if box is None:
                 box = _new_box(Box)
             headers += 1
             if headers > max_headers:
                 raise LimitExceeded(f"a box has more than max_headers ({max_headers}) lines")
+            header_bytes += eol - pos + 2
+            if header_bytes > max_header_bytes:
+                raise LimitExceeded(
+                    f"a box's header lines add up to more than max_header_bytes "
+                    f"({max_header_bytes} bytes)"
+                )
             if data[pos] == _SPACE:
                 if key is None:
                     raise MalformedBox(
@@ -473,6 +492,7 @@ class BoxParser:
         self._box = box
         self._key = key
         self._headers = headers
+        self._header_bytes = header_bytes
         self._body_length = length
         self._need = need
         if pos < end:

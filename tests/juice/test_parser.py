@@ -200,9 +200,12 @@ def test_limits_defaults() -> None:
     assert limits.max_line_length == 1 << 20
     assert limits.max_body_length == 64 << 20
     assert limits.max_headers == 4096
+    assert limits.max_header_bytes == 16 << 20
 
 
-@pytest.mark.parametrize("field", ["max_line_length", "max_body_length", "max_headers"])
+@pytest.mark.parametrize(
+    "field", ["max_line_length", "max_body_length", "max_headers", "max_header_bytes"]
+)
 @pytest.mark.parametrize("value", [0, -1, True, 1.5, "9"])
 def test_limits_are_validated(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
@@ -295,6 +298,39 @@ class TestBodyLimit:
         [box] = parser.feed(b"b" + b"A: b")
         assert box.body == b"b" * 1000
         assert parser.buffered == 4
+
+
+def test_max_header_bytes_must_hold_a_whole_line() -> None:
+    with pytest.raises(ValueError, match="max_header_bytes"):
+        Limits(max_line_length=1000, max_header_bytes=999)
+
+
+class TestHeaderBytesLimit:
+    """Many long lines, each within max_line_length, cannot add up past max_header_bytes."""
+
+    limits = Limits(max_line_length=100, max_headers=1000, max_header_bytes=1000)
+
+    def test_within_the_limit(self) -> None:
+        data = b"".join(b"K%d: %s\r\n" % (i, b"v" * 40) for i in range(20)) + b"\r\n"
+        assert len(data) < 1000
+        for feed in (feed_whole, feed_bytewise):
+            assert len(feed(data, self.limits)[0]) == 20
+
+    def test_over_the_limit_stops_at_once(self) -> None:
+        line = b"K: " + b"v" * 90 + b"\r\n"
+        parser = BoxParser(self.limits)
+        with pytest.raises(LimitExceeded, match="max_header_bytes"):
+            for _ in range(1000):
+                parser.feed(line)
+        assert parser.buffered <= 100
+
+    def test_continuation_lines_count_too(self) -> None:
+        data = b"A: x\r\n" + b" " + b"y" * 90 + b"\r\n" * 1 + b"".join(
+            b" " + b"y" * 90 + b"\r\n" for _ in range(11)
+        ) + b"\r\n"
+        for feed in (feed_whole, feed_bytewise):
+            with pytest.raises(LimitExceeded):
+                feed(data, self.limits)
 
 
 class TestHeaderLimit:
