@@ -90,7 +90,8 @@ class ProcessController:
         Args:
             argv: the child's command as a list (never run through a shell).
             name: a name for logs and events (default ``"controller-N"``).
-            env: the child's environment (None: inherit). cwd: its directory (None: inherit).
+            env: the child's environment (None: inherit the parent's).
+            cwd: the child's working directory (None: inherit the parent's).
             on_process_startup: a no-argument callable (run in a subscriber actor, never on
                 the controller's thread) or an ``ActorRef`` told ``ProcessStarted``, whenever
                 a newly spawned child is ready.
@@ -102,8 +103,11 @@ class ProcessController:
             responder: an object whose ``@Command.responder`` methods answer the child.
             restart: the ``RestartPolicy`` (default: permanent, with backoff and a limit).
             readiness: ``"negotiate"`` (default) or ``"connected"``.
-            startup_timeout, stop_timeout, kill_timeout: bounds, in seconds (see
-                ``LaunchSpec``).
+            startup_timeout: seconds from launch to ready; past it the child is stopped
+                and the start counts as failed.
+            stop_timeout: seconds to wait for the child to exit after ``Shutdown``.
+            kill_timeout: seconds to wait after closing stdin, and again after SIGTERM,
+                before the next step (see ``LaunchSpec``).
             request_timeout: the default timeout of each request (None: none).
             max_in_flight: the most requests outstanding at once on a connection.
             limits: parser limits for what the child sends.
