@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""CPU time per request, parent and child, for juicectl alone: the figure to tune against.
+
+    .venv/bin/python benchmarks/cost.py [--scenario seq|c64|big] [--count N] [--repeat R]
+
+Wall-clock rates on a shared machine swing with everyone else's load; the CPU time each
+process spends per request swings much less, so a change to the request path shows up here
+even when the machine is busy. Reports the median of ``--repeat`` runs of each figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import statistics
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import structlog
+
+from benchmarks._common import BIG, ROOT, SMALL, WINDOW
+from benchmarks.workload import Echo
+from juicectl import ProcessController
+
+
+def _child_cpu(pid: int) -> float:
+    """CPU seconds of the child's main thread, in nanoseconds' resolution (schedstat)."""
+    with open(f"/proc/{pid}/schedstat") as stat:
+        return int(stat.read().split()[0]) / 1e9
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(connection: Any, scenario: str, count: int) -> None:
+    if scenario == "c64":
+        pending: deque[Any] = deque()
+        for _ in range(count):
+            pending.append(connection.call(Echo, value=SMALL))
+            if len(pending) >= WINDOW:
+                pending.popleft().get()
+        while pending:
+            pending.popleft().get()
+        return
+    value = BIG if scenario == "big" else SMALL
+    for _ in range(count):
+        connection.call(Echo, value=value).get()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scenario", default="seq", choices=["seq", "c64", "big"])
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    count = args.count or {"seq": 10000, "c64": 30000, "big": 2000}[args.scenario]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    argv = [sys.executable, "-m", "juicectl.child", "benchmarks.workload:EchoWorker"]
+    rates, parents, children = [], [], []
+    with ProcessController.start(argv, cwd=str(ROOT)) as controller:
+        connection = controller.get_process().get(timeout=30)
+        _run(connection, args.scenario, 1000)
+        for _ in range(args.repeat):
+            before, child_before = _own_cpu(), _child_cpu(connection.pid)
+            start = time.perf_counter()
+            _run(connection, args.scenario, count)
+            wall = time.perf_counter() - start
+            after, child_after = _own_cpu(), _child_cpu(connection.pid)
+            rates.append(count / wall)
+            parents.append((after - before) / count)
+            children.append((child_after - child_before) / count)
+    print(f"{args.scenario}: {statistics.median(rates):,.0f} req/s; CPU per request: parent "
+          f"{statistics.median(parents) * 1e6:.1f} us, child "
+          f"{statistics.median(children) * 1e6:.1f} us  (medians of {args.repeat})")
+
+
+if __name__ == "__main__":
+    main()

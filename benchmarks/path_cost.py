@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Microseconds of Python per request on each side, with no pipes and no threads.
+
+    .venv/bin/python benchmarks/path_cost.py [--value-size N] [--count N]
+
+The parent's side is a real ``Connection`` whose write goes nowhere: ``call()`` (arguments,
+tag, future, bytes), then ``data_received()`` with the answer's bytes (parse, classify,
+settle), then ``get()``. The child's side is its runtime's work for one request: parse the
+request bytes, classify, run the responder (arguments in, response out), answer bytes.
+
+The best of several repeats is reported: on a shared machine the minimum is what the code
+costs, the rest is other people's load. Use it to see what a change to the path is worth;
+``run.py`` says what it means end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import timeit
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import SMALL
+from benchmarks.workload import Echo, EchoWorker
+from juicectl.connection import Connection
+from juicectl.juice import (
+    BoxParser,
+    Request,
+    Responders,
+    answer_bytes,
+    classify,
+    request_bytes,
+)
+
+
+def parent_cost(value: str, count: int, repeat: int) -> float:
+    """Seconds per request on the parent's side."""
+    connection = Connection(lambda data: None, pid=0, generation=1, name="bench")
+    # Tags are "1", "2", ... in hex. The answer's bytes end with its -Answer line (the
+    # reference's order), so each answer is the shared front plus its tag line: made per
+    # call, like the fresh bytes a read returns (a list of them all would measure page
+    # faults, not the code).
+    front = answer_bytes("0", Echo.make_response({"value": value}))
+    front = front[: front.rindex(b"-Answer: 0")]
+    tags = (format(i, "x").encode() for i in range(1, 1 << 62))
+    call, receive = connection.call, connection.data_received
+
+    def one() -> None:
+        future = call(Echo, value=value)
+        receive(b"%s-Answer: %s\r\n\r\n" % (front, next(tags)))
+        future.get()
+
+    return min(timeit.repeat(one, number=count, repeat=repeat)) / count
+
+
+def child_cost(value: str, count: int, repeat: int) -> float:
+    """Seconds per request of the child runtime's sequential work (no I/O)."""
+    responders = Responders(EchoWorker())
+    parser = BoxParser()
+    data = request_bytes(Echo, "1", Echo.make_arguments({"value": value}))
+
+    def one() -> None:
+        for box in parser.feed(data):
+            message = classify(box)
+            assert isinstance(message, Request)
+            reply = responders.handle(message)
+            assert reply.data
+
+    return min(timeit.repeat(one, number=count, repeat=repeat)) / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--value-size", type=int, default=0, help="0: the small value")
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args()
+    value = "x" * args.value_size if args.value_size else SMALL
+    count = args.count or (2000 if len(value) < 1000 else 100)
+    parent = parent_cost(value, count, args.repeat)
+    child = child_cost(value, count, args.repeat)
+    print(f"{len(value)}-byte value: parent {parent * 1e6:.2f} us, child {child * 1e6:.2f} us "
+          f"per request (best of {args.repeat})")
+
+
+if __name__ == "__main__":
+    main()
