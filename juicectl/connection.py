@@ -36,6 +36,7 @@ from juicectl._future import ReplyFuture
 from juicectl._timer import TimerHandle, call_later
 from juicectl.exceptions import (
     ArgumentError,
+    LimitExceeded,
     ProcessUnavailable,
     ProtocolError,
     RequestTimeout,
@@ -87,7 +88,8 @@ class Connection:
         responder: an object with ``@Command.responder`` methods answering the child's
             requests, or None.
         request_timeout: the default timeout of ``call()``, in seconds, or None.
-        max_in_flight: the most requests outstanding at once.
+        max_in_flight: the most requests outstanding at once, each way (a child with more
+            requests to the parent unanswered breaks the connection: ``LimitExceeded``).
         limits: the parser's limits for what the child sends.
         on_fatal: called (once, from the reader thread) when the connection must end
             because of what the child sent: a protocol error, or a request answered with a
@@ -118,6 +120,7 @@ class Connection:
         self._parser = BoxParser(limits)
         self._responders = Responders(responder, builtins=True)
         self._dispatcher: ThreadPoolExecutor | None = None
+        self._incoming = 0  # the child's requests not yet answered (under _lock)
 
         self._lock = threading.Lock()
         self._slot_free = threading.Condition(self._lock)
@@ -389,6 +392,16 @@ class Connection:
                     max_workers=1, thread_name_prefix=f"juicectl-responder-{self.pid}"
                 )
             dispatcher = self._dispatcher if self._closed is None else None
+            # A child that keeps sending without waiting for answers (or while not reading
+            # them) would queue requests here without bound.
+            flooded = dispatcher is not None and self._incoming >= self.max_in_flight
+            if dispatcher is not None and not flooded:
+                self._incoming += 1
+        if flooded:
+            raise LimitExceeded(
+                f"child {self.pid} has {self.max_in_flight} requests to the parent waiting "
+                "for an answer (max_in_flight) and sent another"
+            )
         try:
             if dispatcher is not None:
                 dispatcher.submit(self._respond, request)
@@ -399,6 +412,13 @@ class Connection:
         self._log.debug("request_after_close", command=request.command)
 
     def _respond(self, request: Request) -> None:
+        try:
+            self._respond_to(request)
+        finally:
+            with self._lock:
+                self._incoming -= 1
+
+    def _respond_to(self, request: Request) -> None:
         reply = self._responders.handle(request)
         if reply.error is not None:
             self._log.warning("responder_failed", command=request.command,

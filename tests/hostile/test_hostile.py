@@ -332,3 +332,22 @@ def test_a_child_killed_half_way_through_an_answer_is_reported_as_killed(
         h.assert_gone(connection.pid)
         h.assert_usable_again()
     report("dies_mid_answer", meter)
+
+
+def test_a_child_flooding_the_parent_with_requests_is_cut_off(tmp_path: Path) -> None:
+    # Negotiate is always answered, so any child may send it. This one sends thousands and
+    # never reads a reply: the answers fill its stdin, the parent's responder blocks on
+    # writing them, and the requests read meanwhile must not pile up without bound.
+    with (
+        hostile("request_flood", tmp_path, max_in_flight=64) as h,
+        capture_logs_bounded() as logs,
+    ):
+        with MemoryMeter() as meter:
+            connection = h.ctl.get_process().get(timeout=15)
+            stats = h.wait_stopped(timeout=30)
+        [error] = logs.events("protocol_error")
+        assert "requests to the parent" in error["error"]
+        assert stats["last_exit"]["how"] == "protocol_error"
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
+    report("request_flood", meter)
