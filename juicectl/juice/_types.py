@@ -22,6 +22,8 @@ from juicectl.juice._box import Box, check_value, normalize_key, serialize_box
 from juicectl.juice._errors import ArgumentError, ProtocolError
 from juicectl.juice._parser import BoxParser
 
+_new_box = dict.__new__
+
 __all__ = [
     "Argument",
     "Boolean",
@@ -325,6 +327,10 @@ def fields_to_box(specs: tuple[FieldSpec, ...], values: Mapping[str, Any], what:
         ArgumentError: a required field is missing or ``None``, a name is unknown, or a value
             has the wrong type or cannot be written on the wire.
     """
+    if len(values) == len(specs):
+        box = _fields_as_named(specs, values, what)
+        if box is not None:
+            return box
     given: dict[str, tuple[str, Any]] = {}
     for name, value in values.items():
         if not isinstance(name, str):
@@ -364,6 +370,39 @@ def fields_to_box(specs: tuple[FieldSpec, ...], values: Mapping[str, Any], what:
         box[key] = text
     if given:
         _check_unknown(specs, given, what)
+    return box
+
+
+def _fields_as_named(
+    specs: tuple[FieldSpec, ...], values: Mapping[str, Any], what: str
+) -> Box | None:
+    """The common case of :func:`fields_to_box`: every field given, under its declared name.
+
+    The caller has checked that there are as many values as fields, so finding each declared
+    name means there is nothing unknown and nothing given twice. ``None`` (anything else: a
+    name spelled another way, a ``None``, a body) sends the caller down the general path.
+    """
+    box: Box = _new_box(Box)
+    for name, key, argument in specs:
+        value = values.get(name)
+        if value is None or key == "body":
+            return None
+        try:
+            text = argument.to_string(value)
+        except ArgumentError as exc:
+            raise ArgumentError(f"{what}: {name!r}: {exc}") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ArgumentError(f"{what}: {name!r}: {exc}") from exc
+        if not text.isascii() or "\r" in text or "\n" in text:
+            problem = check_value(text)
+            if problem is None and not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    problem = "cannot be encoded as UTF-8"
+            if problem is not None:
+                raise ArgumentError(f"{what}: {name!r}: the value {problem}: {text[:60]!r}")
+        box[key] = text
     return box
 
 
