@@ -77,8 +77,19 @@ class Request:
     """The argument fields (``-`` headers removed), body included."""
 
 
+_new_box = dict.__new__
+
+
 def _fields(box: Box) -> Box:
-    return Box({k: v for k, v in box.items() if not k.startswith("_")}, body=box.body)
+    # One pass, one new box (made without Box.__init__: this runs for every message).
+    fields: Box = _new_box(Box)
+    for key, value in box.items():
+        if key[:1] != "_":
+            fields[key] = value
+    body = box.body
+    if body is not None:
+        fields.body = body
+    return fields
 
 
 def classify(box: Box) -> Answer | ErrorAnswer | Request:
