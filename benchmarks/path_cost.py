@@ -75,10 +75,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--value-size", type=int, default=0, help="0: the small value")
     parser.add_argument("--count", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=100)
     args = parser.parse_args()
     value = "x" * args.value_size if args.value_size else SMALL
-    count = args.count or (2000 if len(value) < 1000 else 100)
+    count = args.count or (500 if len(value) < 1000 else 50)
     parent = parent_cost(value, count, args.repeat)
     child = child_cost(value, count, args.repeat)
     print(f"{len(value)}-byte value: parent {parent * 1e6:.2f} us, child {child * 1e6:.2f} us "
