@@ -118,8 +118,13 @@ def classify(box: Box) -> Answer | ErrorAnswer | Request:
 
 def request_bytes(command: type[Command], tag: str | None, arguments: Box) -> bytes:
     """Return the bytes of a request: ``-Command``, ``-Ask`` (when ``tag``), the fields."""
-    parts = [f"-Command: {command.command_name}\r\n"]
-    if tag is not None:
+    if tag is None:
+        parts = [f"-Command: {command.command_name}\r\n"]
+    elif type(tag) is str and "\r" not in tag and "\n" not in tag:
+        # The usual tag ("1", "2", ... in hex) needs no escaping: one string for both lines.
+        parts = [f"-Command: {command.command_name}\r\n-Ask: {tag}\r\n"]
+    else:
+        parts = [f"-Command: {command.command_name}\r\n"]
         append_fields(parts, {"_ask": tag})
     append_fields(parts, arguments)
     return finish(parts, arguments.body)
@@ -129,7 +134,10 @@ def answer_bytes(tag: str, response: Box) -> bytes:
     """Return the bytes of a successful answer: the fields, then ``-Answer`` (as the reference)."""
     parts: list[str] = []
     append_fields(parts, response)
-    append_fields(parts, {"_answer": tag})
+    if type(tag) is str and "\r" not in tag and "\n" not in tag:
+        parts.append(f"-Answer: {tag}\r\n")  # the usual tag needs no escaping
+    else:
+        append_fields(parts, {"_answer": tag})
     return finish(parts, response.body)
 
 
