@@ -124,6 +124,7 @@ class Connection:
 
         self._lock = threading.Lock()
         self._slot_free = threading.Condition(self._lock)
+        self._slot_waiters = 0  # callers waiting in _wait_for_slot (under _lock)
         self._table: RequestTable[_Outstanding] = RequestTable()
         self._timed_out: OrderedDict[str, None] = OrderedDict()
         self._closed: ProcessUnavailable | None = None
@@ -227,10 +228,16 @@ class Connection:
                 f"{self.max_in_flight} requests already in flight to child {self.pid}; "
                 f"{command.command_name} not sent"
             )
-        if not self._slot_free.wait_for(
-            lambda: len(self._table) < self.max_in_flight or self._closed is not None,
-            timeout=timeout,
-        ):
+        # Counted, so that answers (one per request) notify only when someone waits.
+        self._slot_waiters += 1
+        try:
+            got_slot = self._slot_free.wait_for(
+                lambda: len(self._table) < self.max_in_flight or self._closed is not None,
+                timeout=timeout,
+            )
+        finally:
+            self._slot_waiters -= 1
+        if not got_slot:
             raise TooManyRequests(
                 f"no free slot within {timeout}s ({self.max_in_flight} requests in flight to "
                 f"child {self.pid}); {command.command_name} not sent"
@@ -346,7 +353,7 @@ class Connection:
                 late = tag in self._timed_out
                 if late:
                     del self._timed_out[tag]
-            else:
+            elif self._slot_waiters:
                 self._slot_free.notify()
         if popped is None:
             if late:
