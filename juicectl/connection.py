@@ -185,8 +185,8 @@ class Connection:
             timeout = self.request_timeout
         elif timeout <= 0:
             raise ArgumentError(f"timeout must be > 0 seconds or None, not {timeout!r}")
-        with self._pending_lock:
-            unwritten = self._unwritten
+        # Read without the lock: it is a bound, and an int is read whole.
+        unwritten = self._unwritten
         if unwritten > _MAX_UNWRITTEN and not self.closed:
             raise TooManyRequests(
                 f"child {self.pid} is not reading its input: {unwritten} bytes wait to be "
@@ -206,8 +206,8 @@ class Connection:
 
         outstanding = _Outstanding(future)
         with self._lock:
-            if not self._wait_for_slot(timeout, wait_for_slot, command):
-                return future  # not reached: _wait_for_slot raises
+            if len(self._table) >= self.max_in_flight:
+                self._wait_for_slot(timeout, wait_for_slot, command)
             if self._closed is not None:
                 future.try_set_exception(self._closed)
                 return future
