@@ -264,22 +264,17 @@ class Connection:
     def _send(self, data: bytes) -> None:
         """Queue ``data`` for the child's stdin; the first idle caller writes the queue."""
         with self._pending_lock:
-            self._pending.append(data)
             self._unwritten += len(data)
             if self._flushing:
+                self._pending.append(data)
                 return
+            # Nobody writes, so nothing is queued: write our own bytes at once, then
+            # whatever others queued meanwhile (two lock rounds for a lone request).
             self._flushing = True
+        chunk = data
         while True:
-            with self._pending_lock:
-                if not self._pending:
-                    self._flushing = False
-                    return
-                chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-                self._pending.clear()
             try:
                 self._write(chunk)
-                with self._pending_lock:
-                    self._unwritten -= len(chunk)
             except (OSError, ValueError) as error:
                 # The child is gone or its stdin closed: the process actor will see the exit
                 # and end the connection; until then fail what we could not send.
@@ -291,6 +286,13 @@ class Connection:
                 self.connection_lost(ProcessUnavailable(f"cannot write to child {self.pid}: "
                                                         f"{error}"))
                 return
+            with self._pending_lock:
+                self._unwritten -= len(chunk)
+                if not self._pending:
+                    self._flushing = False
+                    return
+                chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+                self._pending.clear()
 
     @property
     def in_flight(self) -> int:
