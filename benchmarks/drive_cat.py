@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """The floor: one Juice box written to ``cat`` with one ``os.write`` and read back.
 
-    .venv/bin/python benchmarks/drive_cat.py SCENARIO COUNT
+    .venv/bin/python benchmarks/drive_cat.py SCENARIO COUNT [--python]
 
 No parsing, no futures, no threads: the cost of the pipes and two process wake-ups per
 round trip, which no implementation can beat. Only the sequential scenarios make sense.
+
+``--python`` puts a Python process in place of ``cat``, copying its input to its output with
+``os.read``/``os.write`` and nothing else: the floor for any child written in Python.
 """
 
 from __future__ import annotations
@@ -20,15 +23,25 @@ from benchmarks._common import BIG, SMALL, parse_args, report, sequential
 from benchmarks.workload import Echo
 from juicectl.juice import request_bytes
 
+PYTHON_CAT = """
+import os
+while True:
+    data = os.read(0, 65536)
+    if not data:
+        break
+    os.write(1, data)
+"""
+
 
 def main() -> None:
-    scenario, count, _ = parse_args()
+    scenario, count, flags = parse_args()
     if scenario not in ("seq", "big"):
         sys.exit(f"the cat floor has no {scenario!r} scenario")
     value = SMALL if scenario == "seq" else BIG
     box = request_bytes(Echo, "1", Echo.make_arguments({"value": value}))
     size = len(box)
-    child = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+    argv = [sys.executable, "-c", PYTHON_CAT] if "--python" in flags else ["cat"]
+    child = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
     assert child.stdin is not None and child.stdout is not None
     write_fd, read_fd = child.stdin.fileno(), child.stdout.fileno()
 

@@ -40,15 +40,16 @@ DRIVERS: dict[str, list[str]] = {
     "twisted amp": [PYTHON, str(BENCH / "drive_amp.py")],
     "process pool": [PYTHON, str(BENCH / "drive_pool.py")],
     "cat floor": [PYTHON, str(BENCH / "drive_cat.py")],
+    "python cat": [PYTHON, str(BENCH / "drive_cat.py"), "--python"],
 }
 _ACTOR = "juicectl (writes via actor)"
 
 #: Scenario -> the implementations measured in it.
 MEASURED: dict[str, list[str]] = {
-    "seq": ["juicectl", "twisted amp", "process pool", "cat floor", _ACTOR],
+    "seq": ["juicectl", "twisted amp", "process pool", "cat floor", "python cat", _ACTOR],
     "c64": ["juicectl", "twisted amp", "process pool", _ACTOR],
     "t8": ["juicectl", "twisted amp", "process pool", _ACTOR],
-    "big": ["juicectl", "twisted amp", "process pool", "cat floor"],
+    "big": ["juicectl", "twisted amp", "process pool", "cat floor", "python cat"],
     "cold": ["juicectl", "twisted amp", "process pool"],
     "restart": ["juicectl", "twisted amp", "process pool"],
     "rest": ["juicectl", "twisted amp", "process pool"],
@@ -72,7 +73,7 @@ Results = dict[str, dict[str, list[dict[str, Any]]]]
 
 def measure(impl: str, scenario: str, count: int) -> dict[str, Any]:
     """Run one driver process; return its result line."""
-    if impl == "cat floor":
+    if impl in ("cat floor", "python cat"):
         count *= FLOOR_FACTOR
     driver = DRIVERS[impl]
     argv = [driver[0], driver[1], scenario, str(count), *driver[2:]]
