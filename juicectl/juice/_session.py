@@ -216,6 +216,9 @@ def _negotiate(versions: list[int]) -> dict[str, Any]:
 
 Handler = Callable[..., Any]
 
+#: How many command names, as sent, a Responders remembers (a bound against a hostile peer).
+_BY_NAME_MAX = 256
+
 
 def _loose(key: str) -> str:
     # "SetStore" and "Set-Store" differ only by separators: match those too.
@@ -240,6 +243,7 @@ class Responders:
         if handler_object is not None:
             self._exact.update(_find_responders(handler_object))
         self._loose: dict[str, tuple[type[Command], Handler] | None] = {}
+        self._by_name: dict[str, tuple[type[Command], Handler]] = {}
         for key, entry in self._exact.items():
             loose = _loose(key)
             # Two commands that differ only by separators: neither matches loosely.
@@ -247,10 +251,16 @@ class Responders:
 
     def lookup(self, command_name: str) -> tuple[type[Command], Handler] | None:
         """Return the command class and handler for a ``-Command`` name, or ``None``."""
+        entry = self._by_name.get(command_name)
+        if entry is not None:
+            return entry
         key = command_key(command_name)
         entry = self._exact.get(key)
         if entry is None:
             entry = self._loose.get(_loose(key))
+        if entry is not None and len(self._by_name) < _BY_NAME_MAX:
+            # A peer sends the same few names again and again: remember them as sent.
+            self._by_name[command_name] = entry
         return entry
 
     @property
@@ -291,7 +301,7 @@ class Responders:
         try:
             if result is None:
                 result = {}
-            elif not isinstance(result, Mapping):
+            elif type(result) is not dict and not isinstance(result, Mapping):
                 raise TypeError(
                     f"the {command.command_name} responder returned "
                     f"{type(result).__name__}, not a dict"
