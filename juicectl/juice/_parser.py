@@ -38,6 +38,8 @@ _END = b"\r\n\r\n"
 #: The most bytes of a header block the whole-block fast path takes (it searches, decodes and
 #: splits with multi-byte patterns, about 1 ns per byte each); bigger blocks go line by line.
 _BLOCK_WINDOW = 4096
+#: Header blocks up to this long are looked for with one multi-byte search.
+_SHORT_BLOCK = 512
 #: How much of a read one whole-run attempt takes; runs repeat while they make progress.
 _RUN_WINDOW = 4096
 _new_box = dict.__new__
@@ -135,6 +137,29 @@ def _find_crlf(data: bytes | bytearray, pos: int) -> int:
     return lf - 1 if lf > 0 else -1
 
 
+def _last_end(data: bytes, pos: int, limit: int) -> int:
+    """Where the last blank line (CRLF CRLF) within ``data[pos:limit]`` ends, or < 0.
+
+    Found from the end one LF at a time (memrchr), never with a multi-byte search over the
+    whole window: a window of small boxes has one within a few lines, one inside a long line
+    has few LFs to try. -1: there is none; -2: too many lines to look through (unknown).
+    """
+    stop = len(data) if limit >= len(data) else limit
+    if stop - pos >= 4 and data[stop - 4 : stop] == _END:
+        return stop  # the usual case: a read ends where a box does
+    rfind = data.rfind
+    lf = rfind(_LF, pos, stop)
+    tries = 64
+    while lf >= pos + 3:
+        if data[lf - 3 : lf + 1] == _END:
+            return lf + 1
+        tries -= 1
+        if not tries:
+            return -2
+        lf = rfind(_LF, pos, lf)
+    return -1
+
+
 def _box_from_block(text: str, max_headers: int) -> Box | None:
     """Return the box of a complete header block (its lines, without the blank line).
 
@@ -184,28 +209,18 @@ def _run_of_boxes(data: bytes, pos: int, out: list[Box], limits: Limits) -> int:
     lines for the whole run; blank lines end boxes. If anything at all is unusual, the boxes
     parsed here are dropped again and ``pos`` is returned unchanged for the per-box path.
     """
-    # A body: the per-box path reads it by its length. (The search stops at the first match;
-    # without one it passes over the window, as the decode and split below would anyway.)
-    limit = pos + _RUN_WINDOW
-    if data.find(b"-Length: ", pos, limit) >= 0:
+    # A body: the per-box path reads it by its length. Looked for near the start first (a
+    # short search that finds a box with a body at once), then, once the cut is known, in
+    # the rest of what the run would take (a search that stops at the first match, or passes
+    # over what the decode and split below pass over anyway).
+    find = data.find
+    if find(b"-Length: ", pos, pos + _SHORT_BLOCK) >= 0:
         return pos
-    # Complete boxes only: cut after the window's last blank line, found from its end one LF
-    # at a time (memrchr). A window of small boxes finds one within a few lines; one inside
-    # a long line has few LFs to try.
-    rfind = data.rfind
-    stop = len(data) if limit >= len(data) else limit
-    lf = stop - 1
-    if data[lf - 3 : stop] != _END:  # the usual case: a read ends where a box does
-        lf = rfind(_LF, pos, stop)
-        tries = 64
-        while lf >= pos + 3 and data[lf - 3 : lf + 1] != _END:
-            tries -= 1
-            if not tries:
-                return pos
-            lf = rfind(_LF, pos, lf)
-        if lf < pos + 3:
-            return pos
-    chunk = data[pos : lf + 1] if pos or lf + 1 < len(data) else data
+    # Complete boxes only: cut after the window's last blank line.
+    cut = _last_end(data, pos, pos + _RUN_WINDOW)
+    if cut < 0 or find(b"-Length: ", pos + _SHORT_BLOCK - 8, cut) >= 0:
+        return pos
+    chunk = data[pos:cut] if pos or cut < len(data) else data
     if not chunk.isascii():
         return pos  # characters would not be bytes: positions could not be computed
     text = chunk.decode("ascii")
@@ -283,8 +298,17 @@ def _fast_boxes(
     max_body = limits.max_body_length
     find = data.find
     window = (max_line if max_line < _BLOCK_WINDOW else _BLOCK_WINDOW) + 4
+    short = window if window < _SHORT_BLOCK + 4 else _SHORT_BLOCK + 4
     while True:
-        stop = find(_END, pos, pos + window)
+        # Most header blocks end within their first few hundred bytes; past those, whether
+        # one ends within the window at all is asked from the window's end with memrchr, so
+        # a long line (a big value) costs no multi-byte search.
+        stop = find(_END, pos, pos + short)
+        if stop < 0 and short < window and end - pos > short:
+            last = _last_end(data, pos, pos + window)
+            if last == -1:
+                return pos, None, -1
+            stop = find(_END, pos + short - 3, pos + window if last < 0 else last)
         if stop <= pos:
             return pos, None, -1
         try:
