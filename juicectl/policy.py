@@ -70,7 +70,12 @@ class RestartPolicy:
 
     def delay(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
         """Seconds to wait before restart number ``attempt`` (0 for the first) of a streak."""
-        base = min(self.max_delay, self.initial_delay * self.factor ** max(0, attempt))
+        try:
+            base = min(self.max_delay, self.initial_delay * self.factor ** max(0, attempt))
+        except OverflowError:
+            # factor ** attempt is past a float's range (a streak of ~1000 restarts or more):
+            # the delay reached max_delay long ago.
+            base = self.max_delay if self.initial_delay > 0 else 0.0
         if self.jitter:
             base *= 1 + self.jitter * (2 * rng() - 1)
         return max(0.0, base)
