@@ -46,8 +46,20 @@ def main(argv: list[str] | None = None) -> int:
     # Count every log event (the library logs through structlog) instead of printing them.
     events: Counter[str] = Counter()
 
+    bad_entries: list[str] = []
+
     def count(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
-        events[str(event_dict.get("event"))] += 1
+        event = str(event_dict.get("event"))
+        events[event] += 1
+        if event in BAD_EVENTS and len(bad_entries) < 5:
+            # Keep the first few whole, traceback included, to say what went wrong.
+            bad_entries.append(
+                structlog.dev.ConsoleRenderer(colors=False)(
+                    _logger,
+                    _method,
+                    structlog.processors.format_exc_info(_logger, _method, dict(event_dict)),
+                )
+            )
         raise structlog.DropEvent
 
     structlog.configure(
@@ -65,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     print(describe_failure(report))
     bad = {event: n for event, n in events.items() if event in BAD_EVENTS}
     print(f"bad log events           {sum(bad.values())} {bad or ''}")
+    for entry in bad_entries:
+        print(entry)
     notable = (
         "write_failed",
         "answer_after_close",

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pykka
 
-from juicectl import ProcessController, ProcessUnavailable, RestartPolicy
+from juicectl import ControllerClosed, ProcessController, ProcessUnavailable, RestartPolicy
 from juicectl.connection import Connection
 from tests.integration.commands import Echo
 
@@ -145,6 +145,7 @@ class ChaosReport:
     other_errors: int = 0
     get_process_transient: int = 0
     get_process_lost: int = 0
+    controller_died: int = 0
     kills: int = 0
     restarts: int = 0
     generations: int = 0
@@ -161,6 +162,7 @@ class ChaosReport:
             and self.crossed == 0
             and self.other_errors == 0
             and self.get_process_lost == 0
+            and self.controller_died == 0
             and not self.leaks
             and self.sent == self.answered + self.failed_transiently
         )
@@ -180,6 +182,7 @@ class ChaosReport:
             f"other errors             {self.other_errors} {dict(self.other_types) or ''}",
             f"get_process transient    {self.get_process_transient}",
             f"get_process lost         {self.get_process_lost}",
+            f"controller died          {self.controller_died}",
             f"slowest settle           {self.max_settle_seconds:.2f} s",
             f"leaks                    {len(self.leaks)} {self.leaks or ''}",
         ]
@@ -207,6 +210,7 @@ def _caller(
     index: int,
     rng: random.Random,
     stop: threading.Event,
+    closing: threading.Event,
     tally: _Tally,
     bound: float,
     max_burst: int,
@@ -215,6 +219,11 @@ def _caller(
     while not stop.is_set():
         try:
             connection: Connection = ctl.get_process().get(timeout=bound)
+        except ControllerClosed as error:
+            if not closing.is_set():  # the controller actor died under us
+                tally.add("controller_died", f"caller {index}: {error!r}")
+            time.sleep(0.005)
+            continue
         except ProcessUnavailable:
             tally.add("get_process_transient")
             time.sleep(0.005)  # transient: try again shortly, as a caller would
@@ -309,12 +318,13 @@ def run_chaos(
         kill_timeout=1.0,
     )
     stop = threading.Event()
+    closing = threading.Event()
     tally = _Tally()
     kills: list[int] = []
     threads = [
         threading.Thread(
             target=_caller,
-            args=(ctl, i, random.Random(master.random()), stop, tally, bound, max_burst),
+            args=(ctl, i, random.Random(master.random()), stop, closing, tally, bound, max_burst),
             name=f"chaos-caller-{i}",
         )
         for i in range(callers)
@@ -332,6 +342,7 @@ def run_chaos(
     finally:
         if close_under_fire:
             stats = ctl.stats()
+            closing.set()
             ctl.close()
         stop.set()
         killer.join()
@@ -340,6 +351,7 @@ def run_chaos(
             thread.join(timeout=bound * (max_burst + 1))
         if not close_under_fire:
             stats = ctl.stats()
+            closing.set()
             ctl.close()
     report.leaks = [
         f"caller thread {t.name!r} still running" for t in threads if t.is_alive()
@@ -354,6 +366,8 @@ def run_chaos(
     report.other_types = tally.other_types
     report.get_process_transient = counts["get_process_transient"]
     report.get_process_lost = counts["get_process_lost"]
+    # A dead controller answers stats() without a generation.
+    report.controller_died = counts["controller_died"] + ("generation" not in stats)
     report.kills = len(kills)
     report.restarts = int(stats.get("restarts", 0))
     report.generations = int(stats.get("generation", 0))
