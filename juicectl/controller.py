@@ -201,7 +201,8 @@ class ProcessController:
         with _open_lock:
             _open_controllers.discard(self)
         future: ReplyFuture[StopResult] = ReplyFuture()
-        if not self._tell(_Close(future), future):
+        # No recheck: closing stops the actor, which settles this future as it stops.
+        if not self._tell(_Close(future), future, recheck=False):
             self._stop_hooks()
             return None
         spec = self.spec
@@ -230,12 +231,20 @@ class ProcessController:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _tell(self, message: Any, future: ReplyFuture[Any] | None) -> bool:
+    def _tell(
+        self, message: Any, future: ReplyFuture[Any] | None, *, recheck: bool = True
+    ) -> bool:
         try:
             self._actor.tell(message)
         except pykka.ActorDeadError:
             if future is not None:
                 future.try_set_exception(ControllerClosed(f"controller {self.name} is closed"))
+            return False
+        if recheck and future is not None and not self._actor.is_alive():
+            # The actor stopped between pykka's alive check and the put: the message may sit
+            # in an inbox nobody reads. Settling here is harmless if the actor got to it
+            # first (a future is settled once), and it keeps a caller from waiting forever.
+            future.try_set_exception(ControllerClosed(f"controller {self.name} is closed"))
             return False
         return True
 

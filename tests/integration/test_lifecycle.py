@@ -318,3 +318,23 @@ def test_lifecycle_example_runs_and_tells_the_story() -> None:
     for expected in ["mode_changed", "killed by SIGKILL", "restart_scheduled",
                      "-- recovered: child", "-- stopped (clean)"]:
         assert expected in text
+
+
+def test_a_message_that_races_the_actor_stopping_does_not_leave_a_caller_waiting() -> None:
+    from juicectl import ControllerClosed
+    from juicectl.policy import LaunchSpec
+
+    class StoppingRef:
+        """Passes pykka's alive check, then the actor is gone before it reads its inbox."""
+
+        def tell(self, message: object) -> None:
+            pass
+
+        def is_alive(self) -> bool:
+            return False
+
+    ctl = ProcessController(StoppingRef(), "racing", LaunchSpec(argv=["unused"]))  # type: ignore[arg-type]
+    with pytest.raises(ControllerClosed):
+        ctl.get_process().get(timeout=1)
+    with pytest.raises(ControllerClosed):
+        ctl.stop_process().get(timeout=1)
