@@ -209,6 +209,9 @@ class ProcessController:
         bound = timeout if timeout is not None else (
             spec.stop_timeout + 2 * spec.kill_timeout + spec.startup_timeout + 5
         )
+        if not self._actor.is_alive():
+            # Already stopped: it settled the future as it stopped, or never read the message.
+            bound = min(bound, 1.0)
         try:
             result: StopResult = future.get(timeout=bound)
         except pykka.Timeout:

@@ -338,3 +338,6 @@ def test_a_message_that_races_the_actor_stopping_does_not_leave_a_caller_waiting
         ctl.get_process().get(timeout=1)
     with pytest.raises(ControllerClosed):
         ctl.stop_process().get(timeout=1)
+    started = time.monotonic()
+    assert ctl.close() is None
+    assert time.monotonic() - started < 5  # not the full stop escalation's bound
