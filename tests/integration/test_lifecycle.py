@@ -333,6 +333,9 @@ def test_a_message_that_races_the_actor_stopping_does_not_leave_a_caller_waiting
         def is_alive(self) -> bool:
             return False
 
+        def stop(self, block: bool = True, timeout: float | None = None) -> None:
+            pass
+
     ctl = ProcessController(StoppingRef(), "racing", LaunchSpec(argv=["unused"]))  # type: ignore[arg-type]
     with pytest.raises(ControllerClosed):
         ctl.get_process().get(timeout=1)
