@@ -27,6 +27,10 @@ import pykka
 
 T = TypeVar("T")
 
+#: pykka's marker for "the get hook has not run yet" (it checks it with isinstance), taken
+#: from a plain pykka future rather than by its private name.
+_UNSET: Any = pykka.Future()._get_hook_result
+
 
 class ReplyFuture(pykka.ThreadingFuture[T]):
     """A ``pykka.ThreadingFuture`` with ``done()``, ``add_done_callback()`` and ``try_set*``.
@@ -35,9 +39,12 @@ class ReplyFuture(pykka.ThreadingFuture[T]):
     if it is already settled); they must be quick and must not raise.
     """
 
+    # pykka.Future's state, as class-level defaults: the instance gets its own only when a get
+    # hook is set (rare), and __init__ stays as short as it can be (see the module docstring).
+    _get_hook = None
+    _get_hook_result: Any = _UNSET
+
     def __init__(self) -> None:
-        # pykka.Future's own __init__ only: see the module docstring for why.
-        pykka.Future.__init__(self)
         self._settle_lock = allocate_lock()
         self._done = allocate_lock()
         self._done.acquire()  # released once settled
