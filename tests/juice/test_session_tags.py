@@ -39,3 +39,9 @@ def test_a_tag_with_a_lone_cr_or_lf_is_refused(tag: str) -> None:
         request_bytes(Echo, tag, Box(value="v"))
     with pytest.raises(SerializationError):
         answer_bytes(tag, Box(value="v"))
+
+
+@pytest.mark.parametrize("body", [None, b"raw"])
+def test_a_request_that_cannot_be_encoded_is_refused(body: bytes | None) -> None:
+    with pytest.raises(SerializationError, match="UTF-8"):
+        request_bytes(Echo, "1", Box(value="\ud800", body=body))
