@@ -394,10 +394,12 @@ class ProcessActor(pykka.ThreadingActor):
                 raise BrokenPipeError("the child's stdin is closed")
             self._stdin_writers += 1
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            written = os.write(fd, data)  # all of it, almost always: a pipe takes 64 KiB
+            if written < len(data):
+                view = memoryview(data)[written:]
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
         finally:
             with self._stdin_lock:
                 self._stdin_writers -= 1
