@@ -382,14 +382,13 @@ class Connection:
                 outcome = parse_error
             else:
                 outcome = None
-        with self._lock:
-            if outcome is None:
-                self.answered += 1
-            else:
-                self.failed += 1
         if outcome is None:
+            # Only this (the reader) thread counts answers: no lock needed for that one.
+            self.answered += 1
             outstanding.future.try_set(result)
         else:
+            with self._lock:
+                self.failed += 1
             outstanding.future.try_set_exception(outcome)
 
     def _request(self, request: Request) -> None:
