@@ -333,6 +333,13 @@ class Connection:
         Raises ``ProtocolError`` if the child broke the protocol (the caller ends the child).
         """
         for box in self._parser.feed(data):
+            # An answer (what nearly every box is) goes straight to its future: the response
+            # parser reads only the declared fields, so the '-' headers need no copying out.
+            # That is classify()'s first test; anything else goes through classify().
+            tag = box.get("_answer")
+            if tag is not None:
+                self._answer(tag, box=box)
+                continue
             message = classify(box)
             if isinstance(message, Answer):
                 self._answer(message.tag, box=message.box)
