@@ -351,6 +351,7 @@ class BoxParser:
         "_body_length",
         "_box",
         "_buf",
+        "_cont",
         "_ended",
         "_error",
         "_header_bytes",
@@ -374,6 +375,8 @@ class BoxParser:
         self._key: str | None = None
         self._headers = 0
         self._header_bytes = 0
+        # Continuation lines of the current key's value, joined when the value is complete.
+        self._cont: list[str] = []
         self._body_length = -1
         self._need = -1
         self._error: ProtocolError | None = None
@@ -449,6 +452,7 @@ class BoxParser:
         self._buf = bytearray()
         self._box = None
         self._key = None
+        self._cont = []
         raise error
 
     def _truncation(self) -> str:
@@ -484,6 +488,7 @@ class BoxParser:
         find = data.find
         box = self._box
         key = self._key
+        cont = self._cont
         headers = self._headers
         header_bytes = self._header_bytes
         length = self._body_length
@@ -523,6 +528,9 @@ class BoxParser:
                 pos += 2
                 if box is None:
                     box = _new_box(Box)
+                if cont:
+                    box[key] += "".join(cont)  # type: ignore[index]
+                    cont.clear()
                 if length >= 0:
                     need = length
                     continue
@@ -548,8 +556,14 @@ class BoxParser:
                     )
                 if key == "_length":
                     raise MalformedBox("continuation line after -Length")
-                box[key] += "\r\n" + data[pos + 1 : eol].decode("utf-8")
+                # Joined once the value is complete: adding each line to the value as it
+                # comes would copy the value again for every line (quadratic).
+                cont.append("\r\n")
+                cont.append(data[pos + 1 : eol].decode("utf-8"))
             else:
+                if cont:
+                    box[key] += "".join(cont)  # type: ignore[index]
+                    cont.clear()
                 sep = find(_SEP, pos, eol)
                 if sep < 0:
                     raise MalformedBox(f"header line without ': ': {data[pos:eol][:80]!r}")

@@ -371,3 +371,18 @@ class TestHeaderLimit:
     def test_limit_applies_per_box(self) -> None:
         data = (b"".join(b"K%d: v\r\n" % i for i in range(5)) + b"\r\n") * 50
         assert len(feed_whole(data, self.limits)) == 50
+
+
+def test_many_continuation_lines_across_reads_join_into_one_value() -> None:
+    # Continuation lines are collected and joined once per value; check the joined value,
+    # the key after it, and a box that ends right after a continuation line, in odd splits.
+    parts = [f"part{i}" for i in range(500)]
+    data = (
+        ("A: first\r\n" + "".join(f" {p}\r\n" for p in parts) + "B: next\r\n C\r\n\r\n")
+        .encode()
+    )
+    expected = {"a": "first\r\n" + "\r\n".join(parts), "b": "next\r\nC"}
+    for size in (1, 7, 64, 4096, len(data)):
+        parser = BoxParser()
+        boxes = [box for i in range(0, len(data), size) for box in parser.feed(data[i : i + size])]
+        assert [dict(box) for box in boxes] == [expected]
