@@ -36,6 +36,7 @@ import pykka
 
 from juicectl import ControllerClosed, ProcessController, ProcessUnavailable, RestartPolicy
 from juicectl.connection import Connection
+from tests.conftest import child_pids
 from tests.integration.commands import Echo
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -62,23 +63,6 @@ BAD_EVENTS = frozenset(
 # Values that exercise the codec on the way: CRLF continuation lines, non-ASCII, a leading
 # space, and now and then a large value spanning several reads (so kills land mid-box).
 _FILLERS = ("", "plain", "a\r\nb", "snowman \u2603", " leading", "x" * 3000, "y\r\n" * 700)
-
-
-def child_pids() -> set[int]:
-    """Live (not zombie) processes whose parent is this process, read from /proc."""
-    parent = os.getpid()
-    pids: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 2 and int(fields[1]) == parent and fields[0] != "Z":
-            pids.add(int(entry.name))
-    return pids
 
 
 def open_fds() -> dict[int, str]:
