@@ -11,6 +11,7 @@ The wire forms match the reference peer: ``Integer`` is decimal, ``Boolean`` is
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import os
@@ -53,8 +54,8 @@ def _wrong_type(expected: str, value: object) -> ArgumentError:
     return ArgumentError(f"expected {expected}, got {_describe(value)}")
 
 
-class Argument:
-    """Base class of argument types.
+class Argument(abc.ABC):
+    """Base class of argument types: a subclass defines ``to_string`` and ``from_string``.
 
     Args:
         optional: when true the field may be missing (or ``None``): it is then not sent, and
@@ -66,13 +67,13 @@ class Argument:
     def __init__(self, optional: bool = False) -> None:
         self.optional = bool(optional)
 
+    @abc.abstractmethod
     def to_string(self, value: Any) -> str:
         """Return the wire text of ``value``; ``ArgumentError`` if it has the wrong type."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def from_string(self, text: str) -> Any:
         """Return the value ``text`` stands for; ``ArgumentError`` if it is not valid."""
-        raise NotImplementedError
 
     def to_body(self, value: Any) -> bytes:
         """Return the raw bytes of ``value`` when it travels as the box's body."""
