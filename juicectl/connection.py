@@ -94,6 +94,10 @@ class Connection:
         on_fatal: called (once, from the reader thread) when the connection must end
             because of what the child sent: a protocol error, or a request answered with a
             connection-closing error. The process actor stops the child.
+        on_write_failed: called (once) when writing to the child's stdin fails. The
+            requests in flight then stay registered for the caller of this hook to end with
+            ``connection_lost`` (the process actor does, with why the child went); without
+            it they fail at once.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class Connection:
         max_in_flight: int = 1024,
         limits: Limits | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
+        on_write_failed: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._write = write
         self.pid = pid
@@ -116,6 +121,7 @@ class Connection:
         self.request_timeout = request_timeout
         self.max_in_flight = max_in_flight
         self._on_fatal = on_fatal
+        self._on_write_failed = on_write_failed
         self._log = log.bind(controller=name, pid=pid, generation=generation)
         self._parser = BoxParser(limits)
         self._responders = Responders(responder, builtins=True)
@@ -130,6 +136,7 @@ class Connection:
         self._closed: ProcessUnavailable | None = None
         self._fatal_reported = False
         self._input_ended = False
+        self._write_failed = False
         self.sent = 0
         self.answered = 0
         self.failed = 0
@@ -276,15 +283,25 @@ class Connection:
             try:
                 self._write(chunk)
             except (OSError, ValueError) as error:
-                # The child is gone or its stdin closed: the process actor will see the exit
-                # and end the connection; until then fail what we could not send.
+                # The child is gone or its stdin closed. With an owner that watches the child
+                # (the process actor), the requests stay registered: they fail at the exit,
+                # with why the child went, or once the owner stops a child that merely
+                # stopped reading. Without one, fail them now.
                 self._log.debug("write_failed", error=str(error))
                 with self._pending_lock:
                     self._pending.clear()
                     self._unwritten = 0
                     self._flushing = False
-                self.connection_lost(ProcessUnavailable(f"cannot write to child {self.pid}: "
-                                                        f"{error}"))
+                if self._on_write_failed is not None:
+                    with self._lock:
+                        first = not self._write_failed
+                        self._write_failed = True
+                    if first:
+                        self._on_write_failed(error)
+                else:
+                    self.connection_lost(ProcessUnavailable(
+                        f"cannot write to child {self.pid}: {error}"
+                    ))
                 return
             with self._pending_lock:
                 self._unwritten -= len(chunk)
@@ -304,7 +321,7 @@ class Connection:
     def closed(self) -> bool:
         """Whether the connection has ended (the child is gone or going)."""
         with self._lock:
-            return self._closed is not None or self._input_ended
+            return self._closed is not None or self._input_ended or self._write_failed
 
     def input_ended(self) -> None:
         """The child's stdout reached end of file: nothing more will be answered.

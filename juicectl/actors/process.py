@@ -134,8 +134,21 @@ class _StopStepDue:
 
 
 @dataclass(frozen=True)
-class _StdoutGraceOver:
-    """The child closed its stdout a while ago: if it still runs, stop it."""
+class _PipeGraceOver:
+    """A pipe to the child broke a while ago (it closed its stdout, or stopped reading its
+    stdin): if it still runs, it is of no use: stop it."""
+
+    cause: str
+    """``"stdout_closed"`` or ``"input_closed"``: the termination's ``how``."""
+    detail: str
+    """What the child did, in words."""
+
+
+@dataclass(frozen=True)
+class _StdinBroken:
+    """Writing to the child's stdin failed (EPIPE: its read end is closed)."""
+
+    error: str
 
 
 @dataclass(frozen=True)
@@ -249,6 +262,7 @@ class ProcessActor(pykka.ThreadingActor):
             max_in_flight=spec.max_in_flight,
             limits=spec.limits,
             on_fatal=self._connection_fatal,
+            on_write_failed=self._write_failed,
         )
         me = self.actor_ref
         for target, stream_name in (
@@ -410,6 +424,9 @@ class ProcessActor(pykka.ThreadingActor):
     def _connection_fatal(self, error: BaseException) -> None:
         _tell_quietly(self.actor_ref, _ProtocolFailed(error, b""))
 
+    def _write_failed(self, error: BaseException) -> None:
+        _tell_quietly(self.actor_ref, _StdinBroken(str(error)))
+
     # --- messages --------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
@@ -432,14 +449,19 @@ class ProcessActor(pykka.ThreadingActor):
         elif isinstance(message, _StopStepDue):
             if message.step == self._stop_step and self._returncode is None:
                 self._take_stop_step(message.step + 1)
-        elif isinstance(message, _StdoutGraceOver):
+        elif isinstance(message, _StdinBroken):
+            if self._returncode is None and self._stop_step is None:
+                # Usually the child is dying (SIGKILL closes its stdin before its exit is
+                # reaped): wait for the exit, which tells callers why.
+                self._after_grace("input_closed", f"stopped reading its input ({message.error})")
+        elif isinstance(message, _PipeGraceOver):
             if self._returncode is None:
-                self._log.warning("stdout_closed_but_running")
+                self._log.warning(f"{message.cause}_but_running", detail=message.detail)
                 if self._connection is not None:
                     self._connection.connection_lost(
-                        ProcessUnavailable(f"child {self._pid()} closed its stdout")
+                        ProcessUnavailable(f"child {self._pid()} {message.detail}")
                     )
-                self._begin_stop("stdout_closed", "closed its stdout", _CLOSE_STDIN)
+                self._begin_stop(message.cause, message.detail, _CLOSE_STDIN)
         elif isinstance(message, _DrainTimedOut):
             self._finish()
         else:
@@ -486,13 +508,17 @@ class ProcessActor(pykka.ThreadingActor):
                 self._connection.input_ended()
             # Normally the child is exiting; one that keeps running without stdout is no use,
             # but give it a moment to exit by itself before calling it that.
-            me = self.actor_ref
-            self._timers.append(call_later(
-                min(_DRAIN_GRACE, self._spec.stop_timeout),
-                lambda: _tell_quietly(me, _StdoutGraceOver()),
-            ))
+            self._after_grace("stdout_closed", "closed its stdout")
         if self._returncode is not None and not self._open_streams:
             self._finish()
+
+    def _after_grace(self, cause: str, detail: str) -> None:
+        """Give a child whose pipe broke a moment to exit by itself, then stop it."""
+        me = self.actor_ref
+        self._timers.append(call_later(
+            min(_DRAIN_GRACE, self._spec.stop_timeout),
+            lambda: _tell_quietly(me, _PipeGraceOver(cause, detail)),
+        ))
 
     def _begin_stop(self, cause: str, detail: str, step: int) -> None:
         if self._returncode is not None or self._stop_step is not None:

@@ -67,7 +67,8 @@ class TerminationReason:
     was needed), or ``"exited"`` (it ended otherwise, e.g. with a non-zero status after
     ``Shutdown``). Otherwise why it ended: ``"exited"`` (on its own), ``"launch_failed"``,
     ``"startup_timeout"``, ``"startup_failed"`` (readiness probe or ``prepare`` failed),
-    ``"protocol_error"``, ``"stdout_closed"`` (it closed its stdout and was stopped)."""
+    ``"protocol_error"``, ``"stdout_closed"`` (it closed its stdout and was stopped),
+    ``"input_closed"`` (it stopped reading its stdin, kept running, and was stopped)."""
     detail: str = ""
     """A sentence for humans: the OS error of a failed launch, the protocol error, ..."""
     launch_error: OSError | None = None

@@ -43,3 +43,22 @@ STUBBORN = python(
 def worker(name: str = "EchoWorker", *extra: str) -> list[str]:
     """argv serving one of ``tests.integration.workers``' classes with the child runtime."""
     return [sys.executable, "-m", "juicectl.child", f"tests.integration.workers:{name}", *extra]
+
+# Answers the readiness probe, then closes its stdin and keeps running (its stdout open).
+CLOSES_STDIN = python(
+    """
+    from juicectl.juice import BoxParser, Box, answer_bytes, classify
+    parser = BoxParser()
+    while True:
+        data = os.read(0, 65536)
+        boxes = parser.feed(data)
+        if boxes:
+            os.write(1, answer_bytes(classify(boxes[0]).tag, Box(version="1")))
+            break
+        if not data:
+            sys.exit(1)
+    os.close(0)
+    while True:
+        time.sleep(1)
+    """
+)

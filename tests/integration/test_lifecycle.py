@@ -344,3 +344,31 @@ def test_a_message_that_races_the_actor_stopping_does_not_leave_a_caller_waiting
     started = time.monotonic()
     assert ctl.close() is None
     assert time.monotonic() - started < 5  # not the full stop escalation's bound
+
+
+def test_a_child_that_stops_reading_its_input_fails_requests_and_is_stopped(
+    make_controller: MakeController,
+) -> None:
+    from tests.integration.scripts import CLOSES_STDIN
+
+    terminated = threading.Event()
+    events: list[ProcessTerminated] = []
+
+    class Recorder(pykka.ThreadingActor):
+        def on_receive(self, message: object) -> None:
+            if isinstance(message, ProcessTerminated):
+                events.append(message)
+                terminated.set()
+
+    ctl = make_controller(CLOSES_STDIN, subscribers=[Recorder.start()])
+    conn = ctl.get_process().get(timeout=10)
+    time.sleep(0.2)  # the child has closed its stdin by now
+    futures = [conn.call(Echo, value=str(i)) for i in range(3)]
+    for future in futures:
+        with pytest.raises(ProcessUnavailable) as info:
+            future.get(timeout=10)
+        assert "stopped reading its input" in str(info.value)
+    assert terminated.wait(15)
+    assert events[0].reason.how == "input_closed"
+    with pytest.raises(ProcessLookupError):
+        os.kill(conn.pid, 0)
