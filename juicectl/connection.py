@@ -24,6 +24,8 @@ so a slow responder never stalls the reader.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -57,11 +59,42 @@ from juicectl.juice import (
 
 log = structlog.get_logger(__name__)
 
+# Bytes asked of the child's stdout per read: a whole burst of answers in one system call.
+READ_SIZE = 1 << 16
 # How many timed-out tags to remember, to tell a late answer from a bogus one.
 _TIMED_OUT_MEMORY = 1024
 # Bytes waiting to be written to a child that does not read its input, past which call()
 # refuses more: timed-out requests free their slots, not their queued bytes.
 _MAX_UNWRITTEN = 16 << 20
+
+
+def read_until_eof(
+    fd: int,
+    connection: Connection,
+    on_protocol_error: Callable[[ProtocolError, bytes], None],
+) -> None:
+    """Feed what ``fd`` yields to ``connection`` until end of file (the reader thread's loop).
+
+    If the bytes break the protocol, ``on_protocol_error(error, sample)`` is called at once
+    (the sample: the start of the read that broke it); then the rest is read and dropped
+    until end of file, so that a babbling peer never blocks on a full pipe while it is
+    stopped.
+    """
+    while True:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except OSError:
+            data = b""
+        try:
+            connection.data_received(data)
+        except ProtocolError as error:
+            on_protocol_error(error, data[:80])
+            with contextlib.suppress(OSError):
+                while os.read(fd, READ_SIZE):
+                    pass
+            return
+        if not data:
+            return
 
 
 class _Outstanding:

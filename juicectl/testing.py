@@ -40,7 +40,7 @@ from juicectl._child_runtime import serve
 from juicectl._future import ReplyFuture
 from juicectl._raw import raw_command
 from juicectl.actors.process import ProcessActor
-from juicectl.connection import Connection
+from juicectl.connection import Connection, read_until_eof
 from juicectl.controller import ProcessController
 from juicectl.exceptions import ControllerClosed, ProcessUnavailable, ProtocolError
 from juicectl.juice import (
@@ -73,8 +73,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-_READ_SIZE = 1 << 16
 
 
 # --- a scripted fake child ----------------------------------------------------------------
@@ -362,21 +360,7 @@ class InMemoryChild:
 
     def _read(self) -> None:
         fd = self._from_child
-        while True:
-            try:
-                data = os.read(fd, _READ_SIZE)
-            except OSError:
-                data = b""
-            try:
-                self.connection.data_received(data)
-            except ProtocolError as error:
-                self._fatal(error)
-                with contextlib.suppress(OSError):
-                    while os.read(fd, _READ_SIZE):
-                        pass
-                data = b""
-            if not data:
-                break
+        read_until_eof(fd, self.connection, lambda error, _sample: self._fatal(error))
         os.close(fd)
         self.connection.connection_lost(
             self._lost or ProcessUnavailable(f"in-memory child {self.name} ended")

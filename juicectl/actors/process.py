@@ -38,7 +38,7 @@ import pykka
 import structlog
 
 from juicectl._timer import TimerHandle, call_later
-from juicectl.connection import Connection
+from juicectl.connection import READ_SIZE, Connection, read_until_eof
 from juicectl.exceptions import ProcessUnavailable, ProtocolError, TooManyRequests, TruncatedBox
 from juicectl.juice import Negotiate, Shutdown
 from juicectl.messages import (
@@ -51,7 +51,6 @@ from juicectl.policy import LaunchSpec
 
 log = structlog.get_logger(__name__)
 
-_READ_SIZE = 1 << 16
 # How long to wait, after the child has exited, for its stdout/stderr to reach end of file
 # (a grandchild may hold them open) before reporting the termination anyway.
 _DRAIN_GRACE = 0.5
@@ -326,37 +325,21 @@ class ProcessActor(pykka.ThreadingActor):
     def _read_stdout(self) -> None:
         popen, connection = self._popen, self._connection
         assert popen is not None and popen.stdout is not None and connection is not None
-        fd = popen.stdout.fileno()
         me = self.actor_ref
-        while True:
-            try:
-                data = os.read(fd, _READ_SIZE)
-            except OSError:
-                data = b""
-            try:
-                connection.data_received(data)
-            except TruncatedBox as error:
+
+        def protocol_error(error: ProtocolError, sample: bytes) -> None:
+            if isinstance(error, TruncatedBox):
                 # End of file in the middle of a box: the child died (SIGKILL, the OOM
                 # killer) or closed stdout while writing. Not a protocol error: handled as
                 # any end of stdout, so callers learn why from the exit.
                 self._log.info("stdout_ended_mid_box", error=str(error))
-                break
-            except ProtocolError as error:
-                _tell_quietly(me, _ProtocolFailed(error, data[:80]))
-                self._discard(fd)
-                break
-            if not data:
-                break
+            else:
+                _tell_quietly(me, _ProtocolFailed(error, sample))
+
+        read_until_eof(popen.stdout.fileno(), connection, protocol_error)
         with contextlib.suppress(OSError):
             popen.stdout.close()
         _tell_quietly(me, _StreamClosed("stdout"))
-
-    @staticmethod
-    def _discard(fd: int) -> None:
-        """Keep reading (and dropping) so a babbling child never blocks on a full pipe."""
-        with contextlib.suppress(OSError):
-            while os.read(fd, _READ_SIZE):
-                pass
 
     def _read_stderr(self) -> None:
         popen = self._popen
@@ -367,7 +350,7 @@ class ProcessActor(pykka.ThreadingActor):
         partial = b""
         while True:
             try:
-                data = os.read(fd, _READ_SIZE)
+                data = os.read(fd, READ_SIZE)
             except OSError:
                 data = b""
             if not data:
