@@ -386,3 +386,16 @@ def test_many_continuation_lines_across_reads_join_into_one_value() -> None:
         parser = BoxParser()
         boxes = [box for i in range(0, len(data), size) for box in parser.feed(data[i : i + size])]
         assert [dict(box) for box in boxes] == [expected]
+
+
+@pytest.mark.parametrize("length_key", [b"-Length", b"-LENGTH", b"-length"])
+def test_a_body_deep_in_a_read_of_small_boxes(length_key: bytes) -> None:
+    # A read of many small boxes with a body box far into it: the boxes before the body, the
+    # body box and the boxes after come out as the careful parser gives them.
+    small = b"".join(b"-Answer: %x\r\nText: a\r\n b\r\n\r\n" % i for i in range(300))
+    body = length_key + b": 9\r\nName: x\r\n\r\n\r\n\r\nA: \xff\xfe"
+    data = small + body + small
+    expected = content(feed_bytewise(data))
+    assert len(expected) == 601
+    assert expected[300] == ({"name": "x"}, b"\r\n\r\nA: \xff\xfe")
+    assert content(feed_whole(data)) == expected
