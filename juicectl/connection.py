@@ -16,17 +16,29 @@ Locking, kept small on purpose:
   is writing, becomes the writer and flushes everything queued so far in one ``write``.
   Under load many requests leave in one system call; alone, a request is written at once.
 
-The reader thread (owned by the process actor) calls ``data_received``; it parses boxes and
-settles the futures of answers directly, with no further hand-off. Requests the child sends
-to the parent are answered by the ``responder`` on one dispatch thread, started on first use,
-so a slow responder never stalls the reader.
+Reading the child's stdout is a *role* that one thread holds at a time (``_role_lock``): the
+reader thread (``serve_reads``, run by the process actor) or a caller. Whoever holds it reads,
+parses and settles the futures of the answers directly. A caller waiting in ``get()`` while
+nobody reads takes the role and reads its own answer: a request then costs no thread hand-off
+at all (the reader waking, then the caller, each a context switch and a GIL transfer). While
+callers read for themselves the reader thread stays parked; it takes the role back at once
+when a thread waits without reading (another reader holds the role) or a future has callbacks
+(``juicectl.aio``), when a caller meets end of file or a protocol error, and otherwise after
+``_READER_PARK``: the bound on how late an answer nobody waits for, a request from the child or
+end of file is read. A caller's read never outlives its wait: a timeout or a lost connection
+wakes it through a pipe of the connection's own.
+
+Requests the child sends to the parent are answered by the ``responder`` on one dispatch
+thread, started on first use, so a slow responder never stalls the reader.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -67,34 +79,22 @@ _TIMED_OUT_MEMORY = 1024
 # refuses more: timed-out requests free their slots, not their queued bytes.
 _MAX_UNWRITTEN = 16 << 20
 
+# Who reads the child's stdout (see the module docstring): nobody (a caller may), the reader
+# thread, a caller waiting on its own answer, or nobody ever again (end of file was read).
+_FREE, _READER, _CALLER, _ENDED = range(4)
+# How long the reader thread leaves the pipe to callers who read their own answers, before it
+# reads again if nobody does (seconds).
+_READER_PARK = 0.01
+
 
 def read_until_eof(
     fd: int,
     connection: Connection,
     on_protocol_error: Callable[[ProtocolError, bytes], None],
 ) -> None:
-    """Feed what ``fd`` yields to ``connection`` until end of file (the reader thread's loop).
-
-    If the bytes break the protocol, ``on_protocol_error(error, sample)`` is called at once
-    (the sample: the start of the read that broke it); then the rest is read and dropped
-    until end of file, so that a babbling peer never blocks on a full pipe while it is
-    stopped.
-    """
-    while True:
-        try:
-            data = os.read(fd, READ_SIZE)
-        except OSError:
-            data = b""
-        try:
-            connection.data_received(data)
-        except ProtocolError as error:
-            on_protocol_error(error, data[:80])
-            with contextlib.suppress(OSError):
-                while os.read(fd, READ_SIZE):
-                    pass
-            return
-        if not data:
-            return
+    """Read ``fd`` (the child's stdout) into ``connection`` until end of file: the reader
+    thread's loop. See :meth:`Connection.serve_reads`."""
+    connection.serve_reads(fd, on_protocol_error)
 
 
 class _Outstanding:
@@ -105,6 +105,28 @@ class _Outstanding:
     def __init__(self, future: ReplyFuture[dict[str, Any]]) -> None:
         self.future = future
         self.timer: TimerHandle | None = None
+
+
+class _RequestFuture(ReplyFuture[dict[str, Any]]):
+    """A request's future: a caller waiting in ``get()`` reads the answer itself when it can,
+    and one with callbacks makes sure the reader thread reads (see the module docstring)."""
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__()
+        self._connection = connection
+        self._watched = False  # counted in the connection's watchers (under its _role_lock)
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        """The response fields (or raise); wait up to ``timeout`` seconds (None: forever)."""
+        if not self._settled and self._get_hook is None:
+            timeout = self._connection._await(self, timeout)
+        return super().get(timeout=timeout)
+
+    def add_done_callback(self, callback: Callable[[ReplyFuture[dict[str, Any]]], None]) -> None:
+        """Call ``callback(future)`` once settled (at once if it already is)."""
+        if not self._settled:
+            self._connection._watch(self)
+        super().add_done_callback(callback)
 
 
 class Connection:
@@ -179,6 +201,21 @@ class Connection:
         self._pending_lock = threading.Lock()
         self._flushing = False
 
+        # Reading the child's stdout (see the module docstring); all under _role_lock. Until
+        # serve_reads runs, the role is the reader thread's: callers wait.
+        self._role_lock = threading.Lock()
+        self._role_changed = threading.Condition(self._role_lock)
+        self._role = _READER
+        self._read_fd = -1
+        self._wake_r = -1
+        self._wake_w = -1  # written to wake a caller that reads (poll) when its future settles
+        self._poll: Callable[[float | None], list[tuple[int, int]]] | None = None
+        self._watchers = 0  # unsettled futures waited on (or with callbacks) by non-readers
+        self._callers_waited = False  # a caller waited while the reader read, since it parked
+        self._reader_wanted = False  # the parked reader thread must take the role back
+        self._callers_may_read = True  # false once a caller met end of file or bad bytes
+        self._caller_failure: tuple[ProtocolError, bytes] | None = None
+
     # --- the caller's side --------------------------------------------------------------
 
     def call(
@@ -232,7 +269,7 @@ class Connection:
                 f"child {self.pid} is not reading its input: {unwritten} bytes wait to be "
                 f"written; {command.command_name} not sent"
             )
-        future: ReplyFuture[dict[str, Any]] = ReplyFuture()
+        future = _RequestFuture(self)
 
         if not command.requires_answer:
             with self._lock:
@@ -295,6 +332,7 @@ class Connection:
         popped[1].future.try_set_exception(
             RequestTimeout(f"{command.command_name} got no answer within {timeout}s")
         )
+        self._wake_reading_caller()
 
     def _remember_timed_out(self, tag: str) -> None:
         self._timed_out[tag] = None
@@ -375,12 +413,171 @@ class Connection:
                 "in_flight": len(self._table),
             }
 
-    # --- the reader's side (the process actor's reader thread) --------------------------
+    # --- reading: the reader thread, or a caller waiting on its answer -------------------
+
+    def serve_reads(
+        self, fd: int, on_protocol_error: Callable[[ProtocolError, bytes], None]
+    ) -> None:
+        """Read ``fd`` (the child's stdout) until end of file: the reader thread's loop.
+
+        Callers waiting on their answers read ``fd`` too, one at a time, while this thread is
+        parked (see the module docstring). If the bytes break the protocol,
+        ``on_protocol_error(error, sample)`` is called (the sample: the start of the read
+        that broke it); then the rest is read and dropped until end of file, so that a
+        babbling peer never blocks on a full pipe while it is stopped.
+        """
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        with self._role_lock:
+            self._read_fd, self._wake_w, self._poll = fd, wake_w, poller.poll
+            self._wake_r = wake_r
+            self._role = _READER
+        try:
+            failure = self._read_until_eof(fd)
+        finally:
+            with self._role_lock:
+                self._role = _ENDED
+                self._read_fd = self._wake_w = -1
+                self._poll = None
+            os.close(wake_r)
+            os.close(wake_w)
+        if failure is not None:
+            on_protocol_error(*failure)
+            with contextlib.suppress(OSError):
+                while os.read(fd, READ_SIZE):
+                    pass
+
+    def _read_until_eof(self, fd: int) -> tuple[ProtocolError, bytes] | None:
+        """The reader thread's reads, until end of file or a protocol error (returned)."""
+        park = False
+        while True:
+            with self._role_lock:
+                if park:
+                    # Callers read their own answers: leave them the pipe, and take it back
+                    # when asked or when nobody has read for a while.
+                    self._role = _FREE
+                    self._callers_waited = False
+                    until = time.monotonic() + _READER_PARK
+                    while not (
+                        self._role == _FREE
+                        and (self._reader_wanted or time.monotonic() >= until)
+                    ):
+                        self._role_changed.wait(_READER_PARK)
+                    self._role = _READER
+                    self._reader_wanted = False
+                if self._caller_failure is not None:
+                    return self._caller_failure
+            try:
+                data = os.read(fd, READ_SIZE)
+            except OSError:
+                data = b""
+            try:
+                self.data_received(data)
+            except ProtocolError as error:
+                return error, data[:80]
+            if not data:
+                return None
+            with self._role_lock:
+                park = self._callers_waited and not self._watchers and self._callers_may_read
+
+    def _await(self, future: _RequestFuture, timeout: float | None) -> float | None:
+        """Wait for ``future`` by reading its answer if nobody else reads. Returns how long
+        ``get()`` still waits on the future itself (0: out of time; None: for ever)."""
+        with self._role_lock:
+            lead = self._role == _FREE and self._callers_may_read
+            if lead:
+                self._role = _CALLER
+            else:
+                self._callers_waited = True
+        if lead:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            try:
+                self._read_for(future, deadline)
+            finally:
+                with self._role_lock:
+                    self._role = _FREE
+                    if self._watchers or not self._callers_may_read:
+                        self._reader_wanted = True
+                        self._role_changed.notify()
+            if deadline is not None:
+                timeout = max(0.0, deadline - time.monotonic())
+            if future._settled or timeout == 0:
+                return timeout
+            # This caller met end of file or bad bytes, which the reader thread now handles;
+            # the future settles when the connection ends.
+        self._watch(future)
+        return timeout
+
+    def _read_for(self, future: _RequestFuture, deadline: float | None) -> None:
+        """Read and settle answers until ``future`` settles, time runs out, or end of file or
+        a protocol error stops callers from reading (the reader thread takes over)."""
+        fd, wake_r, poll = self._read_fd, self._wake_r, self._poll
+        assert poll is not None
+        while not future._settled:
+            if deadline is None:
+                events = poll(None)
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                events = poll(left * 1000.0)
+            readable = False
+            for event_fd, _ in events:
+                if event_fd == fd:
+                    readable = True
+                elif event_fd == wake_r:
+                    with contextlib.suppress(OSError):
+                        os.read(wake_r, 512)
+            if not readable:
+                continue
+            try:
+                data = os.read(fd, READ_SIZE)
+            except OSError:
+                data = b""
+            if not data:
+                with self._role_lock:
+                    self._callers_may_read = False  # end of file: the reader thread reads it
+                return
+            try:
+                self.data_received(data)
+            except ProtocolError as error:
+                with self._role_lock:
+                    self._callers_may_read = False
+                    self._caller_failure = (error, data[:80])
+                return
+
+    def _watch(self, future: _RequestFuture) -> None:
+        """Count ``future`` as waited on by a thread that does not read, until it settles, and
+        make sure the reader thread reads for it."""
+        with self._role_lock:
+            if future._watched:
+                return
+            future._watched = True
+            self._watchers += 1
+            if self._role == _FREE:
+                self._reader_wanted = True
+                self._role_changed.notify()
+        ReplyFuture.add_done_callback(future, self._unwatch)
+
+    def _unwatch(self, _future: ReplyFuture[dict[str, Any]]) -> None:
+        with self._role_lock:
+            self._watchers -= 1
+
+    def _wake_reading_caller(self) -> None:
+        """A future settled without being read: a caller reading for it must look again."""
+        with self._role_lock:
+            if self._role == _CALLER and self._wake_w >= 0:
+                with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+                    os.write(self._wake_w, b"\0")
 
     def data_received(self, data: bytes) -> None:
         """Parse what the child wrote and settle the futures it answers.
 
-        Raises ``ProtocolError`` if the child broke the protocol (the caller ends the child).
+        Only the thread holding the read role calls it (see the module docstring). Raises
+        ``ProtocolError`` if the child broke the protocol (the caller ends the child).
         """
         for box in self._parser.feed(data):
             # An answer (what nearly every box is) goes straight to its future: the response
@@ -440,7 +637,7 @@ class Connection:
             else:
                 outcome = None
         if outcome is None:
-            # Only this (the reader) thread counts answers: no lock needed for that one.
+            # Only the thread holding the read role counts answers: no lock needed for that.
             self.answered += 1
             outstanding.future.try_set(result)
         else:
@@ -517,6 +714,13 @@ class Connection:
             if outstanding.timer is not None:
                 outstanding.timer.cancel()
             outstanding.future.try_set_exception(reason)
+        self._wake_reading_caller()
+        with self._role_lock:
+            # Nobody waits for answers any more: the reader thread reads (and drops) what is
+            # left until end of file, so that the child never blocks writing while it goes.
+            self._callers_may_read = False
+            self._reader_wanted = True
+            self._role_changed.notify()
         if self._dispatcher is not None:
             self._dispatcher.shutdown(wait=False, cancel_futures=True)
 

@@ -1,0 +1,308 @@
+"""Who reads the child's stdout: the reader thread, or a caller waiting on its own answer.
+
+A bare ``Connection`` reads a pipe the test writes the "child's" answers into. The answers are
+written from the caller's own ``write`` (an echo that answers as soon as it is asked), or held
+back, so that each case is decided by the test and not by timing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+
+import pykka
+import pytest
+
+from juicectl import connection as connection_module
+from juicectl.connection import Connection
+from juicectl.exceptions import MalformedBox, ProcessUnavailable, ProtocolError, RequestTimeout
+from juicectl.juice import Box, BoxParser, answer_bytes
+from tests.integration.commands import Echo
+
+#: A reader thread that, once parked, takes the pipe back only when asked: what a caller may
+#: rely on then is the asking, not the park running out.
+PARKED_FOR_GOOD = 600.0
+
+
+class Pipe:
+    """A connection reading a pipe, with a reader thread serving it, and an echo "child"."""
+
+    def __init__(self, *, echo: bool = True, request_timeout: float | None = None) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        self.echo = echo
+        self.held: list[bytes] = []  # requests not answered (echo off)
+        self._requests = BoxParser()
+        self._write_lock = threading.Lock()
+        self.errors: list[tuple[ProtocolError, bytes]] = []
+        self.connection = Connection(
+            self._child_reads, pid=1, generation=1, request_timeout=request_timeout
+        )
+        self.reader = threading.Thread(
+            target=self.connection.serve_reads,
+            args=(self.read_fd, lambda error, sample: self.errors.append((error, sample))),
+            daemon=True,
+        )
+        self.reader.start()
+
+    def _child_reads(self, data: bytes) -> None:
+        with self._write_lock:
+            for box in self._requests.feed(data):
+                answer = answer_bytes(box["_ask"], Box(value=box["value"]))
+                if self.echo:
+                    self.answer(answer)
+                else:
+                    self.held.append(answer)
+
+    def answer(self, data: bytes) -> None:
+        """Write ``data`` as the child's output."""
+        os.write(self.write_fd, data)
+
+    def close(self) -> None:
+        """End the child's output; the reader thread reads end of file and returns."""
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+        self.reader.join(10)
+        assert not self.reader.is_alive()
+        os.close(self.read_fd)
+
+
+@pytest.fixture
+def pipe() -> Iterator[Pipe]:
+    pipe = Pipe()
+    try:
+        yield pipe
+    finally:
+        pipe.connection.connection_lost(ProcessUnavailable("the test ended"))
+        pipe.close()
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Every ``os.read`` of the connection module, as (thread ident, fd)."""
+    seen: list[tuple[int, int]] = []
+    real_read = os.read
+
+    def read(fd: int, size: int) -> bytes:
+        seen.append((threading.get_ident(), fd))
+        return real_read(fd, size)
+
+    monkeypatch.setattr(connection_module.os, "read", read)
+    return seen
+
+
+@pytest.fixture
+def parked_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection_module, "_READER_PARK", PARKED_FOR_GOOD)
+
+
+def echo(connection: Connection, value: str, timeout: float = 10) -> str:
+    return str(connection.call(Echo, value=value).get(timeout=timeout)["value"])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        done.wait(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+def callers_read(pipe: Pipe) -> None:
+    """Settle into the state where callers read: the reader thread holds the pipe from the
+    start, reads the answer of a caller that waits, and then parks."""
+    pipe.echo = False
+    future = pipe.connection.call(Echo, value="first")
+
+    def answer_once_waited_for() -> None:
+        wait_until(lambda: pipe.connection._watchers == 1)
+        pipe.answer(pipe.held.pop())
+
+    threading.Thread(target=answer_once_waited_for).start()
+    assert future.get(timeout=10) == {"value": "first"}
+    wait_until(lambda: pipe.connection._role == connection_module._FREE)
+    pipe.echo = True
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_a_caller_waiting_alone_reads_its_own_answer(
+    pipe: Pipe, reads: list[tuple[int, int]]
+) -> None:
+    callers_read(pipe)
+    reads.clear()
+    for index in range(20):
+        assert echo(pipe.connection, f"value {index}") == f"value {index}"
+    me = threading.get_ident()
+    stdout_reads = [thread for thread, fd in reads if fd == pipe.read_fd]
+    assert len(stdout_reads) >= 20
+    assert set(stdout_reads) == {me}
+
+
+def test_the_reader_thread_reads_until_a_caller_waits(
+    pipe: Pipe, reads: list[tuple[int, int]]
+) -> None:
+    # Nobody waits in get(): the answers are read by the reader thread.
+    futures = [pipe.connection.call(Echo, value=str(index)) for index in range(10)]
+    wait_until(lambda: all(future.done() for future in futures))
+    assert [future.get(timeout=0)["value"] for future in futures] == [str(i) for i in range(10)]
+    assert {thread for thread, fd in reads if fd == pipe.read_fd} == {pipe.reader.ident}
+
+
+def test_an_answer_nobody_waits_for_is_read_once_the_park_runs_out(pipe: Pipe) -> None:
+    callers_read(pipe)
+    future = pipe.connection.call(Echo, value="unwatched")
+    wait_until(future.done)
+    assert future.get(timeout=0) == {"value": "unwatched"}
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_a_callback_wakes_the_parked_reader(pipe: Pipe) -> None:
+    callers_read(pipe)
+    settled = threading.Event()
+    pipe.connection.call(Echo, value="watched").add_done_callback(lambda _: settled.set())
+    assert settled.wait(10)
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_a_thread_waiting_while_a_caller_reads_gets_its_answer(pipe: Pipe) -> None:
+    callers_read(pipe)
+    pipe.echo = False
+    first = pipe.connection.call(Echo, value="first")
+    second = pipe.connection.call(Echo, value="second")
+    got: dict[str, object] = {}
+    reading = threading.Thread(target=lambda: got.setdefault("first", first.get(timeout=10)))
+    reading.start()
+    wait_until(lambda: pipe.connection._role == connection_module._CALLER)
+    waiting = threading.Thread(target=lambda: got.setdefault("second", second.get(timeout=10)))
+    waiting.start()
+    wait_until(lambda: pipe.connection._watchers == 1)
+    # The caller reading gets its answer and leaves; the other's comes after: the reader
+    # thread, asked to take the pipe back, reads it.
+    pipe.answer(pipe.held[0])
+    reading.join(10)
+    pipe.answer(pipe.held[1])
+    waiting.join(10)
+    assert got == {"first": {"value": "first"}, "second": {"value": "second"}}
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_a_caller_reading_is_woken_by_its_request_timeout() -> None:
+    pipe = Pipe(request_timeout=0.2)
+    try:
+        callers_read(pipe)
+        pipe.echo = False
+        with pytest.raises(RequestTimeout):
+            pipe.connection.call(Echo, value="never answered").get()
+        assert pipe.connection._role == connection_module._FREE
+    finally:
+        pipe.connection.connection_lost(ProcessUnavailable("the test ended"))
+        pipe.close()
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_a_caller_reading_is_woken_when_the_connection_is_lost(pipe: Pipe) -> None:
+    # The connection can end while the child's stdout stays open (a grandchild holds it).
+    callers_read(pipe)
+    pipe.echo = False
+    future = pipe.connection.call(Echo, value="never answered")
+    threading.Timer(0.2, pipe.connection.connection_lost, [ProcessUnavailable("gone")]).start()
+    with pytest.raises(ProcessUnavailable, match="gone"):
+        future.get()
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_get_with_a_timeout_while_reading_then_the_answer_comes(pipe: Pipe) -> None:
+    callers_read(pipe)
+    pipe.echo = False
+    future = pipe.connection.call(Echo, value="late")
+    with pytest.raises(pykka.Timeout):
+        future.get(timeout=0.1)
+    assert pipe.connection._role == connection_module._FREE
+    pipe.answer(pipe.held.pop())
+    assert future.get(timeout=10) == {"value": "late"}
+    pipe.echo = True
+    assert echo(pipe.connection, "next") == "next"
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_end_of_file_met_by_a_caller_ends_the_reader_thread(pipe: Pipe) -> None:
+    callers_read(pipe)
+    pipe.echo = False
+    future = pipe.connection.call(Echo, value="never answered")
+    threading.Timer(0.1, os.close, [pipe.write_fd]).start()
+    got: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            future.get(timeout=10)
+        except BaseException as error:
+            got.append(error)
+
+    waiting = threading.Thread(target=wait)
+    waiting.start()
+    pipe.reader.join(10)
+    assert not pipe.reader.is_alive()  # the reader thread read end of file and returned
+    pipe.write_fd = -1
+    # What the process actor does once the child's stdout ended: the caller learns.
+    pipe.connection.connection_lost(ProcessUnavailable("stdout closed"))
+    waiting.join(10)
+    assert len(got) == 1 and isinstance(got[0], ProcessUnavailable)
+    assert pipe.errors == []
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_bad_bytes_met_by_a_caller_are_reported_by_the_reader_thread(pipe: Pipe) -> None:
+    callers_read(pipe)
+    pipe.echo = False
+    future = pipe.connection.call(Echo, value="never answered")
+    threading.Timer(0.1, pipe.answer, [b"no separator here\r\n\r\n"]).start()
+    with pytest.raises(pykka.Timeout):
+        future.get(timeout=1)
+    wait_until(lambda: bool(pipe.errors))
+    (error, sample), = pipe.errors
+    assert isinstance(error, MalformedBox)
+    assert sample == b"no separator here\r\n\r\n"
+    # The reader thread drains the pipe until end of file, so the child never blocks.
+    os.close(pipe.write_fd)
+    pipe.write_fd = -1
+    pipe.reader.join(10)
+    assert not pipe.reader.is_alive()
+
+
+def test_many_threads_waiting_and_reading_all_get_their_answers(pipe: Pipe) -> None:
+    failures: list[BaseException] = []
+
+    def caller(index: int) -> None:
+        try:
+            for round_ in range(300):
+                value = f"{index}-{round_}"
+                if round_ % 7 == 0:
+                    future = pipe.connection.call(Echo, value=value)
+                    settled = threading.Event()
+                    future.add_done_callback(lambda _, settled=settled: settled.set())
+                    assert settled.wait(10)
+                    assert future.get(timeout=0) == {"value": value}
+                else:
+                    assert echo(pipe.connection, value) == value
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=caller, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert pipe.connection.stats()["answered"] == 8 * 300
+    wait_until(lambda: pipe.connection._watchers == 0)
+
+
+def test_the_wake_pipe_is_closed_when_the_reader_ends() -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    pipe = Pipe()
+    assert echo(pipe.connection, "one") == "one"
+    pipe.connection.connection_lost(ProcessUnavailable("the test ended"))
+    pipe.close()
+    assert set(os.listdir("/proc/self/fd")) - before == set()
