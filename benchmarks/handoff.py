@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""What the reader-thread design costs by itself: round trips with nothing else in the way.
+"""What a round trip costs before juicectl's parent-side code: pipes, wake-ups, the child.
 
     .venv/bin/python benchmarks/handoff.py [--count N]
 
-Four parents write one small Juice box and wait for what comes back:
+Parents write one small Juice box and wait for what comes back:
 
 * ``cat`` and a Python copy loop (``python cat``), read back on the caller's own thread:
   the floors of ``run.py``;
 * the same Python copy loop, read by a second thread that hands each answer to the caller
-  through a lock, as juicectl's reader thread does (one thread hand-off and the GIL);
-* juicectl's own child (``python -m juicectl.child``), parsing and answering the box, read
-  the same way: what the child runtime adds, with no parent-side Python at all.
+  through a lock (one thread hand-off and the GIL), as a design with only a reader thread
+  pays on every request (juicectl's callers read their own answers when nobody else does);
+* a minimal Python child that parses each box with juicectl's codec and writes the answer
+  (``codec echo``): what parsing and answering cost, with no runtime around them;
+* juicectl's own child (``python -m juicectl.child``), parsing and answering the box, read by
+  the caller and by a reader thread: what the child runtime adds, with no parent-side Python.
 
 The gaps between the lines say where a juicectl round trip goes before any of its own
 parent-side code runs.
@@ -36,6 +39,20 @@ from benchmarks.workload import Echo
 from juicectl.juice import request_bytes
 
 BOX = request_bytes(Echo, "1", Echo.make_arguments({"value": "hello, juice world"}))
+
+
+CODEC_ECHO = """
+import os
+from juicectl.juice import Box, BoxParser, answer_bytes
+parser = BoxParser()
+while True:
+    data = os.read(0, 65536)
+    if not data:
+        break
+    os.write(1, b"".join(
+        answer_bytes(box["_ask"], Box(value=box["value"])) for box in parser.feed(data)
+    ))
+"""
 
 
 def _cpu() -> float:
@@ -93,6 +110,8 @@ def main() -> None:
         ("cat, read by the caller", ["cat"], False),
         ("python cat, read by the caller", python_cat, False),
         ("python cat, read by a reader thread", python_cat, True),
+        ("codec echo, read by the caller", [sys.executable, "-c", CODEC_ECHO], False),
+        ("juicectl child, read by the caller", juice_child, False),
         ("juicectl child, read by a reader thread", juice_child, True),
     ]
     print("| round trip | per second | us each | parent CPU us |")

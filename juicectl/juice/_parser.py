@@ -165,7 +165,8 @@ def _last_end(data: bytes, pos: int, limit: int) -> int:
     stop = len(data) if limit >= len(data) else limit
     if stop - pos >= 4 and data[stop - 4 : stop] == _END:
         return stop  # the usual case: a read ends where a box does
-    found = data.rfind(_END, pos, stop)
+    # Up to the last LF only (memrchr): inside a long value there is none to search back to.
+    found = data.rfind(_END, pos, data.rfind(_LF, pos, stop) + 1)
     return found + 4 if found >= 0 else -1
 
 
@@ -318,7 +319,9 @@ def _fast_boxes(
         # is searched only when they do not (a long line: a big value).
         stop = find(_END, pos, pos + short)
         if stop < 0 and short < window and end - pos > short:
-            stop = find(_END, pos + short - 3, pos + window)
+            last = data.rfind(_LF, pos + short, pos + window)  # memrchr: none in a long value
+            if last >= 0:
+                stop = find(_END, pos + short - 3, last + 1)
         if stop <= pos:
             return pos, None, -1
         try:
@@ -448,7 +451,7 @@ class BoxParser:
                     return out
                 self._box = box
                 self._body_length = self._need = need
-                return self._parse(data, pos, out, False)
+                return self._parse(data, pos, out, False, fast_tried=box is None)
             return self._parse(data, 0, [], True)
         except ProtocolError as exc:
             self._fail(exc)
@@ -484,10 +487,13 @@ class BoxParser:
                 f"({self.limits.max_line_length} bytes)"
             )
 
-    def _parse(self, data: bytes, pos: int, out: list[Box], try_run: bool) -> list[Box]:
+    def _parse(
+        self, data: bytes, pos: int, out: list[Box], try_run: bool, fast_tried: bool = False
+    ) -> list[Box]:
         """Parse ``data`` from ``pos`` on, appending to ``out``, and keep what is left over.
 
-        ``try_run`` allows the whole-run fast path (see :func:`_fast_boxes`).
+        ``try_run`` allows the whole-run fast path (see :func:`_fast_boxes`); ``fast_tried``
+        says the fast path has just stopped at ``pos`` (no use asking it again there).
         """
         limits = self.limits
         max_line = limits.max_line_length
@@ -506,10 +512,13 @@ class BoxParser:
         end = len(data)
         while True:
             if box is None and need < 0:
-                pos, box, need = _fast_boxes(data, pos, out, limits, try_run)
-                try_run = False
-                if box is not None:
-                    length = need
+                if fast_tried:
+                    fast_tried = False
+                else:
+                    pos, box, need = _fast_boxes(data, pos, out, limits, try_run)
+                    try_run = False
+                    if box is not None:
+                        length = need
             if need >= 0:
                 stop = pos + need
                 if stop > end:
