@@ -87,6 +87,14 @@ def _is_shutdown(command_name: str) -> bool:
     return known
 
 
+def _report(command_name: str, reply: Reply) -> None:
+    """Log a request that failed in a way that closes the connection."""
+    if reply.close and reply.error is not None:
+        _log.error(
+            "juice_handler_failed: %s (the connection closes)", command_name, exc_info=reply.error
+        )
+
+
 class ConnectionLost(JuicectlError):
     """The conversation with the parent ended before the parent answered this child's call."""
 
@@ -216,10 +224,11 @@ class _Output:
     def write(self, data: bytes) -> None:
         target = self._target
         if isinstance(target, int):
-            view = memoryview(data)
-            while view:
-                written = os.write(target, view)
-                view = view[written:]
+            written = os.write(target, data)  # all of it, almost always
+            if written < len(data):
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(target, view) :]
         else:
             target.write(data)
             target.flush()
@@ -337,24 +346,84 @@ class _Session:
             if self._backlog:
                 requests = list(self._backlog)
                 self._backlog.clear()
+                for request in requests:
+                    handle(request)
+                    if self._closing:
+                        break
             elif self._eof or self._closing:
                 break
             else:
-                requests = self._read_requests()
-            for request in requests:
-                handle(request)
-                if self._closing:
-                    break
+                self._handle_chunk()
             if pending:
                 self._flush()
             if self._closing:
                 break
 
+    def _handle_chunk(self) -> None:
+        """Read one chunk and handle what it holds: ``_read_requests`` and ``_handle_inline``
+        in one, with no ``Request`` made and no fields copied out of the box for the usual
+        request (this runs for every request)."""
+        data = self._input.read()
+        if not data:
+            self._eof = True
+            self._fail_calls()
+        try:
+            boxes = self._parser.feed(data)
+        except ProtocolError as exc:
+            self._protocol_failure(exc)
+            return
+        if len(boxes) > 1:
+            # Answers first, as _read_requests routes them: a handler may wait on a thread
+            # that waits on one of them.
+            requests = []
+            for box in boxes:
+                if "_command" in box and "_answer" not in box and "_error" not in box:
+                    requests.append(box)
+                elif not self._route_box(box):
+                    return
+            boxes = requests
+        pending = self._pending
+        answer = self._responders.answer
+        for box in boxes:
+            name = box.get("_command")
+            if name is None or "_answer" in box or "_error" in box or _is_shutdown(name):
+                if not self._route_box(box):
+                    return
+            else:
+                tag = box.get("_ask")
+                try:
+                    reply = answer(name, tag, box)
+                except Exception as exc:  # a bug between us and the handler, as in _handle
+                    reply = Reply(self._unhandled_bytes(tag), True, exc)
+                if isinstance(reply, bytes):
+                    pending.append(reply)
+                else:
+                    _report(name, reply)
+                    self._keep(reply)
+            if self._closing:
+                return
+
+    def _route_box(self, box: Box) -> bool:
+        """Route an answer, or handle a request the careful way; False on a protocol error."""
+        try:
+            message = classify(box)
+        except ProtocolError as exc:
+            self._protocol_failure(exc)
+            return False
+        if isinstance(message, Request):
+            self._handle_inline(message)
+        else:
+            self._route(message)
+        return True
     def _handle_inline(self, request: Request) -> None:
         if _is_shutdown(request.command):
             reply = self._shutdown_reply(request)
         else:
             reply = self._handle(request)
+        self._keep(reply)
+
+    def _keep(self, reply: Reply) -> None:
+        """Queue a reply's bytes for the end of the chunk; close after them if it says so."""
         if reply.data is not None:
             self._pending.append(reply.data)
         if reply.close:
@@ -442,7 +511,7 @@ class _Session:
                 # SystemExit and the like cannot end the process from this thread: end the
                 # conversation instead, so the parent sees the worker go.
                 _log.error("juice_handler_failed: %s", request.command, exc_info=exc)
-                reply = Reply(self._unhandled_bytes(request), True, exc)
+                reply = Reply(self._unhandled_bytes(request.tag), True, exc)
             if reply.data is not None:
                 self._write(reply.data)
             if reply.close:
@@ -480,19 +549,14 @@ class _Session:
         try:
             reply = self._responders.handle(request)
         except Exception as exc:  # a bug between us and the handler: end like the reference
-            reply = Reply(self._unhandled_bytes(request), True, exc)
-        if reply.close and reply.error is not None:
-            _log.error(
-                "juice_handler_failed: %s (the connection closes)",
-                request.command,
-                exc_info=reply.error,
-            )
+            reply = Reply(self._unhandled_bytes(request.tag), True, exc)
+        _report(request.command, reply)
         return reply
 
-    def _unhandled_bytes(self, request: Request) -> bytes | None:
-        if request.tag is None:
+    def _unhandled_bytes(self, tag: str | None) -> bytes | None:
+        if tag is None:
             return None
-        return error_bytes(request.tag, UNHANDLED_CODE, UNHANDLED_DESCRIPTION)
+        return error_bytes(tag, UNHANDLED_CODE, UNHANDLED_DESCRIPTION)
 
     def _shutdown_reply(self, request: Request) -> Reply:
         """Answer Shutdown: the worker's own responder if it has one, then close regardless."""

@@ -283,13 +283,20 @@ class Responders:
         declare give ``UNHANDLED`` and ``close=True``; a declared ``errors`` exception gives its
         code and ``close=False``; a ``fatal_errors`` one gives its code and ``close=True``.
         """
-        tag = request.tag
-        entry = self.lookup(request.command)
+        reply = self.answer(request.command, request.tag, request.box)
+        return Reply(reply, False) if isinstance(reply, bytes) else reply
+
+    def answer(self, command_name: str, tag: str | None, box: Box) -> bytes | Reply:
+        """:meth:`handle`, for a request box as received (``-`` headers and all: only the
+        declared fields are read). The usual outcome, an answer, comes back as its bytes
+        alone; anything else as a :class:`Reply`. The worker's loop calls this for every
+        request, so it makes no ``Request`` and no ``Reply`` it does not need."""
+        entry = self.lookup(command_name)
         if entry is None:
-            return _unhandled(tag, LookupError(f"no responder for command {request.command!r}"))
+            return _unhandled(tag, LookupError(f"no responder for command {command_name!r}"))
         command, handler = entry
         try:
-            kwargs = command.parse_arguments(request.box)
+            kwargs = command.parse_arguments(box)
         except Exception as exc:
             return _unhandled(tag, exc)
         try:
@@ -317,7 +324,7 @@ class Responders:
             response = command.make_response(result)
             if tag is None:
                 return Reply(None, False)
-            return Reply(answer_bytes(tag, response), False)
+            return answer_bytes(tag, response)
         except Exception as exc:
             return _unhandled(tag, exc)
 

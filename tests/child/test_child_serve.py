@@ -24,6 +24,7 @@ from juicectl.juice import (
     Request,
     Shutdown,
     TruncatedBox,
+    answer_bytes,
     classify,
     request_bytes,
 )
@@ -356,6 +357,31 @@ def test_a_thread_of_the_worker_can_call_the_parent(serving: Serving) -> None:
     served.peer.answer(Double, ask.tag, value=8)
     thread.join(10)
     assert results == [{"value": 8}]
+
+
+def test_answers_in_a_read_are_routed_before_its_requests_run(serving: Serving) -> None:
+    # One read holds a request and, after it, the answer a worker thread waits for. The
+    # request's handler waits on that thread: routing the answer first lets both finish; the
+    # answer routed only after the handler returned would leave the handler waiting.
+    worker = TestWorker()
+    served = serving(worker)
+    served.peer.request(Echo, "1", value="started")
+    served.peer.read_answer("1")
+
+    def call_then_release() -> None:
+        worker.call(Double, value=4).result(timeout=10)
+        worker.release.set()
+
+    thread = threading.Thread(target=call_then_release)
+    thread.start()
+    ask = served.peer.read()
+    assert isinstance(ask, Request) and ask.tag is not None
+    served.peer.send(
+        request_bytes(Block, "2", Block.make_arguments({}))
+        + answer_bytes(ask.tag, Double.make_response({"value": 8}))
+    )
+    assert served.peer.read_answer("2") == {"released": "True"}
+    thread.join(10)
 
 
 class _KeptBytesIO(io.BytesIO):
