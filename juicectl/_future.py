@@ -24,8 +24,10 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import pykka
+import structlog
 
 T = TypeVar("T")
+_log = structlog.get_logger(__name__)
 
 #: pykka's marker for "the get hook has not run yet" (it checks it with isinstance), taken
 #: from a plain pykka future rather than by its private name.
@@ -36,7 +38,8 @@ class ReplyFuture(pykka.ThreadingFuture[T]):
     """A ``pykka.ThreadingFuture`` with ``done()``, ``add_done_callback()`` and ``try_set*``.
 
     Callbacks run on the thread that settles the future (or at once, on the caller's thread,
-    if it is already settled); they must be quick and must not raise.
+    if it is already settled); they must be quick. One that raises is logged
+    (``future_callback_failed``) and the others still run.
     """
 
     # pykka.Future's state, as class-level defaults: the instance gets its own only when a get
@@ -152,4 +155,10 @@ class ReplyFuture(pykka.ThreadingFuture[T]):
 
     def _run(self, callbacks: list[Callable[[ReplyFuture[T]], None]]) -> None:
         for callback in callbacks:
-            callback(self)
+            try:
+                callback(self)
+            except Exception:
+                # The thread settling this future is reading answers for others (the
+                # connection's reader, or a caller reading its own): a callback that raises
+                # must not stop it, nor lose the answers after this one.
+                _log.exception("future_callback_failed", callback=repr(callback))

@@ -91,3 +91,20 @@ def test_pykka_combinators_use_get_hooks() -> None:
     assert pykka.get_all([first, second], timeout=1) == [2, 3]
     with pytest.raises(queue.Full):
         doubled.set(1)
+
+
+def test_a_callback_that_raises_is_logged_and_the_others_still_run() -> None:
+    from structlog.testing import capture_logs
+
+    future: ReplyFuture[int] = ReplyFuture()
+    seen: list[int] = []
+
+    def broken(_: ReplyFuture[int]) -> None:
+        raise RuntimeError("callback bug")
+
+    future.add_done_callback(broken)
+    future.add_done_callback(lambda f: seen.append(f.get()))
+    with capture_logs() as logs:
+        assert future.try_set(7)
+    assert seen == [7]
+    assert [entry["event"] for entry in logs] == ["future_callback_failed"]

@@ -15,6 +15,7 @@ import pykka
 import pytest
 
 from juicectl import connection as connection_module
+from juicectl._future import ReplyFuture
 from juicectl.connection import Connection
 from juicectl.exceptions import MalformedBox, ProcessUnavailable, ProtocolError, RequestTimeout
 from juicectl.juice import Box, BoxParser, answer_bytes
@@ -306,3 +307,20 @@ def test_the_wake_pipe_is_closed_when_the_reader_ends() -> None:
     pipe.connection.connection_lost(ProcessUnavailable("the test ended"))
     pipe.close()
     assert set(os.listdir("/proc/self/fd")) - before == set()
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_a_raising_callback_does_not_cost_a_reading_caller_its_answer(pipe: Pipe) -> None:
+    # The caller reading gets two answers in one read: another request's (whose callback
+    # raises) and then its own.
+    callers_read(pipe)
+    pipe.echo = False
+    other = pipe.connection.call(Echo, value="other")
+    # Attached as ReplyFuture's, not the connection's, so that the reader thread stays parked
+    # and the caller below reads both answers.
+    ReplyFuture.add_done_callback(other, lambda _: 1 / 0)
+    mine = pipe.connection.call(Echo, value="mine")
+    assert pipe.connection._role == connection_module._FREE
+    threading.Timer(0.1, pipe.answer, [pipe.held[0] + pipe.held[1]]).start()
+    assert mine.get(timeout=10) == {"value": "mine"}
+    assert other.get(timeout=0) == {"value": "other"}
