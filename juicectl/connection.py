@@ -97,24 +97,18 @@ def read_until_eof(
     connection.serve_reads(fd, on_protocol_error)
 
 
-class _Outstanding:
-    """One request in flight: its future and its timeout (if any)."""
-
-    __slots__ = ("future", "timer")
-
-    def __init__(self, future: ReplyFuture[dict[str, Any]]) -> None:
-        self.future = future
-        self.timer: TimerHandle | None = None
-
-
 class _RequestFuture(ReplyFuture[dict[str, Any]]):
     """A request's future: a caller waiting in ``get()`` reads the answer itself when it can,
     and one with callbacks makes sure the reader thread reads (see the module docstring)."""
 
+    #: Whether counted in the connection's watchers (under its _role_lock).
+    _watched = False
+    #: The request's timeout, if it has one.
+    _timer: TimerHandle | None = None
+
     def __init__(self, connection: Connection) -> None:
         super().__init__()
         self._connection = connection
-        self._watched = False  # counted in the connection's watchers (under its _role_lock)
 
     def get(self, *, timeout: float | None = None) -> Any:
         """The response fields (or raise); wait up to ``timeout`` seconds (None: forever)."""
@@ -186,7 +180,7 @@ class Connection:
         self._lock = threading.Lock()
         self._slot_free = threading.Condition(self._lock)
         self._slot_waiters = 0  # callers waiting in _wait_for_slot (under _lock)
-        self._table: RequestTable[_Outstanding] = RequestTable()
+        self._table: RequestTable[_RequestFuture] = RequestTable()
         self._timed_out: OrderedDict[str, None] = OrderedDict()
         self._closed: ProcessUnavailable | None = None
         self._fatal_reported = False
@@ -281,7 +275,6 @@ class Connection:
             future.try_set({})
             return future
 
-        outstanding = _Outstanding(future)
         with self._lock:
             if len(self._table) >= self.max_in_flight:
                 self._wait_for_slot(timeout, wait_for_slot, command)
@@ -289,10 +282,10 @@ class Connection:
                 future.try_set_exception(self._closed)
                 return future
             tag = self._table.next_tag()
-            self._table.add(tag, command, outstanding)
+            self._table.add(tag, command, future)
             self.sent += 1
         if timeout is not None:
-            outstanding.timer = call_later(timeout, lambda: self._expire(tag, command, timeout))
+            future._timer = call_later(timeout, lambda: self._expire(tag, command, timeout))
         self._send(request_bytes(command, tag, fields))
         return future
 
@@ -329,7 +322,7 @@ class Connection:
             self._remember_timed_out(tag)
             self.failed += 1
             self._slot_free.notify()
-        popped[1].future.try_set_exception(
+        popped[1].try_set_exception(
             RequestTimeout(f"{command.command_name} got no answer within {timeout}s")
         )
         self._wake_reading_caller()
@@ -623,9 +616,9 @@ class Connection:
                 self._log.warning("answer_for_unknown_tag", tag=tag,
                                   error_code=error[0] if error else None)
             return
-        command, outstanding = popped
-        if outstanding.timer is not None:
-            outstanding.timer.cancel()
+        command, future = popped
+        if future._timer is not None:
+            future._timer.cancel()
         outcome: BaseException | None
         if error is not None:
             outcome = command.error_from_code(*error)
@@ -639,11 +632,11 @@ class Connection:
         if outcome is None:
             # Only the thread holding the read role counts answers: no lock needed for that.
             self.answered += 1
-            outstanding.future.try_set(result)
+            future.try_set(result)
         else:
             with self._lock:
                 self.failed += 1
-            outstanding.future.try_set_exception(outcome)
+            future.try_set_exception(outcome)
 
     def _request(self, request: Request) -> None:
         # Under the lock: connection_lost shuts down the dispatcher it finds once closed,
@@ -710,10 +703,10 @@ class Connection:
             waiting = self._table.drain()
             self.failed += len(waiting)
             self._slot_free.notify_all()
-        for outstanding in waiting:
-            if outstanding.timer is not None:
-                outstanding.timer.cancel()
-            outstanding.future.try_set_exception(reason)
+        for future in waiting:
+            if future._timer is not None:
+                future._timer.cancel()
+            future.try_set_exception(reason)
         self._wake_reading_caller()
         with self._role_lock:
             # Nobody waits for answers any more: the reader thread reads (and drops) what is
