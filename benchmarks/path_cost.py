@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/path_cost.py [--value-size N] [--count N] [--parts]
 
 The parent's side is a real ``Connection`` whose write goes nowhere: ``call()`` (arguments,
-tag, future, bytes), then ``data_received()`` with the answer's bytes (parse, classify,
-settle), then ``get()``. The child's side is its runtime's work for one request: parse the
-request bytes, classify, run the responder (arguments in, response out), answer bytes.
+tag, future, bytes), then ``data_received()`` with the answer's bytes (parse, settle), then
+``get()``. The child's side is its runtime's work for one request: parse the request bytes,
+run the responder on the box (arguments in, response out), answer bytes.
 
 ``--parts`` also times each step on its own (the table in ``docs/performance.md``).
 
@@ -29,14 +29,7 @@ from benchmarks._common import SMALL
 from benchmarks.workload import Echo, EchoWorker
 from juicectl._future import ReplyFuture
 from juicectl.connection import Connection
-from juicectl.juice import (
-    BoxParser,
-    Request,
-    Responders,
-    answer_bytes,
-    classify,
-    request_bytes,
-)
+from juicectl.juice import BoxParser, Responders, answer_bytes, request_bytes
 
 
 def parent_cost(value: str, count: int, repeat: int) -> float:
@@ -67,10 +60,8 @@ def child_cost(value: str, count: int, repeat: int) -> float:
 
     def one() -> None:
         for box in parser.feed(data):
-            message = classify(box)
-            assert isinstance(message, Request)
-            reply = responders.handle(message)
-            assert reply.data
+            reply = responders.answer(box["_command"], box.get("_ask"), box)
+            assert isinstance(reply, bytes)
 
     return min(timeit.repeat(one, number=count, repeat=repeat)) / count
 
@@ -82,10 +73,7 @@ def parts(value: str, count: int, repeat: int) -> list[tuple[str, float]]:
     answer = answer_bytes("1f", Echo.make_response({"value": value}))
     parser = BoxParser()
     answer_box = parser.feed(answer)[0]
-    answer_message = classify(answer_box)
     request_box = parser.feed(request)[0]
-    request_message = classify(request_box)
-    assert isinstance(request_message, Request)
     responders = Responders(EchoWorker())
     connections: list[Connection] = []
 
@@ -102,12 +90,10 @@ def parts(value: str, count: int, repeat: int) -> list[tuple[str, float]]:
         ("  ReplyFuture()", ReplyFuture),
         ("  request_bytes", lambda: request_bytes(Echo, "1f", fields)),
         ("parent: BoxParser.feed (one answer)", lambda: parser.feed(answer)),
-        ("parent: classify (answer)", lambda: classify(answer_box)),
-        ("parent: Echo.parse_response", lambda: Echo.parse_response(answer_message.box)),
+        ("parent: Echo.parse_response", lambda: Echo.parse_response(answer_box)),
         ("child: BoxParser.feed (one request)", lambda: parser.feed(request)),
-        ("child: classify (request)", lambda: classify(request_box)),
-        ("child: Responders.handle", lambda: responders.handle(request_message)),
-        ("  Echo.parse_arguments", lambda: Echo.parse_arguments(request_message.box)),
+        ("child: Responders.answer", lambda: responders.answer("Echo", "1f", request_box)),
+        ("  Echo.parse_arguments", lambda: Echo.parse_arguments(request_box)),
         ("  Echo.make_response", lambda: Echo.make_response({"value": value})),
         ("  answer_bytes", lambda: answer_bytes("1f", fields)),
     ]

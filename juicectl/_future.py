@@ -2,7 +2,7 @@
 
 pykka's ``ThreadingFuture`` raises ``queue.Full`` when set twice; here an answer and a timeout
 may race to settle the same request, so ``try_set`` / ``try_set_exception`` report who won.
-Callbacks let the reader thread, ``juicectl.aio`` and the actors react to an outcome without
+Callbacks let the connection, ``juicectl.aio`` and the actors react to an outcome without
 a thread blocked in ``get()``.
 
 Why it does not use ``ThreadingFuture``'s own machinery: a future is made for every request,

@@ -5,8 +5,9 @@ request gets a tag and a future, and the answer (in any order) settles that futu
 
 Why writes happen on the caller's thread: every hand-off on the request path costs (an
 actor's inbox costs a thread switch per request). The process actor still *owns* the child:
-it creates the connection, feeds it what the reader thread reads, and ends it. The
-connection only borrows the write end of the child's stdin, through a write function.
+it creates the connection, runs its reader thread on the child's stdout, and ends it. The
+connection only borrows the write end of the child's stdin, through a write function, and
+the read end of its stdout, through ``serve_reads``.
 
 Locking, kept small on purpose:
 
@@ -140,7 +141,7 @@ class Connection:
         max_in_flight: the most requests outstanding at once, each way (a child with more
             requests to the parent unanswered breaks the connection: ``LimitExceeded``).
         limits: the parser's limits for what the child sends.
-        on_fatal: called (once, from the reader thread) when the connection must end
+        on_fatal: called (once, from the thread reading) when the connection must end
             because of what the child sent: a protocol error, or a request answered with a
             connection-closing error. The process actor stops the child.
         on_write_failed: called (once) when writing to the child's stdin fails. The
