@@ -446,10 +446,11 @@ class Connection:
 
     def _read_until_eof(self, fd: int) -> tuple[ProtocolError, bytes] | None:
         """The reader thread's reads, until end of file or a protocol error (returned)."""
-        park = False
         while True:
             with self._role_lock:
-                if park:
+                # Decided under the same lock as the parking itself, so that a caller who
+                # starts waiting meanwhile is either counted here or finds the role free.
+                if self._callers_waited and not self._watchers and self._callers_may_read:
                     # Callers read their own answers: leave them the pipe, and take it back
                     # when asked or when nobody has read for a while.
                     self._role = _FREE
@@ -474,8 +475,6 @@ class Connection:
                 return error, data[:80]
             if not data:
                 return None
-            with self._role_lock:
-                park = self._callers_waited and not self._watchers and self._callers_may_read
 
     def _await(self, future: _RequestFuture, timeout: float | None) -> float | None:
         """Wait for ``future`` by reading its answer if nobody else reads. Returns how long
