@@ -420,15 +420,24 @@ class Connection:
         that broke it); then the rest is read and dropped until end of file, so that a
         babbling peer never blocks on a full pipe while it is stopped.
         """
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_w, False)
+        try:
+            wake_r, wake_w = os.pipe()
+        except OSError as error:
+            # Out of file descriptors: no caller can be woken while it reads, so none reads;
+            # this thread reads everything, as if callers never waited alone.
+            self._log.warning("callers_do_not_read", error=str(error))
+            wake_r = wake_w = -1
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        poller.register(wake_r, select.POLLIN)
+        if wake_r >= 0:
+            os.set_blocking(wake_w, False)
+            poller.register(wake_r, select.POLLIN)
         with self._role_lock:
             self._read_fd, self._wake_w, self._poll = fd, wake_w, poller.poll
             self._wake_r = wake_r
             self._role = _READER
+            if wake_r < 0:
+                self._callers_may_read = False
         try:
             failure = self._read_until_eof(fd)
         finally:
@@ -436,8 +445,9 @@ class Connection:
                 self._role = _ENDED
                 self._read_fd = self._wake_w = -1
                 self._poll = None
-            os.close(wake_r)
-            os.close(wake_w)
+            if wake_r >= 0:
+                os.close(wake_r)
+                os.close(wake_w)
         if failure is not None:
             on_protocol_error(*failure)
             with contextlib.suppress(OSError):

@@ -324,3 +324,29 @@ def test_a_raising_callback_does_not_cost_a_reading_caller_its_answer(pipe: Pipe
     threading.Timer(0.1, pipe.answer, [pipe.held[0] + pipe.held[1]]).start()
     assert mine.get(timeout=10) == {"value": "mine"}
     assert other.get(timeout=0) == {"value": "other"}
+
+
+def test_without_a_wake_pipe_the_reader_thread_reads_everything(
+    monkeypatch: pytest.MonkeyPatch, reads: list[tuple[int, int]]
+) -> None:
+    # No file descriptor left for the wake pipe: callers must not read (nothing could wake
+    # one whose request times out), and everything still gets answered.
+    real_pipe = os.pipe
+    pipes_left = [1]  # the test's own pipe (the "child's stdout"), then none
+
+    def pipe_while_fds_last() -> tuple[int, int]:
+        if not pipes_left:
+            raise OSError(24, "Too many open files")
+        pipes_left.pop()
+        return real_pipe()
+
+    monkeypatch.setattr(connection_module.os, "pipe", pipe_while_fds_last)
+    pipe = Pipe(request_timeout=5)
+    try:
+        for index in range(20):
+            assert echo(pipe.connection, str(index)) == str(index)
+        assert {thread for thread, fd in reads if fd == pipe.read_fd} == {pipe.reader.ident}
+    finally:
+        pipe.connection.connection_lost(ProcessUnavailable("the test ended"))
+        monkeypatch.undo()
+        pipe.close()
