@@ -7,7 +7,10 @@ back, so that each case is decided by the test and not by timing.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
+import select
 import threading
 from collections.abc import Callable, Iterator
 
@@ -350,3 +353,114 @@ def test_without_a_wake_pipe_the_reader_thread_reads_everything(
         pipe.connection.connection_lost(ProcessUnavailable("the test ended"))
         monkeypatch.undo()
         pipe.close()
+
+
+class ShuffledChild:
+    """A child thread that answers what it reads late, out of order, in bursts, and ignores
+    the requests whose value starts with "drop"."""
+
+    def __init__(self, seed: int) -> None:
+        self.read_fd, self.to_child = os.pipe()
+        self.from_child, self.write_fd = os.pipe()
+        self._random = random.Random(seed)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        parser = BoxParser()
+        held: list[bytes] = []
+        while True:
+            if held and not select.select([self.read_fd], [], [], 0.001)[0]:
+                # Nothing more to read for now: whatever is held back goes out.
+                os.write(self.write_fd, b"".join(held))
+                held.clear()
+                continue
+            data = os.read(self.read_fd, 65536)
+            if not data:
+                break
+            for box in parser.feed(data):
+                if not box["value"].startswith("drop"):
+                    held.append(answer_bytes(box["_ask"], Box(value=box["value"])))
+            self._random.shuffle(held)
+            burst = self._random.randint(0, len(held))
+            if burst:
+                if self._random.random() < 0.3:
+                    threading.Event().wait(self._random.random() * 0.002)
+                os.write(self.write_fd, b"".join(held[:burst]))
+                del held[:burst]
+        if held:
+            os.write(self.write_fd, b"".join(held))
+        os.close(self.write_fd)
+        os.close(self.read_fd)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.to_child, data)
+
+    def end(self) -> None:
+        os.close(self.to_child)
+        self._thread.join(10)
+        assert not self._thread.is_alive()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_every_way_of_waiting_at_once_settles_every_future(seed: int) -> None:
+    # Threads wait in every way there is (get alone, get with a deadline, callbacks, asking
+    # later) on a child that answers late, out of order and in bursts, and ignores some
+    # requests (their timeouts fire while callers read). Every future must settle with its own
+    # value, or with RequestTimeout for an ignored request; then the connection ends cleanly.
+    child = ShuffledChild(seed)
+    errors: list[tuple[ProtocolError, bytes]] = []
+    connection = Connection(child.write, pid=1, generation=1)
+    reader = threading.Thread(
+        target=connection.serve_reads,
+        args=(child.from_child, lambda error, sample: errors.append((error, sample))),
+        daemon=True,
+    )
+    reader.start()
+    failures: list[str] = []
+
+    def caller(index: int) -> None:
+        chooser = random.Random(seed * 100 + index)
+        later: list[tuple[str, ReplyFuture[dict[str, object]]]] = []
+        try:
+            for round_ in range(120):
+                value = f"{index}-{round_}"
+                way = chooser.choice(["get", "deadline", "callback", "later", "drop"])
+                if way == "drop":
+                    value = "drop " + value
+                    future = connection.call(Echo, value=value, timeout=0.05)
+                    with pytest.raises(RequestTimeout):
+                        future.get(timeout=10)
+                    continue
+                future = connection.call(Echo, value=value)
+                if way == "get":
+                    assert future.get(timeout=10) == {"value": value}
+                elif way == "deadline":
+                    with contextlib.suppress(pykka.Timeout):
+                        future.get(timeout=chooser.random() * 0.001)
+                    later.append((value, future))
+                elif way == "callback":
+                    settled = threading.Event()
+                    future.add_done_callback(lambda _, settled=settled: settled.set())
+                    assert settled.wait(10)
+                    assert future.get(timeout=0) == {"value": value}
+                else:
+                    later.append((value, future))
+            for value, future in later:
+                assert future.get(timeout=10) == {"value": value}
+        except BaseException as error:
+            failures.append(f"caller {index}: {error!r}")
+
+    threads = [threading.Thread(target=caller, args=(index,)) for index in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert connection.in_flight == 0
+    wait_until(lambda: connection._watchers == 0)
+    child.end()
+    reader.join(10)
+    assert not reader.is_alive() and errors == []
+    connection.connection_lost(ProcessUnavailable("the test ended"))
+    os.close(child.from_child)
