@@ -26,8 +26,11 @@ callers read for themselves the reader thread stays parked; it takes the role ba
 when a thread waits without reading (another reader holds the role) or a future has callbacks
 (``juicectl.aio``), when a caller meets end of file or a protocol error, and otherwise after
 ``_READER_PARK``: the bound on how late an answer nobody waits for, a request from the child or
-end of file is read. A caller's read never outlives its wait: a timeout or a lost connection
-wakes it through a pipe of the connection's own.
+end of file is read. It parks only after serving a caller that waited, with nobody waiting
+now, and decides so under the same lock as it parks. A caller's read never outlives its wait:
+a timeout or a lost connection wakes it through a pipe of the connection's own (without one,
+for want of file descriptors, callers never read and the reader thread reads everything).
+Holding ``_role_lock``, a thread never takes ``_lock``, and the reverse: no order to keep.
 
 Requests the child sends to the parent are answered by the ``responder`` on one dispatch
 thread, started on first use, so a slow responder never stalls the reader.
