@@ -9,6 +9,7 @@ from typing import Any
 
 import pykka
 import pytest
+from structlog.testing import capture_logs
 
 from juicectl import ProcessController
 from juicectl.child import JuiceChild
@@ -210,12 +211,19 @@ def test_fake_controller_quacks_like_a_controller() -> None:
     assert connection.call(Echo, value="a").get(timeout=5) == {"value": "a"}
     assert ctl.call(Echo, value="b", timeout=5) == {"value": "b"}
 
-    sleeping = connection.call(Sleep, seconds=1.0)
-    ctl.kill_child()
-    with pytest.raises(ProcessUnavailable):
-        sleeping.get(timeout=5)
-    assert ctl.mode == "stopped"
-    assert ended == [1]
+    with capture_logs() as logs:
+        sleeping = connection.call(Sleep, seconds=0.3)
+        ctl.kill_child()
+        with pytest.raises(ProcessUnavailable):
+            sleeping.get(timeout=5)
+        assert ctl.mode == "stopped"
+        assert ended == [1]
+        # The killed child's thread still finishes the Sleep: its answer is read and
+        # dropped, never delivered (and logged here, not after the test).
+        deadline = time.monotonic() + 10
+        while "answer_after_close" not in [entry["event"] for entry in logs]:
+            assert time.monotonic() < deadline, "the late answer was never read"
+            time.sleep(0.01)
 
     second = ctl.get_process().get(timeout=5)
     assert second is not connection
