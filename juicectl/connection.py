@@ -209,9 +209,11 @@ class Connection:
         self._wake_w = -1  # written to wake a caller that reads (poll) when its future settles
         self._poll: Callable[[float | None], list[tuple[int, int]]] | None = None
         self._watchers = 0  # unsettled futures waited on (or with callbacks) by non-readers
-        self._callers_waited = False  # a caller waited while the reader read, since it parked
+        self._callers_waited = False  # a caller waited while another read, since the last park
         self._reader_wanted = False  # the parked reader thread must take the role back
-        self._callers_may_read = True  # false once a caller met end of file or bad bytes
+        # False for good once a caller met end of file or bad bytes, once the connection is
+        # lost, or when there is no wake pipe: from then on only the reader thread reads.
+        self._callers_may_read = True
         self._caller_failure: tuple[ProtocolError, bytes] | None = None
 
     # --- the caller's side --------------------------------------------------------------
