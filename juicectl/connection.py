@@ -72,6 +72,7 @@ from juicectl.juice import (
     classify,
     request_bytes,
 )
+from juicectl.juice._session import parse_received_response
 
 log = structlog.get_logger(__name__)
 
@@ -588,9 +589,9 @@ class Connection:
         ``ProtocolError`` if the child broke the protocol (the caller ends the child).
         """
         for box in self._parser.feed(data):
-            # An answer (what nearly every box is) goes straight to its future: the response
-            # parser reads only the declared fields, so the '-' headers need no copying out.
-            # That is classify()'s first test; anything else goes through classify().
+            # An answer (what nearly every box is) goes straight to its future, '-' headers
+            # and all (see parse_received_response). That is classify()'s first test; anything
+            # else goes through classify().
             tag = box.get("_answer")
             if tag is not None:
                 self._answer(tag, box=box)
@@ -639,7 +640,7 @@ class Connection:
             outcome = command.error_from_code(*error)
         else:
             try:
-                result = command.parse_response(box)
+                result = parse_received_response(command, box)
             except (ArgumentError, ProtocolError) as parse_error:
                 outcome = parse_error
             else:

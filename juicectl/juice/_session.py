@@ -92,6 +92,31 @@ def _fields(box: Box) -> Box:
     return fields
 
 
+#: Command's own parsers, which read only the declared fields.
+_OWN_PARSE_ARGUMENTS = getattr(Command.parse_arguments, "__func__", None)
+_OWN_PARSE_RESPONSE = getattr(Command.parse_response, "__func__", None)
+
+
+def parse_received_arguments(command: type[Command], box: Box) -> dict[str, Any]:
+    """``command.parse_arguments`` of a request box as received, ``-`` headers and all.
+
+    Command's own parser reads only the declared fields, so the box goes to it as it is, with
+    no copy; an override may read every field, and gets the fields alone (as in
+    ``Request.box``).
+    """
+    if getattr(command.parse_arguments, "__func__", None) is not _OWN_PARSE_ARGUMENTS:
+        box = _fields(box)
+    return command.parse_arguments(box)
+
+
+def parse_received_response(command: type[Command], box: Box) -> dict[str, Any]:
+    """``command.parse_response`` of an answer box as received (see
+    :func:`parse_received_arguments`; an override gets the fields alone, as in ``Answer.box``)."""
+    if getattr(command.parse_response, "__func__", None) is not _OWN_PARSE_RESPONSE:
+        box = _fields(box)
+    return command.parse_response(box)
+
+
 def classify(box: Box) -> Answer | ErrorAnswer | Request:
     """Tell what a received box is: an answer, an error answer or a request.
 
@@ -287,8 +312,8 @@ class Responders:
         return Reply(reply, False) if isinstance(reply, bytes) else reply
 
     def answer(self, command_name: str, tag: str | None, box: Box) -> bytes | Reply:
-        """:meth:`handle`, for a request box as received (``-`` headers and all: only the
-        declared fields are read). The usual outcome, an answer, comes back as its bytes
+        """:meth:`handle`, for a request box as received, ``-`` headers and all (see
+        :func:`parse_received_arguments`). The usual outcome, an answer, comes back as its bytes
         alone; anything else as a :class:`Reply`. The worker's loop calls this for every
         request, so it makes no ``Request`` and no ``Reply`` it does not need."""
         entry = self.lookup(command_name)
@@ -296,7 +321,7 @@ class Responders:
             return _unhandled(tag, LookupError(f"no responder for command {command_name!r}"))
         command, handler = entry
         try:
-            kwargs = command.parse_arguments(box)
+            kwargs = parse_received_arguments(command, box)
         except Exception as exc:
             return _unhandled(tag, exc)
         try:
