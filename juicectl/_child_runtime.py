@@ -308,17 +308,21 @@ class _Session:
     def is_reader_thread(self) -> bool:
         return self._reader_ident == threading.get_ident()
 
-    def _read_requests(self) -> list[Request]:
-        """Read one chunk; route the answers in it at once and return its requests."""
+    def _read_boxes(self) -> list[Box]:
+        """Read one chunk and return its boxes (none at a protocol error, which ends reading)."""
         data = self._input.read()
         if not data:
             self._eof = True
             self._fail_calls()
         try:
-            boxes = self._parser.feed(data)
+            return self._parser.feed(data)
         except ProtocolError as exc:
             self._protocol_failure(exc)
             return []
+
+    def _read_requests(self) -> list[Request]:
+        """Read one chunk; route the answers in it at once and return its requests."""
+        boxes = self._read_boxes()
         requests: list[Request] = []
         for box in boxes:
             try:
@@ -363,15 +367,7 @@ class _Session:
         """Read one chunk and handle what it holds: ``_read_requests`` and ``_handle_inline``
         in one, with no ``Request`` made and no fields copied out of the box for the usual
         request (this runs for every request)."""
-        data = self._input.read()
-        if not data:
-            self._eof = True
-            self._fail_calls()
-        try:
-            boxes = self._parser.feed(data)
-        except ProtocolError as exc:
-            self._protocol_failure(exc)
-            return
+        boxes = self._read_boxes()
         if len(boxes) > 1:
             # Answers first, as _read_requests routes them: a handler may wait on a thread
             # that waits on one of them.
