@@ -40,6 +40,7 @@ from juicectl._child_runtime import serve
 from juicectl._future import ReplyFuture
 from juicectl._raw import raw_command
 from juicectl.actors.process import ProcessActor
+from juicectl.actors.subscribers import publish
 from juicectl.connection import Connection, read_until_eof
 from juicectl.controller import ProcessController
 from juicectl.exceptions import ControllerClosed, ProcessUnavailable, ProtocolError
@@ -684,11 +685,7 @@ class FakeController:
             self._hook(self._on_termination, event)
 
     def _publish(self, event: object) -> None:
-        for subscriber in list(self._subscribers):
-            try:
-                subscriber.tell(event)
-            except pykka.ActorDeadError:
-                self._subscribers.remove(subscriber)
+        publish(self._subscribers, event)
 
     def _hook(self, hook: Hook, event: object) -> None:
         if hook is None:

@@ -97,6 +97,7 @@ import pykka
 import structlog
 
 from juicectl._timer import TimerHandle, call_later
+from juicectl.actors.subscribers import publish
 from juicectl.exceptions import ControllerClosed, ProcessLaunchError, ProcessUnavailable
 from juicectl.messages import (
     ChildProcessCreated,
@@ -677,12 +678,8 @@ class ControllerActor(pykka.ThreadingActor):
         self._publish(ModeChanged(self._name, old.value, new.value, cause, self._generation))
 
     def _publish(self, event: object) -> None:
-        for subscriber in list(self._subscribers):
-            try:
-                subscriber.tell(event)
-            except pykka.ActorDeadError:
-                self._subscribers.remove(subscriber)
-                self._log.info("subscriber_gone", subscriber=str(subscriber))
+        for subscriber in publish(self._subscribers, event):
+            self._log.info("subscriber_gone", subscriber=str(subscriber))
 
     def _tell_process(self, message: object) -> None:
         if self._process is None:

@@ -16,7 +16,7 @@ from typing import Any
 import pykka
 import structlog
 
-__all__ = ["ForwardingActor", "HookActor", "subscriber_for"]
+__all__ = ["ForwardingActor", "HookActor", "publish", "subscriber_for"]
 
 log = structlog.get_logger(__name__)
 
@@ -114,3 +114,15 @@ def subscriber_for(
     if not callable(hook):
         raise TypeError(f"a hook must be a callable or a pykka.ActorRef, not {hook!r}")
     return HookActor.start(hook, event_types, name)
+
+
+def publish(subscribers: list[pykka.ActorRef[Any]], event: object) -> list[pykka.ActorRef[Any]]:
+    """Tell every subscriber ``event``; remove the ones that have stopped, and return them."""
+    gone = []
+    for subscriber in list(subscribers):
+        try:
+            subscriber.tell(event)
+        except pykka.ActorDeadError:
+            subscribers.remove(subscriber)
+            gone.append(subscriber)
+    return gone
