@@ -87,14 +87,6 @@ def _is_shutdown(command_name: str) -> bool:
     return known
 
 
-def _report(command_name: str, reply: Reply) -> None:
-    """Log a request that failed in a way that closes the connection."""
-    if reply.close and reply.error is not None:
-        _log.error(
-            "juice_handler_failed: %s (the connection closes)", command_name, exc_info=reply.error
-        )
-
-
 class ConnectionLost(JuicectlError):
     """The conversation with the parent ended before the parent answered this child's call."""
 
@@ -379,22 +371,16 @@ class _Session:
                     return
             boxes = requests
         pending = self._pending
-        answer = self._responders.answer
         for box in boxes:
             name = box.get("_command")
             if name is None or "_answer" in box or "_error" in box or _is_shutdown(name):
                 if not self._route_box(box):
                     return
             else:
-                tag = box.get("_ask")
-                try:
-                    reply = answer(name, tag, box)
-                except Exception as exc:  # a bug between us and the handler, as in _handle
-                    reply = Reply(self._unhandled_bytes(tag), True, exc)
+                reply = self._answer(name, box.get("_ask"), box)
                 if isinstance(reply, bytes):
                     pending.append(reply)
                 else:
-                    _report(name, reply)
                     self._keep(reply)
             if self._closing:
                 return
@@ -411,6 +397,7 @@ class _Session:
         else:
             self._route(message)
         return True
+
     def _handle_inline(self, request: Request) -> None:
         if _is_shutdown(request.command):
             reply = self._shutdown_reply(request)
@@ -542,11 +529,20 @@ class _Session:
     # -- handlers ------------------------------------------------------------------------
 
     def _handle(self, request: Request) -> Reply:
+        reply = self._answer(request.command, request.tag, request.box)
+        return Reply(reply, False) if isinstance(reply, bytes) else reply
+
+    def _answer(self, command_name: str, tag: str | None, box: Box) -> bytes | Reply:
+        """Run the request's handler: its answer's bytes, or a Reply (logged if it closes)."""
         try:
-            reply = self._responders.handle(request)
+            reply = self._responders.answer(command_name, tag, box)
         except Exception as exc:  # a bug between us and the handler: end like the reference
-            reply = Reply(self._unhandled_bytes(request.tag), True, exc)
-        _report(request.command, reply)
+            reply = Reply(self._unhandled_bytes(tag), True, exc)
+        if not isinstance(reply, bytes) and reply.close and reply.error is not None:
+            _log.error(
+                "juice_handler_failed: %s (the connection closes)", command_name,
+                exc_info=reply.error,
+            )
         return reply
 
     def _unhandled_bytes(self, tag: str | None) -> bytes | None:
