@@ -92,16 +92,6 @@ _FREE, _READER, _CALLER, _ENDED = range(4)
 _READER_PARK = 0.01
 
 
-def read_until_eof(
-    fd: int,
-    connection: Connection,
-    on_protocol_error: Callable[[ProtocolError, bytes], None],
-) -> None:
-    """Read ``fd`` (the child's stdout) into ``connection`` until end of file: the reader
-    thread's loop. See :meth:`Connection.serve_reads`."""
-    connection.serve_reads(fd, on_protocol_error)
-
-
 class _RequestFuture(ReplyFuture[dict[str, Any]]):
     """A request's future: a caller waiting in ``get()`` reads the answer itself when it can,
     and one with callbacks makes sure the reader thread reads (see the module docstring)."""

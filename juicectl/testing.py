@@ -41,7 +41,7 @@ from juicectl._future import ReplyFuture
 from juicectl._raw import raw_command
 from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import publish
-from juicectl.connection import Connection, read_until_eof
+from juicectl.connection import Connection
 from juicectl.controller import ProcessController
 from juicectl.exceptions import ControllerClosed, ProcessUnavailable, ProtocolError
 from juicectl.juice import (
@@ -361,7 +361,7 @@ class InMemoryChild:
 
     def _read(self) -> None:
         fd = self._from_child
-        read_until_eof(fd, self.connection, lambda error, _sample: self._fatal(error))
+        self.connection.serve_reads(fd, lambda error, _sample: self._fatal(error))
         os.close(fd)
         self.connection.connection_lost(
             self._lost or ProcessUnavailable(f"in-memory child {self.name} ended")

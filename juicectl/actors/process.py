@@ -38,7 +38,7 @@ import pykka
 import structlog
 
 from juicectl._timer import TimerHandle, call_later
-from juicectl.connection import READ_SIZE, Connection, read_until_eof
+from juicectl.connection import READ_SIZE, Connection
 from juicectl.exceptions import ProcessUnavailable, ProtocolError, TooManyRequests, TruncatedBox
 from juicectl.juice import Negotiate, Shutdown
 from juicectl.messages import (
@@ -336,7 +336,7 @@ class ProcessActor(pykka.ThreadingActor):
             else:
                 _tell_quietly(me, _ProtocolFailed(error, sample))
 
-        read_until_eof(popen.stdout.fileno(), connection, protocol_error)
+        connection.serve_reads(popen.stdout.fileno(), protocol_error)
         with contextlib.suppress(OSError):
             popen.stdout.close()
         _tell_quietly(me, _StreamClosed("stdout"))
