@@ -263,7 +263,7 @@ def test_bad_bytes_met_by_a_caller_are_reported_by_the_reader_thread(pipe: Pipe)
     future = pipe.connection.call(Echo, value="never answered")
     threading.Timer(0.1, pipe.answer, [b"no separator here\r\n\r\n"]).start()
     with pytest.raises(pykka.Timeout):
-        future.get(timeout=1)
+        future.get(timeout=0.3)
     wait_until(lambda: bool(pipe.errors))
     (error, sample), = pipe.errors
     assert isinstance(error, MalformedBox)
