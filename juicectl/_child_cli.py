@@ -10,12 +10,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from juicectl._busy_poll import check_busy_poll
 from juicectl._child_runtime import run
 from juicectl._child_streams import protect_stdio
 
 __all__ = ["load_worker", "main"]
 
-_USAGE = "python -m juicectl.child package.module:WorkerClass [--concurrency N]"
+_USAGE = (
+    "python -m juicectl.child package.module:WorkerClass [--concurrency N] [--busy-poll SECONDS]"
+)
 
 
 def load_worker(spec: str) -> object:
@@ -57,14 +60,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="N",
         help="run up to N handlers at once (default: the worker's own setting, 1)",
     )
+    parser.add_argument(
+        "--busy-poll",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="poll stdin for up to this long before sleeping on it, while that brings requests"
+        " sooner (one-at-a-time workers; 0: never; default: the worker's own setting, 0.0001)",
+    )
     args = parser.parse_args(argv)
     if args.concurrency is not None and args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
+    if args.busy_poll is not None:
+        try:
+            check_busy_poll(args.busy_poll)
+        except ValueError as exc:
+            parser.error(str(exc).replace("busy_poll", "--busy-poll", 1))
     try:
         worker = load_worker(args.worker)
     except ValueError as exc:
         parser.error(str(exc))
     if not callable(worker):
         parser.error(f"{args.worker} is not a class")
-    run(worker, concurrency=args.concurrency)
+    run(worker, concurrency=args.concurrency, busy_poll=args.busy_poll)
     sys.exit(0)  # run() exits; this keeps the contract if it ever returns

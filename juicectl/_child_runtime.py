@@ -39,6 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import IO, Any, ClassVar, Protocol
 
+from juicectl._busy_poll import DEFAULT_BUSY_POLL, BusyPoll, check_busy_poll
 from juicectl._child_streams import (
     protect_stdio,
     route_logging_to_stderr,
@@ -130,9 +131,13 @@ class JuiceChild:
     Attributes:
         concurrency: how many handlers may run at once when ``run()``, ``serve()`` or the
             command line does not say; 1 (the default) runs them one at a time, in order.
+        busy_poll: how long (seconds) a one-at-a-time worker may poll its input before it
+            sleeps on it, when ``run()``, ``serve()`` or the command line does not say; 0 never
+            polls. See ``docs/performance.md``.
     """
 
     concurrency: ClassVar[int] = 1
+    busy_poll: ClassVar[float] = DEFAULT_BUSY_POLL
 
     _juice_session: _Session | None = None
 
@@ -180,14 +185,29 @@ class _CallFuture(Future[dict[str, Any]]):
 
 
 class _Input:
-    """Reads chunks from a file descriptor or a binary stream, and waits for readability."""
+    """Reads chunks from a file descriptor or a binary stream, and waits for readability.
 
-    def __init__(self, source: InputLike) -> None:
+    With a ``busy_poll`` budget, a read of a file descriptor may first poll it for that long
+    (see ``juicectl._busy_poll``): the worker then sees the next request sooner, on an idle
+    machine, than if it slept in ``read()``.
+    """
+
+    def __init__(self, source: InputLike, busy_poll: float = 0.0) -> None:
         self.read: Callable[[], bytes]
         self.fd: int | None = None
         if isinstance(source, int):
             self.fd = source
-            self.read = functools.partial(os.read, source, _CHUNK)
+            read_fd = functools.partial(os.read, source, _CHUNK)
+            self.read = read_fd
+            if busy_poll > 0:
+                poller = select.poll()
+                poller.register(source, select.POLLIN)
+                busy_read, poll = BusyPoll(busy_poll).read, poller.poll
+
+                def read_soon() -> bytes:
+                    return busy_read(poll, read_fd)
+
+                self.read = read_soon
             return
         read = getattr(source, "read1", None) or source.read
         self.read = lambda: bytes(read(_CHUNK) or b"")
@@ -245,11 +265,14 @@ class _Session:
         concurrency: int,
         limits: Limits | None,
         close_output: bool,
+        busy_poll: float = 0.0,
     ) -> None:
         self._worker = worker
         self._responders = Responders(worker)
         self._parser = BoxParser(limits)
-        self._input = _Input(source)
+        # Only a one-at-a-time worker polls: its reading thread has nothing else to do, where
+        # a concurrent worker's reader would take the GIL from the handlers.
+        self._input = _Input(source, busy_poll if concurrency == 1 else 0.0)
         self._output = _Output(target)
         self._close_output_at_end = close_output
         self._concurrency = concurrency
@@ -640,6 +663,7 @@ def serve(
     concurrency: int | None = None,
     limits: Limits | None = None,
     close_output: bool = True,
+    busy_poll: float | None = None,
 ) -> None:
     """Serve ``worker``'s handlers on ``stdin``/``stdout`` until the conversation ends; return.
 
@@ -656,6 +680,9 @@ def serve(
         concurrency: how many handlers may run at once (default: ``worker.concurrency``, or 1).
         limits: the parser's limits on line, body and header counts.
         close_output: close ``stdout`` when the conversation ends.
+        busy_poll: how long (seconds, at most 0.01) a one-at-a-time worker may poll a file
+            descriptor ``stdin`` before it sleeps on it; it does so only while that brings
+            requests sooner. 0 never polls. Default: ``worker.busy_poll``, or 0.0001.
 
     Raises:
         ProtocolError: the input is not valid Juice (the output is closed first).
@@ -664,6 +691,9 @@ def serve(
         concurrency = int(getattr(worker, "concurrency", 1))
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    if busy_poll is None:
+        busy_poll = getattr(worker, "busy_poll", DEFAULT_BUSY_POLL)
+    busy_poll = check_busy_poll(busy_poll)
     session = _Session(
         worker,
         stdin,
@@ -671,6 +701,7 @@ def serve(
         concurrency=concurrency,
         limits=limits,
         close_output=close_output,
+        busy_poll=busy_poll,
     )
     if isinstance(worker, JuiceChild):
         # Kept after the end, so that a late call() fails with ConnectionLost.
@@ -686,6 +717,7 @@ def run(
     stdout: OutputLike | None = None,
     limits: Limits | None = None,
     exit_process: bool = True,
+    busy_poll: float | None = None,
 ) -> None:
     """Serve a worker on this process's stdin and stdout, then exit with status 0.
 
@@ -704,7 +736,12 @@ def run(
         limits: the parser's limits on line, body and header counts.
         exit_process: call ``sys.exit`` at the end (status 0, or 1 after a protocol error).
             When false, return instead, or raise the protocol error.
+        busy_poll: how long (seconds) a one-at-a-time worker may poll its input before it
+            sleeps on it (default: the worker's ``busy_poll`` attribute, 0.0001); see
+            :func:`serve`.
     """
+    if busy_poll is not None:
+        check_busy_poll(busy_poll)  # before stdio is touched or the worker created
     source: InputLike
     target: OutputLike
     if stdin is not None and stdout is not None:
@@ -720,7 +757,14 @@ def run(
         # After the worker's module and constructor ran: they may have imported structlog.
         route_structlog_to_stderr()
     try:
-        serve(instance, source, target, concurrency=concurrency, limits=limits)
+        serve(
+            instance,
+            source,
+            target,
+            concurrency=concurrency,
+            limits=limits,
+            busy_poll=busy_poll,
+        )
     except ProtocolError:
         if not exit_process:
             raise

@@ -32,6 +32,11 @@ a timeout or a lost connection wakes it through a pipe of the connection's own (
 for want of file descriptors, callers never read and the reader thread reads everything).
 Holding ``_role_lock``, a thread never takes ``_lock``, and the reverse: no order to keep.
 
+A caller reading may poll the pipe for up to ``busy_poll`` seconds before it sleeps on it, while
+that brings answers sooner (``juicectl._busy_poll``): on an idle machine a sleeper is woken
+tens of microseconds late. Never right after a read that may have woken other threads waiting
+on this connection: a spin holds the GIL they need.
+
 Requests the child sends to the parent are answered by the ``responder`` on one dispatch
 thread, started on first use, so a slow responder never stalls the reader.
 """
@@ -50,6 +55,7 @@ from typing import Any
 
 import structlog
 
+from juicectl._busy_poll import DEFAULT_BUSY_POLL, BusyPoll
 from juicectl._future import ReplyFuture
 from juicectl._timer import TimerHandle, call_later
 from juicectl.exceptions import (
@@ -142,6 +148,9 @@ class Connection:
             requests in flight then stay registered for the caller of this hook to end with
             ``connection_lost`` (the process actor does, with why the child went); without
             it they fail at once.
+        busy_poll: how long (seconds, at most 0.01) a caller reading its own answer may poll
+            the child's stdout before it sleeps on it; it does so only while that brings
+            answers sooner. 0 never polls. See ``docs/performance.md``.
     """
 
     def __init__(
@@ -157,6 +166,7 @@ class Connection:
         limits: Limits | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
         on_write_failed: Callable[[BaseException], None] | None = None,
+        busy_poll: float = DEFAULT_BUSY_POLL,
     ) -> None:
         self._write = write
         self.pid = pid
@@ -198,6 +208,8 @@ class Connection:
         self._read_fd = -1
         self._wake_r = -1
         self._wake_w = -1  # written to wake a caller that reads (poll) when its future settles
+        # How a reading caller waits on the pipe; used only by the thread holding _CALLER.
+        self._busy_poll = BusyPoll(busy_poll)
         self._poll: Callable[[float | None], list[tuple[int, int]]] | None = None
         self._watchers = 0  # unsettled futures waited on (or with callbacks) by non-readers
         self._callers_waited = False  # a caller waited while another read, since the last park
@@ -515,14 +527,18 @@ class Connection:
         a protocol error stops callers from reading (the reader thread takes over)."""
         fd, wake_r, poll = self._read_fd, self._wake_r, self._poll
         assert poll is not None
+        busy_wait = self._busy_poll.wait
+        others_waited = False
         while not future._settled:
-            if deadline is None:
-                events = poll(None)
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                return
+            # A spin holds the GIL: none right after a read that may have settled the futures
+            # of other threads, which need the GIL to go on.
+            if others_waited:
+                events = poll(None if timeout is None else timeout * 1000.0)
             else:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                events = poll(left * 1000.0)
+                events = busy_wait(poll, timeout)
             readable = False
             for event_fd, _ in events:
                 if event_fd == fd:
@@ -540,6 +556,7 @@ class Connection:
                 with self._role_lock:
                     self._callers_may_read = False  # end of file: the reader thread reads it
                 return
+            others_waited = self._watchers > 0
             try:
                 self.data_received(data)
             except ProtocolError as error:

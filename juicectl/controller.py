@@ -17,6 +17,7 @@ from typing import Any
 import pykka
 import structlog
 
+from juicectl._busy_poll import DEFAULT_BUSY_POLL
 from juicectl._future import ReplyFuture
 from juicectl.actors.controller import ControllerActor, Mode, _Close, _GetMode, _GetStats
 from juicectl.actors.process import ProcessActor
@@ -84,6 +85,7 @@ class ProcessController:
         limits: Limits | None = None,
         subscribers: Iterable[pykka.ActorRef[Any]] = (),
         process_factory: ProcessFactory | None = None,
+        busy_poll: float = DEFAULT_BUSY_POLL,
     ) -> ProcessController:
         """Start a controller (in mode ``"stopped"``) for the child ``argv``.
 
@@ -114,6 +116,9 @@ class ProcessController:
             subscribers: ``ActorRef``s told every event.
             process_factory: replaces the process actor (tests drive the controller with a
                 fake one).
+            busy_poll: how long (seconds, 0 to 0.01) a caller reading its own answer may
+                poll the child's stdout before it sleeps on it; it does so only while that
+                brings answers sooner (see ``docs/performance.md``). 0 never polls.
         """
         spec = LaunchSpec(
             argv=tuple(argv) if not isinstance(argv, str | bytes) else argv,
@@ -128,6 +133,7 @@ class ProcessController:
             request_timeout=request_timeout,
             max_in_flight=max_in_flight,
             limits=limits if limits is not None else Limits(),
+            busy_poll=busy_poll,
         )
         policy = restart if restart is not None else RestartPolicy()
         if not isinstance(policy, RestartPolicy):

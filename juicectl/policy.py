@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from juicectl._busy_poll import DEFAULT_BUSY_POLL, check_busy_poll
 from juicectl.juice import Limits
 
 RestartMode = Literal["permanent", "transient", "temporary"]
@@ -103,6 +104,8 @@ class LaunchSpec:
         request_timeout: default timeout for each request, or None for none.
         max_in_flight: the most requests outstanding at once on one connection.
         limits: the parser's limits for what the child sends.
+        busy_poll: how long (seconds, 0 to 0.01) a caller reading its own answer may poll the
+            child's stdout before sleeping on it, while that brings answers sooner.
         stderr_tail_lines: how many of the child's last stderr lines to keep for errors.
     """
 
@@ -118,6 +121,7 @@ class LaunchSpec:
     request_timeout: float | None = None
     max_in_flight: int = 1024
     limits: Limits = field(default_factory=Limits)
+    busy_poll: float = DEFAULT_BUSY_POLL
     stderr_tail_lines: int = 50
 
     def __post_init__(self) -> None:
@@ -139,3 +143,4 @@ class LaunchSpec:
             raise ValueError(f"request_timeout must be > 0 or None, not {self.request_timeout!r}")
         if self.max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, not {self.max_in_flight!r}")
+        check_busy_poll(self.busy_poll)

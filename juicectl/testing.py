@@ -317,6 +317,7 @@ class InMemoryChild:
             max_in_flight=max_in_flight,
             limits=limits,
             on_fatal=self._fatal,
+            busy_poll=0,  # both sides share one GIL: a spin on one side only slows the other
         )
         if isinstance(worker, ScriptedChild):
             worker._bind_crash(lambda: self.kill("crashed (scripted)"))
@@ -338,7 +339,14 @@ class InMemoryChild:
         self, read_fd: int, write_fd: int, concurrency: int | None, limits: Limits | None
     ) -> None:
         try:
-            serve(self.worker, read_fd, write_fd, concurrency=concurrency, limits=limits)
+            serve(
+                self.worker,
+                read_fd,
+                write_fd,
+                concurrency=concurrency,
+                limits=limits,
+                busy_poll=0,
+            )
         except ProtocolError as error:
             self.protocol_error = error
         except Exception:

@@ -259,6 +259,7 @@ class ProcessActor(pykka.ThreadingActor):
             responder=spec.responder,
             request_timeout=spec.request_timeout,
             max_in_flight=spec.max_in_flight,
+            busy_poll=spec.busy_poll,
             limits=spec.limits,
             on_fatal=self._connection_fatal,
             on_write_failed=self._write_failed,

@@ -18,6 +18,7 @@ import pykka
 import pytest
 
 from juicectl import connection as connection_module
+from juicectl._busy_poll import DEFAULT_BUSY_POLL
 from juicectl._future import ReplyFuture
 from juicectl.connection import Connection
 from juicectl.exceptions import MalformedBox, ProcessUnavailable, ProtocolError, RequestTimeout
@@ -32,7 +33,13 @@ PARKED_FOR_GOOD = 600.0
 class Pipe:
     """A connection reading a pipe, with a reader thread serving it, and an echo "child"."""
 
-    def __init__(self, *, echo: bool = True, request_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        echo: bool = True,
+        request_timeout: float | None = None,
+        busy_poll: float = DEFAULT_BUSY_POLL,
+    ) -> None:
         self.read_fd, self.write_fd = os.pipe()
         self.echo = echo
         self.held: list[bytes] = []  # requests not answered (echo off)
@@ -40,7 +47,11 @@ class Pipe:
         self._write_lock = threading.Lock()
         self.errors: list[tuple[ProtocolError, bytes]] = []
         self.connection = Connection(
-            self._child_reads, pid=1, generation=1, request_timeout=request_timeout
+            self._child_reads,
+            pid=1,
+            generation=1,
+            request_timeout=request_timeout,
+            busy_poll=busy_poll,
         )
         self.reader = threading.Thread(
             target=self.connection.serve_reads,

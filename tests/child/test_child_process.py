@@ -29,8 +29,9 @@ Spawn = Callable[..., Child]
 WORKER = "tests.child.workers:TestWorker"
 
 
-def test_echo_and_negotiate(spawn: Spawn) -> None:
-    child = spawn(WORKER)
+@pytest.mark.parametrize("args", [(), ("--busy-poll", "0"), ("--busy-poll", "0.01")])
+def test_echo_and_negotiate(spawn: Spawn, args: tuple[str, ...]) -> None:
+    child = spawn(WORKER, *args)
     child.peer.request(Negotiate, "1", versions=[1])
     child.peer.request(Echo, "2", value="a\r\nb ✓")
     assert child.peer.read_answer("1") == {"version": "1"}
@@ -151,6 +152,13 @@ def test_importing_juicectl_child_stays_light() -> None:
     [
         (["tests.child.workers"], "expected package.module:WorkerClass"),
         (["tests.child.workers:TestWorker", "--concurrency", "0"], "at least 1"),
+        (
+            ["tests.child.workers:TestWorker", "--busy-poll", "-1"],
+            "--busy-poll must be between 0 and 0.01 seconds, not -1.0",
+        ),
+        (["tests.child.workers:TestWorker", "--busy-poll", "0.5"], "between 0 and 0.01"),
+        (["tests.child.workers:TestWorker", "--busy-poll", "nan"], "between 0 and 0.01"),
+        (["tests.child.workers:TestWorker", "--busy-poll", "soon"], "invalid float value"),
         (["tests.child.workers:Echo.arguments"], "is not a class"),
     ],
 )
