@@ -2,10 +2,12 @@
 """CPU time per request, parent and child, for juicectl alone: the figure to tune against.
 
     .venv/bin/python benchmarks/cost.py [--scenario seq|c64|big] [--count N] [--repeat R]
+                                        [--busy-poll SECONDS]
 
 Wall-clock rates on a shared machine swing with everyone else's load; the CPU time each
 process spends per request swings much less, so a change to the request path shows up here
 even when the machine is busy. Reports the median of ``--repeat`` runs of each figure.
+``--busy-poll`` sets the busy-poll budget of both sides (0: off); a spin is CPU time too.
 """
 
 from __future__ import annotations
@@ -60,12 +62,17 @@ def main() -> None:
     parser.add_argument("--scenario", default="seq", choices=["seq", "c64", "big"])
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--busy-poll", type=float, default=None)
     args = parser.parse_args()
     count = args.count or {"seq": 10000, "c64": 30000, "big": 2000}[args.scenario]
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     argv = [sys.executable, "-m", "juicectl.child", "benchmarks.workload:EchoWorker"]
+    options: dict[str, Any] = {}
+    if args.busy_poll is not None:
+        argv.append(f"--busy-poll={args.busy_poll}")
+        options["busy_poll"] = args.busy_poll
     rates, parents, children = [], [], []
-    with ProcessController.start(argv, cwd=str(ROOT)) as controller:
+    with ProcessController.start(argv, cwd=str(ROOT), **options) as controller:
         connection = controller.get_process().get(timeout=30)
         _run(connection, args.scenario, 1000)
         for _ in range(args.repeat):

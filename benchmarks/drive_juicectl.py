@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """juicectl: a ProcessController driving ``python -m juicectl.child`` (see ``_common.py``).
 
-    .venv/bin/python benchmarks/drive_juicectl.py SCENARIO COUNT [--via-actor]
+    .venv/bin/python benchmarks/drive_juicectl.py SCENARIO COUNT [--via-actor] [--busy-poll=S]
 
 ``--via-actor`` is the write-path experiment: every request goes through a writer actor's
 inbox (a ``tell`` per request, written by that actor's thread) instead of being written by
-the caller's thread under the connection's small lock.
+the caller's thread under the connection's small lock. ``--busy-poll=S`` sets the busy-poll
+budget (seconds) of the parent and of the child; ``--busy-poll=0`` turns busy polling off.
 """
 
 from __future__ import annotations
@@ -62,8 +63,14 @@ def _route_writes_through_actor(connection: Connection) -> pykka.ActorRef[Any]:
     return writer
 
 
+_busy_poll: float | None = None
+
+
 def _start(**options: Any) -> ProcessController:
-    return ProcessController.start(ARGV, cwd=str(ROOT), **options)
+    if _busy_poll is None:
+        return ProcessController.start(ARGV, cwd=str(ROOT), **options)
+    argv = [*ARGV, f"--busy-poll={_busy_poll}"]
+    return ProcessController.start(argv, cwd=str(ROOT), busy_poll=_busy_poll, **options)
 
 
 def _steady(scenario: str, count: int, via_actor: bool) -> None:
@@ -140,7 +147,11 @@ def _rest() -> None:
 
 
 def main() -> None:
+    global _busy_poll
     scenario, count, flags = parse_args()
+    for flag in flags:
+        if flag.startswith("--busy-poll="):
+            _busy_poll = float(flag.partition("=")[2])
     # Benchmarks may configure logging (the library never does): warnings only, as in
     # production, so that the measured path is not the console's.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))

@@ -37,19 +37,21 @@ PYTHON = sys.executable
 DRIVERS: dict[str, list[str]] = {
     "juicectl": [PYTHON, str(BENCH / "drive_juicectl.py")],
     "juicectl (writes via actor)": [PYTHON, str(BENCH / "drive_juicectl.py"), "--via-actor"],
+    "juicectl (busy poll off)": [PYTHON, str(BENCH / "drive_juicectl.py"), "--busy-poll=0"],
     "twisted amp": [PYTHON, str(BENCH / "drive_amp.py")],
     "process pool": [PYTHON, str(BENCH / "drive_pool.py")],
     "cat floor": [PYTHON, str(BENCH / "drive_cat.py")],
     "python cat": [PYTHON, str(BENCH / "drive_cat.py"), "--python"],
 }
 _ACTOR = "juicectl (writes via actor)"
+_NO_SPIN = "juicectl (busy poll off)"
 
 #: Scenario -> the implementations measured in it.
 MEASURED: dict[str, list[str]] = {
-    "seq": ["juicectl", "twisted amp", "process pool", "cat floor", "python cat", _ACTOR],
-    "c64": ["juicectl", "twisted amp", "process pool", _ACTOR],
-    "t8": ["juicectl", "twisted amp", "process pool", _ACTOR],
-    "big": ["juicectl", "twisted amp", "process pool", "cat floor", "python cat"],
+    "seq": ["juicectl", "twisted amp", "process pool", "cat floor", "python cat", _ACTOR, _NO_SPIN],
+    "c64": ["juicectl", "twisted amp", "process pool", _ACTOR, _NO_SPIN],
+    "t8": ["juicectl", "twisted amp", "process pool", _ACTOR, _NO_SPIN],
+    "big": ["juicectl", "twisted amp", "process pool", "cat floor", "python cat", _NO_SPIN],
     "cold": ["juicectl", "twisted amp", "process pool"],
     "restart": ["juicectl", "twisted amp", "process pool"],
     "rest": ["juicectl", "twisted amp", "process pool"],
