@@ -2,12 +2,14 @@
 """Many controllers at once: 50 controllers, each with its own child, on this machine.
 
     .venv/bin/python benchmarks/scale.py [--controllers N] [--seconds S] [--quick]
+                                         [--busy-poll SECONDS]
     .venv/bin/python benchmarks/run.py --only scale
 
 Reports the time from starting them all to every child answering, the threads and memory
 each controller adds at rest (parent threads and RSS, child RSS), and the requests per
 second across all of them: one caller thread per controller sending one request at a time,
-then one caller thread keeping 4 requests in flight on every controller.
+then one caller thread keeping 4 requests in flight on every controller. ``--busy-poll`` sets
+the busy-poll budget of the parents and the children (0: off).
 """
 
 from __future__ import annotations
@@ -84,7 +86,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--controllers", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=5.0, help="per load phase")
     parser.add_argument("--quick", action="store_true", help="2-second load phases")
+    parser.add_argument("--busy-poll", type=float, default=None, metavar="SECONDS")
     args = parser.parse_args(argv)
+    argv_child, options = list(ARGV), {}
+    if args.busy_poll is not None:
+        argv_child.append(f"--busy-poll={args.busy_poll}")
+        options["busy_poll"] = args.busy_poll
     seconds = 2.0 if args.quick else args.seconds
     count = args.controllers
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
@@ -96,7 +103,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     start = time.perf_counter()
     controllers = [
-        ProcessController.start(ARGV, cwd=str(ROOT), name=f"scale-{i}", startup_timeout=120)
+        ProcessController.start(
+            argv_child, cwd=str(ROOT), name=f"scale-{i}", startup_timeout=120, **options
+        )
         for i in range(count)
     ]
     futures = [controller.get_process() for controller in controllers]
