@@ -92,16 +92,15 @@ class BusyPoll:
         return sleep is not None and spin < sleep * SPIN_MUST_SAVE
 
     def _spin_next(self) -> bool:
-        if self.budget <= 0:
-            return False
-        spin, sleep = self._spin_average, self._sleep_average
-        if spin is None:
-            return True  # the first wait spins, the second sleeps: both ways get measured
-        if sleep is None:
-            return False
-        if spin < sleep * SPIN_MUST_SAVE:
+        """Whether this wait spins: the preferred way, or now and then a trial of the other."""
+        preferred = self.prefers_spinning()
+        if self._sleep_average is None:
+            return preferred  # the first wait spins, the second sleeps: both get measured
+        if preferred:
             self._count += 1
             return self._count % EXPLORE_EVERY != 0
+        if self.budget <= 0:
+            return False
         self._explore_in -= 1
         return self._explore_in <= 0
 
@@ -155,12 +154,11 @@ class BusyPoll:
     def _record(self, spun: bool, elapsed: float) -> None:
         elapsed = min(elapsed, 2 * self.budget)
         if spun:
-            average = self._spin_average
-            self._spin_average = (
-                elapsed if average is None else average + (elapsed - average) * _WEIGHT
-            )
+            self._spin_average = _moved(self._spin_average, elapsed)
         else:
-            average = self._sleep_average
-            self._sleep_average = (
-                elapsed if average is None else average + (elapsed - average) * _WEIGHT
-            )
+            self._sleep_average = _moved(self._sleep_average, elapsed)
+
+
+def _moved(average: float | None, sample: float) -> float:
+    """A moving average after one more sample (the first sample starts it)."""
+    return sample if average is None else average + (sample - average) * _WEIGHT

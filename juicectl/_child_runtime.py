@@ -202,12 +202,7 @@ class _Input:
             if busy_poll > 0:
                 poller = select.poll()
                 poller.register(source, select.POLLIN)
-                busy_read, poll = BusyPoll(busy_poll).read, poller.poll
-
-                def read_soon() -> bytes:
-                    return busy_read(poll, read_fd)
-
-                self.read = read_soon
+                self.read = functools.partial(BusyPoll(busy_poll).read, poller.poll, read_fd)
             return
         read = getattr(source, "read1", None) or source.read
         self.read = lambda: bytes(read(_CHUNK) or b"")

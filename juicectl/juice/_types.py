@@ -360,14 +360,7 @@ def fields_to_box(specs: tuple[FieldSpec, ...], values: Mapping[str, Any], what:
             raise ArgumentError(f"{what}: {name!r}: {exc}") from None
         except (TypeError, ValueError, OverflowError) as exc:
             raise ArgumentError(f"{what}: {name!r}: {exc}") from exc
-        problem = check_value(text)
-        if problem is None and not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                problem = "cannot be encoded as UTF-8"
-        if problem is not None:
-            raise ArgumentError(f"{what}: {name!r}: the value {problem}: {text[:60]!r}")
+        _check_text(text, name, what)
         box[key] = text
     if given:
         _check_unknown(specs, given, what)
@@ -395,16 +388,21 @@ def _fields_as_named(
         except (TypeError, ValueError, OverflowError) as exc:
             raise ArgumentError(f"{what}: {name!r}: {exc}") from exc
         if not text.isascii() or "\r" in text or "\n" in text:
-            problem = check_value(text)
-            if problem is None and not text.isascii():
-                try:
-                    text.encode("utf-8")
-                except UnicodeEncodeError:
-                    problem = "cannot be encoded as UTF-8"
-            if problem is not None:
-                raise ArgumentError(f"{what}: {name!r}: the value {problem}: {text[:60]!r}")
+            _check_text(text, name, what)  # only such text can be refused
         box[key] = text
     return box
+
+
+def _check_text(text: str, name: str, what: str) -> None:
+    """``ArgumentError`` if ``text`` cannot travel as the value of field ``name``."""
+    problem = check_value(text)
+    if problem is None and not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "cannot be encoded as UTF-8"
+    if problem is not None:
+        raise ArgumentError(f"{what}: {name!r}: the value {problem}: {text[:60]!r}")
 
 
 def _check_unknown(
