@@ -36,11 +36,11 @@ from typing import Any
 import pykka
 import structlog
 
-from juicectl._child_runtime import serve
 from juicectl._future import ReplyFuture
 from juicectl._raw import raw_command
 from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import publish
+from juicectl.child import serve
 from juicectl.connection import Connection
 from juicectl.controller import ProcessController
 from juicectl.exceptions import ControllerClosed, ProcessUnavailable, ProtocolError

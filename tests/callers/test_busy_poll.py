@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 import pytest
 
 from juicectl import ProcessController
-from juicectl import _child_runtime as child_runtime
 from juicectl._busy_poll import (
     DEFAULT_BUSY_POLL,
     EXPLORE_EVERY,
@@ -30,6 +29,7 @@ from juicectl._busy_poll import (
     BusyPoll,
     check_busy_poll,
 )
+from juicectl.child import _io as child_io
 from juicectl.child import run, serve
 from juicectl.connection import Connection
 from juicectl.exceptions import ProcessUnavailable
@@ -394,7 +394,7 @@ class _Recorded(BusyPoll):
 def budgets(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The budget of every ``BusyPoll`` the child runtime makes."""
     _Recorded.made = []
-    monkeypatch.setattr(child_runtime, "BusyPoll", _Recorded)
+    monkeypatch.setattr(child_io, "BusyPoll", _Recorded)
     return _Recorded.made
 
 

@@ -29,11 +29,10 @@ See ``docs/workers.md``.
 
 from __future__ import annotations
 
-# The implementation lives in private modules so that ``python -m juicectl.child`` (which runs
-# this file as ``__main__``) and ``import juicectl.child`` share the very same classes.
-from juicectl._child_cli import load_worker, main
-from juicectl._child_runtime import ConnectionLost, JuiceChild, run, serve
-from juicectl._child_streams import (
+from juicectl.child._loader import load_worker
+from juicectl.child._main import main
+from juicectl.child._runtime import ConnectionLost, JuiceChild, run, serve
+from juicectl.child._stdio import (
     ProtocolStreams,
     protect_stdio,
     route_logging_to_stderr,
@@ -52,6 +51,3 @@ __all__ = [
     "run",
     "serve",
 ]
-
-if __name__ == "__main__":
-    main()

@@ -6,36 +6,19 @@ what that module prints or logs while it is imported cannot reach the protocol s
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Sequence
 
 from juicectl._busy_poll import check_busy_poll
-from juicectl._child_runtime import run
-from juicectl._child_streams import protect_stdio
+from juicectl.child._loader import load_worker
+from juicectl.child._runtime import run
+from juicectl.child._stdio import protect_stdio
 
-__all__ = ["load_worker", "main"]
+__all__ = ["main"]
 
 _USAGE = (
     "python -m juicectl.child package.module:WorkerClass [--concurrency N] [--busy-poll SECONDS]"
 )
-
-
-def load_worker(spec: str) -> object:
-    """Import ``"package.module:Name"`` (``Name`` may be dotted: ``Outer.Inner``); return it.
-
-    Raises:
-        ValueError: ``spec`` has no ``:`` or names nothing.
-        ImportError: the module cannot be imported.
-        AttributeError: the module has no such attribute.
-    """
-    module_name, sep, qualname = spec.partition(":")
-    if not sep or not module_name or not qualname:
-        raise ValueError(f"expected package.module:WorkerClass, got {spec!r}")
-    obj: object = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def main(argv: Sequence[str] | None = None) -> None:

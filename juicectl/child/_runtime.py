@@ -26,21 +26,19 @@ Why it is shaped like this:
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import queue
-import select
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future
-from typing import IO, Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
-from juicectl._busy_poll import DEFAULT_BUSY_POLL, BusyPoll, check_busy_poll
-from juicectl._child_streams import (
+from juicectl._busy_poll import DEFAULT_BUSY_POLL, check_busy_poll
+from juicectl.child._io import InputLike, InputStream, OutputLike, OutputStream
+from juicectl.child._stdio import (
     protect_stdio,
     route_logging_to_stderr,
     route_structlog_to_stderr,
@@ -70,10 +68,6 @@ __all__ = ["ConnectionLost", "JuiceChild", "run", "serve"]
 
 _log = logging.getLogger("juicectl.child")
 
-#: How much to read at once: a Linux pipe holds 64 KiB, so one read empties a full pipe.
-_CHUNK = 65536
-
-
 _shutdown_names: dict[str, bool] = {}
 
 
@@ -90,24 +84,6 @@ def _is_shutdown(command_name: str) -> bool:
 
 class ConnectionLost(JuicectlError):
     """The conversation with the parent ended before the parent answered this child's call."""
-
-
-class _BinaryReader(Protocol):
-    def read(self, size: int = ..., /) -> bytes: ...
-
-
-class _BinaryWriter(Protocol):
-    def write(self, data: bytes, /) -> int | None: ...
-
-    def flush(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-InputLike = int | _BinaryReader | IO[bytes]
-"""Where requests come from: a file descriptor, or a binary stream."""
-OutputLike = int | _BinaryWriter | IO[bytes]
-"""Where answers go: a file descriptor, or a binary stream."""
 
 
 class JuiceChild:
@@ -184,70 +160,6 @@ class _CallFuture(Future[dict[str, Any]]):
         return super().exception(timeout)
 
 
-class _Input:
-    """Reads chunks from a file descriptor or a binary stream, and waits for readability.
-
-    With a ``busy_poll`` budget, a read of a file descriptor may first poll it for that long
-    (see ``juicectl._busy_poll``): the worker then sees the next request sooner, on an idle
-    machine, than if it slept in ``read()``.
-    """
-
-    def __init__(self, source: InputLike, busy_poll: float = 0.0) -> None:
-        self.read: Callable[[], bytes]
-        self.fd: int | None = None
-        if isinstance(source, int):
-            self.fd = source
-            read_fd = functools.partial(os.read, source, _CHUNK)
-            self.read = read_fd
-            if busy_poll > 0:
-                poller = select.poll()
-                poller.register(source, select.POLLIN)
-                self.read = functools.partial(BusyPoll(busy_poll).read, poller.poll, read_fd)
-            return
-        read = getattr(source, "read1", None) or source.read
-        self.read = lambda: bytes(read(_CHUNK) or b"")
-        # A stream is waited on through its descriptor only if it buffers nothing itself:
-        # data held in a Python-level buffer would not wake select().
-        fileno = getattr(source, "fileno", None)
-        if fileno is not None and not hasattr(source, "peek"):
-            with contextlib.suppress(OSError, ValueError):
-                self.fd = int(fileno())
-
-    def wait(self, timeout: float | None, wake_fd: int | None = None) -> bool:
-        """Wait until input is readable (True) or ``timeout`` passes / ``wake_fd`` fires."""
-        if self.fd is None:
-            return True  # cannot wait on it: the read itself blocks
-        fds = [self.fd] if wake_fd is None else [self.fd, wake_fd]
-        readable, _, _ = select.select(fds, [], [], timeout)
-        return self.fd in readable
-
-
-class _Output:
-    """Writes whole byte strings to a file descriptor or a binary stream."""
-
-    def __init__(self, target: OutputLike) -> None:
-        self._target = target
-
-    def write(self, data: bytes) -> None:
-        target = self._target
-        if isinstance(target, int):
-            written = os.write(target, data)  # all of it, almost always
-            if written < len(data):
-                view = memoryview(data)[written:]
-                while view:
-                    view = view[os.write(target, view) :]
-        else:
-            target.write(data)
-            target.flush()
-
-    def close(self) -> None:
-        target = self._target
-        if isinstance(target, int):
-            os.close(target)
-        else:
-            target.close()
-
-
 class _Session:
     """One conversation with the parent: reading, dispatch, writing and this child's calls."""
 
@@ -267,8 +179,8 @@ class _Session:
         self._parser = BoxParser(limits)
         # Only a one-at-a-time worker polls: its reading thread has nothing else to do, where
         # a concurrent worker's reader would take the GIL from the handlers.
-        self._input = _Input(source, busy_poll if concurrency == 1 else 0.0)
-        self._output = _Output(target)
+        self._input = InputStream(source, busy_poll if concurrency == 1 else 0.0)
+        self._output = OutputStream(target)
         self._close_output_at_end = close_output
         self._concurrency = concurrency
 
