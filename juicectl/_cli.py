@@ -33,7 +33,6 @@ import pykka
 import structlog
 
 from juicectl import __version__
-from juicectl._raw import raw_command
 from juicectl.connection import Connection
 from juicectl.controller import ProcessController
 from juicectl.exceptions import (
@@ -43,7 +42,7 @@ from juicectl.exceptions import (
     RemoteJuiceError,
     RequestTimeout,
 )
-from juicectl.juice import Command, command_key, normalize_key
+from juicectl.juice import Command, command_key, normalize_key, raw_command
 from juicectl.policy import RestartPolicy
 
 __all__ = ["main"]

@@ -37,7 +37,6 @@ import pykka
 import structlog
 
 from juicectl._future import ReplyFuture
-from juicectl._raw import raw_command
 from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import publish
 from juicectl.child import serve
@@ -51,6 +50,7 @@ from juicectl.juice import (
     Shutdown,
     UnhandledRemoteJuiceError,
     command_key,
+    raw_command,
 )
 from juicectl.messages import (
     ModeChanged,
@@ -250,7 +250,7 @@ class ScriptedChild:
 
 
 def _is_text_command(command: type[Command]) -> bool:
-    from juicectl._raw import RawCommand
+    from juicectl.juice import RawCommand
 
     return issubclass(command, RawCommand)
 

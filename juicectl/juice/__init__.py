@@ -31,6 +31,7 @@ from juicectl.juice._errors import (
     UnhandledRemoteJuiceError,
 )
 from juicectl.juice._parser import BoxParser, Limits
+from juicectl.juice._raw import RawCommand, is_raw, raw_command, raw_fields, text_box
 from juicectl.juice._session import (
     UNHANDLED_CODE,
     UNHANDLED_DESCRIPTION,
@@ -81,6 +82,7 @@ __all__ = [
     "Negotiate",
     "Path",
     "ProtocolError",
+    "RawCommand",
     "RemoteJuiceError",
     "Reply",
     "Request",
@@ -96,8 +98,12 @@ __all__ = [
     "classify",
     "command_key",
     "error_bytes",
+    "is_raw",
     "normalize_key",
+    "raw_command",
+    "raw_fields",
     "request_bytes",
     "serialize_box",
+    "text_box",
     "wire_key",
 ]

@@ -10,7 +10,7 @@ import pytest
 
 from juicectl import __version__
 from juicectl._cli import UsageError, main, parse_request, split_call_words, to_json
-from juicectl._raw import is_raw
+from juicectl.juice import is_raw
 from tests.conftest import ROOT
 from tests.integration.commands import Echo, Sleep
 

@@ -9,7 +9,7 @@ Why a subclass rather than a change to the codec: ``Connection`` and the child r
 use the class methods ``make_arguments`` / ``parse_response`` (and their mirror images), so
 overriding them here is all it takes; the codec keeps one way of doing things.
 
-Only the codec is imported here: the fake child of ``juicectl.testing`` uses it too.
+Part of the codec (no I/O): the fake child of ``juicectl.testing`` uses it too.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from juicectl.juice import ArgumentError, Box, Command, SerializationError, serialize_box
+from juicectl.juice._box import Box, serialize_box
+from juicectl.juice._commands import Command
+from juicectl.juice._errors import ArgumentError, SerializationError
 
 __all__ = ["RawCommand", "is_raw", "raw_command", "raw_fields", "text_box"]
 
