@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from juicectl import _demo
+from juicectl._cli import _demo
 from tests.conftest import ROOT
 
 

@@ -93,7 +93,7 @@ def test_the_wheel_holds_the_package_and_its_metadata(dists: dict[str, Path]) ->
         metadata = Parser().parsestr(wheel.read(info).decode("utf-8"))
         entry_points = wheel.read(info.replace("METADATA", "entry_points.txt")).decode()
     assert "juicectl/py.typed" in names
-    assert "juicectl/_demo_worker.py" in names  # the demo runs from a wheel
+    assert "juicectl/_cli/_demo_worker.py" in names  # the demo runs from a wheel
     assert not [n for n in names if n.startswith(("tests/", "examples/", "docs/"))]
     assert metadata["Name"] == "juicectl"
     assert metadata["Version"] == juicectl.__version__
@@ -147,7 +147,7 @@ def test_the_wheel_works_in_a_fresh_venv(fresh_env: Path, tmp_path: Path) -> Non
         f"juicectl {juicectl.__version__}"
     )
     answer = run(script, "call", "--", python, "-m", "juicectl.child",
-                 "juicectl._demo_worker:IndexWorker", "SetStore", f"path={tmp_path / 'store'}",
+                 "juicectl._cli._demo_worker:IndexWorker", "SetStore", f"path={tmp_path / 'store'}",
                  cwd=tmp_path, env=env)
     assert answer == '{"documents": "0"}\n'
 

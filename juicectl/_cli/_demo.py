@@ -28,7 +28,7 @@ from typing import Any, TextIO
 import pykka
 import structlog
 
-from juicectl._demo_worker import Index, Search, SetStore
+from juicectl._cli._demo_worker import Index, Search, SetStore
 from juicectl._future import ReplyFuture
 from juicectl.connection import Connection
 from juicectl.controller import ProcessController
@@ -217,7 +217,7 @@ def run_demo(documents: int = 40, *, stream: TextIO | None = None) -> int:
     run = _Run(console)
     seen: list[object] = []
     narrator = Narrator.start(console, seen)
-    argv = [sys.executable, "-m", "juicectl.child", "juicectl._demo_worker:IndexWorker"]
+    argv = [sys.executable, "-m", "juicectl.child", "juicectl._cli._demo_worker:IndexWorker"]
     console.line("juicectl demo: a ProcessController supervising an indexer worker")
     console.line(f"  child: {' '.join(['python', *argv[1:]])}")
     console.line(f"  plan: index {documents} documents ({WINDOW} requests in flight), kill the "

@@ -4,7 +4,7 @@ It ships inside the package (rather than in ``examples/``) so that ``juicectl de
 from an installed wheel as well as from a checkout. Like every worker it imports only the
 codec and the child runtime::
 
-    python -m juicectl.child juicectl._demo_worker:IndexWorker
+    python -m juicectl.child juicectl._cli._demo_worker:IndexWorker
 
 ``SetStore`` (sent by the parent's ``prepare`` step to every new child) points it at the store
 and loads what an earlier child saved there; ``Index`` adds one document (re-indexing a name

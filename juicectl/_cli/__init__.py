@@ -1,0 +1,187 @@
+"""The ``juicectl`` command line: ``call``, ``shell`` and ``demo``.
+
+``juicectl call -- python -m my_worker Echo value=hi`` starts the child under a controller,
+sends one request, prints the answer as JSON and stops the child cleanly. ``juicectl shell --
+CMD...`` does the same for each line typed. Commands the parent has no class for are sent as
+ad-hoc commands: the ``key=value`` pairs go out as text fields and every field of the answer
+comes back as text. ``--commands module:attr`` names ``Command`` classes to use instead, so
+arguments are converted to their declared types and answers parsed with them.
+
+Every error ends with a one-line message on stderr and a non-zero exit status (1 for a
+failure, 2 for a bad command line); there is no traceback unless ``JUICECTL_DEBUG`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn, TextIO
+
+import structlog
+
+from juicectl import __version__
+from juicectl._cli._call import run_call, split_call_words
+from juicectl._cli._common import (
+    Failure,
+    Timeouts,
+    UsageError,
+    load_commands,
+    one_line,
+    parse_request,
+    to_json,
+)
+from juicectl._cli._shell import run_shell
+
+__all__ = ["UsageError", "main", "parse_request", "split_call_words", "to_json"]
+
+PROG = "juicectl"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog=PROG,
+        description="Talk to a juicectl worker from the shell, or run the demo.",
+    )
+    parser.add_argument("--version", action="version", version=f"juicectl {__version__}")
+    commands = parser.add_subparsers(dest="action", metavar="{call,shell,demo}")
+    commands.required = True
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--timeout",
+            type=float,
+            default=30.0,
+            metavar="S",
+            help="seconds to wait for each answer (default 30)",
+        )
+        sub.add_argument(
+            "--startup-timeout",
+            type=float,
+            default=30.0,
+            metavar="S",
+            help="seconds to wait for the child to be ready (default 30)",
+        )
+        sub.add_argument(
+            "--commands",
+            action="append",
+            default=[],
+            metavar="MODULE[:ATTR]",
+            help="Command classes to use for typed arguments and answers: a module, a class, "
+            "or a list of classes (repeatable); other commands are sent as text",
+        )
+        sub.add_argument(
+            "-v",
+            "--verbose",
+            action="count",
+            default=0,
+            help="show the controller's log on stderr (-vv for debug)",
+        )
+
+    call = commands.add_parser(
+        "call",
+        help="send one command and print the answer as JSON",
+        description="Start the child, send one command, print the answer as JSON, stop.",
+        usage=f"{PROG} call [options] -- CHILD_COMMAND... COMMAND [key=value ...]",
+        epilog="The command is the last word that is not key=value; the words before it are "
+        f"the child's command line. Example: {PROG} call -- python -m juicectl.child "
+        "my_pkg.worker:Worker Echo value=hi",
+    )
+    common(call)
+    call.add_argument("words", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    shell = commands.add_parser(
+        "shell",
+        help="an interactive prompt that sends commands to the child",
+        description="Start the child and send each line typed (COMMAND key=value ...) to it. "
+        "Lines starting with ':' are for the shell (:help).",
+        usage=f"{PROG} shell [options] -- CHILD_COMMAND...",
+    )
+    common(shell)
+    shell.add_argument("words", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the demo: supervision, a crash, the restart, and a clean stop",
+        description="Supervise the demo indexer worker, kill it mid-way and watch the "
+        "controller recover.",
+    )
+    demo.add_argument(
+        "--documents", type=int, default=40, metavar="N", help="documents to index (default 40)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``juicectl`` command line; return the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(args_list)
+        if args.action == "demo":
+            from juicectl._cli._demo import run_demo
+
+            if args.documents < 2:
+                raise UsageError("--documents must be at least 2")
+            return run_demo(documents=args.documents)
+        _configure_logging(args.verbose)
+        words = _strip_separator(args.words)
+        commands = load_commands(args.commands)
+        if args.timeout <= 0 or args.startup_timeout <= 0:
+            raise UsageError("--timeout and --startup-timeout must be > 0")
+        limits = Timeouts(answer=args.timeout, startup=args.startup_timeout)
+        if args.action == "call":
+            return run_call(words, commands, limits)
+        return run_shell(words, commands, limits)
+    except UsageError as error:
+        _say(f"{PROG}: error: {error}")
+        return 2
+    except Failure as error:
+        _say(f"{PROG}: {error}")
+        return 1
+    except KeyboardInterrupt:
+        _say(f"{PROG}: interrupted")
+        return 130
+    except Exception as error:
+        if os.environ.get("JUICECTL_DEBUG"):
+            raise
+        _say(f"{PROG}: internal error: {type(error).__name__}: {one_line(error)} "
+             "(set JUICECTL_DEBUG=1 for the traceback)")
+        return 1
+
+
+def _say(line: str, stream: TextIO | None = None) -> None:
+    print(line, file=stream or sys.stderr, flush=True)
+
+
+def _strip_separator(words: list[str]) -> list[str]:
+    return words[1:] if words and words[0] == "--" else words
+
+
+def _configure_logging(verbose: int) -> None:
+    # A program, not the library: its log goes to stderr, so stdout carries only answers.
+    if structlog.is_configured():
+        return
+    # Failures are reported by the command itself, in one line: the log only on request.
+    level = {0: 40, 1: 20}.get(verbose, 10)  # ERROR, INFO, DEBUG
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )
+
+
