@@ -1,0 +1,413 @@
+"""The fake children: a worker answering from a script, and a worker served in memory."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from juicectl.child import serve
+from juicectl.connection import Connection
+from juicectl.exceptions import ProcessUnavailable, ProtocolError
+from juicectl.juice import (
+    Command,
+    Limits,
+    RemoteJuiceError,
+    Shutdown,
+    UnhandledRemoteJuiceError,
+    command_key,
+    raw_command,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class _Crash:
+    """The type of :data:`CRASH`."""
+
+    def __repr__(self) -> str:
+        return "CRASH"
+
+
+CRASH: Any = _Crash()
+"""A scripted answer: the in-memory child "dies" while handling the request. The request,
+and every other one in flight, fails with ``ProcessUnavailable``, as when a child process is
+killed; a ``FakeController`` then sees its child gone and starts a new one on the next
+``get_process()``."""
+
+
+class _CodedError(Exception):
+    """A script's ``RemoteJuiceError``, carried to the runtime: its text is the description."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+
+
+class _ScriptedErrors:
+    """Mixed into scripted commands: a ``RemoteJuiceError`` raised by a script is answered
+    with its own code and description, as if the worker had declared it."""
+
+    @classmethod
+    def error_code(cls, error: BaseException) -> tuple[str, bool] | None:
+        if isinstance(error, _CodedError):
+            return error.code, False
+        parent: Any = super()
+        result: tuple[str, bool] | None = parent.error_code(error)
+        return result
+
+
+def _scripted_command(command: type[Command] | str) -> type[Command]:
+    base: type[Command] = raw_command(command) if isinstance(command, str) else command
+    if not (isinstance(base, type) and issubclass(base, Command)):
+        raise TypeError(f"a script is keyed by Command classes or names, not {command!r}")
+    scripted = type(
+        base.__name__,
+        (_ScriptedErrors, base),
+        {"command_name": base.command_name, "__module__": __name__},
+    )
+    assert issubclass(scripted, Command)
+    return scripted
+
+
+class ScriptedChild:
+    """A worker that answers from a script: ``{command: answer}``.
+
+    Keys are ``Command`` classes (arguments arrive typed, the answer is written with the
+    command's ``response`` types) or command names (arguments arrive as text, and the answer's
+    values are written with ``str()``). An answer is one of:
+
+    * a mapping of response fields (``None`` for an empty answer);
+    * an exception (instance or class) to raise: one the command declares is answered with
+      its code and the child keeps serving; a ``RemoteJuiceError(code, description)`` is
+      answered with that code; anything else is answered ``UNHANDLED`` and ends the
+      conversation, exactly as a real worker would;
+    * a callable, called with the request's arguments as keyword arguments, that returns the
+      answer (or raises);
+    * :data:`CRASH`: the in-memory child dies while handling the request;
+    * a list of answers: the first call gets the first, and so on; the last one repeats.
+
+    Every request is recorded in :attr:`calls` as ``(command_name, arguments)``, in order.
+    Answers can be replaced at any time with :meth:`answer`; commands not in the script are
+    unknown to the child (answered ``UNHANDLED``, like a real worker).
+
+    Example::
+
+        child = ScriptedChild({Echo: lambda value: {"value": value.upper()},
+                               "Ping": {"pong": "yes"},
+                               Index: FileNotFoundError("no such file"),
+                               Search: [CRASH, {"hits": []}]})
+    """
+
+    concurrency = 1
+
+    def __init__(self, script: Mapping[type[Command] | str, Any] | None = None) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        """Every request received, as ``(command_name, arguments)``."""
+        self._lock = threading.Lock()
+        self._answers: dict[str, Any] = {}
+        self._served: dict[str, int] = {}
+        self._commands: dict[str, type[Command]] = {}
+        self._crash: Callable[[], None] | None = None
+        for command, answer in (script or {}).items():
+            self._add(command, answer)
+
+    def _add(self, command: type[Command] | str, answer: Any) -> None:
+        scripted = _scripted_command(command)
+        key = command_key(scripted.command_name)
+        if key in self._commands:
+            raise ValueError(f"the script names {scripted.command_name!r} twice")
+        self._commands[key] = scripted
+        self._answers[key] = answer
+
+        def handler(**arguments: Any) -> Any:
+            return self._respond(key, scripted, arguments)
+
+        # The child runtime finds responders among the instance's attributes too.
+        setattr(self, f"_scripted_{len(self._commands)}", scripted.responder(handler))
+
+    def answer(self, command: type[Command] | str, answer: Any) -> None:
+        """Replace the answer to ``command`` (which the script must already name)."""
+        name = command if isinstance(command, str) else command.command_name
+        key = command_key(name)
+        with self._lock:
+            if key not in self._answers:
+                raise KeyError(
+                    f"{name!r} is not in the script: script every command when creating the "
+                    "ScriptedChild"
+                )
+            self._answers[key] = answer
+            self._served[key] = 0
+
+    def calls_to(self, command: type[Command] | str) -> list[dict[str, Any]]:
+        """The arguments of every request for ``command``, in order."""
+        name = command if isinstance(command, str) else command.command_name
+        key = command_key(name)
+        with self._lock:
+            return [arguments for called, arguments in self.calls if command_key(called) == key]
+
+    def _respond(self, key: str, command: type[Command], arguments: dict[str, Any]) -> Any:
+        with self._lock:
+            self.calls.append((command.command_name, dict(arguments)))
+            answer = self._answers[key]
+            if isinstance(answer, list):
+                served = self._served.get(key, 0)
+                self._served[key] = served + 1
+                answer = answer[min(served, len(answer) - 1)] if answer else None
+            crash = self._crash
+        if answer is CRASH:
+            if crash is None:
+                raise RuntimeError("CRASH needs the ScriptedChild to be served in memory")
+            crash()
+            return {}  # nobody reads it: the connection is already gone
+        try:
+            return self._answer_with(answer, command, arguments)
+        except UnhandledRemoteJuiceError:
+            raise  # answered UNHANDLED, and the conversation ends, as the runtime does
+        except RemoteJuiceError as error:
+            raise _CodedError(error.code, error.description) from error
+
+    def _answer_with(self, answer: Any, command: type[Command], arguments: dict[str, Any]) -> Any:
+        if isinstance(answer, BaseException):
+            raise answer
+        if isinstance(answer, type) and issubclass(answer, BaseException):
+            raise answer()
+        if callable(answer):
+            answer = answer(**arguments)
+        if answer is None:
+            return {}
+        if not isinstance(answer, Mapping):
+            raise TypeError(f"the script's answer to {command.command_name} is not a mapping")
+        if _is_text_command(command):
+            return {name: _text(value) for name, value in answer.items()}
+        return answer
+
+    def _bind_crash(self, crash: Callable[[], None]) -> None:
+        # The in-memory child serving this worker now: what CRASH kills.
+        with self._lock:
+            self._crash = crash
+
+    def __repr__(self) -> str:
+        names = ", ".join(command.command_name for command in self._commands.values())
+        return f"<ScriptedChild {names}>"
+
+
+def _is_text_command(command: type[Command]) -> bool:
+    from juicectl.juice import RawCommand
+
+    return issubclass(command, RawCommand)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float | Path):
+        return str(value)
+    raise TypeError(
+        f"{value!r} cannot be sent as text: key the script by the Command class to send "
+        "typed values"
+    )
+
+
+
+
+
+class InMemoryChild:
+    """A worker served by the child runtime on threads of this process, and its connection.
+
+    Use :func:`connect` to make one. The parent side is a real :class:`Connection`; the child
+    side is the real runtime (:func:`juicectl.child.serve`); bytes travel through two pipes,
+    so requests, answers, errors, ``Shutdown`` and the end of the conversation behave as with
+    a child process. What a process would add (signals, exit codes, stderr) does not exist.
+
+    Attributes:
+        connection: the parent's side.
+        worker: the worker object being served.
+        generation: the number given at creation (a ``FakeController`` counts its children).
+    """
+
+    def __init__(
+        self,
+        worker: object,
+        *,
+        name: str = "in-memory",
+        generation: int = 1,
+        responder: object | None = None,
+        request_timeout: float | None = None,
+        max_in_flight: int = 1024,
+        limits: Limits | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        self.worker = worker
+        self.name = name
+        self.generation = generation
+        self.protocol_error: ProtocolError | None = None
+        """A protocol error the child runtime raised (the parent sent bytes that are not
+        Juice), if any."""
+        self._log = log.bind(controller=name, generation=generation)
+        to_child_read, to_child_write = os.pipe()
+        self._from_child, from_child_write = os.pipe()
+        self._to_child: int | None = to_child_write
+        self._write_lock = threading.Lock()
+        self._lost: ProcessUnavailable | None = None
+        self.connection = Connection(
+            self._write,
+            pid=0,
+            generation=generation,
+            name=name,
+            responder=responder,
+            request_timeout=request_timeout,
+            max_in_flight=max_in_flight,
+            limits=limits,
+            on_fatal=self._fatal,
+            busy_poll=0,  # both sides share one GIL: a spin on one side only slows the other
+        )
+        if isinstance(worker, ScriptedChild):
+            worker._bind_crash(lambda: self.kill("crashed (scripted)"))
+        self._serving = threading.Thread(
+            target=self._serve,
+            args=(to_child_read, from_child_write, concurrency, limits),
+            name=f"juicectl-{name}-{generation}-child",
+            daemon=True,
+        )
+        self._reading = threading.Thread(
+            target=self._read, name=f"juicectl-{name}-{generation}-reader", daemon=True
+        )
+        self._serving.start()
+        self._reading.start()
+
+    # -- the child's side (the runtime, on its own thread) -------------------------------
+
+    def _serve(
+        self, read_fd: int, write_fd: int, concurrency: int | None, limits: Limits | None
+    ) -> None:
+        try:
+            serve(
+                self.worker,
+                read_fd,
+                write_fd,
+                concurrency=concurrency,
+                limits=limits,
+                busy_poll=0,
+            )
+        except ProtocolError as error:
+            self.protocol_error = error
+        except Exception:
+            self._log.exception("in_memory_child_failed")
+            with contextlib.suppress(OSError):
+                os.close(write_fd)  # serve() did not get to close it: end the conversation
+        finally:
+            os.close(read_fd)
+
+    # -- the parent's side ------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        with self._write_lock:
+            fd = self._to_child
+            if fd is None:
+                raise BrokenPipeError(errno.EPIPE, "the in-memory child's input is closed")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+
+    def _read(self) -> None:
+        fd = self._from_child
+        self.connection.serve_reads(fd, lambda error, _sample: self._fatal(error))
+        os.close(fd)
+        self.connection.connection_lost(
+            self._lost or ProcessUnavailable(f"in-memory child {self.name} ended")
+        )
+
+    def _fatal(self, error: BaseException) -> None:
+        # What the process actor does with a child that broke the protocol: end it.
+        self._lost = ProcessUnavailable(f"in-memory child {self.name}: {error}")
+        self.connection.connection_lost(self._lost)
+        self._close_input()
+
+    def _close_input(self) -> None:
+        with self._write_lock:
+            fd, self._to_child = self._to_child, None
+        if fd is not None:
+            os.close(fd)
+
+    # -- ending -------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        """Whether the conversation goes on (the runtime still serves the worker)."""
+        return self._reading.is_alive() and not self.connection.closed
+
+    def stop(self, timeout: float = 5.0) -> str:
+        """End the conversation as a controller does: ``Shutdown``, then close the input.
+
+        Returns ``"clean"`` if the child answered ``Shutdown``, ``"exited"`` if the
+        conversation had already ended, ``"killed"`` if the child did not end in time (its
+        thread is left behind, as a daemon).
+        """
+        how = "exited"
+        if not self.connection.closed:
+            try:
+                self.connection.call(Shutdown, timeout=timeout).get(timeout=timeout + 1)
+                how = "clean"
+            except Exception as error:
+                self._log.debug("in_memory_shutdown_failed", error=repr(error))
+        self._close_input()
+        self._reading.join(timeout)
+        self._serving.join(timeout)
+        if self._reading.is_alive() or self._serving.is_alive():
+            self.kill("did not end after Shutdown")
+            return "killed"
+        return how
+
+    def kill(self, reason: str = "killed") -> None:
+        """End the conversation at once, as if the child had died: every request in flight
+        fails with ``ProcessUnavailable``, and the child's input is closed."""
+        self._lost = ProcessUnavailable(f"in-memory child {self.name} {reason}")
+        self.connection.connection_lost(self._lost)
+        self._close_input()
+
+    def __enter__(self) -> InMemoryChild:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive else "ended"
+        return f"<InMemoryChild {self.name} generation={self.generation} {state}>"
+
+
+def connect(
+    worker: object,
+    *,
+    name: str = "in-memory",
+    responder: object | None = None,
+    request_timeout: float | None = None,
+    max_in_flight: int = 1024,
+    limits: Limits | None = None,
+    concurrency: int | None = None,
+) -> InMemoryChild:
+    """Serve ``worker`` in memory and return the pair; ``.connection`` is the parent's side.
+
+    ``worker`` is a worker class (instantiated here), a worker instance, or a
+    :class:`ScriptedChild`. Stop it with ``.stop()`` or use it as a context manager::
+
+        with connect(EchoWorker) as child:
+            assert child.connection.call(Echo, value="hi").get(timeout=5) == {"value": "hi"}
+    """
+    instance = worker() if isinstance(worker, type) else worker
+    return InMemoryChild(
+        instance,
+        name=name,
+        responder=responder,
+        request_timeout=request_timeout,
+        max_in_flight=max_in_flight,
+        limits=limits,
+        concurrency=concurrency,
+    )

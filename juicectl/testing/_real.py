@@ -1,0 +1,199 @@
+"""Real controllers on worker classes, every actor and child torn down afterwards."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pykka
+import structlog
+
+from juicectl.actors.process import ProcessActor
+from juicectl.controller import ProcessController
+from juicectl.policy import LaunchSpec
+
+log = structlog.get_logger(__name__)
+
+
+def _import_root(module_name: str) -> str | None:
+    """The directory from which ``module_name`` is imported (for the child's PYTHONPATH)."""
+    module = sys.modules.get(module_name)
+    filename = getattr(module, "__file__", None)
+    if filename is None:
+        try:
+            spec = importlib.util.find_spec(module_name)
+        except (ImportError, ValueError):
+            return None
+        filename = spec.origin if spec is not None and spec.has_location else None
+    if filename is None:
+        return None
+    path = Path(filename).resolve()
+    depth = module_name.count(".") + (1 if path.name == "__init__.py" else 0)
+    return str(path.parents[depth])
+
+
+def worker_argv(
+    worker: type | str, *, concurrency: int | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The command that serves ``worker`` as a child process, and the environment it needs.
+
+    ``worker`` is a worker class defined in an importable module, or ``"pkg.module:Class"``.
+    The command is ``[sys.executable, "-m", "juicectl.child", "pkg.module:Class"]`` (plus
+    ``--concurrency N``); the environment is this process's, with the class's import root put
+    first on ``PYTHONPATH`` so the child can import it.
+
+    Raises:
+        ValueError: the class lives in ``__main__`` or a local scope: a child cannot import it.
+    """
+    env = dict(os.environ)
+    if isinstance(worker, str):
+        target = worker
+        root = _import_root(worker.partition(":")[0])
+    else:
+        module, qualname = worker.__module__, worker.__qualname__
+        if module == "__main__" or "<locals>" in qualname:
+            raise ValueError(
+                f"{qualname} is defined in {module!r} (or in a function): a child process "
+                "cannot import it; define the worker at the top of an importable module"
+            )
+        target = f"{module}:{qualname}"
+        root = _import_root(module)
+    if root is not None:
+        existing = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = root if not existing else os.pathsep.join([root, existing])
+    argv = [sys.executable, "-m", "juicectl.child", target]
+    if concurrency is not None:
+        argv += ["--concurrency", str(concurrency)]
+    return argv, env
+
+
+class ControllerFactory:
+    """Starts real ``ProcessController``s on worker classes; :meth:`close_all` tears every one
+    of them down: the controllers, their hook actors, every process actor and every child.
+
+    Call it with a worker class (or ``"pkg.module:Class"``, or a whole argv list) and the
+    options of ``ProcessController.start``. Defaults suited to tests (a ``"temporary"``
+    restart policy, bounded timeouts) apply unless given. The ``juicectl_controller`` pytest
+    fixture is one of these.
+    """
+
+    #: Options used unless the call gives them.
+    defaults: Mapping[str, Any] = {
+        "startup_timeout": 10.0,
+        "stop_timeout": 3.0,
+        "kill_timeout": 1.0,
+    }
+
+    def __init__(self) -> None:
+        self.controllers: list[ProcessController] = []
+        """Every controller started, oldest first."""
+        self._process_actors: list[pykka.ActorRef[Any]] = []
+        self._lock = threading.Lock()
+
+    def __call__(
+        self,
+        worker: type | str | Sequence[str],
+        /,
+        *,
+        concurrency: int | None = None,
+        **options: Any,
+    ) -> ProcessController:
+        """Start a controller (in mode ``"stopped"``) whose child serves ``worker``."""
+        if isinstance(worker, type | str):
+            argv, env = worker_argv(worker, concurrency=concurrency)
+            options.setdefault("env", env)
+        else:
+            argv = list(worker)
+        if "restart" not in options:
+            from juicectl.policy import RestartPolicy
+
+            options["restart"] = RestartPolicy(mode="temporary")
+        merged = {**self.defaults, **options}
+        inner = merged.pop("process_factory", None)
+        merged["process_factory"] = self._recording(inner, merged.get("name"))
+        controller = ProcessController.start(argv, **merged)
+        with self._lock:
+            self.controllers.append(controller)
+        return controller
+
+    def _recording(
+        self, inner: Callable[..., pykka.ActorRef[Any]] | None, name: str | None
+    ) -> Callable[[pykka.ActorRef[Any], int, LaunchSpec], pykka.ActorRef[Any]]:
+        factory = inner or ProcessActor.factory(name or "juicectl-test")
+
+        def start(
+            controller: pykka.ActorRef[Any], generation: int, spec: LaunchSpec
+        ) -> pykka.ActorRef[Any]:
+            ref = factory(controller, generation, spec)
+            with self._lock:
+                self._process_actors.append(ref)
+            return ref
+
+        return start
+
+    def close_all(self, timeout: float = 30.0) -> None:
+        """Close every controller (newest first), then make sure every process actor has
+        stopped, which it does only once its child is reaped.
+
+        Raises:
+            RuntimeError: a process actor was still running after its controller closed
+                (it is stopped, and its child killed, before this is raised).
+        """
+        with self._lock:
+            controllers, self.controllers = self.controllers, []
+        for controller in reversed(controllers):
+            try:
+                controller.close(timeout=timeout)
+            except Exception:
+                log.exception("close_failed", controller=controller.name)
+        with self._lock:
+            actors, self._process_actors = self._process_actors, []
+        stuck = [ref for ref in actors if not ref.actor_stopped.wait(timeout)]
+        for ref in stuck:
+            ref.stop(block=True, timeout=10)  # kills and reaps the child
+        if stuck:
+            raise RuntimeError(
+                f"{len(stuck)} process actor(s) outlived their controller; their children were "
+                "killed"
+            )
+
+    def __enter__(self) -> ControllerFactory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close_all()
+
+
+def controller_fixture(
+    worker: type | str | Sequence[str],
+    *,
+    scope: str = "function",
+    name: str | None = None,
+    **options: Any,
+) -> Any:
+    """Make a pytest fixture that yields a controller on ``worker`` and tears it down.
+
+    Assign it to a name in a ``conftest.py`` or test module; that name is the fixture's::
+
+        echo_controller = controller_fixture("examples.echo_worker:EchoWorker")
+
+        def test_echo(echo_controller):
+            assert echo_controller.call(Echo, value="hi", timeout=5) == {"value": "hi"}
+
+    ``options`` go to ``ProcessController.start`` (see :class:`ControllerFactory`).
+    """
+    import pytest
+
+    def fixture() -> Iterator[ProcessController]:
+        factory = ControllerFactory()
+        try:
+            yield factory(worker, **options)
+        finally:
+            factory.close_all()
+
+    return pytest.fixture(scope=scope, name=name)(fixture)  # type: ignore[call-overload]
