@@ -19,7 +19,7 @@ import structlog
 
 from juicectl._busy_poll import DEFAULT_BUSY_POLL
 from juicectl._future import ReplyFuture
-from juicectl.actors.controller import ControllerActor, Mode, _Close, _GetMode, _GetStats
+from juicectl.actors.controller import ControllerActor, Mode
 from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import subscriber_for
 from juicectl.connection import Connection
@@ -32,6 +32,9 @@ from juicectl.messages import (
     StopProcess,
     StopResult,
     Subscribe,
+    _Close,
+    _GetMode,
+    _GetStats,
 )
 from juicectl.policy import LaunchSpec, Readiness, RestartPolicy
 

@@ -88,7 +88,6 @@ import queue
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Final
@@ -112,6 +111,10 @@ from juicectl.messages import (
     StopResult,
     Subscribe,
     TerminationReason,
+    _Close,
+    _GetMode,
+    _GetStats,
+    _RestartDue,
 )
 from juicectl.policy import LaunchSpec, RestartPolicy
 
@@ -145,42 +148,6 @@ class Mode(StrEnum):
     """Process being torn down."""
     WAITING_READY = "waiting_ready"
     """Process beginning, but will be shut down as soon as it starts up."""
-
-
-# --- private messages ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _RestartDue:
-    """The restart timer fired (told by the timer's thread, handled on the actor's)."""
-
-    token: int
-    """Which scheduled restart; a cancelled or superseded one carries an old token."""
-
-
-@dataclass(frozen=True)
-class _Close:
-    """Stop the child (if any), then stop the controller actor for good."""
-
-    reply_to: Any
-    """A future set with the ``StopResult`` once the child has exited and the actor is
-    stopping (``StopResult("not_running")`` if no child ran)."""
-
-
-@dataclass(frozen=True)
-class _GetMode:
-    """Ask for the current mode."""
-
-    reply_to: Any
-    """A future set with the ``Mode``."""
-
-
-@dataclass(frozen=True)
-class _GetStats:
-    """Ask for the controller's figures (see ``ControllerActor.stats``)."""
-
-    reply_to: Any
-    """A future set with a ``dict``."""
 
 
 # --- settling futures ----------------------------------------------------------------------

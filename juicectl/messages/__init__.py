@@ -5,7 +5,9 @@ All are frozen dataclasses. Every message about a child carries its *generation*
 controller numbers each child it launches, and ignores (and logs) a message from an older one.
 
 This package imports nothing else of juicectl's: the reply futures and the connection travel
-as opaque objects.
+as opaque objects. The underscore names are the controller actor's private messages, kept here
+beside the public ones (as pykka keeps ``_ActorStop`` in its ``messages`` module): only
+juicectl's own handle and timer send them.
 """
 
 from juicectl.messages._messages import (
@@ -21,6 +23,18 @@ from juicectl.messages._messages import (
     StopResult,
     Subscribe,
     TerminationReason,
+)
+from juicectl.messages._messages import (
+    _Close as _Close,
+)
+from juicectl.messages._messages import (
+    _GetMode as _GetMode,
+)
+from juicectl.messages._messages import (
+    _GetStats as _GetStats,
+)
+from juicectl.messages._messages import (
+    _RestartDue as _RestartDue,
 )
 
 __all__ = [

@@ -198,3 +198,39 @@ class StopResult:
     """The child's termination, if a child was stopped."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     """Room for figures (durations of each step)."""
+
+
+# --- the controller actor's private messages (from its handle and its timer) -----------------
+
+
+@dataclass(frozen=True)
+class _RestartDue:
+    """The restart timer fired (told by the timer's thread, handled on the actor's)."""
+
+    token: int
+    """Which scheduled restart; a cancelled or superseded one carries an old token."""
+
+
+@dataclass(frozen=True)
+class _Close:
+    """Stop the child (if any), then stop the controller actor for good."""
+
+    reply_to: Any
+    """A future set with the ``StopResult`` once the child has exited and the actor is
+    stopping (``StopResult("not_running")`` if no child ran)."""
+
+
+@dataclass(frozen=True)
+class _GetMode:
+    """Ask for the current mode."""
+
+    reply_to: Any
+    """A future set with the ``Mode``."""
+
+
+@dataclass(frozen=True)
+class _GetStats:
+    """Ask for the controller's figures (see ``ControllerActor.stats``)."""
+
+    reply_to: Any
+    """A future set with a ``dict``."""

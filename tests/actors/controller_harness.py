@@ -21,7 +21,6 @@ import pykka
 
 from juicectl._future import ReplyFuture
 from juicectl.actors import ControllerActor, Mode, subscriber_for
-from juicectl.actors.controller import _Close, _GetMode, _GetStats
 from juicectl.messages import (
     ChildProcessCreated,
     ChildProcessTerminated,
@@ -32,6 +31,9 @@ from juicectl.messages import (
     StopProcess,
     Subscribe,
     TerminationReason,
+    _Close,
+    _GetMode,
+    _GetStats,
 )
 from juicectl.policy import LaunchSpec, RestartPolicy
 

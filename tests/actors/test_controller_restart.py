@@ -271,7 +271,7 @@ def test_stop_during_a_backoff_cancels_the_restart(make_harness: MakeHarness) ->
 
 
 def test_a_cancelled_timer_that_fires_anyway_is_ignored(make_harness: MakeHarness) -> None:
-    from juicectl.actors.controller import _RestartDue
+    from juicectl.messages import _RestartDue
 
     h = make_harness(policy=policy(initial_delay=NEVER))
     h.get()
