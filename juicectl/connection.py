@@ -76,9 +76,9 @@ from juicectl.juice import (
     RequestTable,
     Responders,
     classify,
+    parse_received_response,
     request_bytes,
 )
-from juicectl.juice._session import parse_received_response
 
 log = structlog.get_logger(__name__)
 

@@ -6,7 +6,7 @@ Transient failures (the child is not there right now; try again later) are
 
 from __future__ import annotations
 
-from juicectl.juice._errors import (
+from juicectl.juice import (
     ArgumentError,
     JuicectlError,
     LimitExceeded,

@@ -44,6 +44,8 @@ from juicectl.juice._session import (
     answer_bytes,
     classify,
     error_bytes,
+    parse_received_arguments,
+    parse_received_response,
     request_bytes,
 )
 from juicectl.juice._types import (
@@ -100,6 +102,8 @@ __all__ = [
     "error_bytes",
     "is_raw",
     "normalize_key",
+    "parse_received_arguments",
+    "parse_received_response",
     "raw_command",
     "raw_fields",
     "request_bytes",
