@@ -90,7 +90,9 @@ def _steady(scenario: str, count: int, via_actor: bool) -> None:
                 result = concurrent_rate(
                     lambda value: connection.call(Echo, value=value),
                     lambda future: future.get(),
-                    SMALL, count, 1 if scenario == "c64" else THREADS,
+                    BIG if scenario == "big64" else SMALL,
+                    count,
+                    THREADS if scenario == "t8" else 1,
                 )
         finally:
             if writer is not None:
