@@ -48,7 +48,6 @@ import os
 import select
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -67,16 +66,14 @@ from juicectl.exceptions import (
     TooManyRequests,
 )
 from juicectl.juice import (
-    Answer,
     BoxParser,
     Command,
-    ErrorAnswer,
     Limits,
     Request,
     RequestTable,
     Responders,
+    answer_outcome,
     classify,
-    parse_received_response,
     request_bytes,
 )
 
@@ -84,8 +81,6 @@ log = structlog.get_logger(__name__)
 
 # Bytes asked of the child's stdout per read: a whole burst of answers in one system call.
 READ_SIZE = 1 << 16
-# How many timed-out tags to remember, to tell a late answer from a bogus one.
-_TIMED_OUT_MEMORY = 1024
 # Bytes waiting to be written to a child that does not read its input, past which call()
 # refuses more: timed-out requests free their slots, not their queued bytes.
 _MAX_UNWRITTEN = 16 << 20
@@ -186,7 +181,6 @@ class Connection:
         self._slot_free = threading.Condition(self._lock)
         self._slot_waiters = 0  # callers waiting in _wait_for_slot (under _lock)
         self._table: RequestTable[_RequestFuture] = RequestTable()
-        self._timed_out: OrderedDict[str, None] = OrderedDict()
         self._closed: ProcessUnavailable | None = None
         self._fatal_reported = False
         self._input_ended = False
@@ -290,8 +284,7 @@ class Connection:
             if self._closed is not None:
                 future.try_set_exception(self._closed)
                 return future
-            tag = self._table.next_tag()
-            self._table.add(tag, command, future)
+            tag = self._table.open(command, future)
             self.sent += 1
         if timeout is not None:
             future._timer = call_later(timeout, lambda: self._expire(tag, command, timeout))
@@ -325,21 +318,15 @@ class Connection:
 
     def _expire(self, tag: str, command: type[Command], timeout: float) -> None:
         with self._lock:
-            popped = self._table.pop(tag)
+            popped = self._table.give_up(tag)
             if popped is None:
                 return
-            self._remember_timed_out(tag)
             self.failed += 1
             self._slot_free.notify()
         popped[1].try_set_exception(
             RequestTimeout(f"{command.command_name} got no answer within {timeout}s")
         )
         self._wake_reading_caller()
-
-    def _remember_timed_out(self, tag: str) -> None:
-        self._timed_out[tag] = None
-        if len(self._timed_out) > _TIMED_OUT_MEMORY:
-            self._timed_out.popitem(last=False)
 
     def _send(self, data: bytes) -> None:
         """Queue ``data`` for the child's stdin; the first idle caller writes the queue."""
@@ -597,34 +584,24 @@ class Connection:
         """
         for box in self._parser.feed(data):
             # An answer (what nearly every box is) goes straight to its future, '-' headers
-            # and all (see parse_received_response). That is classify()'s first test; anything
-            # else goes through classify().
+            # and all (see answer_outcome). That is classify()'s first test; anything else
+            # goes through classify().
             tag = box.get("_answer")
             if tag is not None:
-                self._answer(tag, box=box)
+                self._answer(tag, box)
                 continue
             message = classify(box)
-            if isinstance(message, Answer):
-                self._answer(message.tag, box=message.box)
-            elif isinstance(message, ErrorAnswer):
-                self._answer(message.tag, error=(message.code, message.description))
-            else:
+            if isinstance(message, Request):
                 self._request(message)
+            else:
+                self._answer(message.tag, message)
 
-    def _answer(
-        self,
-        tag: str,
-        *,
-        box: Any = None,
-        error: tuple[str, str] | None = None,
-    ) -> None:
+    def _answer(self, tag: str, answer: Any) -> None:
         with self._lock:
             popped = self._table.pop(tag)
             closed = self._closed is not None
             if popped is None:
-                late = tag in self._timed_out
-                if late:
-                    del self._timed_out[tag]
+                late = self._table.was_late(tag)
             elif self._slot_waiters:
                 self._slot_free.notify()
         if popped is None:
@@ -637,29 +614,20 @@ class Connection:
                 self._log.info("answer_after_close", tag=tag)
             else:
                 self._log.warning("answer_for_unknown_tag", tag=tag,
-                                  error_code=error[0] if error else None)
+                                  error_code=getattr(answer, "code", None))
             return
         command, future = popped
         if future._timer is not None:
             future._timer.cancel()
-        outcome: BaseException | None
-        if error is not None:
-            outcome = command.error_from_code(*error)
-        else:
-            try:
-                result = parse_received_response(command, box)
-            except (ArgumentError, ProtocolError) as parse_error:
-                outcome = parse_error
-            else:
-                outcome = None
-        if outcome is None:
-            # Only the thread holding the read role counts answers: no lock needed for that.
-            self.answered += 1
-            future.try_set(result)
-        else:
+        outcome = answer_outcome(command, answer)
+        if isinstance(outcome, BaseException):
             with self._lock:
                 self.failed += 1
             future.try_set_exception(outcome)
+        else:
+            # Only the thread holding the read role counts answers: no lock needed for that.
+            self.answered += 1
+            future.try_set(outcome)
 
     def _request(self, request: Request) -> None:
         # Under the lock: connection_lost shuts down the dispatcher it finds once closed,
