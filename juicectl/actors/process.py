@@ -37,6 +37,7 @@ from typing import Any
 import pykka
 import structlog
 
+from juicectl._pipe import write_all
 from juicectl._timer import TimerHandle, call_later
 from juicectl.connection import READ_SIZE, Connection
 from juicectl.exceptions import ProcessUnavailable, ProtocolError, TooManyRequests, TruncatedBox
@@ -392,12 +393,7 @@ class ProcessActor(pykka.ThreadingActor):
                 raise BrokenPipeError("the child's stdin is closed")
             self._stdin_writers += 1
         try:
-            written = os.write(fd, data)  # all of it, almost always: a pipe takes 64 KiB
-            if written < len(data):
-                view = memoryview(data)[written:]
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
+            write_all(fd, data)
         finally:
             with self._stdin_lock:
                 self._stdin_writers -= 1

@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from juicectl._pipe import write_all
 from juicectl.child import serve
 from juicectl.connection import Connection
 from juicectl.exceptions import ProcessUnavailable, ProtocolError
@@ -312,9 +313,7 @@ class InMemoryChild:
             fd = self._to_child
             if fd is None:
                 raise BrokenPipeError(errno.EPIPE, "the in-memory child's input is closed")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
 
     def _read(self) -> None:
         fd = self._from_child

@@ -1,0 +1,94 @@
+"""Writing to a pipe: the one write loop (``write_all``), waiting for room as its writer
+decides."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from juicectl._pipe import write_all
+from juicectl.child._io import OutputStream
+
+DATA = bytes(range(256)) * 1000  # 256,000 bytes: about four times what a pipe holds
+
+
+class Drain:
+    """A thread that reads a pipe's read end to its end, keeping what it read."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.chunks: list[bytes] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while chunk := os.read(self.fd, 65536):
+            self.chunks.append(chunk)
+        os.close(self.fd)
+
+    def result(self) -> bytes:
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        return b"".join(self.chunks)
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    read_fd, write_fd = os.pipe()
+    yield read_fd, write_fd
+    for fd in (read_fd, write_fd):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def test_write_all_on_a_blocking_pipe_writes_everything(pipe: tuple[int, int]) -> None:
+    read_fd, write_fd = pipe
+    drain = Drain(os.dup(read_fd))
+    os.close(read_fd)
+    write_all(write_fd, DATA)
+    os.close(write_fd)
+    assert drain.result() == DATA
+
+
+def test_write_all_on_a_full_non_blocking_pipe_waits_for_room_as_told(
+    pipe: tuple[int, int],
+) -> None:
+    read_fd, write_fd = pipe
+    os.set_blocking(write_fd, False)
+    received: list[bytes] = []
+    waits: list[int] = []
+
+    def wait_for_room(fd: int) -> None:
+        # What the connection does while it waits: read the other side, here the pipe itself.
+        waits.append(fd)
+        received.append(os.read(read_fd, 65536))
+
+    write_all(write_fd, DATA, wait_for_room)
+    os.set_blocking(read_fd, False)
+    try:
+        while chunk := os.read(read_fd, 65536):
+            received.append(chunk)
+    except BlockingIOError:
+        pass
+    assert b"".join(received) == DATA
+    assert waits and set(waits) == {write_fd}
+
+
+def test_write_all_to_a_pipe_nobody_reads_raises_broken_pipe(pipe: tuple[int, int]) -> None:
+    read_fd, write_fd = pipe
+    os.close(read_fd)
+    with pytest.raises(BrokenPipeError):
+        write_all(write_fd, b"nobody reads this")
+
+
+def test_the_child_writes_its_answers_whole_with_the_same_loop() -> None:
+    read_fd, write_fd = os.pipe()
+    drain = Drain(read_fd)
+    output = OutputStream(write_fd)
+    output.write(DATA)
+    output.close()
+    assert drain.result() == DATA
