@@ -54,7 +54,7 @@ from typing import Any
 
 import structlog
 
-from juicectl._busy_poll import DEFAULT_BUSY_POLL, BusyPoll
+from juicectl._busy_poll import BusyPoll
 from juicectl._future import ReplyFuture
 from juicectl._timer import TimerHandle, call_later
 from juicectl.exceptions import (
@@ -68,7 +68,6 @@ from juicectl.exceptions import (
 from juicectl.juice import (
     BoxParser,
     Command,
-    Limits,
     Request,
     RequestTable,
     Responders,
@@ -76,6 +75,7 @@ from juicectl.juice import (
     classify,
     request_bytes,
 )
+from juicectl.policy import ConnectionOptions, check_timeout
 
 log = structlog.get_logger(__name__)
 
@@ -130,12 +130,7 @@ class Connection:
         pid: the child's process id (for logs and errors).
         generation: the child's generation number.
         name: the controller's name.
-        responder: an object with ``@Command.responder`` methods answering the child's
-            requests, or None.
-        request_timeout: the default timeout of ``call()``, in seconds, or None.
-        max_in_flight: the most requests outstanding at once, each way (a child with more
-            requests to the parent unanswered breaks the connection: ``LimitExceeded``).
-        limits: the parser's limits for what the child sends.
+        options: the ``ConnectionOptions`` (default: ``ConnectionOptions()``).
         on_fatal: called (once, from the thread reading) when the connection must end
             because of what the child sent: a protocol error, or a request answered with a
             connection-closing error. The process actor stops the child.
@@ -143,9 +138,6 @@ class Connection:
             requests in flight then stay registered for the caller of this hook to end with
             ``connection_lost`` (the process actor does, with why the child went); without
             it they fail at once.
-        busy_poll: how long (seconds, at most 0.01) a caller reading its own answer may poll
-            the child's stdout before it sleeps on it; it does so only while that brings
-            answers sooner. 0 never polls. See ``docs/performance.md``.
     """
 
     def __init__(
@@ -155,25 +147,27 @@ class Connection:
         pid: int,
         generation: int,
         name: str = "juicectl",
-        responder: object | None = None,
-        request_timeout: float | None = None,
-        max_in_flight: int = 1024,
-        limits: Limits | None = None,
+        options: ConnectionOptions | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
         on_write_failed: Callable[[BaseException], None] | None = None,
-        busy_poll: float = DEFAULT_BUSY_POLL,
     ) -> None:
+        if options is None:
+            options = ConnectionOptions()
+        elif not isinstance(options, ConnectionOptions):
+            raise TypeError(f"options must be a ConnectionOptions, not {options!r}")
         self._write = write
         self.pid = pid
         self.generation = generation
         self.name = name
-        self.request_timeout = request_timeout
-        self.max_in_flight = max_in_flight
+        self.options = options
+        """The ``ConnectionOptions`` this connection runs with."""
+        self._request_timeout = options.request_timeout
+        self._max_in_flight = options.max_in_flight
         self._on_fatal = on_fatal
         self._on_write_failed = on_write_failed
         self._log = log.bind(controller=name, pid=pid, generation=generation)
-        self._parser = BoxParser(limits)
-        self._responders = Responders(responder, builtins=True)
+        self._parser = BoxParser(options.limits)
+        self._responders = Responders(options.responder, builtins=True)
         self._dispatcher: ThreadPoolExecutor | None = None
         self._incoming = 0  # the child's requests not yet answered (under _lock)
 
@@ -203,7 +197,7 @@ class Connection:
         self._wake_r = -1
         self._wake_w = -1  # written to wake a caller that reads (poll) when its future settles
         # How a reading caller waits on the pipe; used only by the thread holding _CALLER.
-        self._busy_poll = BusyPoll(busy_poll)
+        self._busy_poll = BusyPoll(options.busy_poll)
         self._poll: Callable[[float | None], list[tuple[int, int]]] | None = None
         self._watchers = 0  # unsettled futures waited on (or with callbacks) by non-readers
         self._callers_waited = False  # a caller waited while another read, since the last park
@@ -212,6 +206,16 @@ class Connection:
         # lost, or when there is no wake pipe: from then on only the reader thread reads.
         self._callers_may_read = True
         self._caller_failure: tuple[ProtocolError, bytes] | None = None
+
+    @property
+    def request_timeout(self) -> float | None:
+        """The default timeout of ``call()`` (``options.request_timeout``)."""
+        return self._request_timeout
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests outstanding at once (``options.max_in_flight``)."""
+        return self._max_in_flight
 
     # --- the caller's side --------------------------------------------------------------
 
@@ -230,8 +234,9 @@ class Connection:
         seconds (default: the connection's ``request_timeout``), or ``ProcessUnavailable`` if
         the connection is lost first. A request that went out is never re-sent.
 
-        Bad arguments (missing, unknown, wrong type, not representable) raise
-        ``ArgumentError`` here, before anything is written.
+        Bad arguments (missing, unknown, wrong type, not representable) and a bad
+        ``timeout`` (not a number, not finite, not above 0) raise ``ArgumentError`` here,
+        before anything is written.
 
         When ``max_in_flight`` requests are outstanding, the caller waits for a free slot (up
         to ``timeout``) or, with ``wait_for_slot=False``, fails with ``TooManyRequests``.
@@ -256,9 +261,12 @@ class Connection:
             raise ArgumentError(f"call() needs a Command subclass, not {command!r}")
         fields = command.make_arguments(arguments)
         if timeout is None:
-            timeout = self.request_timeout
-        elif timeout <= 0:
-            raise ArgumentError(f"timeout must be > 0 seconds or None, not {timeout!r}")
+            timeout = self._request_timeout
+        else:
+            try:
+                timeout = check_timeout(timeout, "timeout")
+            except (TypeError, ValueError) as error:
+                raise ArgumentError(f"{command.command_name} not sent: {error}") from None
         # Read without the lock: it is a bound, and an int is read whole.
         unwritten = self._unwritten
         if unwritten > _MAX_UNWRITTEN and not self.closed:
@@ -279,7 +287,7 @@ class Connection:
             return future
 
         with self._lock:
-            if len(self._table) >= self.max_in_flight:
+            if len(self._table) >= self._max_in_flight:
                 self._wait_for_slot(timeout, wait_for_slot, command)
             if self._closed is not None:
                 future.try_set_exception(self._closed)
@@ -293,25 +301,25 @@ class Connection:
 
     def _wait_for_slot(self, timeout: float | None, wait: bool, command: type[Command]) -> bool:
         # Called with _lock held.
-        if len(self._table) < self.max_in_flight or self._closed is not None:
+        if len(self._table) < self._max_in_flight or self._closed is not None:
             return True
         if not wait:
             raise TooManyRequests(
-                f"{self.max_in_flight} requests already in flight to child {self.pid}; "
+                f"{self._max_in_flight} requests already in flight to child {self.pid}; "
                 f"{command.command_name} not sent"
             )
         # Counted, so that answers (one per request) notify only when someone waits.
         self._slot_waiters += 1
         try:
             got_slot = self._slot_free.wait_for(
-                lambda: len(self._table) < self.max_in_flight or self._closed is not None,
+                lambda: len(self._table) < self._max_in_flight or self._closed is not None,
                 timeout=timeout,
             )
         finally:
             self._slot_waiters -= 1
         if not got_slot:
             raise TooManyRequests(
-                f"no free slot within {timeout}s ({self.max_in_flight} requests in flight to "
+                f"no free slot within {timeout}s ({self._max_in_flight} requests in flight to "
                 f"child {self.pid}); {command.command_name} not sent"
             )
         return True
@@ -640,12 +648,12 @@ class Connection:
             dispatcher = self._dispatcher if self._closed is None else None
             # A child that keeps sending without waiting for answers (or while not reading
             # them) would queue requests here without bound.
-            flooded = dispatcher is not None and self._incoming >= self.max_in_flight
+            flooded = dispatcher is not None and self._incoming >= self._max_in_flight
             if dispatcher is not None and not flooded:
                 self._incoming += 1
         if flooded:
             raise LimitExceeded(
-                f"child {self.pid} has {self.max_in_flight} requests to the parent waiting "
+                f"child {self.pid} has {self._max_in_flight} requests to the parent waiting "
                 "for an answer (max_in_flight) and sent another"
             )
         try:

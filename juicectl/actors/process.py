@@ -257,11 +257,7 @@ class ProcessActor(pykka.ThreadingActor):
             pid=popen.pid,
             generation=self._generation,
             name=self._name,
-            responder=spec.responder,
-            request_timeout=spec.request_timeout,
-            max_in_flight=spec.max_in_flight,
-            busy_poll=spec.busy_poll,
-            limits=spec.limits,
+            options=spec.connection,
             on_fatal=self._connection_fatal,
             on_write_failed=self._write_failed,
         )

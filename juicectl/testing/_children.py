@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import threading
@@ -25,8 +26,12 @@ from juicectl.juice import (
     command_key,
     raw_command,
 )
+from juicectl.policy import ConnectionOptions
 
 log = structlog.get_logger(__name__)
+
+#: The connection options' defaults, for the keywords of connect().
+_DEFAULTS = ConnectionOptions()
 
 
 class _Crash:
@@ -227,10 +232,19 @@ class InMemoryChild:
     so requests, answers, errors, ``Shutdown`` and the end of the conversation behave as with
     a child process. What a process would add (signals, exit codes, stderr) does not exist.
 
+    Args:
+        worker: the worker object to serve.
+        name: a name for logs and errors.
+        generation: a number for logs (a ``FakeController`` counts its children).
+        options: the connection's ``ConnectionOptions`` (their ``limits`` bound both ways);
+            busy polling is always off here: both sides share one GIL, and a spin on one side
+            only slows the other.
+        concurrency: how many handlers the runtime runs at once (default: the worker's).
+
     Attributes:
         connection: the parent's side.
         worker: the worker object being served.
-        generation: the number given at creation (a ``FakeController`` counts its children).
+        generation: the number given at creation.
     """
 
     def __init__(
@@ -239,12 +253,10 @@ class InMemoryChild:
         *,
         name: str = "in-memory",
         generation: int = 1,
-        responder: object | None = None,
-        request_timeout: float | None = None,
-        max_in_flight: int = 1024,
-        limits: Limits | None = None,
+        options: ConnectionOptions | None = None,
         concurrency: int | None = None,
     ) -> None:
+        options = dataclasses.replace(options or ConnectionOptions(), busy_poll=0)
         self.worker = worker
         self.name = name
         self.generation = generation
@@ -262,18 +274,14 @@ class InMemoryChild:
             pid=0,
             generation=generation,
             name=name,
-            responder=responder,
-            request_timeout=request_timeout,
-            max_in_flight=max_in_flight,
-            limits=limits,
+            options=options,
             on_fatal=self._fatal,
-            busy_poll=0,  # both sides share one GIL: a spin on one side only slows the other
         )
         if isinstance(worker, ScriptedChild):
             worker._bind_crash(lambda: self.kill("crashed (scripted)"))
         self._serving = threading.Thread(
             target=self._serve,
-            args=(to_child_read, from_child_write, concurrency, limits),
+            args=(to_child_read, from_child_write, concurrency, options.limits),
             name=f"juicectl-{name}-{generation}-child",
             daemon=True,
         )
@@ -386,27 +394,28 @@ def connect(
     worker: object,
     *,
     name: str = "in-memory",
-    responder: object | None = None,
-    request_timeout: float | None = None,
-    max_in_flight: int = 1024,
-    limits: Limits | None = None,
+    responder: object | None = _DEFAULTS.responder,
+    request_timeout: float | None = _DEFAULTS.request_timeout,
+    max_in_flight: int = _DEFAULTS.max_in_flight,
+    limits: Limits | None = _DEFAULTS.limits,
     concurrency: int | None = None,
 ) -> InMemoryChild:
     """Serve ``worker`` in memory and return the pair; ``.connection`` is the parent's side.
 
     ``worker`` is a worker class (instantiated here), a worker instance, or a
-    :class:`ScriptedChild`. Stop it with ``.stop()`` or use it as a context manager::
+    :class:`ScriptedChild`. ``responder``, ``request_timeout``, ``max_in_flight`` and
+    ``limits`` are the connection's options (see ``juicectl.policy.ConnectionOptions``);
+    ``concurrency`` is the runtime's. Stop it with ``.stop()`` or use it as a context
+    manager::
 
         with connect(EchoWorker) as child:
             assert child.connection.call(Echo, value="hi").get(timeout=5) == {"value": "hi"}
     """
-    instance = worker() if isinstance(worker, type) else worker
-    return InMemoryChild(
-        instance,
-        name=name,
+    options = ConnectionOptions(
         responder=responder,
         request_timeout=request_timeout,
         max_in_flight=max_in_flight,
         limits=limits,
-        concurrency=concurrency,
     )
+    instance = worker() if isinstance(worker, type) else worker
+    return InMemoryChild(instance, name=name, options=options, concurrency=concurrency)

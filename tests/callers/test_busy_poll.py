@@ -31,9 +31,9 @@ from juicectl._busy_poll import (
 )
 from juicectl.child import _io as child_io
 from juicectl.child import run, serve
-from juicectl.connection import Connection
 from juicectl.exceptions import ProcessUnavailable
 from juicectl.juice import BoxParser, request_bytes
+from juicectl.policy import ConnectionOptions
 from tests.callers.test_who_reads import (
     Pipe,
     callers_read,
@@ -365,9 +365,9 @@ def test_no_spin_right_after_a_read_that_woke_another_thread(waits: list[float |
         assert len(waits) == 1
 
 
-def test_a_connection_refuses_a_bad_budget() -> None:
+def test_connection_options_refuse_a_bad_budget() -> None:
     with pytest.raises(ValueError, match=r"busy_poll must be between 0 and 0\.01 seconds"):
-        Connection(lambda data: None, pid=1, generation=1, busy_poll=1.0)
+        ConnectionOptions(busy_poll=1.0)
 
 
 def test_a_controller_refuses_a_bad_budget_and_starts_nothing() -> None:

@@ -23,6 +23,7 @@ from juicectl._future import ReplyFuture
 from juicectl.connection import Connection
 from juicectl.exceptions import MalformedBox, ProcessUnavailable, ProtocolError, RequestTimeout
 from juicectl.juice import Box, BoxParser, answer_bytes
+from juicectl.policy import ConnectionOptions
 from tests.integration.commands import Echo
 
 #: A reader thread that, once parked, takes the pipe back only when asked: what a caller may
@@ -50,8 +51,7 @@ class Pipe:
             self._child_reads,
             pid=1,
             generation=1,
-            request_timeout=request_timeout,
-            busy_poll=busy_poll,
+            options=ConnectionOptions(request_timeout=request_timeout, busy_poll=busy_poll),
         )
         self.reader = threading.Thread(
             target=self.connection.serve_reads,
