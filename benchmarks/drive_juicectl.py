@@ -57,8 +57,10 @@ class _Writer(pykka.ThreadingActor):
 
 
 def _route_writes_through_actor(connection: Connection) -> pykka.ActorRef[Any]:
-    # Bypass the combined write under the lock: each request becomes one inbox message.
-    writer = _Writer.start(connection._write)
+    # Bypass the combined write under the lock: each request becomes one inbox message,
+    # written through the connection's transport (reading while it waits for room).
+    transport, wait_for_room = connection._transport, connection._wait_for_room
+    writer = _Writer.start(lambda data: transport.write(data, wait_for_room))
     connection._send = writer.tell  # type: ignore[method-assign]
     return writer
 

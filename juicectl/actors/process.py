@@ -37,10 +37,10 @@ from typing import Any
 import pykka
 import structlog
 
-from juicectl._pipe import write_all
+from juicectl._pipe import PipeTransport
 from juicectl._timer import TimerHandle, call_later
-from juicectl.connection import READ_SIZE, Connection
-from juicectl.exceptions import ProcessUnavailable, ProtocolError, TooManyRequests, TruncatedBox
+from juicectl.connection import READ_SIZE, Connection, ConnectionLoss
+from juicectl.exceptions import ProcessUnavailable, ProtocolError, TooManyRequests
 from juicectl.juice import Negotiate, Shutdown
 from juicectl.messages import (
     ChildProcessCreated,
@@ -187,10 +187,7 @@ class ProcessActor(pykka.ThreadingActor):
         self._log = log.bind(controller=name, generation=generation)
         self._popen: subprocess.Popen[bytes] | None = None
         self._connection: Connection | None = None
-        self._stdin_fd: int | None = None
-        self._stdin_lock = threading.Lock()
-        self._stdin_writers = 0  # writes in progress on _stdin_fd (under _stdin_lock)
-        self._stdin_close_deferred = False
+        self._stdin: PipeTransport | None = None  # the child's stdin, written by the connection
         self._stderr_tail: deque[str] = deque(maxlen=spec.stderr_tail_lines)
         self._stderr_lock = threading.Lock()
         self._launched_at = 0.0
@@ -249,17 +246,16 @@ class ProcessActor(pykka.ThreadingActor):
         popen = self._popen
         assert popen.stdin and popen.stdout and popen.stderr
         self._launched_at = time.monotonic()
-        self._stdin_fd = popen.stdin.fileno()
+        self._stdin = PipeTransport(popen.stdin)
         self._log = self._log.bind(pid=popen.pid)
         self._log.info("launched", argv=argv)
         self._connection = Connection(
-            self._write_stdin,
+            self._stdin,
             pid=popen.pid,
             generation=self._generation,
             name=self._name,
             options=spec.connection,
-            on_fatal=self._connection_fatal,
-            on_write_failed=self._write_failed,
+            on_lost=self._connection_lost_because,
         )
         me = self.actor_ref
         for target, stream_name in (
@@ -323,21 +319,10 @@ class ProcessActor(pykka.ThreadingActor):
     def _read_stdout(self) -> None:
         popen, connection = self._popen, self._connection
         assert popen is not None and popen.stdout is not None and connection is not None
-        me = self.actor_ref
-
-        def protocol_error(error: ProtocolError, sample: bytes) -> None:
-            if isinstance(error, TruncatedBox):
-                # End of file in the middle of a box: the child died (SIGKILL, the OOM
-                # killer) or closed stdout while writing. Not a protocol error: handled as
-                # any end of stdout, so callers learn why from the exit.
-                self._log.info("stdout_ended_mid_box", error=str(error))
-            else:
-                _tell_quietly(me, _ProtocolFailed(error, sample))
-
-        connection.serve_reads(popen.stdout.fileno(), protocol_error)
+        connection.serve_reads(popen.stdout.fileno())
         with contextlib.suppress(OSError):
             popen.stdout.close()
-        _tell_quietly(me, _StreamClosed("stdout"))
+        _tell_quietly(self.actor_ref, _StreamClosed("stdout"))
 
     def _read_stderr(self) -> None:
         popen = self._popen
@@ -382,26 +367,12 @@ class ProcessActor(pykka.ThreadingActor):
         assert popen is not None
         _tell_quietly(self.actor_ref, _ChildExited(popen.wait()))
 
-    def _write_stdin(self, data: bytes) -> None:
-        with self._stdin_lock:
-            fd = self._stdin_fd
-            if fd is None:
-                raise BrokenPipeError("the child's stdin is closed")
-            self._stdin_writers += 1
-        try:
-            write_all(fd, data)
-        finally:
-            with self._stdin_lock:
-                self._stdin_writers -= 1
-                close = self._stdin_writers == 0 and self._stdin_close_deferred
-            if close:
-                self._close_stdin_file()
-
-    def _connection_fatal(self, error: BaseException) -> None:
-        _tell_quietly(self.actor_ref, _ProtocolFailed(error, b""))
-
-    def _write_failed(self, error: BaseException) -> None:
-        _tell_quietly(self.actor_ref, _StdinBroken(str(error)))
+    def _connection_lost_because(self, loss: ConnectionLoss) -> None:
+        # From the thread that saw it (a reader, a writer, the responder's): tell the actor.
+        if loss.cause == "write_failed":
+            _tell_quietly(self.actor_ref, _StdinBroken(str(loss.error)))
+        else:
+            _tell_quietly(self.actor_ref, _ProtocolFailed(loss.error, loss.sample))
 
     # --- messages --------------------------------------------------------------------------
 
@@ -478,10 +449,9 @@ class ProcessActor(pykka.ThreadingActor):
     def _stream_closed(self, stream: str) -> None:
         self._open_streams.discard(stream)
         if stream == "stdout" and self._returncode is None:
-            if self._connection is not None:
-                # No answer can come any more, but the requests in flight fail only once we
-                # know why (exit status or signal, stderr tail): in a moment, at the exit.
-                self._connection.input_ended()
+            # No answer can come any more (the connection knows: it read the end), but the
+            # requests in flight fail only once we know why (exit status or signal, stderr
+            # tail): in a moment, at the exit.
             # Normally the child is exiting; one that keeps running without stdout is no use,
             # but give it a moment to exit by itself before calling it that.
             self._after_grace("stdout_closed", "closed its stdout")
@@ -544,24 +514,9 @@ class ProcessActor(pykka.ThreadingActor):
             connection.call(Shutdown, wait_for_slot=False)
 
     def _close_stdin(self) -> None:
-        with self._stdin_lock:
-            popen = self._popen
-            if popen is None or popen.stdin is None or self._stdin_fd is None:
-                return
-            self._stdin_fd = None
-            if self._stdin_writers:
-                # A write is blocked on this fd. Closed now, its number could be reused by
-                # the next open() and the rest of that write would land in whatever file got
-                # it. The last writer closes it (once the child reads or dies).
-                self._stdin_close_deferred = True
-                return
-        self._close_stdin_file()
-
-    def _close_stdin_file(self) -> None:
-        popen = self._popen
-        if popen is not None and popen.stdin is not None:
-            with contextlib.suppress(OSError):
-                popen.stdin.close()
+        # Never under a write in progress: the transport leaves that to the last writer.
+        if self._stdin is not None:
+            self._stdin.close()
 
     def _signal_group(self, signum: int) -> None:
         popen = self._popen

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -13,9 +12,9 @@ from typing import Any
 
 import structlog
 
-from juicectl._pipe import write_all
+from juicectl._pipe import PipeTransport
 from juicectl.child import serve
-from juicectl.connection import Connection
+from juicectl.connection import Connection, ConnectionLoss
 from juicectl.exceptions import ProcessUnavailable, ProtocolError
 from juicectl.juice import (
     Command,
@@ -221,9 +220,6 @@ def _text(value: Any) -> str:
     )
 
 
-
-
-
 class InMemoryChild:
     """A worker served by the child runtime on threads of this process, and its connection.
 
@@ -266,16 +262,15 @@ class InMemoryChild:
         self._log = log.bind(controller=name, generation=generation)
         to_child_read, to_child_write = os.pipe()
         self._from_child, from_child_write = os.pipe()
-        self._to_child: int | None = to_child_write
-        self._write_lock = threading.Lock()
+        self._input = PipeTransport(to_child_write)
         self._lost: ProcessUnavailable | None = None
         self.connection = Connection(
-            self._write,
+            self._input,
             pid=0,
             generation=generation,
             name=name,
             options=options,
-            on_fatal=self._fatal,
+            on_lost=self._lost_because,
         )
         if isinstance(worker, ScriptedChild):
             worker._bind_crash(lambda: self.kill("crashed (scripted)"))
@@ -316,32 +311,22 @@ class InMemoryChild:
 
     # -- the parent's side ------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
-        with self._write_lock:
-            fd = self._to_child
-            if fd is None:
-                raise BrokenPipeError(errno.EPIPE, "the in-memory child's input is closed")
-            write_all(fd, data)
-
     def _read(self) -> None:
         fd = self._from_child
-        self.connection.serve_reads(fd, lambda error, _sample: self._fatal(error))
+        self.connection.serve_reads(fd)
         os.close(fd)
         self.connection.connection_lost(
             self._lost or ProcessUnavailable(f"in-memory child {self.name} ended")
         )
 
-    def _fatal(self, error: BaseException) -> None:
-        # What the process actor does with a child that broke the protocol: end it.
-        self._lost = ProcessUnavailable(f"in-memory child {self.name}: {error}")
+    def _lost_because(self, loss: ConnectionLoss) -> None:
+        # What the process actor does with a child that broke the protocol, or whose input
+        # broke: end it (the connection has closed the child's input already).
+        self._lost = ProcessUnavailable(f"in-memory child {self.name}: {loss.error}")
         self.connection.connection_lost(self._lost)
-        self._close_input()
 
     def _close_input(self) -> None:
-        with self._write_lock:
-            fd, self._to_child = self._to_child, None
-        if fd is not None:
-            os.close(fd)
+        self._input.close()
 
     # -- ending -------------------------------------------------------------------------
 

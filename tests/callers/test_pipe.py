@@ -1,5 +1,5 @@
-"""Writing to a pipe: the one write loop (``write_all``), waiting for room as its writer
-decides."""
+"""Writing to a pipe: the one write loop (``write_all``), and the parent's transport into a
+child (``PipeTransport``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from juicectl._pipe import write_all
+from juicectl._pipe import PipeTransport, write_all
 from juicectl.child._io import OutputStream
 
 DATA = bytes(range(256)) * 1000  # 256,000 bytes: about four times what a pipe holds
@@ -83,6 +83,30 @@ def test_write_all_to_a_pipe_nobody_reads_raises_broken_pipe(pipe: tuple[int, in
     os.close(read_fd)
     with pytest.raises(BrokenPipeError):
         write_all(write_fd, b"nobody reads this")
+
+
+def test_a_closed_transport_refuses_writes_and_closes_once() -> None:
+    read_fd, write_fd = os.pipe()
+    transport = PipeTransport(write_fd)
+    transport.close()
+    transport.close()
+    assert transport.closed
+    with pytest.raises(BrokenPipeError, match="the child's input is closed"):
+        transport.write(b"late", lambda fd: None)
+    with pytest.raises(OSError):
+        os.fstat(write_fd)  # closed
+    os.close(read_fd)
+
+
+def test_a_transport_over_a_file_object_closes_it_through_the_object() -> None:
+    read_fd, write_fd = os.pipe()
+    stream = os.fdopen(write_fd, "wb", buffering=0)
+    transport = PipeTransport(stream)
+    drain = Drain(read_fd)
+    transport.write(b"through the object")
+    transport.close()
+    assert stream.closed  # so it will never close the number again later
+    assert drain.result() == b"through the object"
 
 
 def test_the_child_writes_its_answers_whole_with_the_same_loop() -> None:
