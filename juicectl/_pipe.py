@@ -2,8 +2,10 @@
 never closed under a write.
 
 ``write_all`` is the one write loop of the package: the child runtime writes its answers with
-it, and the parent writes requests with it through a ``PipeTransport``. On a full non-blocking
-pipe it waits for room with the function it is given.
+it, and the parent writes requests with it through a ``PipeTransport``. On a full pipe it waits
+for room with the function it is given, so that the parent can read the child's output while
+it waits (see ``juicectl._reading``): a writer that only slept there could wait for ever on a
+child that is itself blocked writing its answers.
 
 Only the standard library is used here: the child runtime imports it.
 """
@@ -77,9 +79,11 @@ class Transport(Protocol):
 class PipeTransport:
     """The write end of a pipe into a child, as a ``Transport``. Thread-safe.
 
-    ``close()`` never closes the descriptor under a write in progress: its number could be
-    reused by the next ``open()``, and the rest of that write would land in whatever file got
-    it; the last writer closes it instead.
+    The descriptor is made non-blocking, so a writer that meets a full pipe is never stuck in
+    ``os.write``: it waits in ``wait_for_room``, which the connection makes read the child's
+    output. ``close()`` never closes the descriptor under a write in progress: its number
+    could be reused by the next ``open()``, and the rest of that write would land in whatever
+    file got it; the last writer closes it instead.
 
     Args:
         pipe: a file descriptor (closed with ``os.close``) or a file object such as
@@ -90,6 +94,7 @@ class PipeTransport:
     def __init__(self, pipe: int | Closable) -> None:
         self._pipe = pipe
         fd = pipe if isinstance(pipe, int) else pipe.fileno()
+        os.set_blocking(fd, False)
         self._lock = threading.Lock()
         self._fd: int | None = fd
         self._writers = 0  # writes in progress on _fd (under _lock)

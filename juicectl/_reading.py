@@ -12,7 +12,8 @@ the answers, dispatch the child's requests), and reads again.
   (``juicectl.aio``), requests from the child, end of file.
 * A **caller** that waits while nobody reads takes it. A caller in ``get()`` reads its own
   answer: a request then costs no thread hand-off at all (the reader waking, then the caller,
-  each a context switch and a GIL transfer).
+  each a context switch and a GIL transfer). A writer that meets a full pipe reads while it
+  waits for room (see "No stall" below).
 * While callers read, the reader thread is **parked**. It parks only after serving a caller that
   waited behind it, with nobody waiting now, and decides so under the same lock as it parks. It
   takes the role back at once when asked: a thread waits without reading (another holds the
@@ -29,6 +30,22 @@ that brings answers sooner (``juicectl._busy_poll``): on an idle machine a sleep
 of microseconds late. Never right after a read that may have woken other threads waiting on
 this connection: a spin holds the GIL they need.
 
+No stall, by construction
+-------------------------
+
+A thread that writes to the child while nobody reads the child's output can wait for ever: the
+child blocks writing its answers into a full pipe and stops reading its input, and the writer
+blocks on the full input. So whatever writes and meets a full pipe waits in
+``wait_for_room``, which makes sure the output is read meanwhile:
+
+* the role is free: the writer takes it and reads while it waits for room;
+* another thread holds it (the reader thread, or a caller reading): that one reads, and the
+  writer counts as a watcher, so the reader thread neither parks while it waits nor stays parked
+  once a caller lets go of the role;
+* the writer holds the role itself (a future's callback, run while this thread reads, sends a
+  request): it reads while it waits, and keeps what it reads for the read it interrupted, which
+  parses it in order once the callback returns.
+
 The states (who holds the role), and the triggers that move it (``TRANSITIONS``, the data the
 code moves by):
 
@@ -36,15 +53,15 @@ code moves by):
 |---|---|
 | free | nobody: the reader thread is parked, a waiting thread may take the role |
 | reader | the reader thread (from the start, and whenever it takes the role back) |
-| caller | a caller waiting on the connection for its answer |
+| caller | a thread waiting on the connection: a caller for its answer, a writer for room |
 | ended | nobody, ever again: end of file, or bytes that broke the protocol |
 
 | state | trigger | next state | fired by: when |
 |---|---|---|---|
 | reader | park | free | the reader thread: it served a caller that waited behind it (1) |
 | free | resume | reader | the parked reader thread: asked to (2), or the park ran out |
-| free | take | caller | a caller in ``get()``, while callers may read |
-| caller | leave | free | that caller: done waiting, or it met end of file or bad bytes |
+| free | take | caller | a caller in ``get()``, or a writer at a full pipe: callers may read |
+| caller | leave | free | that thread: done waiting, or it met end of file or bad bytes |
 | reader | end | ended | the reader thread: end of file, or a protocol error |
 
 (1) since the last park, with no thread waiting without reading now, while callers may read.
@@ -55,9 +72,9 @@ The flags beside the state, all under the role's lock: ``callers_waited`` (a thr
 behind the holder since the last park), ``reader_wanted`` (the parked reader thread must take
 the role back now), ``callers_may_read`` (false for good once a caller met end of file or bad
 bytes, once the connection is lost, or without a wake pipe: from then on only the reader thread
-reads), ``watchers`` (futures waited on by threads that do not read, or with callbacks).
-Holding the role's lock, a thread never takes the connection's locks, and the reverse: no order
-to keep.
+reads), ``watchers`` (threads waiting without reading: futures waited on or with callbacks,
+writers waiting for room behind another reader). Holding the role's lock, a thread never takes
+the connection's locks, and the reverse: no order to keep.
 """
 
 from __future__ import annotations
@@ -73,6 +90,7 @@ from typing import Any
 
 from juicectl._busy_poll import BusyPoll
 from juicectl._future import ReplyFuture
+from juicectl._pipe import wait_writable
 from juicectl._timer import TimerHandle
 from juicectl.juice import ProtocolError
 
@@ -172,6 +190,7 @@ class ReadRole:
         self._changed = threading.Condition(self._lock)
         #: Who reads now. Until ``serve`` runs, the role is the reader thread's: callers wait.
         self.role = Role.READER
+        self._holder: int | None = None  # the thread holding READER or CALLER, once known
         self._fd = -1
         self._wake_r = -1
         self._wake_w = -1  # written to wake a caller that reads (poll) when its future settles
@@ -184,6 +203,9 @@ class ReadRole:
         self._reader_wanted = False
         self._callers_may_read = True
         self._caller_failure: Failure | None = None
+        # Read by the holder while it waited for room inside a callback of its own read, for
+        # that read to parse once the callback returns (only the holder touches it).
+        self._held: list[bytes] = []
 
     def _fire(self, trigger: Trigger) -> None:
         """Move the role by ``TRANSITIONS`` (called with the lock held)."""
@@ -191,6 +213,7 @@ class ReadRole:
         if role is None:
             raise RuntimeError(f"who reads: {trigger.value!r} cannot happen in {self.role.value!r}")
         self.role = role
+        self._holder = threading.get_ident() if role is Role.READER or role is Role.CALLER else None
 
     # --- the reader thread -----------------------------------------------------------------
 
@@ -212,6 +235,7 @@ class ReadRole:
             poller.register(wake_r, select.POLLIN)
         with self._lock:
             self._fd, self._wake_r, self._wake_w, self._poll = fd, wake_r, wake_w, poller.poll
+            self._holder = threading.get_ident()
             if wake_r < 0:
                 self._callers_may_read = False
         try:
@@ -248,11 +272,21 @@ class ReadRole:
             except OSError:
                 data = b""
             try:
-                self._feed(data)
+                self._feed_all(data)
             except ProtocolError as error:
                 return error, data[:80]
             if not data:
                 return None
+
+    def _feed_all(self, data: bytes) -> None:
+        """Feed ``data``, then what this thread read while a callback of that feed waited for
+        room in the child's input (``wait_for_room``): in the order it was read."""
+        self._feed(data)
+        held = self._held
+        while held:
+            data = held[0] if len(held) == 1 else b"".join(held)
+            held.clear()
+            self._feed(data)
 
     # --- a caller waiting for its answer -----------------------------------------------------
 
@@ -331,7 +365,7 @@ class ReadRole:
                 self._callers_may_read = False
             return False
         try:
-            self._feed(data)
+            self._feed_all(data)
         except ProtocolError as error:
             with self._lock:
                 self._callers_may_read = False
@@ -372,3 +406,88 @@ class ReadRole:
             self._callers_may_read = False
             self._reader_wanted = True
             self._changed.notify()
+
+    # --- a writer waiting for room in the child's input --------------------------------------
+
+    def wait_for_room(self, write_fd: int) -> None:
+        """Return once the child's input ``write_fd`` may have room, having made sure that the
+        child's output is read meanwhile (see "No stall" in the module docstring)."""
+        with self._lock:
+            nested = self._holder == threading.get_ident()
+            lead = not nested and self.role is Role.FREE and self._callers_may_read
+            if lead:
+                self._fire(Trigger.TAKE)
+            elif not nested:
+                self._wait_behind()
+        if nested:
+            self._hold_until_room(write_fd)
+            return
+        if lead:
+            try:
+                room = self._read_until_room(write_fd)
+            finally:
+                self._leave()
+            if room:
+                return
+            # It met end of file or bad bytes: the reader thread reads from now on.
+            with self._lock:
+                self._wait_behind()
+        try:
+            wait_writable(write_fd)
+        finally:
+            with self._lock:
+                self.watchers -= 1
+
+    def _wait_behind(self) -> None:
+        """Count this writer as a watcher while another thread reads (lock held)."""
+        self._callers_waited = True
+        self.watchers += 1
+        if self.role is Role.FREE:
+            self._reader_wanted = True
+            self._changed.notify()
+
+    def _read_until_room(self, write_fd: int) -> bool:
+        """Read and feed the child's output until ``write_fd`` has room (True), or until
+        callers may read no more (False)."""
+        fd = self._fd
+        poller = select.poll()
+        poller.register(write_fd, select.POLLOUT)
+        poller.register(fd, select.POLLIN)
+        while True:
+            room = readable = False
+            for event_fd, _ in poller.poll():
+                if event_fd == write_fd:
+                    room = True  # or broken: the write says which
+                else:
+                    readable = True
+            # Read first: the child may be blocked writing, and reading lets it go on.
+            if readable and not self._read_once(fd):
+                return False
+            if room:
+                return True
+
+    def _hold_until_room(self, write_fd: int) -> None:
+        """Wait for room while a callback of this thread's own read writes: read meanwhile,
+        and keep the bytes for that read (``_feed_all``) rather than parse them here, out of
+        order. End of file is left in the pipe, for that read to meet."""
+        fd = self._fd
+        poller = select.poll()
+        poller.register(write_fd, select.POLLOUT)
+        if fd >= 0:
+            poller.register(fd, select.POLLIN)
+        while True:
+            room = False
+            for event_fd, _ in poller.poll():
+                if event_fd == write_fd:
+                    room = True
+                    continue
+                try:
+                    data = os.read(fd, READ_SIZE)
+                except OSError:
+                    data = b""
+                if data:
+                    self._held.append(data)
+                else:
+                    poller.unregister(fd)  # end of file: the interrupted read meets it again
+            if room:
+                return

@@ -7,8 +7,8 @@ Three jobs, in three places:
 
 * **The call API and write combining** (here): arguments checked, a tag and a future from the
   codec's call table (``RequestTable``), the request's bytes written on the caller's thread.
-* **Who reads the child's stdout** (``juicectl._reading``): the reader thread, or a caller
-  waiting on the connection for its answer.
+* **Who reads the child's stdout** (``juicectl._reading``): the reader thread, or a thread
+  waiting on the connection (a caller for its answer, a writer for room in the pipe).
 * **Dispatch of what arrives** (here, ``data_received``): answers settle their futures,
   requests from the child go to the responder, end of file ends the input.
 
@@ -32,7 +32,8 @@ Locking, kept small on purpose:
   writing or while running a callback.
 * Writes are *combined*: a caller appends its bytes to ``_pending`` and, if no other thread
   is writing, becomes the writer and flushes everything queued so far in one ``write``.
-  Under load many requests leave in one system call; alone, a request is written at once.
+  Under load many requests leave in one system call; alone, a request is written at once. A
+  writer that meets a full pipe reads the child's output while it waits (``_reading``).
 
 Requests the child sends to the parent are answered by the ``responder`` on one dispatch
 thread, started on first use, so a slow responder never stalls the reader.
@@ -51,7 +52,7 @@ from typing import Any, Literal
 import structlog
 
 from juicectl._future import ReplyFuture
-from juicectl._pipe import Transport, WaitForRoom, wait_writable
+from juicectl._pipe import Transport, WaitForRoom
 from juicectl._reading import READ_SIZE, ReadRole, RequestFuture
 from juicectl._timer import call_later
 from juicectl.exceptions import (
@@ -190,7 +191,7 @@ class Connection:
         self._flushing = False
 
         self._reading = ReadRole(self.data_received, busy_poll=options.busy_poll, log=self._log)
-        self._wait_for_room: WaitForRoom = wait_writable
+        self._wait_for_room = self._reading.wait_for_room
 
     @property
     def request_timeout(self) -> float | None:

@@ -1,5 +1,6 @@
 """Writing to a pipe: the one write loop (``write_all``), and the parent's transport into a
-child (``PipeTransport``)."""
+child (``PipeTransport``): non-blocking, waiting for room as its writer decides, never closed
+under a write."""
 
 from __future__ import annotations
 
@@ -85,6 +86,19 @@ def test_write_all_to_a_pipe_nobody_reads_raises_broken_pipe(pipe: tuple[int, in
         write_all(write_fd, b"nobody reads this")
 
 
+def test_a_transport_makes_its_pipe_non_blocking_and_writes_everything(
+    pipe: tuple[int, int],
+) -> None:
+    read_fd, write_fd = pipe
+    transport = PipeTransport(write_fd)
+    assert not os.get_blocking(write_fd)
+    drain = Drain(os.dup(read_fd))
+    os.close(read_fd)
+    transport.write(DATA)  # the default wait: sleep until the pipe has room
+    transport.close()
+    assert drain.result() == DATA
+
+
 def test_a_closed_transport_refuses_writes_and_closes_once() -> None:
     read_fd, write_fd = os.pipe()
     transport = PipeTransport(write_fd)
@@ -95,6 +109,25 @@ def test_a_closed_transport_refuses_writes_and_closes_once() -> None:
         transport.write(b"late", lambda fd: None)
     with pytest.raises(OSError):
         os.fstat(write_fd)  # closed
+    os.close(read_fd)
+
+
+def test_close_during_a_write_leaves_the_descriptor_to_the_writer() -> None:
+    # Closed under a write, the descriptor's number could be reused by the next open(), and
+    # the rest of the write would land in whatever file got it.
+    read_fd, write_fd = os.pipe()
+    transport = PipeTransport(write_fd)
+    still_open: list[bool] = []
+
+    def wait_for_room(fd: int) -> None:
+        transport.close()  # the owner closes the child's input meanwhile
+        still_open.append(os.fstat(fd) is not None)
+        os.read(read_fd, 65536)
+
+    transport.write(DATA, wait_for_room)
+    assert still_open and all(still_open)
+    with pytest.raises(OSError):
+        os.fstat(write_fd)  # closed by the writer, once done
     os.close(read_fd)
 
 
