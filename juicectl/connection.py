@@ -461,7 +461,7 @@ class Connection:
         if future.timer is not None:
             future.timer.cancel()
         outcome = answer_outcome(command, answer)
-        if isinstance(outcome, BaseException):
+        if type(outcome) is not dict and isinstance(outcome, BaseException):
             with self._lock:
                 self.failed += 1
             future.try_set_exception(outcome)

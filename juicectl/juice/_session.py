@@ -282,10 +282,11 @@ def answer_outcome(
     exception the parsing raised (an ``ArgumentError``, or whatever an overriding
     ``parse_response`` raises).
     """
-    if isinstance(answer, ErrorAnswer):
-        return command.error_from_code(answer.code, answer.description)
-    if isinstance(answer, Answer):
-        answer = answer.box
+    if type(answer) is not Box:  # the usual answer is a Box as received: no test for it
+        if isinstance(answer, ErrorAnswer):
+            return command.error_from_code(answer.code, answer.description)
+        if isinstance(answer, Answer):
+            answer = answer.box
     try:
         return parse_received_response(command, answer)
     except Exception as error:
