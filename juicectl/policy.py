@@ -1,11 +1,13 @@
 """Plain data: how a controller launches its child, restarts it, and bounds every wait.
 
-Nothing here does I/O or keeps time by itself; the controller actor asks these objects what
-to do (``RestartPolicy.should_restart``, ``RestartPolicy.delay``) and keeps the clock.
+Nothing here keeps time by itself, and the only I/O is ``LaunchSpec`` checking that its
+``cwd`` is a directory; the controller actor asks these objects what to do
+(``RestartPolicy.should_restart``, ``RestartPolicy.delay``) and keeps the clock.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +15,7 @@ from typing import Any, Literal
 
 from juicectl._busy_poll import DEFAULT_BUSY_POLL, check_busy_poll
 from juicectl.juice import Limits
+from juicectl.launch import check_cwd
 
 RestartMode = Literal["permanent", "transient", "temporary"]
 Readiness = Literal["negotiate", "connected"]
@@ -87,9 +90,11 @@ class LaunchSpec:
     """Everything a process actor needs to launch one child and get it ready.
 
     Attributes:
-        argv: the command, as a list (never run through a shell).
-        env: the child's environment, or None to inherit the parent's.
-        cwd: the child's working directory, or None to inherit.
+        argv: the command, as a list of strings (never run through a shell).
+        env: the child's environment (a mapping of ``str`` to ``str``), or None to inherit
+            the parent's.
+        cwd: the child's working directory (it must exist; a path-like is taken as its
+            ``str``), or None to inherit.
         readiness: ``"negotiate"`` (a ``Negotiate`` round trip, answered by every reference
             peer) or ``"connected"`` (ready as soon as the pipes are open, like the original).
         prepare: called with the ``Connection`` once the child answers, before any waiter is
@@ -125,13 +130,20 @@ class LaunchSpec:
     stderr_tail_lines: int = 50
 
     def __post_init__(self) -> None:
-        if isinstance(self.argv, str | bytes) or not self.argv:
-            raise ValueError(
-                "argv must be a non-empty list of strings (juicectl never runs a shell), "
-                f"not {self.argv!r}"
-            )
-        if not all(isinstance(a, str) for a in self.argv):
-            raise TypeError(f"every item of argv must be a str: {list(self.argv)!r}")
+        _check_argv(self.argv)
+        _check_env(self.env)
+        if self.cwd is not None:
+            if isinstance(self.cwd, os.PathLike):
+                object.__setattr__(self, "cwd", os.fspath(self.cwd))
+            if not isinstance(self.cwd, str):
+                raise TypeError(
+                    f"cwd must be a str (a directory) or None to inherit, not "
+                    f"{type(self.cwd).__name__} {self.cwd!r}"
+                )
+            try:
+                check_cwd(self.cwd)
+            except OSError as problem:
+                raise ValueError(problem.strerror) from None
         if self.readiness not in ("negotiate", "connected"):
             raise ValueError(
                 f"readiness must be 'negotiate' or 'connected', not {self.readiness!r}"
@@ -144,3 +156,46 @@ class LaunchSpec:
         if self.max_in_flight < 1:
             raise ValueError(f"max_in_flight must be >= 1, not {self.max_in_flight!r}")
         check_busy_poll(self.busy_poll)
+
+
+def _check_argv(argv: object) -> None:
+    """``LaunchSpec.argv``: a non-empty list (or tuple) of strings, exec'd as it is."""
+    if isinstance(argv, str | bytes) or not isinstance(argv, Sequence) or not argv:
+        raise ValueError(
+            "argv must be a non-empty list of strings (juicectl never runs a shell), "
+            f"not {argv!r}"
+        )
+    for index, item in enumerate(argv):
+        if not isinstance(item, str):
+            raise TypeError(
+                f"every item of argv must be a str: argv[{index}] is "
+                f"{type(item).__name__} {item!r} in {list(argv)!r}"
+            )
+        if "\0" in item:
+            raise ValueError(f"argv[{index}] contains a NUL character: {item!r}")
+    if not argv[0]:
+        raise ValueError(f"argv[0], the program, is empty: {list(argv)!r}")
+
+
+def _check_env(env: object) -> None:
+    """``LaunchSpec.env``: None, or a mapping of str to str that an environment can hold."""
+    if env is None:
+        return
+    if not isinstance(env, Mapping):
+        raise TypeError(
+            f"env must be a mapping of str to str (or None to inherit), not "
+            f"{type(env).__name__} {env!r}"
+        )
+    for key, value in env.items():
+        if not isinstance(key, str):
+            raise TypeError(f"env keys must be str: {key!r} is {type(key).__name__}")
+        if not key or "=" in key or "\0" in key:
+            raise ValueError(
+                f"env key {key!r} is not a variable name (empty, or with '=' or NUL)"
+            )
+        if not isinstance(value, str):
+            raise TypeError(
+                f"env[{key!r}] must be a str, not {type(value).__name__} {value!r}"
+            )
+        if "\0" in value:
+            raise ValueError(f"env[{key!r}] contains a NUL character: {value!r}")
