@@ -1,7 +1,8 @@
 """The process actor: owns one child process, from launch to reaping.
 
-One ``ProcessActor`` per child (per *generation*). It launches the child in ``on_start``,
-runs three plain threads that only read and ``tell()`` what they saw (stdout into the
+One ``ProcessActor`` per child (per *generation*). In ``on_start`` it asks its launcher what
+to exec (:mod:`juicectl.launch`) and spawns it under a parent-death guard, then runs three
+plain threads that only read and ``tell()`` what they saw (stdout into the
 connection's parser, stderr into the log, the exit status), decides readiness, runs the
 ``prepare`` step, and reports to the controller:
 
@@ -15,9 +16,9 @@ a closed stdout all take this path, entering at the step that still makes sense)
     Shutdown  --stop_timeout-->  close stdin  --kill_timeout-->  SIGTERM to the group
               --kill_timeout-->  SIGKILL to the group
 
-The child runs in its own session (so its own process group: grandchildren are signalled
-with it) and, on Linux, with a parent-death signal, so it dies with the parent's thread that
-launched it, which is this actor's thread: the actor lives until the child is reaped.
+The child runs in the process group of its parent-death guard (see :mod:`juicectl.launch`),
+so signals reach its grandchildren, and the whole group dies with this process, however it
+dies. No Python code runs between fork and exec.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -39,8 +39,22 @@ import structlog
 
 from juicectl._timer import TimerHandle, call_later
 from juicectl.connection import READ_SIZE, Connection
-from juicectl.exceptions import ProcessUnavailable, ProtocolError, TooManyRequests, TruncatedBox
+from juicectl.exceptions import (
+    ProcessLaunchError,
+    ProcessUnavailable,
+    ProtocolError,
+    TooManyRequests,
+    TruncatedBox,
+)
 from juicectl.juice import Negotiate, Shutdown
+from juicectl.launch import (
+    Invocation,
+    Launcher,
+    LocalLauncher,
+    SpawnedChild,
+    launch_failure,
+    spawn,
+)
 from juicectl.messages import (
     ChildProcessCreated,
     ChildProcessTerminated,
@@ -57,29 +71,6 @@ _DRAIN_GRACE = 0.5
 # Bytes of a stderr line kept in the log and in the tail.
 _STDERR_LINE_MAX = 1024
 _STDERR_TAIL_BYTES = 8192
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A pre-exec function setting PR_SET_PDEATHSIG (Linux), resolved before any fork."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    pr_set_pdeathsig = 1
-    sigkill = int(signal.SIGKILL)
-
-    def set_parent_death_signal() -> None:
-        prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return set_parent_death_signal
 
 
 def _tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
@@ -167,6 +158,7 @@ class ProcessActor(pykka.ThreadingActor):
         generation: this child's generation number.
         spec: how to launch it and the timeouts.
         name: the controller's name, for logs.
+        launcher: turns ``spec`` into what to exec (default: :class:`LocalLauncher`).
     """
 
     use_daemon_thread = True
@@ -177,13 +169,16 @@ class ProcessActor(pykka.ThreadingActor):
         generation: int,
         spec: LaunchSpec,
         name: str = "juicectl",
+        launcher: Launcher | None = None,
     ) -> None:
         super().__init__()
         self._controller = controller
         self._generation = generation
         self._spec = spec
         self._name = name
+        self._launcher: Launcher = launcher if launcher is not None else LocalLauncher()
         self._log = log.bind(controller=name, generation=generation)
+        self._child: SpawnedChild | None = None
         self._popen: subprocess.Popen[bytes] | None = None
         self._connection: Connection | None = None
         self._stdin_fd: int | None = None
@@ -192,6 +187,7 @@ class ProcessActor(pykka.ThreadingActor):
         self._stdin_close_deferred = False
         self._stderr_tail: deque[str] = deque(maxlen=spec.stderr_tail_lines)
         self._stderr_lock = threading.Lock()
+        self._deadline = 0.0  # monotonic time by which the child must be ready
         self._launched_at = 0.0
         self._ready = False
         self._returncode: int | None = None
@@ -205,14 +201,14 @@ class ProcessActor(pykka.ThreadingActor):
 
     @classmethod
     def factory(
-        cls, name: str
+        cls, name: str, launcher: Launcher | None = None
     ) -> Callable[[pykka.ActorRef[Any], int, LaunchSpec], pykka.ActorRef[Any]]:
         """A process factory for ``ControllerActor``: starts one actor per child."""
 
         def start(
             controller: pykka.ActorRef[Any], generation: int, spec: LaunchSpec
         ) -> pykka.ActorRef[Any]:
-            return cls.start(controller, generation, spec, name)
+            return cls.start(controller, generation, spec, name, launcher)
 
         return start
 
@@ -221,36 +217,36 @@ class ProcessActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         spec = self._spec
         argv = list(spec.argv)
+        me = self.actor_ref
+        # Armed before anything else: whatever happens below, no wait is unbounded.
+        self._deadline = time.monotonic() + spec.startup_timeout
+        self._timers.append(
+            call_later(spec.startup_timeout, lambda: _tell_quietly(me, _StartupTimedOut()))
+        )
         try:
-            self._popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=dict(spec.env) if spec.env is not None else None,
-                cwd=spec.cwd,
-                start_new_session=True,
-                close_fds=True,
-                bufsize=0,
-                preexec_fn=_parent_death_signal(),
+            child = spawn(self._launcher.invocation(spec))  # spawn's own errors are launch errors
+        except Exception as error:
+            # A launcher that raised something else is the same failure, in the same words.
+            command = tuple(spec.argv)
+            failure = (
+                error
+                if isinstance(error, ProcessLaunchError)
+                else launch_failure(Invocation(command, spec.env, spec.cwd, command), error)
             )
-        except (OSError, ValueError, subprocess.SubprocessError) as error:
-            os_error = error if isinstance(error, OSError) else OSError(str(error))
-            self._log.warning("launch_failed", argv=argv, error=str(os_error))
+            self._log.warning("launch_failed", argv=argv, cwd=spec.cwd, error=str(failure))
             self._report(
                 TerminationReason(
-                    how="launch_failed",
-                    detail=f"cannot launch {argv!r}: {os_error.strerror or os_error}",
-                    launch_error=os_error,
+                    how="launch_failed", detail=str(failure), launch_error=failure.os_error
                 )
             )
             return
-        popen = self._popen
+        self._child = child
+        self._popen = popen = child.popen
         assert popen.stdin and popen.stdout and popen.stderr
         self._launched_at = time.monotonic()
         self._stdin_fd = popen.stdin.fileno()
         self._log = self._log.bind(pid=popen.pid)
-        self._log.info("launched", argv=argv)
+        self._log.info("launched", argv=argv, pgid=child.pgid, guarded=child.guard is not None)
         self._connection = Connection(
             self._write_stdin,
             pid=popen.pid,
@@ -275,9 +271,6 @@ class ProcessActor(pykka.ThreadingActor):
                 name=f"juicectl-{self._name}-{popen.pid}-{stream_name}",
                 daemon=True,
             ).start()
-        self._timers.append(
-            call_later(spec.startup_timeout, lambda: _tell_quietly(me, _StartupTimedOut()))
-        )
         if spec.readiness == "connected" and spec.prepare is None:
             self._became_ready(None)
         else:
@@ -291,7 +284,7 @@ class ProcessActor(pykka.ThreadingActor):
         """Readiness probe, then ``prepare``: on a thread of its own (they block)."""
         connection = self._connection
         assert connection is not None
-        deadline = self._launched_at + self._spec.startup_timeout
+        deadline = self._deadline
         error: BaseException | None = None
         try:
             if self._spec.readiness == "negotiate":
@@ -572,19 +565,11 @@ class ProcessActor(pykka.ThreadingActor):
                 popen.stdin.close()
 
     def _signal_group(self, signum: int) -> None:
-        popen = self._popen
-        if popen is None:
-            return
-        try:
-            os.killpg(popen.pid, signum)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            with contextlib.suppress(OSError):
-                os.kill(popen.pid, signum)
+        if self._child is not None:
+            self._child.signal_group(signum)
 
     def _pid(self) -> int | None:
-        return self._popen.pid if self._popen is not None else None
+        return self._child.pid if self._child is not None else None
 
     # --- exit --------------------------------------------------------------------------------
 
@@ -592,8 +577,10 @@ class ProcessActor(pykka.ThreadingActor):
         self._returncode = returncode
         for timer in self._timers:
             timer.cancel()
-        # Grandchildren left in the child's group go with it: no orphans.
-        self._signal_group(signal.SIGKILL)
+        # Grandchildren left in the child's group go with it (no orphans), and its guard is
+        # reaped.
+        assert self._child is not None
+        self._child.release()
         self._log.info("exited", returncode=returncode)
         if self._open_streams:
             me = self.actor_ref
@@ -672,6 +659,8 @@ class ProcessActor(pykka.ThreadingActor):
             self._signal_group(signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 popen.wait(timeout=5)
+        if self._child is not None:
+            self._child.release()
         if self._connection is not None:
             self._connection.connection_lost(ProcessUnavailable("the process actor stopped"))
         self._close_stdin()

@@ -1,15 +1,27 @@
-"""Errors that name the cause: bad launch options fail at ``start()``."""
+"""Errors that name the cause: bad options fail at ``start()``, and anything that goes wrong
+at the launch is a ``ProcessLaunchError`` naming the command and the cwd that fails the
+waiters at once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from juicectl import ProcessController
+from juicectl import ProcessController, ProcessLaunchError, RestartPolicy
+from juicectl.actors import ProcessActor
+from juicectl.launch import Invocation, LocalLauncher
 from juicectl.policy import LaunchSpec
+from tests.conftest import ROOT
 from tests.integration.scripts import worker
+
+MakeController = Callable[..., ProcessController]
+
+# Far longer than any wait below: a waiter that fails within its bounded wait did not wait
+# for the startup deadline.
+SLOW_START = 60.0
 
 
 @pytest.mark.parametrize(
@@ -70,3 +82,76 @@ def test_bad_argv_fails_at_start(argv: Any, error: type[Exception], message: str
 
 def test_a_path_cwd_is_taken_as_its_str(tmp_path: Path) -> None:
     assert LaunchSpec(argv=["x"], cwd=tmp_path).cwd == str(tmp_path)  # type: ignore[arg-type]
+
+
+def test_a_cwd_gone_by_launch_time_is_named_as_the_cwd(
+    make_controller: MakeController, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    ctl = make_controller(worker(), cwd=str(workdir), startup_timeout=SLOW_START)
+    workdir.rmdir()  # after start(): the launch is lazy, at the first get_process()
+    with pytest.raises(ProcessLaunchError) as info:
+        ctl.get_process().get(timeout=10)
+    assert f"the working directory (cwd) {str(workdir)!r} does not exist" in str(info.value)
+    assert "No such file or directory" not in str(info.value)
+    assert info.value.argv == tuple(worker())
+    assert ctl.mode == "stopped"
+
+
+def test_a_program_missing_from_path_says_where_it_was_looked_for(
+    make_controller: MakeController,
+) -> None:
+    ctl = make_controller(["juicectl-no-such-worker"], env={"PATH": "/nonexistent"})
+    with pytest.raises(ProcessLaunchError) as info:
+        ctl.get_process().get(timeout=10)
+    assert str(info.value) == (
+        "cannot launch ['juicectl-no-such-worker']: No such file or directory: "
+        f"'juicectl-no-such-worker' is not on PATH (/nonexistent) (cwd {str(ROOT)!r})"
+    )
+
+
+class _BadEnvLauncher(LocalLauncher):
+    """Hands ``subprocess`` an environment it refuses (as an unchecked launcher could)."""
+
+    def invocation(self, spec: LaunchSpec) -> Invocation:
+        good = super().invocation(spec)
+        return Invocation(argv=good.argv, env={"A": 1}, cwd=good.cwd,  # type: ignore[dict-item]
+                          command=good.command)
+
+
+class _BrokenLauncher:
+    def invocation(self, spec: LaunchSpec) -> Invocation:
+        raise RuntimeError("the launcher broke")
+
+
+@pytest.mark.parametrize(
+    ("launcher", "cause"),
+    [
+        (_BadEnvLauncher(), "TypeError: expected str, bytes or os.PathLike object, not int"),
+        (_BrokenLauncher(), "RuntimeError: the launcher broke"),
+    ],
+    ids=["popen-type-error", "launcher-raises"],
+)
+def test_any_exception_at_launch_is_a_launch_error_that_fails_the_waiters_at_once(
+    launcher: Any, cause: str
+) -> None:
+    ctl = ProcessController.start(
+        worker(),
+        cwd=str(ROOT),
+        startup_timeout=SLOW_START,
+        restart=RestartPolicy(mode="temporary"),
+        process_factory=ProcessActor.factory("bad-launch", launcher=launcher),
+    )
+    try:
+        waiters = [ctl.get_process() for _ in range(3)]
+        for waiter in waiters:
+            with pytest.raises(ProcessLaunchError) as info:
+                waiter.get(timeout=10)
+            assert str(info.value) == (
+                f"cannot launch {worker()!r}: {cause} (cwd {str(ROOT)!r})"
+            )
+        assert ctl.mode == "stopped"
+    finally:
+        result = ctl.close(timeout=10)
+    assert result is not None and result.how == "not_running"
