@@ -24,13 +24,12 @@ an event with nothing to do in that phase (a late timer, a second stop): logged 
 ::
 
     launching --launched--> probing --probe_passed--> ready
-        |                      |                         |
-        | launch_failed        | probe_failed, startup_timed_out, stop_asked (both)
-        v                      v                         v
-    reported            stopping(shutdown)  <-----------+
-        ^                      | step_due                 (protocol_failed, pipe_grace_over:
-        |               stopping(close_stdin) <---------- straight here, from probing or ready)
-        |                      | step_due
+        |                      |                         | stop_asked
+        | launch_failed        | probe_failed, startup_timed_out, stop_asked,
+        v                      | protocol_failed, pipe_grace_over
+    reported                   v                         v
+        ^               stopping(close_stdin) <-- stopping(shutdown)   (step_due; or a
+        |                      | step_due                             broken pipe from ready)
         |               stopping(sigterm) --step_due--> stopping(sigkill)
         |
         +--drained / drain_timed_out-- exited <--child_exited-- (any phase with a child)
@@ -40,9 +39,10 @@ Stopping escalates, each step bounded, and enters at the first step that makes s
     Shutdown  --stop_timeout-->  close stdin  --kill_timeout-->  SIGTERM to the group
               --kill_timeout-->  SIGKILL to the group
 
-A child is asked for ``Shutdown`` first; one that broke the protocol or closed its stdout
-cannot answer it, and its stop starts at closing its stdin (end of input ends a Juice peer).
-Why the stop began (``startup_timeout``, ``protocol_error``, ...), whether
+A ready child is asked for ``Shutdown`` first. A child that never became ready never answered
+``Negotiate``, so it is not asked: its stop starts at closing its stdin (end of input ends a
+Juice peer). A child that broke the protocol or closed its stdout cannot answer either, and
+starts there too. Why the stop began (``startup_timeout``, ``protocol_error``, ...), whether
 it was asked for, and the last step taken become the ``TerminationReason``.
 
 Apart from the phase, two small things are touched by other threads, each under its own lock:
@@ -601,12 +601,12 @@ class ProcessActor(pykka.ThreadingActor):
     def _probe_failed(self, message: _Ready) -> None:
         self._log.warning("startup_failed", error=repr(message.error))
         self._begin_stop("startup_failed", f"start failed: {message.error}",
-                         Phase.STOPPING_SHUTDOWN)
+                         Phase.STOPPING_CLOSE_STDIN)
 
     def _startup_timed_out(self, _: Any) -> None:
         self._log.warning("startup_timeout", timeout=self._spec.startup_timeout)
         self._begin_stop("startup_timeout", f"not ready within {self._spec.startup_timeout}s",
-                         Phase.STOPPING_SHUTDOWN)
+                         Phase.STOPPING_CLOSE_STDIN)
 
     def _stop_asked(self, _: Any) -> None:
         self._requested = True
@@ -798,7 +798,7 @@ class ProcessActor(pykka.ThreadingActor):
         if step == "sigterm":
             return "terminated"
         if step == "close_stdin":
-            # It ignored Shutdown and ended only once its input ended: not clean.
+            # It ignored Shutdown (or was not asked) and ended once its input ended.
             return "stdin_closed"
         return "clean" if status == 0 else "exited"
 
@@ -868,11 +868,11 @@ _Action = Callable[[ProcessActor, Any], None]
 LIFECYCLE: dict[tuple[Phase, Event], tuple[Phase, _Action | None]] = {
     (_L, _E.LAUNCHED): (_P, _A._launched),
     (_L, _E.LAUNCH_FAILED): (_D, _A._launch_failed),
-    # Starting.
+    # Starting: not ready yet, so never asked for Shutdown.
     (_P, _E.PROBE_PASSED): (_R, None),
-    (_P, _E.PROBE_FAILED): (_SD, _A._probe_failed),
-    (_P, _E.STARTUP_TIMED_OUT): (_SD, _A._startup_timed_out),
-    (_P, _E.STOP_ASKED): (_SD, _A._stop_asked),
+    (_P, _E.PROBE_FAILED): (_SC, _A._probe_failed),
+    (_P, _E.STARTUP_TIMED_OUT): (_SC, _A._startup_timed_out),
+    (_P, _E.STOP_ASKED): (_SC, _A._stop_asked),
     (_P, _E.PROTOCOL_FAILED): (_SC, _A._protocol_failed_message),
     (_P, _E.STDOUT_CLOSED): (_P, _A._stdout_closed),
     (_P, _E.STDERR_CLOSED): (_P, _A._stderr_closed),

@@ -1,6 +1,7 @@
 """The process actor's lifecycle table keeps the promises the supervision tests check with
 real children, as properties of the data: it only moves forward, every phase with a child
-hears its exit, each stop step leads to the next, and nothing follows the report."""
+hears its exit, only a ready child is asked for ``Shutdown``, and nothing follows the
+report."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def test_every_phase_with_a_child_hears_its_exit(phase: Phase) -> None:
                          ids=lambda p: p.value)
 def test_an_actor_stopped_from_outside_still_reports(phase: Phase) -> None:
     assert LIFECYCLE[(phase, Event.ACTOR_STOPPED)][0] is Phase.REPORTED
+
+
+def test_only_a_ready_child_is_asked_for_shutdown() -> None:
+    into_shutdown = {phase for (phase, _), (target, _) in LIFECYCLE.items()
+                     if target is Phase.STOPPING_SHUTDOWN and phase is not target}
+    assert into_shutdown == {Phase.READY}
 
 
 def test_each_stop_step_leads_to_the_next() -> None:
