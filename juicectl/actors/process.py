@@ -169,6 +169,7 @@ STOP_STEPS: dict[Phase, str] = {
     Phase.STOPPING_SIGTERM: "sigterm",
     Phase.STOPPING_SIGKILL: "sigkill",
 }
+_STEP_ORDER = list(STOP_STEPS.values())
 
 
 # --- private messages (from this actor's own threads and timers) -----------------------------
@@ -677,6 +678,7 @@ class ProcessActor(pykka.ThreadingActor):
             how="killed",
             detail="the process actor stopped",
             stderr_tail=self._stderr_tail.lines(),
+            stop_step=self._last_step,
         )
 
     def _after_grace(self, cause: str, detail: str) -> None:
@@ -781,16 +783,24 @@ class ProcessActor(pykka.ThreadingActor):
             exit_status=status,
             signal=signum,
             requested=self._requested,
-            how=self._how(status),
+            how=self._how(status, signum),
             detail=self._cause_detail,
             stderr_tail=self._stderr_tail.lines(),
+            stop_step=self._last_step,
         )
 
-    def _how(self, status: int | None) -> str:
+    def _how(self, status: int | None, signum: int | None) -> str:
         """The ``TerminationReason.how`` vocabulary (see ``juicectl.messages``)."""
         if self._cause is not None and not self._requested:
             return self._cause
         step = self._last_step
+        sent = set()
+        if step is not None and _STEP_ORDER.index(step) >= _STEP_ORDER.index("sigterm"):
+            sent.add(int(signal.SIGTERM))
+        if step == "sigkill":
+            sent.add(int(signal.SIGKILL))
+        if signum is not None and signum not in sent:
+            return "signaled"  # a signal juicectl did not send
         if step is None:
             return "exited"
         if step == "sigkill":
