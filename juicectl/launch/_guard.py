@@ -3,7 +3,8 @@
 Each child gets a guard: a POSIX shell (``/bin/sh``, dash on Debian, about 1 MiB) started just
 before the child, which leads the process group the child then joins. The guard's stdin is the
 read end of a pipe whose only write end this process holds. It ignores the signals of the stop
-escalation and waits for end of file on that pipe, which comes only when the write end is
+escalation (and says so on its stdout once it does: no signal it traps is sent to the group
+before), then waits for end of file on that pipe, which comes only when the write end is
 closed: by :meth:`ParentDeathGuard.release`, or by the kernel when this process dies, however
 it dies (SIGKILL, a crash, the OOM killer). Then it sends SIGKILL to its whole process group:
 the child, busy or not, and every grandchild still in the group, and itself.
@@ -38,6 +39,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
+import signal
 import subprocess
 import threading
 
@@ -46,8 +49,16 @@ GUARD_SHELL = "/bin/sh"
 
 # The guard's program. Ignoring TERM keeps it through the escalation's SIGTERM to the group;
 # HUP, INT and QUIT come from a terminal (or a user signalling the group) and change nothing.
-# `read` returns non-zero at end of file only; a stray line is read and ignored.
-_SCRIPT = "trap '' HUP INT QUIT TERM; while read -r line; do :; done; kill -s KILL 0"
+# Until the traps are set those signals would kill it, so it says "armed" on its stdout once
+# they are, and closes it. `read` returns non-zero at end of file only; a stray line is read
+# and ignored.
+_SCRIPT = (
+    "trap '' HUP INT QUIT TERM; echo armed; exec >&-; "
+    "while read -r line; do :; done; kill -s KILL 0"
+)
+
+#: The signals the guard ignores once armed.
+TRAPPED_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM})
 
 # Seconds to wait for a guard to be reaped once its group was killed (it is a shell blocked in
 # `read`: it dies at once; the bound is there so that nothing can hang on it).
@@ -80,6 +91,7 @@ class ParentDeathGuard:
     def __init__(self, popen: subprocess.Popen[bytes], write_end: int) -> None:
         self._popen = popen
         self._write_end: int | None = write_end
+        self._armed = False
 
     @classmethod
     def start(cls, shell: str = GUARD_SHELL) -> ParentDeathGuard:
@@ -94,7 +106,7 @@ class ParentDeathGuard:
             popen = subprocess.Popen(
                 [shell, "-c", _SCRIPT],
                 stdin=read_end,
-                stdout=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 cwd="/",  # holds no directory busy
                 env={},
@@ -124,6 +136,19 @@ class ParentDeathGuard:
         """Whether the guard is still running."""
         return self._popen.poll() is None
 
+    def wait_armed(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the guard to have set its traps (a shell takes
+        about a millisecond to get there); True once it has. Before that, a SIGTERM to the
+        group would kill the guard along with the child."""
+        stdout = self._popen.stdout
+        if self._armed or stdout is None:
+            return self._armed
+        ready, _, _ = select.select([stdout], [], [], timeout)
+        if ready:
+            self._armed = stdout.read(16).startswith(b"armed")
+            stdout.close()
+        return self._armed
+
     def release(self) -> int | None:
         """Close the pipe (the guard kills whatever is left of its group, itself included) and
         reap the guard. Idempotent. Returns the guard's exit status (None if it could not be
@@ -134,6 +159,8 @@ class ParentDeathGuard:
                 _write_ends.discard(write_end)
             with contextlib.suppress(OSError):
                 os.close(write_end)
+        if self._popen.stdout is not None:
+            self._popen.stdout.close()
         try:
             return self._popen.wait(timeout=_REAP_TIMEOUT)
         except subprocess.TimeoutExpired:

@@ -16,11 +16,15 @@ import threading
 
 import structlog
 
-from juicectl.launch._guard import GUARD_SHELL, ParentDeathGuard
+from juicectl.launch._guard import GUARD_SHELL, TRAPPED_SIGNALS, ParentDeathGuard
 from juicectl.launch._invocation import Invocation
 from juicectl.launch._local import launch_failure
 
 log = structlog.get_logger(__name__)
+
+# Seconds to wait, at most, for a guard to have set its traps before a signal it traps goes
+# to the group (it takes a shell about a millisecond, long done by the escalation's SIGTERM).
+_ARMED_TIMEOUT = 2.0
 
 # Guard shells found missing, warned about once each.
 _missing_shells: set[str] = set()
@@ -60,6 +64,9 @@ class SpawnedChild:
         error, and nothing is sent after :meth:`release`."""
         if self._released:
             return
+        if self.guard is not None and signum in TRAPPED_SIGNALS:
+            # Never before the guard ignores it: the group would lose its guard.
+            self.guard.wait_armed(_ARMED_TIMEOUT)
         try:
             os.killpg(self.pgid, signum)
         except ProcessLookupError:
