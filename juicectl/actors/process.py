@@ -81,7 +81,7 @@ from juicectl.exceptions import (
     TooManyRequests,
     TruncatedBox,
 )
-from juicectl.juice import Negotiate, Shutdown
+from juicectl.juice import Box, Negotiate, Shutdown, raw_command
 from juicectl.launch import (
     Invocation,
     Launcher,
@@ -106,6 +106,18 @@ _DRAIN_GRACE = 0.5
 # Bytes of a stderr line kept in the log and in the tail.
 _STDERR_LINE_MAX = 1024
 _STDERR_TAIL_BYTES = 8192
+# Bytes of a child's stray stdout shown in the error.
+_STRAY_SAMPLE = 80
+
+# The readiness probe: Negotiate, with every field of the answer kept as text, so that an
+# answer spoiled by stray output can be shown as it came.
+_RawNegotiate = raw_command("Negotiate")
+
+_HINT = (
+    "a worker's stdout belongs to the protocol: serve it with "
+    "`python -m juicectl.child module:Class`, or call `juicectl.child.protect_stdio()` "
+    "before anything prints"
+)
 
 
 def _tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
@@ -489,13 +501,13 @@ class ProcessActor(pykka.ThreadingActor):
                 # Bounded by startup_timeout, not by the connection's request_timeout (meant
                 # for calls to a running child, and often shorter than a start).
                 remaining = max(0.001, deadline - time.monotonic())
-                answer = connection.call(Negotiate, versions=[1], timeout=remaining).get(
+                fields = connection.call(_RawNegotiate, versions="1", timeout=remaining).get(
                     timeout=remaining
                 )
-                if answer.get("version") != 1:
+                version = _negotiated_version(connection.pid, fields)
+                if version != 1:
                     raise ProcessUnavailable(
-                        f"child {connection.pid} negotiated version {answer.get('version')!r}, "
-                        "not 1"
+                        f"child {connection.pid} negotiated version {version!r}, not 1"
                     )
             if self._spec.prepare is not None:
                 outcome = self._spec.prepare(connection)
@@ -611,6 +623,20 @@ class ProcessActor(pykka.ThreadingActor):
 
     def _stop_asked(self, _: Any) -> None:
         self._requested = True
+
+    def _protocol_failed_at_startup(self, message: _ProtocolFailed) -> None:
+        error, sample = message.error, message.sample
+        if not isinstance(error, ProtocolError):
+            self._protocol_failed(error, sample)
+            return
+        detail = (
+            f"it wrote to its stdout what is not Juice before it was ready ({error}); "
+            f"the first bytes: {sample[:_STRAY_SAMPLE]!r}; {_HINT}"
+        )
+        self._log.warning("protocol_error", error=str(error), sample=sample, during="startup")
+        if self._connection is not None:
+            self._connection.connection_lost(ProcessUnavailable(f"child {self._pid()} {detail}"))
+        self._begin_stop("protocol_error", detail, Phase.STOPPING_CLOSE_STDIN)
 
     def _protocol_failed_message(self, message: _ProtocolFailed) -> None:
         self._protocol_failed(message.error, message.sample)
@@ -863,6 +889,23 @@ def _stderr_line(stderr_log: Any, tail: _StderrTail, raw: bytes) -> None:
     tail.append(text)
 
 
+def _negotiated_version(pid: int, fields: dict[str, str]) -> int:
+    """The version in a ``Negotiate`` answer; an answer without one is stray output."""
+    try:
+        return int(Negotiate.parse_response(Box(fields))["version"])
+    except Exception:
+        pass
+    stray = next(
+        (f"{key}: {value}" for key, value in fields.items() if key != "version"),
+        "",
+    )
+    raise ProcessUnavailable(
+        f"child {pid} answered Negotiate without a version: it wrote to its stdout before "
+        f"the protocol started; the answer began with {stray[:_STRAY_SAMPLE]!r} (as parsed); "
+        f"{_HINT}"
+    )
+
+
 # --- the table -------------------------------------------------------------------------------
 
 _A = ProcessActor
@@ -883,7 +926,7 @@ LIFECYCLE: dict[tuple[Phase, Event], tuple[Phase, _Action | None]] = {
     (_P, _E.PROBE_FAILED): (_SC, _A._probe_failed),
     (_P, _E.STARTUP_TIMED_OUT): (_SC, _A._startup_timed_out),
     (_P, _E.STOP_ASKED): (_SC, _A._stop_asked),
-    (_P, _E.PROTOCOL_FAILED): (_SC, _A._protocol_failed_message),
+    (_P, _E.PROTOCOL_FAILED): (_SC, _A._protocol_failed_at_startup),
     (_P, _E.STDOUT_CLOSED): (_P, _A._stdout_closed),
     (_P, _E.STDERR_CLOSED): (_P, _A._stderr_closed),
     (_P, _E.STDIN_BROKEN): (_P, _A._stdin_broken),

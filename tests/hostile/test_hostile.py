@@ -47,9 +47,13 @@ def test_garbage_on_stdout_before_the_handshake(tmp_path: Path) -> None:
     with hostile("garbage_before_handshake", tmp_path) as h, capture_logs_bounded() as logs:
         with (
             MemoryMeter() as meter,
-            pytest.raises(ProcessUnavailable, match="header line without ': '"),
+            pytest.raises(ProcessUnavailable, match="header line without ': '") as info,
         ):
             h.ctl.get_process().get(timeout=15)
+        message = str(info.value)
+        assert "what is not Juice before it was ready" in message
+        assert "the first bytes: b'Welcome to my shell" in message
+        assert "python -m juicectl.child" in message and "protect_stdio()" in message
         [error] = logs.events("protocol_error")
         assert "Welcome to my shell" in repr(error["sample"])
         stats = h.wait_stopped()

@@ -1,16 +1,18 @@
-"""Errors that name the cause: bad options fail at ``start()``, and anything that goes wrong
-at the launch is a ``ProcessLaunchError`` naming the command and the cwd that fails the
-waiters at once."""
+"""Errors that name the cause: bad options fail at ``start()``, anything that goes wrong at
+the launch is a ``ProcessLaunchError`` naming the command and the cwd and fails the waiters at
+once, and a child that writes stray bytes to its stdout is told so."""
 
 from __future__ import annotations
 
+import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from juicectl import ProcessController, ProcessLaunchError, RestartPolicy
+from juicectl import ProcessController, ProcessLaunchError, ProcessUnavailable, RestartPolicy
 from juicectl.actors import ProcessActor
 from juicectl.launch import Invocation, LocalLauncher
 from juicectl.policy import LaunchSpec
@@ -155,3 +157,41 @@ def test_any_exception_at_launch_is_a_launch_error_that_fails_the_waiters_at_onc
     finally:
         result = ctl.close(timeout=10)
     assert result is not None and result.how == "not_running"
+
+
+def noisy_worker(tmp_path: Path, prints: str) -> list[str]:
+    """A worker script that prints at import, before ``run()`` protects its stdout."""
+    script = tmp_path / "noisy_worker.py"
+    script.write_text(textwrap.dedent(f"""
+        {prints}
+        from juicectl.child import JuiceChild, run
+        run(JuiceChild)
+    """))
+    return [sys.executable, str(script)]
+
+
+def test_a_worker_that_prints_at_import_is_told_its_stdout_belongs_to_the_protocol(
+    make_controller: MakeController, tmp_path: Path
+) -> None:
+    ctl = make_controller(noisy_worker(tmp_path, "print('Loading model weights...')"))
+    with pytest.raises(ProcessUnavailable) as info:
+        ctl.get_process().get(timeout=15)
+    message = str(info.value)
+    assert "wrote to its stdout before the protocol started" in message
+    assert "loading model weights..." in message  # the first bytes, as the wire parsed them
+    assert "python -m juicectl.child" in message
+    assert "protect_stdio()" in message
+    assert "missing required 'version'" not in message
+
+
+def test_stray_bytes_that_break_the_protocol_at_startup_are_shown(
+    make_controller: MakeController, tmp_path: Path
+) -> None:
+    argv = noisy_worker(tmp_path, "import sys; sys.stdout.write('Starting up\\r\\n')")
+    ctl = make_controller(argv)
+    with pytest.raises(ProcessUnavailable) as info:
+        ctl.get_process().get(timeout=15)
+    message = str(info.value)
+    assert "wrote to its stdout what is not Juice before it was ready" in message
+    assert "b'Starting up\\r\\n" in message
+    assert "python -m juicectl.child" in message and "protect_stdio()" in message
