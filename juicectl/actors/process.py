@@ -48,7 +48,8 @@ it was asked for, and the last step taken become the ``TerminationReason``.
 Apart from the phase, two small things are touched by other threads, each under its own lock:
 the write end of the child's stdin (callers write requests on their own threads; closing it
 waits for a write in progress) and the tail of the child's stderr (appended by the stderr
-thread, read for the report). Nothing else is shared.
+thread, read for the report). The other threads read only what is set before they start
+(the ``Popen``, the connection, which is thread-safe on its own).
 
 The child runs in the process group of its parent-death guard (see
 :mod:`juicectl.launch`), so signals reach its grandchildren, and the whole group dies with this
@@ -605,12 +606,6 @@ class ProcessActor(pykka.ThreadingActor):
 
     # --- actions: the effects of one event (the table has already set the phase) ------------
 
-    def _enter_ready(self) -> None:
-        child, connection = self._child, self._connection
-        assert child is not None and connection is not None
-        self._log.info("ready", seconds=round(time.monotonic() - self._launched_at, 4))
-        self._tell_controller(ChildProcessCreated(self._generation, child.pid, connection))
-
     def _probe_failed(self, message: _Ready) -> None:
         self._log.warning("startup_failed", error=repr(message.error))
         self._begin_stop("startup_failed", f"start failed: {message.error}",
@@ -724,6 +719,12 @@ class ProcessActor(pykka.ThreadingActor):
             self._cause, self._cause_detail = cause, detail
 
     # --- entry effects: what entering a phase does ----------------------------------------
+
+    def _enter_ready(self) -> None:
+        child, connection = self._child, self._connection
+        assert child is not None and connection is not None
+        self._log.info("ready", seconds=round(time.monotonic() - self._launched_at, 4))
+        self._tell_controller(ChildProcessCreated(self._generation, child.pid, connection))
 
     def _enter_stop_step(self) -> None:
         child = self._child
