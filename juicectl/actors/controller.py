@@ -86,7 +86,6 @@ from __future__ import annotations
 import contextlib
 import queue
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from types import TracebackType
@@ -116,7 +115,7 @@ from juicectl.messages import (
     _GetStats,
     _RestartDue,
 )
-from juicectl.policy import LaunchSpec, RestartPolicy
+from juicectl.policy import GiveUp, LaunchSpec, RestartHistory, RestartPolicy
 
 __all__ = [
     "TRANSITIONS",
@@ -245,9 +244,7 @@ class ControllerActor(pykka.ThreadingActor):
         self._timer: TimerHandle | None = None
         self._restart_token = 0
         self._restart_pending = False
-        self._restart_times: deque[float] = deque()
-        self._restarts_total = 0
-        self._streak = 0
+        self._history = RestartHistory(policy)
         self._gave_up = False
         self._last_exit: TerminationReason | None = None
         self._last_exit_requested = False
@@ -293,8 +290,7 @@ class ControllerActor(pykka.ThreadingActor):
             self._log.info("restart_count_reset", cause="GetProcess")
         # A launch asked for by a caller starts the restart accounting afresh.
         self._gave_up = False
-        self._restart_times.clear()
-        self._streak = 0
+        self._history.reset()
         self._launch(cause="GetProcess")
 
     def _get_queue(self, message: GetProcess) -> None:
@@ -447,26 +443,21 @@ class ControllerActor(pykka.ThreadingActor):
         self, reason: TerminationReason, *, abnormal: bool, uptime: float | None
     ) -> None:
         policy = self._policy
-        if not policy.should_restart(requested=False, abnormal=abnormal):
+        decision = self._history.decide(abnormal=abnormal, uptime=uptime, now=self._clock())
+        if decision is None:
             return
-        if uptime is not None and uptime >= policy.reset_after:
-            self._streak = 0
-        now = self._clock()
-        while self._restart_times and now - self._restart_times[0] > policy.window:
-            self._restart_times.popleft()
-        if len(self._restart_times) >= policy.max_restarts:
+        if isinstance(decision, GiveUp):
             self._gave_up = True
             self._log.warning(
                 "gave_up",
-                restarts=len(self._restart_times),
+                restarts=decision.restarts_in_window,
                 window=policy.window,
                 max_restarts=policy.max_restarts,
                 last_exit=reason.describe(),
             )
-            self._publish(GaveUp(self._name, len(self._restart_times), policy.window, reason))
+            self._publish(GaveUp(self._name, decision.restarts_in_window, policy.window, reason))
             return
-        delay = policy.delay(self._streak)
-        self._streak += 1
+        delay = decision.delay
         self._restart_token += 1
         self._restart_pending = True
         token = self._restart_token
@@ -481,8 +472,8 @@ class ControllerActor(pykka.ThreadingActor):
         self._log.info(
             "restart_scheduled",
             delay=delay,
-            attempt=self._streak,
-            restarts_in_window=len(self._restart_times),
+            attempt=decision.attempt,
+            restarts_in_window=decision.restarts_in_window,
             last_exit=reason.describe(),
         )
 
@@ -492,8 +483,7 @@ class ControllerActor(pykka.ThreadingActor):
             return
         self._restart_pending = False
         self._timer = None
-        self._restart_times.append(self._clock())
-        self._restarts_total += 1
+        self._history.restarted(self._clock())
         self._launch(cause="restart")
 
     def _restart_stale(self, message: _RestartDue) -> None:
@@ -599,8 +589,8 @@ class ControllerActor(pykka.ThreadingActor):
             "pid": self._pid,
             "generation": self._generation,
             "uptime": None if self._ready_at is None else self._clock() - self._ready_at,
-            "restarts": self._restarts_total,
-            "restarts_in_window": len(self._restart_times),
+            "restarts": self._history.total,
+            "restarts_in_window": self._history.in_window,
             "restart_pending": self._restart_pending,
             "gave_up": self._gave_up,
             "waiting": len(self._get_waiters),
