@@ -135,3 +135,19 @@ def test_mode_changed_cause_of_a_close(
     changes = [e for e in events if isinstance(e, ModeChanged)]
     assert [(e.old, e.new, e.cause) for e in changes] == expected
     assert {(e.controller, e.generation) for e in changes} == {("test", 1)}
+
+
+def test_a_close_after_the_close_has_finished_gets_the_same_result(harness: Harness) -> None:
+    h = harness
+    h.get()
+    h.created()
+    first = h.close()
+    assert h.sync() == "stopping"
+    # Both reach the inbox before the actor's own stop: the second close is handled in
+    # stopped, once the first has finished.
+    gate = h.hold()
+    reason = h.terminated(generation=1, how="clean", exit_status=0, requested=True)
+    second = h.close()
+    gate.release()
+    assert first.get(timeout=WAIT) == StopResult("clean", reason)
+    assert second.get(timeout=WAIT) == StopResult("clean", reason)
