@@ -19,6 +19,7 @@ from juicectl.connection import Connection
 from juicectl.controller import ProcessController
 from juicectl.exceptions import (
     ArgumentError,
+    ControllerClosed,
     JuicectlError,
     ProcessUnavailable,
     RemoteJuiceError,
@@ -156,7 +157,7 @@ def connect(controller: ProcessController, timeouts: Timeouts) -> Connection:
         connection: Connection = controller.get_process().get(timeout=timeouts.startup + 5)
     except pykka.Timeout:
         raise Failure(f"the child was not ready within {timeouts.startup:g} s") from None
-    except ProcessUnavailable as error:
+    except (ProcessUnavailable, ControllerClosed) as error:
         raise Failure(one_line(error)) from None
     return connection
 
