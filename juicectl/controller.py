@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pykka
-import structlog
 
 from juicectl._busy_poll import DEFAULT_BUSY_POLL
 from juicectl._future import ReplyFuture
+from juicectl._log import get_logger
 from juicectl.actors.controller import ControllerActor, Mode
 from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import subscriber_for
@@ -38,7 +38,7 @@ from juicectl.messages import (
 )
 from juicectl.policy import LaunchSpec, Readiness, RestartPolicy
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _names = itertools.count(1)
 _open_controllers: weakref.WeakSet[ProcessController] = weakref.WeakSet()
