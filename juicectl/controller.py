@@ -179,6 +179,23 @@ class ProcessController:
         return connection.call(command, timeout=timeout, **arguments).get()
 
     @property
+    def actor_ref(self) -> pykka.ActorRef[Any]:
+        """The controller actor's ``ActorRef``, for actors that drive it with messages.
+
+        An actor of yours may ``tell()`` it the orders of ``juicectl.messages``:
+        ``GetProcess(reply_to)``, ``StopProcess(reply_to)`` and ``Subscribe(actor_ref)``.
+        ``reply_to`` is a ``juicectl.ReplyFuture`` you create; the controller settles it
+        exactly once, on its own thread, so give it an ``add_done_callback()`` that
+        ``tell()``s your actor, and never wait on it in an actor. A subscriber is told every
+        event (``ModeChanged``, ``ProcessStarted``, ``ProcessTerminated``, ``GaveUp``) as a
+        message. See ``docs/actors.md``.
+
+        Closing stays with this handle (``close()``): after it the actor is stopped, and
+        ``tell()`` raises ``pykka.ActorDeadError``.
+        """
+        return self._actor
+
+    @property
     def mode(self) -> str:
         """The controller's mode: ``"stopped"``, ``"starting"``, ``"ready"``, ``"stopping"``
         or ``"waiting_ready"``."""
