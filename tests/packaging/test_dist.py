@@ -7,7 +7,9 @@ the documentation's snippet tests share; see there how it stays offline and bare
 from __future__ import annotations
 
 import importlib.util
+import sys
 import tarfile
+import venv
 import zipfile
 from email.parser import Parser
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 
 import juicectl
 from tests.conftest import ROOT
-from tests.packaging.wheel import Installed, build, clean_env, installed, run
+from tests.packaging.wheel import Installed, build, clean_env, installed, lend, run
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("hatchling") is None, reason="needs hatchling (the test extra)"
@@ -116,3 +118,33 @@ def test_versions_agree() -> None:
     assert f"## {juicectl.__version__}" in changelog
 
 
+
+def test_the_editable_install_exposes_the_package_alone(tmp_path: Path) -> None:
+    # What pip install -e . (tasks.py) installs: no path entry for the checkout's root, so
+    # tests/, examples/ and benchmarks/ do not become top-level packages of every program.
+    out = tmp_path / "editable"
+    build(ROOT, out, "wheel:editable")
+    [editable] = out.glob("juicectl-*.whl")
+    with zipfile.ZipFile(editable) as archive:
+        pth = [archive.read(n).decode() for n in archive.namelist() if n.endswith(".pth")]
+    assert pth and not any(line.strip() == str(ROOT) for text in pth for line in text.splitlines())
+
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "--no-deps",
+        "--no-cache-dir", "--disable-pip-version-check", editable, cwd=tmp_path)
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for name in ("editables", "pykka", "structlog"):
+        lend(name, deps)
+    [site_packages] = (env_dir / "lib").glob("python3.*/site-packages")
+    # Before the editable install's own .pth (site reads them in name order), which needs
+    # the lent editables.
+    (site_packages / "00-lent-dependencies.pth").write_text(f"{deps}\n")
+    probe = ("import importlib.util, juicectl; print(juicectl.__file__); "
+             "print([m for m in ('tests', 'examples', 'benchmarks') "
+             "if importlib.util.find_spec(m) is not None])")
+    location, exposed = run(python, "-c", probe, cwd=tmp_path, env=clean_env()).splitlines()
+    assert Path(location) == ROOT / "juicectl" / "__init__.py"
+    assert exposed == "[]"
