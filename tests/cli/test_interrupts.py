@@ -135,6 +135,14 @@ class Program:
     def interrupt(self) -> None:
         self.process.send_signal(signal.SIGINT)
 
+    def stop_then_kill(self) -> None:
+        """Ctrl-C: the stop is announced; Ctrl-C again: the kill; then the exit, 130."""
+        self.interrupt()
+        self.expect(re.escape(STOPPING_MESSAGE) + "$")  # at once, on a line of its own
+        self.interrupt()
+        self.expect(re.escape(KILLING_MESSAGE) + "$")
+        assert self.exit_status() == 130
+
     def exit_status(self) -> int:
         return self.process.wait(timeout=WAIT)
 
@@ -202,11 +210,7 @@ def test_call_second_ctrl_c_kills_the_child_and_exits(program: type[Program]) ->
     cli = program("call", "-v", "--", *CHILD, "Sleep", "seconds=60")
     cli.expect(r"child_stderr.*sleeping 60")
     [pid] = cli.pids
-    cli.interrupt()
-    cli.expect(re.escape(STOPPING_MESSAGE) + "$")
-    cli.interrupt()
-    cli.expect(re.escape(KILLING_MESSAGE) + "$")
-    assert cli.exit_status() == 130
+    cli.stop_then_kill()
     assert not alive(pid)
 
 
@@ -216,11 +220,7 @@ def test_call_kills_a_child_that_never_became_ready_with_its_group(
     cli = program("call", "-v", "--", sys.executable, "-c", NEVER_READY, "Echo")
     grandchild = int(cli.expect(r"child_stderr.*grandchild (\d+)").group(1))
     [pid] = cli.pids
-    cli.interrupt()
-    cli.expect(re.escape(STOPPING_MESSAGE) + "$")
-    cli.interrupt()
-    cli.expect(re.escape(KILLING_MESSAGE) + "$")
-    assert cli.exit_status() == 130
+    cli.stop_then_kill()
     deadline = time.monotonic() + WAIT
     while (alive(pid) or alive(grandchild)) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -260,11 +260,7 @@ def test_shell_ctrl_c_while_it_stops_the_child_then_kills_it(program: type[Progr
     cli.expect(r"^cancelled: ", "stdout")
     cli.end_input()                   # the shell stops the child: Shutdown waits for the Sleep
     cli.expect(r"stop_step.*step=shutdown")
-    cli.interrupt()
-    cli.expect(re.escape(STOPPING_MESSAGE) + "$")
-    cli.interrupt()
-    cli.expect(re.escape(KILLING_MESSAGE) + "$")
-    assert cli.exit_status() == 130
+    cli.stop_then_kill()
     [pid] = cli.pids
     assert not alive(pid)
 
