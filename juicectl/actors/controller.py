@@ -84,8 +84,8 @@ from types import TracebackType
 from typing import Any, Final
 
 import pykka
-import structlog
 
+from juicectl._log import get_logger
 from juicectl._timer import TimerHandle, call_later
 from juicectl.actors.subscribers import publish
 from juicectl.exceptions import ControllerClosed, ProcessLaunchError, ProcessUnavailable
@@ -123,7 +123,7 @@ __all__ = [
     "resolve_future",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ProcessFactory = Callable[[pykka.ActorRef[Any], int, LaunchSpec], pykka.ActorRef[Any]]
 """Makes the process actor of one child: ``factory(controller_ref, generation, spec)`` returns

@@ -277,7 +277,7 @@ def run_chaos(
         seed: for the random choices (printed in the report).
         restart: the policy (default: permanent, small backoff, no intensity limit to hit).
         close_under_fire: ``close()`` while the callers and the killer are still at work
-            (they then get ``ControllerClosed``, a ``ProcessUnavailable``), instead of after.
+            (they then get ``ControllerClosed``, a permanent failure), instead of after.
     """
     seed = random.randrange(1 << 32) if seed is None else seed
     master = random.Random(seed)
