@@ -14,13 +14,12 @@ import signal
 import subprocess
 import threading
 
-import structlog
-
+from juicectl._log import get_logger
 from juicectl.launch._guard import GUARD_SHELL, TRAPPED_SIGNALS, ParentDeathGuard
 from juicectl.launch._invocation import Invocation
 from juicectl.launch._local import launch_failure
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Seconds to wait, at most, for a guard to have set its traps before a signal it traps goes
 # to the group (it takes a shell about a millisecond, long done by the escalation's SIGTERM).
