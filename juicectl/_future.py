@@ -33,10 +33,11 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import pykka
-import structlog
+
+from juicectl._log import get_logger
 
 T = TypeVar("T")
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 _future_init = pykka.Future.__init__
 
 

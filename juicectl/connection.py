@@ -49,9 +49,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import structlog
-
 from juicectl._future import ReplyFuture
+from juicectl._log import get_logger
 from juicectl._pipe import Transport, WaitForRoom
 from juicectl._reading import READ_SIZE, ReadRole, RequestFuture
 from juicectl._timer import call_later
@@ -77,7 +76,7 @@ from juicectl.policy import ConnectionOptions, check_timeout
 
 __all__ = ["READ_SIZE", "Connection", "ConnectionLoss", "LossCause"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Bytes waiting to be written to a child that does not read its input, past which call()
 # refuses more: timed-out requests free their slots, not their queued bytes.

@@ -1,22 +1,26 @@
 """Plain data: how a controller launches its child, restarts it, talks to it, and bounds
 every wait.
 
-Nothing here does I/O or keeps time by itself; the controller actor asks these objects what
-to do (``RestartPolicy.should_restart``, ``RestartPolicy.delay``) and keeps the clock. Each
-object checks its values when it is made, so that a bad one fails where it was written, with
-the option's name and the value.
+Nothing here keeps time by itself, and the only I/O is ``LaunchSpec`` checking that its
+``cwd`` is a directory; the controller actor asks these objects what to do
+(``RestartPolicy.should_restart``, ``RestartPolicy.delay``, ``RestartHistory.decide``) and
+keeps the clock: every time is passed in. Each object checks its values when it is made, so
+that a bad one fails where it was written, with the option's name and the value.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import random
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from juicectl._busy_poll import DEFAULT_BUSY_POLL, check_busy_poll
 from juicectl.juice import Limits
+from juicectl.launch import check_cwd
 
 RestartMode = Literal["permanent", "transient", "temporary"]
 Readiness = Literal["negotiate", "connected"]
@@ -158,13 +162,88 @@ class RestartPolicy:
 
 
 @dataclass(frozen=True)
+class Backoff:
+    """Restart after ``delay`` seconds: restart number ``attempt`` (1 for the first) of the
+    current streak, with ``restarts_in_window`` restarts already counted in the window."""
+
+    delay: float
+    attempt: int
+    restarts_in_window: int
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """No more automatic restarts: ``restarts_in_window`` restarts already fill the window."""
+
+    restarts_in_window: int
+
+
+class RestartHistory:
+    """One controller's restart bookkeeping under a ``RestartPolicy``: the automatic restarts
+    within the window, the streak of restarts since a child last stayed up, and the total.
+
+    Pure: it keeps no clock (``now`` is passed in) and does nothing but count. The controller
+    asks ``decide`` after an exit nobody asked for, calls ``restarted`` when a restart
+    launches, and ``reset`` when a caller's ``get_process()`` launches.
+    """
+
+    def __init__(self, policy: RestartPolicy, rng: Callable[[], float] = random.random) -> None:
+        self.policy = policy
+        self._rng = rng
+        self._times: deque[float] = deque()
+        self.streak = 0
+        """Restarts scheduled since the streak began (the next one's attempt is streak+1)."""
+        self.total = 0
+        """Automatic restarts launched, in all."""
+
+    @property
+    def in_window(self) -> int:
+        """Restarts counted against ``max_restarts``, as of the last ``decide``."""
+        return len(self._times)
+
+    def decide(
+        self, *, abnormal: bool, uptime: float | None, now: float
+    ) -> Backoff | GiveUp | None:
+        """What follows an exit nobody asked for: None if the policy does not restart it.
+
+        ``uptime`` is how long the child was ready (None if it never was); at least
+        ``reset_after`` starts the streak afresh. A restart exactly ``window`` seconds ago
+        still counts.
+        """
+        policy = self.policy
+        if not policy.should_restart(requested=False, abnormal=abnormal):
+            return None
+        if uptime is not None and uptime >= policy.reset_after:
+            self.streak = 0
+        while self._times and now - self._times[0] > policy.window:
+            self._times.popleft()
+        if len(self._times) >= policy.max_restarts:
+            return GiveUp(len(self._times))
+        delay = policy.delay(self.streak, self._rng)
+        self.streak += 1
+        return Backoff(delay, self.streak, len(self._times))
+
+    def restarted(self, now: float) -> None:
+        """A restart launched at ``now``."""
+        self._times.append(now)
+        self.total += 1
+
+    def reset(self) -> None:
+        """A caller asked for the launch: count the window and the streak afresh."""
+        self._times.clear()
+        self.streak = 0
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """Everything a process actor needs to launch one child and get it ready.
 
     Attributes:
-        argv: the command, as a list (never run through a shell).
-        env: the child's environment, or None to inherit the parent's.
-        cwd: the child's working directory, or None to inherit.
+        argv: the command, as a list of strings (never run through a shell).
+        env: the child's environment (a mapping of ``str`` to ``str``), or None to inherit
+            the parent's.
+        cwd: the child's working directory (it must exist; a path-like is taken as its
+            ``str``), or None to inherit.
         readiness: ``"negotiate"`` (a ``Negotiate`` round trip, answered by every reference
             peer) or ``"connected"`` (ready as soon as the pipes are open, like the original).
         prepare: called with the ``Connection`` once the child answers, before any waiter is
@@ -191,13 +270,20 @@ class LaunchSpec:
     stderr_tail_lines: int = 50
 
     def __post_init__(self) -> None:
-        if isinstance(self.argv, str | bytes) or not self.argv:
-            raise ValueError(
-                "argv must be a non-empty list of strings (juicectl never runs a shell), "
-                f"not {self.argv!r}"
-            )
-        if not all(isinstance(a, str) for a in self.argv):
-            raise TypeError(f"every item of argv must be a str: {list(self.argv)!r}")
+        _check_argv(self.argv)
+        _check_env(self.env)
+        if self.cwd is not None:
+            if isinstance(self.cwd, os.PathLike):
+                object.__setattr__(self, "cwd", os.fspath(self.cwd))
+            if not isinstance(self.cwd, str):
+                raise TypeError(
+                    f"cwd must be a str (a directory) or None to inherit, not "
+                    f"{type(self.cwd).__name__} {self.cwd!r}"
+                )
+            try:
+                check_cwd(self.cwd)
+            except OSError as problem:
+                raise ValueError(problem.strerror) from None
         if self.readiness not in ("negotiate", "connected"):
             raise ValueError(
                 f"readiness must be 'negotiate' or 'connected', not {self.readiness!r}"
@@ -208,3 +294,46 @@ class LaunchSpec:
             raise TypeError(
                 f"connection must be a ConnectionOptions, not {self.connection!r}"
             )
+
+
+def _check_argv(argv: object) -> None:
+    """``LaunchSpec.argv``: a non-empty list (or tuple) of strings, exec'd as it is."""
+    if isinstance(argv, str | bytes) or not isinstance(argv, Sequence) or not argv:
+        raise ValueError(
+            "argv must be a non-empty list of strings (juicectl never runs a shell), "
+            f"not {argv!r}"
+        )
+    for index, item in enumerate(argv):
+        if not isinstance(item, str):
+            raise TypeError(
+                f"every item of argv must be a str: argv[{index}] is "
+                f"{type(item).__name__} {item!r} in {list(argv)!r}"
+            )
+        if "\0" in item:
+            raise ValueError(f"argv[{index}] contains a NUL character: {item!r}")
+    if not argv[0]:
+        raise ValueError(f"argv[0], the program, is empty: {list(argv)!r}")
+
+
+def _check_env(env: object) -> None:
+    """``LaunchSpec.env``: None, or a mapping of str to str that an environment can hold."""
+    if env is None:
+        return
+    if not isinstance(env, Mapping):
+        raise TypeError(
+            f"env must be a mapping of str to str (or None to inherit), not "
+            f"{type(env).__name__} {env!r}"
+        )
+    for key, value in env.items():
+        if not isinstance(key, str):
+            raise TypeError(f"env keys must be str: {key!r} is {type(key).__name__}")
+        if not key or "=" in key or "\0" in key:
+            raise ValueError(
+                f"env key {key!r} is not a variable name (empty, or with '=' or NUL)"
+            )
+        if not isinstance(value, str):
+            raise TypeError(
+                f"env[{key!r}] must be a str, not {type(value).__name__} {value!r}"
+            )
+        if "\0" in value:
+            raise ValueError(f"env[{key!r}] contains a NUL character: {value!r}")

@@ -1,32 +1,69 @@
 """The process actor: owns one child process, from launch to reaping.
 
-One ``ProcessActor`` per child (per *generation*). It launches the child in ``on_start``,
-runs three plain threads that only read and ``tell()`` what they saw (stdout into the
-connection's parser, stderr into the log, the exit status), decides readiness, runs the
-``prepare`` step, and reports to the controller:
+One ``ProcessActor`` per child (per *generation*). It asks its launcher what to exec
+(:mod:`juicectl.launch`), spawns it under a parent-death guard, runs plain threads that only
+read and ``tell()`` what they saw (stdout into the connection's parser, stderr into the log,
+the exit status), decides readiness, runs the ``prepare`` step, and reports to the controller:
 
 * ``ChildProcessCreated(generation, pid, connection)`` once the child is ready;
 * ``ChildProcessTerminated(generation, reason)`` once the child has exited *and been reaped*
   (or could not be launched), after which the actor stops itself.
 
-Stopping escalates, each step bounded (``StopChild``, a startup timeout, a protocol error or
-a closed stdout all take this path, entering at the step that still makes sense)::
+Theory of operation
+-------------------
+
+The child's life is a **phase** (``Phase``), held by this actor alone and changed only by the
+table ``LIFECYCLE``: ``(phase, event) -> (next phase, action)``. Every message this actor gets
+is first turned into an ``Event`` (``_Ready`` without an error is ``probe_passed``, with one
+``probe_failed``; a stop step's timer that belongs to an earlier phase is no event at all),
+then ``on_receive`` looks up the row, sets the phase, runs the row's action (the effects of
+that event: a log line, a note of why the stop began) and then, if the phase changed, the new
+phase's entry effects (the stop step itself, the report). A pair that is not in the table is
+an event with nothing to do in that phase (a late timer, a second stop): logged at debug.
+
+::
+
+    launching --launched--> probing --probe_passed--> ready
+        |                      |                         | stop_asked
+        | launch_failed        | probe_failed, startup_timed_out, stop_asked,
+        v                      | protocol_failed, pipe_grace_over
+    reported                   v                         v
+        ^               stopping(close_stdin) <-- stopping(shutdown)   (step_due; or a
+        |                      | step_due                             broken pipe from ready)
+        |               stopping(sigterm) --step_due--> stopping(sigkill)
+        |
+        +--drained / drain_timed_out-- exited <--child_exited-- (any phase with a child)
+
+Stopping escalates, each step bounded, and enters at the first step that makes sense::
 
     Shutdown  --stop_timeout-->  close stdin  --kill_timeout-->  SIGTERM to the group
               --kill_timeout-->  SIGKILL to the group
 
-The child runs in its own session (so its own process group: grandchildren are signalled
-with it) and, on Linux, with a parent-death signal, so it dies with the parent's thread that
-launched it, which is this actor's thread: the actor lives until the child is reaped.
+A ready child is asked for ``Shutdown`` first. A child that never became ready never answered
+``Negotiate``, so it is not asked: its stop starts at closing its stdin (end of input ends a
+Juice peer). A child that broke the protocol or closed its stdout cannot answer either, and
+starts there too. Why the stop began (``startup_timeout``, ``protocol_error``, ...), whether
+it was asked for, and the last step taken become the ``TerminationReason``.
+
+Apart from the phase, two small things are touched by other threads, each under its own lock:
+the write end of the child's stdin (a ``PipeTransport``: callers write requests on their own
+threads through the connection; closing it waits for a write in progress) and the tail of the
+child's stderr (appended by the stderr thread, read for the report). The other threads read
+only what is set before they start (the ``Popen``, the connection, which is thread-safe on its
+own).
+
+The child runs in the process group of its parent-death guard (see
+:mod:`juicectl.launch`), so signals reach its grandchildren, and the whole group dies with this
+process, however it dies. No Python code runs between fork and exec.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -35,13 +72,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import pykka
-import structlog
 
+from juicectl._log import get_logger
 from juicectl._pipe import PipeTransport
 from juicectl._timer import TimerHandle, call_later
 from juicectl.connection import READ_SIZE, Connection, ConnectionLoss
-from juicectl.exceptions import ProcessUnavailable, ProtocolError, TooManyRequests
-from juicectl.juice import Negotiate, Shutdown
+from juicectl.exceptions import (
+    ProcessLaunchError,
+    ProcessUnavailable,
+    ProtocolError,
+    TooManyRequests,
+)
+from juicectl.juice import Box, Negotiate, Shutdown, raw_command
+from juicectl.launch import (
+    Invocation,
+    Launcher,
+    LocalLauncher,
+    SpawnedChild,
+    launch_failure,
+    spawn,
+)
 from juicectl.messages import (
     ChildProcessCreated,
     ChildProcessTerminated,
@@ -50,7 +100,7 @@ from juicectl.messages import (
 )
 from juicectl.policy import LaunchSpec
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # How long to wait, after the child has exited, for its stdout/stderr to reach end of file
 # (a grandchild may hold them open) before reporting the termination anyway.
@@ -58,35 +108,82 @@ _DRAIN_GRACE = 0.5
 # Bytes of a stderr line kept in the log and in the tail.
 _STDERR_LINE_MAX = 1024
 _STDERR_TAIL_BYTES = 8192
+# Bytes of a child's stray stdout shown in the error.
+_STRAY_SAMPLE = 80
 
+# The readiness probe: Negotiate, with every field of the answer kept as text, so that an
+# answer spoiled by stray output can be shown as it came.
+_RawNegotiate = raw_command("Negotiate")
 
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A pre-exec function setting PR_SET_PDEATHSIG (Linux), resolved before any fork."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-    pr_set_pdeathsig = 1
-    sigkill = int(signal.SIGKILL)
-
-    def set_parent_death_signal() -> None:
-        prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return set_parent_death_signal
+_HINT = (
+    "a worker's stdout belongs to the protocol: serve it with "
+    "`python -m juicectl.child module:Class`, or call `juicectl.child.protect_stdio()` "
+    "before anything prints"
+)
 
 
 def _tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
     """Tell from a plain thread or a timer; an actor that already stopped needs no news."""
     with contextlib.suppress(pykka.ActorDeadError):
         ref.tell(message)
+
+
+# --- the lifecycle ----------------------------------------------------------------------------
+
+
+class Phase(enum.Enum):
+    """Where one child is in its life (see the module docstring)."""
+
+    LAUNCHING = "launching"
+    """``on_start``: asking the launcher, spawning."""
+    PROBING = "probing"
+    """Launched; the readiness probe and ``prepare`` are running."""
+    READY = "ready"
+    """``ChildProcessCreated`` was sent: callers use the connection."""
+    STOPPING_SHUTDOWN = "stopping(shutdown)"
+    """``Shutdown`` was sent; waiting up to ``stop_timeout``."""
+    STOPPING_CLOSE_STDIN = "stopping(close_stdin)"
+    """Its stdin was closed; waiting up to ``kill_timeout``."""
+    STOPPING_SIGTERM = "stopping(sigterm)"
+    """SIGTERM was sent to its group; waiting up to ``kill_timeout``."""
+    STOPPING_SIGKILL = "stopping(sigkill)"
+    """SIGKILL was sent to its group; waiting for the kernel to reap it."""
+    EXITED = "exited"
+    """Reaped; waiting (briefly) for its stdout and stderr to reach end of file."""
+    REPORTED = "reported"
+    """``ChildProcessTerminated`` was sent; the actor is stopping."""
+
+
+class Event(enum.Enum):
+    """What can happen to a child, as the lifecycle table sees it."""
+
+    LAUNCHED = "launched"
+    LAUNCH_FAILED = "launch_failed"
+    PROBE_PASSED = "probe_passed"
+    PROBE_FAILED = "probe_failed"
+    STARTUP_TIMED_OUT = "startup_timed_out"
+    STOP_ASKED = "stop_asked"
+    STEP_DUE = "step_due"
+    PROTOCOL_FAILED = "protocol_failed"
+    STDOUT_CLOSED = "stdout_closed"
+    STDERR_CLOSED = "stderr_closed"
+    STDIN_BROKEN = "stdin_broken"
+    PIPE_GRACE_OVER = "pipe_grace_over"
+    CHILD_EXITED = "child_exited"
+    DRAINED = "drained"
+    DRAIN_TIMED_OUT = "drain_timed_out"
+    ACTOR_STOPPED = "actor_stopped"
+
+
+#: The stop step each stopping phase takes on entry (the ``stop_step`` log line's value and
+#: ``TerminationReason.stop_step``), in the order of the escalation.
+STOP_STEPS: dict[Phase, str] = {
+    Phase.STOPPING_SHUTDOWN: "shutdown",
+    Phase.STOPPING_CLOSE_STDIN: "close_stdin",
+    Phase.STOPPING_SIGTERM: "sigterm",
+    Phase.STOPPING_SIGKILL: "sigkill",
+}
+_STEP_ORDER = list(STOP_STEPS.values())
 
 
 # --- private messages (from this actor's own threads and timers) -----------------------------
@@ -128,9 +225,9 @@ class _StartupTimedOut:
 
 @dataclass(frozen=True)
 class _StopStepDue:
-    """The current stop step's time is up: take the next one."""
+    """The time of the stop step taken on entering ``phase`` is up: take the next one."""
 
-    step: int
+    phase: Phase
 
 
 @dataclass(frozen=True)
@@ -156,8 +253,23 @@ class _DrainTimedOut:
     """The child exited but its pipes stayed open: report the termination anyway."""
 
 
-# Escalation steps, in order.
-_SHUTDOWN, _CLOSE_STDIN, _TERMINATE, _KILL = range(4)
+class _StderrTail:
+    """The child's last stderr lines (at most ``lines`` and about 8 KiB): appended by the
+    stderr thread, read by the actor for the report."""
+
+    def __init__(self, lines: int) -> None:
+        self._lock = threading.Lock()
+        self._lines: deque[str] = deque(maxlen=lines)
+
+    def append(self, line: str) -> None:
+        with self._lock:
+            self._lines.append(line)
+            while len(self._lines) > 1 and sum(map(len, self._lines)) > _STDERR_TAIL_BYTES:
+                self._lines.popleft()
+
+    def lines(self) -> tuple[str, ...]:
+        with self._lock:
+            return tuple(self._lines)
 
 
 class ProcessActor(pykka.ThreadingActor):
@@ -168,6 +280,7 @@ class ProcessActor(pykka.ThreadingActor):
         generation: this child's generation number.
         spec: how to launch it and the timeouts.
         name: the controller's name, for logs.
+        launcher: turns ``spec`` into what to exec (default: :class:`LocalLauncher`).
     """
 
     use_daemon_thread = True
@@ -178,126 +291,217 @@ class ProcessActor(pykka.ThreadingActor):
         generation: int,
         spec: LaunchSpec,
         name: str = "juicectl",
+        launcher: Launcher | None = None,
     ) -> None:
         super().__init__()
         self._controller = controller
         self._generation = generation
         self._spec = spec
         self._name = name
+        self._launcher: Launcher = launcher if launcher is not None else LocalLauncher()
         self._log = log.bind(controller=name, generation=generation)
-        self._popen: subprocess.Popen[bytes] | None = None
+
+        # The lifecycle: this actor's thread only.
+        self._phase = Phase.LAUNCHING
+        self._events: deque[tuple[Event, Any]] = deque()
+        self._dispatching = False
+        self._child: SpawnedChild | None = None
         self._connection: Connection | None = None
-        self._stdin: PipeTransport | None = None  # the child's stdin, written by the connection
-        self._stderr_tail: deque[str] = deque(maxlen=spec.stderr_tail_lines)
-        self._stderr_lock = threading.Lock()
+        self._deadline = 0.0  # monotonic time by which the child must be ready
         self._launched_at = 0.0
-        self._ready = False
-        self._returncode: int | None = None
-        self._open_streams = {"stdout", "stderr"}
         self._timers: list[TimerHandle] = []
-        self._stop_step: int | None = None
-        self._requested = False
-        self._cause: str | None = None  # why we are stopping, when not requested
+        self._open_streams = {"stdout", "stderr"}
+        self._requested = False  # a StopChild arrived
+        self._cause: str | None = None  # why we stopped it, when we did unasked
         self._cause_detail = ""
-        self._reported = False
+        self._last_step: str | None = None  # the last stop step taken
+        self._returncode: int | None = None  # once EXITED
+        # The whole report, when an action knows it (a failed launch, an actor stopped
+        # from outside) rather than the exit telling it.
+        self._final_reason: TerminationReason | None = None
+
+        # Touched by other threads, each under its lock: the stdin writer (callers' threads
+        # write, this actor closes) and the stderr tail.
+        self._popen: subprocess.Popen[bytes] | None = None  # set once, before the threads
+        self._stdin: PipeTransport | None = None  # the child's stdin, written by the connection
+        self._stderr_tail = _StderrTail(spec.stderr_tail_lines)
 
     @classmethod
     def factory(
-        cls, name: str
+        cls, name: str, launcher: Launcher | None = None
     ) -> Callable[[pykka.ActorRef[Any], int, LaunchSpec], pykka.ActorRef[Any]]:
         """A process factory for ``ControllerActor``: starts one actor per child."""
 
         def start(
             controller: pykka.ActorRef[Any], generation: int, spec: LaunchSpec
         ) -> pykka.ActorRef[Any]:
-            return cls.start(controller, generation, spec, name)
+            return cls.start(controller, generation, spec, name, launcher)
 
         return start
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    def _dispatch(self, event: Event, payload: Any = None) -> None:
+        """Run ``event`` through the table, then any event its effects raised, in order."""
+        self._events.append((event, payload))
+        if self._dispatching:
+            return
+        self._dispatching = True
+        try:
+            while self._events:
+                event, payload = self._events.popleft()
+                row = LIFECYCLE.get((self._phase, event))
+                if row is None:
+                    self._log.debug("ignored", phase=self._phase.value, on=event.value)
+                    continue
+                old, (new, action) = self._phase, row
+                self._phase = new
+                if action is not None:
+                    action(self, payload)
+                if new is not old:
+                    self._log.debug("phase", old=old.value, new=new.value, on=event.value)
+                    entry = _ENTRY.get(new)
+                    if entry is not None:
+                        entry(self)
+        except BaseException:
+            self._events.clear()  # what a failed effect raised must not run later
+            raise
+        finally:
+            self._dispatching = False
+
+    def on_receive(self, message: Any) -> Any:
+        kind = _EVENT_OF.get(type(message))
+        if kind is None:
+            self._log.warning("unexpected_message", message=repr(message))
+        else:
+            event = kind(self, message)
+            if event is not None:
+                self._dispatch(event, message)
+        return None
+
+    def _ready_event(self, message: _Ready) -> Event:
+        return Event.PROBE_PASSED if message.error is None else Event.PROBE_FAILED
+
+    def _stream_event(self, message: _StreamClosed) -> Event:
+        return Event.STDOUT_CLOSED if message.stream == "stdout" else Event.STDERR_CLOSED
+
+    def _step_event(self, message: _StopStepDue) -> Event | None:
+        # A timer armed in an earlier phase is stale: the phase it was for is over.
+        return Event.STEP_DUE if message.phase is self._phase else None
 
     # --- launch ------------------------------------------------------------------------
 
     def on_start(self) -> None:
-        spec = self._spec
-        argv = list(spec.argv)
         try:
-            self._popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=dict(spec.env) if spec.env is not None else None,
-                cwd=spec.cwd,
-                start_new_session=True,
-                close_fds=True,
-                bufsize=0,
-                preexec_fn=_parent_death_signal(),
-            )
-        except (OSError, ValueError, subprocess.SubprocessError) as error:
-            os_error = error if isinstance(error, OSError) else OSError(str(error))
-            self._log.warning("launch_failed", argv=argv, error=str(os_error))
-            self._report(
-                TerminationReason(
-                    how="launch_failed",
-                    detail=f"cannot launch {argv!r}: {os_error.strerror or os_error}",
-                    launch_error=os_error,
-                )
-            )
+            self._start()
+        except Exception:
+            # pykka would stop this actor without on_stop: report (and kill the child) first.
+            self._log.exception("process_actor_failed", phase=self._phase.value)
+            self._cleanup()
+
+    def _start(self) -> None:
+        spec = self._spec
+        me = self.actor_ref
+        # Armed before anything else: whatever happens below, no wait is unbounded.
+        self._deadline = time.monotonic() + spec.startup_timeout
+        self._timers.append(
+            call_later(spec.startup_timeout, lambda: _tell_quietly(me, _StartupTimedOut()))
+        )
+        try:
+            child = spawn(self._launcher.invocation(spec))  # spawn's own errors are launch errors
+        except ProcessLaunchError as failure:
+            self._dispatch(Event.LAUNCH_FAILED, failure)
             return
-        popen = self._popen
+        except Exception as error:
+            # A launcher that raised something else: the same failure, in the same words.
+            command = tuple(spec.argv)
+            invocation = Invocation(command, spec.env, spec.cwd, command)
+            self._dispatch(Event.LAUNCH_FAILED, launch_failure(invocation, error))
+            return
+        self._dispatch(Event.LAUNCHED, child)
+
+    def _launched(self, child: SpawnedChild) -> None:
+        self._child = child
+        self._popen = popen = child.popen
         assert popen.stdin and popen.stdout and popen.stderr
         self._launched_at = time.monotonic()
         self._stdin = PipeTransport(popen.stdin)
         self._log = self._log.bind(pid=popen.pid)
-        self._log.info("launched", argv=argv)
-        self._connection = Connection(
-            self._stdin,
+        self._log.info("launched", argv=list(self._spec.argv), pgid=child.pgid,
+                       guarded=child.guard is not None)
+
+    def _launch_failed(self, failure: ProcessLaunchError) -> None:
+        self._log.warning("launch_failed", argv=list(self._spec.argv), cwd=self._spec.cwd,
+                          error=str(failure))
+        self._final_reason = TerminationReason(
+            how="launch_failed", detail=str(failure), launch_error=failure.os_error
+        )
+
+    def _enter_probing(self) -> None:
+        popen = self._popen
+        assert popen is not None
+        spec = self._spec
+        watching = False
+        try:
+            self._connection = self._open_connection()
+            for target, stream_name in (
+                (self._watch_exit, "exit"),
+                (self._read_stdout, "stdout"),
+                (self._read_stderr, "stderr"),
+            ):
+                threading.Thread(
+                    target=target,
+                    name=f"juicectl-{self._name}-{popen.pid}-{stream_name}",
+                    daemon=True,
+                ).start()
+                watching = True
+            if spec.readiness == "connected" and spec.prepare is None:
+                self._dispatch(Event.PROBE_PASSED, _Ready(None))
+            else:
+                threading.Thread(
+                    target=self._get_ready,
+                    name=f"juicectl-{self._name}-{popen.pid}-startup",
+                    daemon=True,
+                ).start()
+        except Exception as error:  # e.g. RuntimeError: can't start new thread
+            self._dispatch(Event.PROBE_FAILED, _Ready(error))
+            if not watching:
+                # Nothing would ever report its exit: end it here, and wait (bounded).
+                assert self._child is not None
+                self._child.signal_group(signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    self._dispatch(Event.CHILD_EXITED, _ChildExited(popen.wait(timeout=5)))
+
+    def _open_connection(self) -> Connection:
+        popen, stdin = self._popen, self._stdin
+        assert popen is not None and stdin is not None
+        return Connection(
+            stdin,
             pid=popen.pid,
             generation=self._generation,
             name=self._name,
-            options=spec.connection,
+            options=self._spec.connection,
             on_lost=self._connection_lost_because,
         )
-        me = self.actor_ref
-        for target, stream_name in (
-            (self._read_stdout, "stdout"),
-            (self._read_stderr, "stderr"),
-            (self._watch_exit, "exit"),
-        ):
-            threading.Thread(
-                target=target,
-                name=f"juicectl-{self._name}-{popen.pid}-{stream_name}",
-                daemon=True,
-            ).start()
-        self._timers.append(
-            call_later(spec.startup_timeout, lambda: _tell_quietly(me, _StartupTimedOut()))
-        )
-        if spec.readiness == "connected" and spec.prepare is None:
-            self._became_ready(None)
-        else:
-            threading.Thread(
-                target=self._get_ready,
-                name=f"juicectl-{self._name}-{popen.pid}-startup",
-                daemon=True,
-            ).start()
 
     def _get_ready(self) -> None:
         """Readiness probe, then ``prepare``: on a thread of its own (they block)."""
         connection = self._connection
         assert connection is not None
-        deadline = self._launched_at + self._spec.startup_timeout
+        deadline = self._deadline
         error: BaseException | None = None
         try:
             if self._spec.readiness == "negotiate":
                 # Bounded by startup_timeout, not by the connection's request_timeout (meant
                 # for calls to a running child, and often shorter than a start).
                 remaining = max(0.001, deadline - time.monotonic())
-                answer = connection.call(Negotiate, versions=[1], timeout=remaining).get(
+                fields = connection.call(_RawNegotiate, versions="1", timeout=remaining).get(
                     timeout=remaining
                 )
-                if answer.get("version") != 1:
+                version = _negotiated_version(connection.pid, fields)
+                if version != 1:
                     raise ProcessUnavailable(
-                        f"child {connection.pid} negotiated version {answer.get('version')!r}, "
-                        "not 1"
+                        f"child {connection.pid} negotiated version {version!r}, not 1"
                     )
             if self._spec.prepare is not None:
                 outcome = self._spec.prepare(connection)
@@ -328,8 +532,8 @@ class ProcessActor(pykka.ThreadingActor):
         popen = self._popen
         assert popen is not None and popen.stderr is not None
         fd = popen.stderr.fileno()
-        pid = popen.pid
-        stderr_log = log.bind(controller=self._name, generation=self._generation, pid=pid)
+        stderr_log = log.bind(controller=self._name, generation=self._generation, pid=popen.pid)
+        tail = self._stderr_tail
         partial = b""
         while True:
             try:
@@ -338,7 +542,7 @@ class ProcessActor(pykka.ThreadingActor):
                 data = b""
             if not data:
                 if partial:
-                    self._stderr_line(stderr_log, partial)
+                    _stderr_line(stderr_log, tail, partial)
                 break
             lines = (partial + data).split(b"\n")
             partial = lines.pop()
@@ -346,21 +550,10 @@ class ProcessActor(pykka.ThreadingActor):
                 lines.append(partial)
                 partial = b""
             for line in lines:
-                self._stderr_line(stderr_log, line)
+                _stderr_line(stderr_log, tail, line)
         with contextlib.suppress(OSError):
             popen.stderr.close()
         _tell_quietly(self.actor_ref, _StreamClosed("stderr"))
-
-    def _stderr_line(self, stderr_log: Any, raw: bytes) -> None:
-        text = raw[:_STDERR_LINE_MAX].rstrip(b"\r").decode("utf-8", "replace")
-        stderr_log.info("child_stderr", line=text)
-        with self._stderr_lock:
-            self._stderr_tail.append(text)
-            while (
-                len(self._stderr_tail) > 1
-                and sum(len(line) for line in self._stderr_tail) > _STDERR_TAIL_BYTES
-            ):
-                self._stderr_tail.popleft()
 
     def _watch_exit(self) -> None:
         popen = self._popen
@@ -374,66 +567,37 @@ class ProcessActor(pykka.ThreadingActor):
         else:
             _tell_quietly(self.actor_ref, _ProtocolFailed(loss.error, loss.sample))
 
-    # --- messages --------------------------------------------------------------------------
+    # --- actions: the effects of one event (the table has already set the phase) ------------
 
-    def on_receive(self, message: Any) -> Any:
-        if isinstance(message, _Ready):
-            self._became_ready(message.error)
-        elif isinstance(message, StopChild):
-            self._stop_requested()
-        elif isinstance(message, _ChildExited):
-            self._child_exited(message.returncode)
-        elif isinstance(message, _StreamClosed):
-            self._stream_closed(message.stream)
-        elif isinstance(message, _ProtocolFailed):
-            self._protocol_failed(message.error, message.sample)
-        elif isinstance(message, _StartupTimedOut):
-            # Sent by the timer and by a probe that ran out of time: act (and log) once.
-            if not self._ready and self._returncode is None and self._stop_step is None:
-                self._log.warning("startup_timeout", timeout=self._spec.startup_timeout)
-                self._begin_stop("startup_timeout",
-                                 f"not ready within {self._spec.startup_timeout}s", _SHUTDOWN)
-        elif isinstance(message, _StopStepDue):
-            if message.step == self._stop_step and self._returncode is None:
-                self._take_stop_step(message.step + 1)
-        elif isinstance(message, _StdinBroken):
-            if self._returncode is None and self._stop_step is None:
-                # Usually the child is dying (SIGKILL closes its stdin before its exit is
-                # reaped): wait for the exit, which tells callers why.
-                self._after_grace("input_closed", f"stopped reading its input ({message.error})")
-        elif isinstance(message, _PipeGraceOver):
-            if self._returncode is None:
-                self._log.warning(f"{message.cause}_but_running", detail=message.detail)
-                if self._connection is not None:
-                    self._connection.connection_lost(
-                        ProcessUnavailable(f"child {self._pid()} {message.detail}")
-                    )
-                self._begin_stop(message.cause, message.detail, _CLOSE_STDIN)
-        elif isinstance(message, _DrainTimedOut):
-            self._finish()
-        else:
-            self._log.warning("unexpected_message", message=repr(message))
-        return None
+    def _probe_failed(self, message: _Ready) -> None:
+        self._log.warning("startup_failed", error=repr(message.error))
+        self._begin_stop("startup_failed", f"start failed: {message.error}",
+                         Phase.STOPPING_CLOSE_STDIN)
 
-    def _became_ready(self, error: BaseException | None) -> None:
-        if self._returncode is not None or self._stop_step is not None or self._ready:
-            return
-        popen, connection = self._popen, self._connection
-        assert popen is not None and connection is not None
-        if error is not None:
-            self._log.warning("startup_failed", error=repr(error))
-            self._begin_stop("startup_failed", f"start failed: {error}", _SHUTDOWN)
-            return
-        self._ready = True
-        self._log.info("ready", seconds=round(time.monotonic() - self._launched_at, 4))
-        self._tell_controller(ChildProcessCreated(self._generation, popen.pid, connection))
+    def _startup_timed_out(self, _: Any) -> None:
+        self._log.warning("startup_timeout", timeout=self._spec.startup_timeout)
+        self._begin_stop("startup_timeout", f"not ready within {self._spec.startup_timeout}s",
+                         Phase.STOPPING_CLOSE_STDIN)
 
-    def _stop_requested(self) -> None:
+    def _stop_asked(self, _: Any) -> None:
         self._requested = True
-        if self._returncode is not None:
+
+    def _protocol_failed_at_startup(self, message: _ProtocolFailed) -> None:
+        error, sample = message.error, message.sample
+        if not isinstance(error, ProtocolError):
+            self._protocol_failed(error, sample)
             return
-        if self._stop_step is None:
-            self._take_stop_step(_SHUTDOWN)
+        detail = (
+            f"it wrote to its stdout what is not Juice before it was ready ({error}); "
+            f"the first bytes: {sample[:_STRAY_SAMPLE]!r}; {_HINT}"
+        )
+        self._log.warning("protocol_error", error=str(error), sample=sample, during="startup")
+        if self._connection is not None:
+            self._connection.connection_lost(ProcessUnavailable(f"child {self._pid()} {detail}"))
+        self._begin_stop("protocol_error", detail, Phase.STOPPING_CLOSE_STDIN)
+
+    def _protocol_failed_message(self, message: _ProtocolFailed) -> None:
+        self._protocol_failed(message.error, message.sample)
 
     def _protocol_failed(self, error: BaseException, sample: bytes) -> None:
         if isinstance(error, ProtocolError):
@@ -444,19 +608,61 @@ class ProcessActor(pykka.ThreadingActor):
             self._connection.connection_lost(ProcessUnavailable(
                 f"child {self._pid()} broke the protocol: {error}"
             ))
-        self._begin_stop("protocol_error", str(error), _CLOSE_STDIN)
+        self._begin_stop("protocol_error", str(error), Phase.STOPPING_CLOSE_STDIN)
 
-    def _stream_closed(self, stream: str) -> None:
-        self._open_streams.discard(stream)
-        if stream == "stdout" and self._returncode is None:
-            # No answer can come any more (the connection knows: it read the end), but the
-            # requests in flight fail only once we know why (exit status or signal, stderr
-            # tail): in a moment, at the exit.
-            # Normally the child is exiting; one that keeps running without stdout is no use,
-            # but give it a moment to exit by itself before calling it that.
+    def _stdout_closed(self, _: Any) -> None:
+        self._open_streams.discard("stdout")
+        # No answer can come any more (the connection knows: it read the end), but the
+        # requests in flight fail only once we know why (exit status or signal, stderr
+        # tail): in a moment, at the exit.
+        if self._phase in (Phase.PROBING, Phase.READY):
+            # Normally the child is exiting; one that keeps running without stdout is no
+            # use, but give it a moment to exit by itself before calling it that. (While it
+            # is being stopped, the escalation bounds the wait already.)
             self._after_grace("stdout_closed", "closed its stdout")
-        if self._returncode is not None and not self._open_streams:
-            self._finish()
+
+    def _stderr_closed(self, _: Any) -> None:
+        self._open_streams.discard("stderr")
+
+    def _stream_closed_after_exit(self, message: _StreamClosed) -> None:
+        self._open_streams.discard(message.stream)
+        if not self._open_streams:
+            self._dispatch(Event.DRAINED)
+
+    def _stdin_broken(self, message: _StdinBroken) -> None:
+        # Usually the child is dying (SIGKILL closes its stdin before its exit is reaped):
+        # wait for the exit, which tells callers why.
+        self._after_grace("input_closed", f"stopped reading its input ({message.error})")
+
+    def _pipe_grace_over(self, message: _PipeGraceOver) -> None:
+        self._log.warning(f"{message.cause}_but_running", detail=message.detail)
+        if self._connection is not None:
+            self._connection.connection_lost(
+                ProcessUnavailable(f"child {self._pid()} {message.detail}")
+            )
+        self._begin_stop(message.cause, message.detail, Phase.STOPPING_CLOSE_STDIN)
+
+    def _child_exited(self, message: _ChildExited) -> None:
+        self._returncode = message.returncode
+
+    def _stopped_from_outside(self, _: Any) -> None:
+        # Stopped without the child being reaped (e.g. pykka.ActorRegistry.stop_all()):
+        # never leave it running.
+        returncode = self._returncode
+        if self._child is not None and returncode is None:
+            self._child.signal_group(signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                returncode = self._child.popen.wait(timeout=5)
+        self._final_reason = TerminationReason(
+            pid=self._pid(),
+            exit_status=returncode if returncode is not None and returncode >= 0 else None,
+            signal=-returncode if returncode is not None and returncode < 0 else None,
+            requested=self._requested,
+            how="killed",
+            detail="the process actor stopped",
+            stderr_tail=self._stderr_tail.lines(),
+            stop_step=self._last_step,
+        )
 
     def _after_grace(self, cause: str, detail: str) -> None:
         """Give a child whose pipe broke a moment to exit by itself, then stop it."""
@@ -466,20 +672,30 @@ class ProcessActor(pykka.ThreadingActor):
             lambda: _tell_quietly(me, _PipeGraceOver(cause, detail)),
         ))
 
-    def _begin_stop(self, cause: str, detail: str, step: int) -> None:
-        if self._returncode is not None or self._stop_step is not None:
-            return
-        self._cause, self._cause_detail = cause, detail
-        self._take_stop_step(step)
+    def _begin_stop(self, cause: str, detail: str, step: Phase) -> None:
+        """Note why the stop began, if this event began it. The table has already entered the
+        stop at ``step``; a child that was stopping already keeps its first reason (every stop
+        is asked for or has a cause)."""
+        del step  # the table's to decide
+        if self._cause is None and not self._requested:
+            self._cause, self._cause_detail = cause, detail
 
-    def _take_stop_step(self, step: int) -> None:
-        popen = self._popen
-        if popen is None or self._returncode is not None:
-            return
-        self._stop_step = step
+    # --- entry effects: what entering a phase does ----------------------------------------
+
+    def _enter_ready(self) -> None:
+        child, connection = self._child, self._connection
+        assert child is not None and connection is not None
+        self._log.info("ready", seconds=round(time.monotonic() - self._launched_at, 4))
+        self._tell_controller(ChildProcessCreated(self._generation, child.pid, connection))
+
+    def _enter_stop_step(self) -> None:
+        child = self._child
+        assert child is not None
+        step = STOP_STEPS[self._phase]
+        self._last_step = step
         spec = self._spec
-        if step == _SHUTDOWN:
-            self._log.info("stop_step", step="shutdown")
+        if step == "shutdown":
+            self._log.info("stop_step", step=step)
             connection = self._connection
             if connection is not None and not connection.closed:
                 # Written from a thread of its own: a child that stopped reading its stdin
@@ -488,24 +704,24 @@ class ProcessActor(pykka.ThreadingActor):
                 threading.Thread(
                     target=self._send_shutdown,
                     args=(connection,),
-                    name=f"juicectl-{self._name}-{popen.pid}-shutdown",
+                    name=f"juicectl-{self._name}-{child.pid}-shutdown",
                     daemon=True,
                 ).start()
             wait = spec.stop_timeout
-        elif step == _CLOSE_STDIN:
-            self._log.info("stop_step", step="close_stdin")
+        elif step == "close_stdin":
+            self._log.info("stop_step", step=step)
             self._close_stdin()
             wait = spec.kill_timeout
-        elif step == _TERMINATE:
-            self._log.warning("stop_step", step="sigterm")
-            self._signal_group(signal.SIGTERM)
+        elif step == "sigterm":
+            self._log.warning("stop_step", step=step)
+            child.signal_group(signal.SIGTERM)
             wait = spec.kill_timeout
         else:
-            self._log.warning("stop_step", step="sigkill")
-            self._signal_group(signal.SIGKILL)
+            self._log.warning("stop_step", step=step)
+            child.signal_group(signal.SIGKILL)
             return
-        me = self.actor_ref
-        self._timers.append(call_later(wait, lambda: _tell_quietly(me, _StopStepDue(step))))
+        me, phase = self.actor_ref, self._phase
+        self._timers.append(call_later(wait, lambda: _tell_quietly(me, _StopStepDue(phase))))
 
     @staticmethod
     def _send_shutdown(connection: Connection) -> None:
@@ -513,89 +729,85 @@ class ProcessActor(pykka.ThreadingActor):
         with contextlib.suppress(TooManyRequests):
             connection.call(Shutdown, wait_for_slot=False)
 
-    def _close_stdin(self) -> None:
-        # Never under a write in progress: the transport leaves that to the last writer.
-        if self._stdin is not None:
-            self._stdin.close()
-
-    def _signal_group(self, signum: int) -> None:
-        popen = self._popen
-        if popen is None:
-            return
-        try:
-            os.killpg(popen.pid, signum)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            with contextlib.suppress(OSError):
-                os.kill(popen.pid, signum)
-
-    def _pid(self) -> int | None:
-        return self._popen.pid if self._popen is not None else None
-
-    # --- exit --------------------------------------------------------------------------------
-
-    def _child_exited(self, returncode: int) -> None:
-        self._returncode = returncode
+    def _enter_exited(self) -> None:
         for timer in self._timers:
             timer.cancel()
-        # Grandchildren left in the child's group go with it: no orphans.
-        self._signal_group(signal.SIGKILL)
-        self._log.info("exited", returncode=returncode)
+        child = self._child
+        assert child is not None and self._returncode is not None
+        # Grandchildren left in the child's group go with it (no orphans), and its guard is
+        # reaped.
+        child.release()
+        self._log.info("exited", returncode=self._returncode)
         if self._open_streams:
             me = self.actor_ref
             self._timers.append(
                 call_later(_DRAIN_GRACE, lambda: _tell_quietly(me, _DrainTimedOut()))
             )
         else:
-            self._finish()
+            self._dispatch(Event.DRAINED)
 
-    def _finish(self) -> None:
-        if self._reported or self._returncode is None:
-            return
+    def _enter_reported(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        reason = self._final_reason or self._termination_reason()
+        if self._connection is not None:
+            self._connection.connection_lost(
+                ProcessUnavailable(reason.describe(), stderr_tail=reason.stderr_tail)
+            )
+        self._close_stdin()
+        if self._child is not None:
+            self._child.release()
+        self._tell_controller(ChildProcessTerminated(self._generation, reason))
+        with contextlib.suppress(pykka.ActorDeadError):  # already stopping (on_stop)
+            self.stop()
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _termination_reason(self) -> TerminationReason:
         returncode = self._returncode
-        with self._stderr_lock:
-            tail = tuple(self._stderr_tail)
-        status = returncode if returncode >= 0 else None
-        signum = -returncode if returncode < 0 else None
-        how = self._how(status)
-        detail = self._cause_detail
-        reason = TerminationReason(
+        status = returncode if returncode is not None and returncode >= 0 else None
+        signum = -returncode if returncode is not None and returncode < 0 else None
+        return TerminationReason(
             pid=self._pid(),
             exit_status=status,
             signal=signum,
             requested=self._requested,
-            how=how,
-            detail=detail,
-            stderr_tail=tail,
+            how=self._how(status, signum),
+            detail=self._cause_detail,
+            stderr_tail=self._stderr_tail.lines(),
+            stop_step=self._last_step,
         )
-        if self._connection is not None:
-            self._connection.connection_lost(
-                ProcessUnavailable(reason.describe(), stderr_tail=tail)
-            )
-        self._close_stdin()
-        self._report(reason)
 
-    def _how(self, status: int | None) -> str:
+    def _how(self, status: int | None, signum: int | None) -> str:
+        """The ``TerminationReason.how`` vocabulary (see ``juicectl.messages``)."""
         if self._cause is not None and not self._requested:
             return self._cause
-        if self._stop_step is None:
+        step = self._last_step
+        sent = set()
+        if step is not None and _STEP_ORDER.index(step) >= _STEP_ORDER.index("sigterm"):
+            sent.add(int(signal.SIGTERM))
+        if step == "sigkill":
+            sent.add(int(signal.SIGKILL))
+        if signum is not None and signum not in sent:
+            return "signaled"  # a signal juicectl did not send
+        if step is None:
             return "exited"
-        if self._stop_step >= _KILL:
+        if step == "sigkill":
             return "killed"
-        if self._stop_step >= _TERMINATE:
+        if step == "sigterm":
             return "terminated"
-        if self._stop_step >= _CLOSE_STDIN:
-            # It ignored Shutdown and ended only once its input ended: not clean.
+        if step == "close_stdin":
+            # It ignored Shutdown (or was not asked) and ended once its input ended.
             return "stdin_closed"
         return "clean" if status == 0 else "exited"
 
-    def _report(self, reason: TerminationReason) -> None:
-        if self._reported:
-            return
-        self._reported = True
-        self._tell_controller(ChildProcessTerminated(self._generation, reason))
-        self.stop()
+    def _close_stdin(self) -> None:
+        # Never under a write in progress: the transport leaves that to the last writer.
+        if self._stdin is not None:
+            self._stdin.close()
+
+    def _pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
 
     def _tell_controller(self, message: Any) -> None:
         try:
@@ -610,23 +822,112 @@ class ProcessActor(pykka.ThreadingActor):
         self._cleanup()
 
     def _cleanup(self) -> None:
+        if self._phase is not Phase.REPORTED:
+            self._dispatch(Event.ACTOR_STOPPED)
         for timer in self._timers:
             timer.cancel()
-        popen = self._popen
-        if popen is not None and self._returncode is None:
-            # Stopped without the child being reaped (e.g. pykka.ActorRegistry.stop_all()):
-            # never leave it running.
-            self._signal_group(signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                popen.wait(timeout=5)
         if self._connection is not None:
             self._connection.connection_lost(ProcessUnavailable("the process actor stopped"))
         self._close_stdin()
-        if not self._reported:
-            self._reported = True
-            self._tell_controller(ChildProcessTerminated(
-                self._generation,
-                TerminationReason(pid=self._pid(), exit_status=None, signal=None,
-                                  requested=self._requested, how="killed",
-                                  detail="the process actor stopped"),
-            ))
+
+
+def _stderr_line(stderr_log: Any, tail: _StderrTail, raw: bytes) -> None:
+    text = raw[:_STDERR_LINE_MAX].rstrip(b"\r").decode("utf-8", "replace")
+    stderr_log.info("child_stderr", line=text)
+    tail.append(text)
+
+
+def _negotiated_version(pid: int, fields: dict[str, str]) -> int:
+    """The version in a ``Negotiate`` answer; an answer without one is stray output."""
+    try:
+        return int(Negotiate.parse_response(Box(fields))["version"])
+    except Exception:
+        pass
+    stray = next(
+        (f"{key}: {value}" for key, value in fields.items() if key != "version"),
+        "",
+    )
+    raise ProcessUnavailable(
+        f"child {pid} answered Negotiate without a version: it wrote to its stdout before "
+        f"the protocol started; the answer began with {stray[:_STRAY_SAMPLE]!r} (as parsed); "
+        f"{_HINT}"
+    )
+
+
+# --- the table -------------------------------------------------------------------------------
+
+_A = ProcessActor
+_L, _P, _R = Phase.LAUNCHING, Phase.PROBING, Phase.READY
+_SD, _SC = Phase.STOPPING_SHUTDOWN, Phase.STOPPING_CLOSE_STDIN
+_ST, _SK = Phase.STOPPING_SIGTERM, Phase.STOPPING_SIGKILL
+_X, _D = Phase.EXITED, Phase.REPORTED
+_E = Event
+_Action = Callable[[ProcessActor, Any], None]
+
+#: ``(phase, event) -> (next phase, action)``: every decision about a child's phase. A pair
+#: that is not here changes nothing (the event is ignored in that phase).
+LIFECYCLE: dict[tuple[Phase, Event], tuple[Phase, _Action | None]] = {
+    (_L, _E.LAUNCHED): (_P, _A._launched),
+    (_L, _E.LAUNCH_FAILED): (_D, _A._launch_failed),
+    # Starting: not ready yet, so never asked for Shutdown.
+    (_P, _E.PROBE_PASSED): (_R, None),
+    (_P, _E.PROBE_FAILED): (_SC, _A._probe_failed),
+    (_P, _E.STARTUP_TIMED_OUT): (_SC, _A._startup_timed_out),
+    (_P, _E.STOP_ASKED): (_SC, _A._stop_asked),
+    (_P, _E.PROTOCOL_FAILED): (_SC, _A._protocol_failed_at_startup),
+    (_P, _E.STDOUT_CLOSED): (_P, _A._stdout_closed),
+    (_P, _E.STDERR_CLOSED): (_P, _A._stderr_closed),
+    (_P, _E.STDIN_BROKEN): (_P, _A._stdin_broken),
+    (_P, _E.PIPE_GRACE_OVER): (_SC, _A._pipe_grace_over),
+    (_P, _E.CHILD_EXITED): (_X, _A._child_exited),
+    # Ready: a stop asks for Shutdown first; a broken pipe goes straight to closing stdin.
+    (_R, _E.STOP_ASKED): (_SD, _A._stop_asked),
+    (_R, _E.PROTOCOL_FAILED): (_SC, _A._protocol_failed_message),
+    (_R, _E.STDOUT_CLOSED): (_R, _A._stdout_closed),
+    (_R, _E.STDERR_CLOSED): (_R, _A._stderr_closed),
+    (_R, _E.STDIN_BROKEN): (_R, _A._stdin_broken),
+    (_R, _E.PIPE_GRACE_OVER): (_SC, _A._pipe_grace_over),
+    (_R, _E.CHILD_EXITED): (_X, _A._child_exited),
+    # Stopping: each step's time up takes the next; the first reason for the stop stays.
+    (_SD, _E.STEP_DUE): (_SC, None),
+    (_SC, _E.STEP_DUE): (_ST, None),
+    (_ST, _E.STEP_DUE): (_SK, None),
+    # Exited: wait for both pipes to reach end of file (bounded), then report.
+    (_X, _E.STDOUT_CLOSED): (_X, _A._stream_closed_after_exit),
+    (_X, _E.STDERR_CLOSED): (_X, _A._stream_closed_after_exit),
+    (_X, _E.STOP_ASKED): (_X, _A._stop_asked),
+    (_X, _E.DRAINED): (_D, None),
+    (_X, _E.DRAIN_TIMED_OUT): (_D, None),
+}
+for _stopping in STOP_STEPS:
+    LIFECYCLE[(_stopping, _E.STOP_ASKED)] = (_stopping, _A._stop_asked)
+    LIFECYCLE[(_stopping, _E.PROTOCOL_FAILED)] = (_stopping, _A._protocol_failed_message)
+    LIFECYCLE[(_stopping, _E.STDOUT_CLOSED)] = (_stopping, _A._stdout_closed)
+    LIFECYCLE[(_stopping, _E.STDERR_CLOSED)] = (_stopping, _A._stderr_closed)
+    LIFECYCLE[(_stopping, _E.CHILD_EXITED)] = (_X, _A._child_exited)
+for _phase in Phase:
+    if _phase is not _D:
+        LIFECYCLE[(_phase, _E.ACTOR_STOPPED)] = (_D, _A._stopped_from_outside)
+
+# What entering a phase does (after the row's action).
+_ENTRY: dict[Phase, Callable[[ProcessActor], None]] = {
+    _P: _A._enter_probing,
+    _R: _A._enter_ready,
+    **{phase: _A._enter_stop_step for phase in STOP_STEPS},
+    _X: _A._enter_exited,
+    _D: _A._enter_reported,
+}
+
+# How each message is turned into an event (None: no event, e.g. a stale timer).
+_EVENT_OF: dict[type, Callable[[ProcessActor, Any], Event | None]] = {
+    _Ready: _A._ready_event,
+    StopChild: lambda actor, message: Event.STOP_ASKED,
+    _ChildExited: lambda actor, message: Event.CHILD_EXITED,
+    _StreamClosed: _A._stream_event,
+    _ProtocolFailed: lambda actor, message: Event.PROTOCOL_FAILED,
+    _StartupTimedOut: lambda actor, message: Event.STARTUP_TIMED_OUT,
+    _StopStepDue: _A._step_event,
+    _StdinBroken: lambda actor, message: Event.STDIN_BROKEN,
+    _PipeGraceOver: lambda actor, message: Event.PIPE_GRACE_OVER,
+    _DrainTimedOut: lambda actor, message: Event.DRAIN_TIMED_OUT,
+}

@@ -50,7 +50,28 @@ class StopChild:
 
 @dataclass(frozen=True)
 class TerminationReason:
-    """Why a child ended (or never started). Built by the process actor."""
+    """Why a child ended (or never started). Built by the process actor.
+
+    ``how`` is the one-word answer, in one vocabulary:
+
+    * the child ended **on its own**: ``"exited"`` (with an exit status), or ``"signaled"``
+      (a signal juicectl did not send ended it: ``kill -9`` from outside, the OOM killer);
+    * **a stop that was asked for** (``StopChild``: ``stop_process()``, ``close()``) ended
+      it, at this step of the escalation: ``"clean"`` (status 0 after ``Shutdown``),
+      ``"stdin_closed"`` (it ended once its stdin was closed: it ignored ``Shutdown``, or was
+      never asked because it never got ready), ``"terminated"`` (SIGTERM was needed),
+      ``"killed"`` (SIGKILL was needed, or the process actor itself was stopped), or
+      ``"exited"`` (it ended otherwise after ``Shutdown``, e.g. with a non-zero status);
+      ``"signaled"`` again if a signal juicectl did not send ended it meanwhile;
+    * juicectl **stopped it unasked**, for this reason: ``"startup_timeout"``,
+      ``"startup_failed"`` (the readiness probe or ``prepare`` failed),
+      ``"protocol_error"`` (it broke the protocol, e.g. wrote stray output to its stdout),
+      ``"stdout_closed"`` (it closed its stdout and kept running), ``"input_closed"`` (it
+      stopped reading its stdin and kept running);
+    * it never ran: ``"launch_failed"``.
+
+    ``stop_step`` says how far juicectl's escalation went, whatever the reason.
+    """
 
     pid: int | None = None
     """The child's pid, or None if it was never launched."""
@@ -61,20 +82,17 @@ class TerminationReason:
     requested: bool = False
     """True if the stop was asked for (``StopChild``)."""
     how: str = "exited"
-    """For a stop that was asked for, the step that ended the child: ``"clean"`` (it exited
-    with status 0 after ``Shutdown``), ``"stdin_closed"`` (it ignored ``Shutdown`` and ended
-    once its stdin was closed), ``"terminated"`` (SIGTERM was needed), ``"killed"`` (SIGKILL
-    was needed), or ``"exited"`` (it ended otherwise, e.g. with a non-zero status after
-    ``Shutdown``). Otherwise why it ended: ``"exited"`` (on its own), ``"launch_failed"``,
-    ``"startup_timeout"``, ``"startup_failed"`` (readiness probe or ``prepare`` failed),
-    ``"protocol_error"``, ``"stdout_closed"`` (it closed its stdout and was stopped),
-    ``"input_closed"`` (it stopped reading its stdin, kept running, and was stopped)."""
+    """Why it ended, in the vocabulary above."""
     detail: str = ""
     """A sentence for humans: the OS error of a failed launch, the protocol error, ..."""
     launch_error: OSError | None = None
     """The ``OSError`` of a failed launch."""
     stderr_tail: tuple[str, ...] = ()
     """The last lines the child wrote to stderr (bounded)."""
+    stop_step: str | None = None
+    """The last step of juicectl's stop escalation taken before the child ended:
+    ``"shutdown"``, ``"close_stdin"``, ``"sigterm"`` or ``"sigkill"``; None if juicectl did
+    not stop it."""
 
     @property
     def abnormal(self) -> bool:
@@ -82,7 +100,7 @@ class TerminationReason:
         return not (self.exit_status == 0 and self.how in ("clean", "exited"))
 
     def describe(self) -> str:
-        """One line: what ended and how."""
+        """One line: what ended and how (the words the log and the exceptions use)."""
         if self.how == "launch_failed":
             return self.detail or "launch failed"
         who = f"child {self.pid}" if self.pid is not None else "child"
@@ -92,6 +110,8 @@ class TerminationReason:
             except ValueError:
                 name = str(self.signal)
             text = f"{who} killed by {name}"
+            if self.how == "signaled":
+                text += ", a signal juicectl did not send"
         elif self.exit_status is not None:
             text = f"{who} exited with status {self.exit_status}"
         else:
@@ -190,10 +210,13 @@ class StopResult:
     """How a stop ended: the value of a ``stop_process()`` future."""
 
     how: str
-    """``"not_running"`` (no child ran), ``"clean"``, ``"stdin_closed"``, ``"terminated"``,
-    ``"killed"`` (which step of the escalation ended the child, see
-    ``TerminationReason.how``), or ``"exited"`` (the child ended otherwise, e.g. it was
-    already ending on its own). Whatever the value, the child has exited and been reaped."""
+    """``"not_running"`` (no child ran), or the stopped child's ``TerminationReason.how``:
+    ``"clean"``, ``"stdin_closed"``, ``"terminated"``, ``"killed"`` (which step of the
+    escalation ended the child), ``"exited"`` (it ended otherwise, e.g. it was already ending
+    on its own), ``"signaled"`` (a signal juicectl did not send ended it first), or the
+    reason juicectl was stopping it for before the stop reached it (``"startup_timeout"``
+    for a stop asked while the child started and never got ready, for one). Whatever the
+    value, the child has exited and been reaped."""
     reason: TerminationReason | None = None
     """The child's termination, if a child was stopped."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)

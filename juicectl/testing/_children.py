@@ -10,8 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import structlog
-
+from juicectl._log import get_logger
 from juicectl._pipe import PipeTransport
 from juicectl.child import serve
 from juicectl.connection import Connection, ConnectionLoss
@@ -27,7 +26,7 @@ from juicectl.juice import (
 )
 from juicectl.policy import ConnectionOptions
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: The connection options' defaults, for the keywords of connect().
 _DEFAULTS = ConnectionOptions()

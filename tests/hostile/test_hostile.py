@@ -47,9 +47,13 @@ def test_garbage_on_stdout_before_the_handshake(tmp_path: Path) -> None:
     with hostile("garbage_before_handshake", tmp_path) as h, capture_logs_bounded() as logs:
         with (
             MemoryMeter() as meter,
-            pytest.raises(ProcessUnavailable, match="header line without ': '"),
+            pytest.raises(ProcessUnavailable, match="header line without ': '") as info,
         ):
             h.ctl.get_process().get(timeout=15)
+        message = str(info.value)
+        assert "what is not Juice before it was ready" in message
+        assert "the first bytes: b'Welcome to my shell" in message
+        assert "python -m juicectl.child" in message and "protect_stdio()" in message
         [error] = logs.events("protocol_error")
         assert "Welcome to my shell" in repr(error["sample"])
         stats = h.wait_stopped()
@@ -328,7 +332,9 @@ def test_a_child_killed_half_way_through_an_answer_is_reported_as_killed(
             stats = h.wait_stopped()
         assert not logs.events("protocol_error")
         assert stats["last_exit"]["signal"] == 9
-        assert stats["last_exit"]["how"] == "exited"
+        # A signal juicectl did not send: not "exited" beside "killed by SIGKILL".
+        assert stats["last_exit"]["how"] == "signaled"
+        assert "a signal juicectl did not send" in stats["last_exit"]["description"]
         h.assert_gone(connection.pid)
         h.assert_usable_again()
     report("dies_mid_answer", meter)

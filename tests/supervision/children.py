@@ -162,3 +162,33 @@ def parent_script(
         """
     )
     return [sys.executable, "-c", source]
+
+
+def dying_parent_script(child_argv: list[str], *, after_spawns: int) -> list[str]:
+    """argv of a parent that starts a controller for ``child_argv`` and SIGKILLs itself in
+    the middle of the launch: right after its ``after_spawns``-th ``subprocess.Popen``
+    returned (1: the parent-death guard only; 2: the guard and the child). It prints
+    ``SPAWNED <pid>`` on stdout for each process it started, before it dies."""
+    source = textwrap.dedent(
+        f"""
+        import os, signal, subprocess, sys
+        import structlog
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+        spawned = []
+
+        class DiesMidLaunch(subprocess.Popen):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                spawned.append(self.pid)
+                print("SPAWNED", self.pid, flush=True)
+                if len(spawned) == {after_spawns!r}:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        subprocess.Popen = DiesMidLaunch
+        from juicectl import ProcessController
+        ctl = ProcessController.start({child_argv!r})
+        ctl.get_process().get(timeout=30)
+        print("NOT KILLED", flush=True)
+        """
+    )
+    return [sys.executable, "-c", source]

@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 from juicectl import ProcessController, ProcessUnavailable
 from juicectl.messages import GaveUp, ProcessTerminated
 from tests.integration.commands import Echo
-from tests.integration.scripts import CRASH_AT_START, worker
+from tests.integration.scripts import CRASH_AT_START, python, worker
 from tests.supervision import children
 from tests.supervision.conftest import FAST, Events, alive, policy, wait_for
 
@@ -76,6 +76,7 @@ def test_each_step_ends_the_child_that_ignored_the_one_before(
     assert (result.reason.exit_status, result.reason.signal) == (exit_status, signum)
     assert result.reason.requested is True
     assert stop_steps(logs) == steps
+    assert result.reason.stop_step == steps[-1]
     assert took >= at_least * 0.9  # each step waited its turn (timers may fire a hair early)
     assert not alive(conn.pid)
     assert ctl.mode == "stopped"
@@ -87,6 +88,75 @@ def test_close_takes_the_same_path(supervise: Supervise) -> None:
     result = ctl.close(timeout=10)
     assert result is not None and result.how == "killed"
     assert not alive(pid)
+
+
+@pytest.mark.parametrize(
+    ("argv", "steps", "signum"),
+    [
+        # Reads its stdin (never answering Negotiate) and exits at end of input.
+        pytest.param(children.NEVER_READY, ["close_stdin"], None, id="exits-at-eof"),
+        # Reads nothing at all: only the signals reach it.
+        pytest.param(python("time.sleep(60)"), ["close_stdin", "sigterm"], signal.SIGTERM,
+                     id="reads-nothing"),
+    ],
+)
+def test_a_child_that_never_got_ready_is_not_asked_for_shutdown(
+    supervise: Supervise, events: Events, argv: list[str], steps: list[str], signum: int | None
+) -> None:
+    # It never answered Negotiate, so it would never answer Shutdown: waiting stop_timeout
+    # for that answer would only delay the stop (`juicectl call --startup-timeout 1 -- sleep
+    # 30 X` took 8 s to end). Its stop starts at closing its stdin.
+    with capture_logs() as logs:
+        ctl = supervise(argv, startup_timeout=0.3, stop_timeout=30.0, subscribers=[events.ref])
+        waiter = ctl.get_process()
+        stopped = ctl.stop_process()  # asked while it starts: waits for the start to end
+        result = stopped.get(timeout=15)
+    with pytest.raises(ProcessUnavailable, match=r"not ready within 0\.3s"):
+        waiter.get(timeout=5)
+    assert stop_steps(logs) == steps
+    assert result.reason is not None
+    assert result.how == "startup_timeout" == result.reason.how
+    assert result.reason.stop_step == steps[-1]
+    assert result.reason.signal == signum
+    assert "got Shutdown" not in result.reason.stderr_tail  # NEVER_READY says so if asked
+    assert not alive(result.reason.pid)  # type: ignore[arg-type]
+
+
+def test_a_signal_from_outside_is_not_reported_as_an_exit(
+    supervise: Supervise, events: Events
+) -> None:
+    with capture_logs() as logs:
+        ctl = supervise(worker(), subscribers=[events.ref])
+        conn = ctl.get_process().get(timeout=10)
+        os.kill(conn.pid, signal.SIGKILL)
+        [terminated] = events.wait(ProcessTerminated)
+    reason = terminated.reason
+    assert (reason.how, reason.signal, reason.requested) == ("signaled", signal.SIGKILL, False)
+    assert reason.stop_step is None
+    assert reason.describe() == (
+        f"child {conn.pid} killed by SIGKILL, a signal juicectl did not send"
+    )
+    # The log line and what callers are told agree.
+    [line] = [e for e in logs if e["event"] == "child_terminated"]
+    assert (line["how"], line["signal"], line["description"]) == (
+        "signaled", signal.SIGKILL, reason.describe()
+    )
+    with pytest.raises(ProcessUnavailable, match="a signal juicectl did not send"):
+        conn.call(Echo, value="gone").get(timeout=5)
+
+
+def test_a_signal_from_outside_during_a_stop_is_reported_as_such(supervise: Supervise) -> None:
+    with capture_logs() as logs:
+        ctl = supervise(children.IGNORES_SHUTDOWN_AND_EOF, stop_timeout=30.0)
+        conn = ctl.get_process().get(timeout=10)
+        stopped = ctl.stop_process()
+        wait_for(lambda: stop_steps(logs) == ["shutdown"], what="the Shutdown step")
+        os.kill(conn.pid, signal.SIGKILL)  # juicectl would send SIGKILL only 30 s later
+        result = stopped.get(timeout=10)
+    assert result.reason is not None
+    assert (result.how, result.reason.requested, result.reason.stop_step) == (
+        "signaled", True, "shutdown"
+    )
 
 
 def test_grandchildren_in_the_group_go_with_the_child(supervise: Supervise, tmp_path: Path) -> None:

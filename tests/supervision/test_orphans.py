@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +73,70 @@ def test_child_ignoring_eof_and_sigterm_dies_with_a_sigkilled_parent(
     parent.kill()  # SIGKILL: no atexit, no close(), no escalation; only the kernel can help
     parent.wait(10)
     wait_for(lambda: not alive(child), timeout=5, what="the orphan gone")
+
+
+@pytest.fixture
+def reap_later() -> Iterator[Callable[[int], None]]:
+    """Note pids that must be gone by the end of the test; any still alive is killed, and the
+    test fails on it."""
+    pids: list[int] = []
+    yield pids.append
+    leftovers = [pid for pid in pids if alive(pid)]
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    assert leftovers == [], f"processes outlived their parent: {leftovers}"
+
+
+def test_a_busy_child_and_its_grandchild_die_with_a_sigkilled_parent(
+    spawn_parent: Callable[[list[str]], tuple[subprocess.Popen[str], int]],
+    reap_later: Callable[[int], None],
+    tmp_path: Path,
+) -> None:
+    # Neither reads its stdin once the parent is gone, nor minds SIGTERM: only the parent-
+    # death guard, which kills the child's whole process group, can end them.
+    pid_file = tmp_path / "grandchild.pid"
+    stubborn_with_grandchild = children.juice_child(
+        eof="ignore", sigterm="ignore", grandchild_pid_file=str(pid_file)
+    )
+    parent, child = spawn_parent(children.parent_script(stubborn_with_grandchild, then="sleep"))
+    wait_for(pid_file.exists, what="the grandchild's pid file")
+    grandchild = int(pid_file.read_text())
+    reap_later(grandchild)
+    assert alive(child) and alive(grandchild)
+    parent.kill()
+    parent.wait(10)
+    wait_for(lambda: not alive(child), timeout=5, what="the child gone")
+    wait_for(lambda: not alive(grandchild), timeout=5, what="the grandchild gone")
+
+
+@pytest.mark.parametrize(
+    ("after_spawns", "what"),
+    [(1, "the guard, before the child exists"), (2, "the guard and the child")],
+    ids=["after-the-guard", "after-the-child"],
+)
+def test_a_parent_killed_in_the_middle_of_a_launch_leaves_nothing_running(
+    reap_later: Callable[[int], None], after_spawns: int, what: str
+) -> None:
+    parent = subprocess.Popen(
+        children.dying_parent_script(children.IGNORES_SIGTERM, after_spawns=after_spawns),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        lines = parent.stdout.read().splitlines()  # until the parent is dead
+        assert parent.wait(10) == -signal.SIGKILL
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        if parent.stdout is not None:
+            parent.stdout.close()
+    spawned = [int(line.split()[1]) for line in lines if line.startswith("SPAWNED ")]
+    assert len(spawned) == after_spawns, f"{what}: {lines}"
+    for pid in spawned:
+        reap_later(pid)
+    for pid in spawned:
+        wait_for(lambda pid=pid: not alive(pid), timeout=5, what=f"pid {pid} gone ({what})")  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("hook", [False, True], ids=["plain", "with-a-hook-actor"])

@@ -1,0 +1,116 @@
+"""Spawning under a parent-death guard: the child is in the guard's process group, the group
+dies when the guard's pipe closes (as it does when the parent dies), and the stop
+escalation's SIGTERM leaves the guard in place."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import structlog
+
+from juicectl import ProcessLaunchError
+from juicectl.launch import Invocation, spawn
+from tests.supervision.conftest import alive, wait_for
+
+SLEEPER = (sys.executable, "-c", "import time; time.sleep(60)")
+
+
+def invocation(argv: tuple[str, ...] = SLEEPER, cwd: str | None = None) -> Invocation:
+    return Invocation(argv=argv, env=None, cwd=cwd, command=argv)
+
+
+def pgid_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[2])
+
+
+def close_pipes(child: object) -> None:
+    popen = child.popen  # type: ignore[attr-defined]
+    for stream in (popen.stdin, popen.stdout, popen.stderr):
+        stream.close()
+
+
+def test_the_child_joins_the_process_group_its_guard_leads() -> None:
+    child = spawn(invocation())
+    try:
+        assert child.guard is not None
+        assert child.pgid == child.guard.pid != child.pid
+        assert pgid_of(child.pid) == pgid_of(child.guard.pid) == child.pgid
+    finally:
+        child.release()
+        child.popen.wait(10)
+        close_pipes(child)
+
+
+def test_closing_the_guards_pipe_kills_the_whole_group() -> None:
+    # What the kernel does to the pipe when the parent dies, release() does by hand.
+    child = spawn(invocation((sys.executable, "-c",
+                              "import subprocess, sys, time\n"
+                              "g = subprocess.Popen([sys.executable, '-c', "
+                              "'import time; time.sleep(60)'])\n"
+                              "print(g.pid, flush=True)\n"
+                              "time.sleep(60)\n")))
+    assert child.guard is not None
+    assert child.popen.stdout is not None
+    grandchild = int(child.popen.stdout.readline())
+    child.guard.release()
+    assert child.popen.wait(10) == -signal.SIGKILL
+    wait_for(lambda: not alive(grandchild), timeout=10, what="the grandchild gone")
+    child.release()
+    close_pipes(child)
+
+
+def test_the_guard_outlives_sigterm_to_the_group() -> None:
+    child = spawn(invocation())
+    try:
+        assert child.guard is not None
+        child.signal_group(signal.SIGTERM)
+        assert child.popen.wait(10) == -signal.SIGTERM
+        assert child.guard.alive()
+    finally:
+        child.release()
+        close_pipes(child)
+    assert child.guard is not None and not child.guard.alive()
+
+
+def test_a_forked_copy_of_the_parent_does_not_keep_the_guard_from_firing() -> None:
+    child = spawn(invocation())
+    assert child.guard is not None
+    forked = os.fork()
+    if forked == 0:  # pragma: no cover - the forked copy only waits, then leaves
+        time.sleep(30)
+        os._exit(0)
+    try:
+        child.guard.release()  # this process's write end closed; the fork's must be too
+        assert child.popen.wait(10) == -signal.SIGKILL
+    finally:
+        os.kill(forked, signal.SIGKILL)
+        os.waitpid(forked, 0)
+        child.release()
+        close_pipes(child)
+
+
+def test_without_a_shell_the_child_runs_unguarded_in_its_own_group() -> None:
+    with structlog.testing.capture_logs() as logs:
+        child = spawn(invocation(), guard_shell="/no/such/shell")
+        try:
+            assert child.guard is None
+            assert child.pgid == child.pid == pgid_of(child.pid)
+        finally:
+            child.release()
+            child.popen.wait(10)
+            close_pipes(child)
+    [warning] = [e for e in logs if e["event"] == "parent_death_guard_unavailable"]
+    assert warning["shell"] == "/no/such/shell"
+
+
+def test_a_failed_spawn_leaves_no_guard_behind(tmp_path: Path) -> None:
+    gone = str(tmp_path / "gone")
+    with pytest.raises(ProcessLaunchError) as info:
+        spawn(invocation(cwd=gone))
+    assert f"the working directory (cwd) {gone!r} does not exist" in str(info.value)
+    # The autouse fixture fails the test if the guard is left running or unreaped.
