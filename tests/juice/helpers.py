@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Callable, Iterable
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from juicectl.juice import Box, BoxParser, Limits, normalize_key, wire_key
+from juicectl.juice import Box, BoxParser, Limits, ProtocolError, normalize_key, wire_key
 
 #: Examples per hypothesis test in the normal suite; raise it for a long fuzz run, e.g.
 #: ``JUICECTL_FUZZ_EXAMPLES=5000 .venv/bin/python -m pytest tests/juice --timeout=0``.
@@ -84,3 +85,32 @@ FEEDERS: dict[str, Callable[[bytes], list[Box]]] = {
     "halves": lambda data: feed_split(data, [len(data) // 2]),
     "sevens": lambda data: feed_split(data, range(7, len(data), 7)),
 }
+
+
+Outcome = tuple[list[Content], type[ProtocolError] | None]
+
+
+def feed_random(data: bytes, seed: int, limits: Limits | None = None) -> list[Box]:
+    """``data`` cut at a few random offsets (the same for the same seed), then end of stream."""
+    rng = random.Random(seed)
+    count = rng.randint(1, 12) if len(data) > 1 else 0
+    return feed_split(data, [rng.randrange(1, len(data)) for _ in range(count)], limits)
+
+
+def outcome(feed: Callable[[], list[Box]]) -> Outcome:
+    """The boxes a feeding gives, or the class of the error it raises (with no boxes)."""
+    try:
+        return content(feed()), None
+    except ProtocolError as exc:
+        return [], type(exc)
+
+
+def outcomes(data: bytes, limits: Limits | None = None, seeds: int = 4) -> dict[str, Outcome]:
+    """What ``data`` gives fed whole, byte by byte and in random chunks (``seeds`` cuttings)."""
+    results = {
+        "whole": outcome(lambda: feed_whole(data, limits)),
+        "bytewise": outcome(lambda: feed_bytewise(data, limits)),
+    }
+    for seed in range(seeds):
+        results[f"random {seed}"] = outcome(lambda seed=seed: feed_random(data, seed, limits))
+    return results
