@@ -18,7 +18,14 @@ from juicectl.juice import (
     TruncatedBox,
     serialize_box,
 )
-from tests.juice.helpers import content, feed_bytewise, feed_random, feed_split, feed_whole
+from tests.juice.helpers import (
+    content,
+    feed_bytewise,
+    feed_random,
+    feed_split,
+    feed_whole,
+    outcomes,
+)
 
 LONG_NAME = b"\xff" + b"n" * 100
 LONG_LINE = b"L" * 100
@@ -292,3 +299,24 @@ def test_what_is_held_between_reads() -> None:
     assert content(parser.feed(b"c")) == [({}, b"abc")]
     assert not parser.in_box
     assert parser.buffered == 0
+
+
+def test_after_an_error_nothing_is_held() -> None:
+    parser = BoxParser()
+    with pytest.raises(MalformedBox):
+        parser.feed(b"A: 1\r\n 2\r\nB: 3\r\nno colon\r\n")
+    assert not parser.in_box
+    assert parser.buffered == 0
+    with pytest.raises(MalformedBox):
+        parser.feed(b"\r\n")
+    assert not parser.in_box
+
+
+@pytest.mark.parametrize("key", [b"-Length", b"-LENGTH", b"-length"])
+def test_a_run_of_empty_bodies(key: bytes) -> None:
+    # Boxes whose only header is a -Length of 0, in any spelling: each has an empty body (no
+    # -Length field), however many come in one read.
+    data = (key + b": 0\r\n\r\n") * 200 + (key + b": 00\r\nA: b\r\n\r\n") * 100
+    expected = ([({}, b"")] * 200 + [({"a": "b"}, b"")] * 100, None)
+    for name, result in outcomes(data).items():
+        assert result == expected, f"fed {name}"

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import pytest
 
-from juicectl.juice import Box, LimitExceeded, Limits, MalformedBox, ProtocolError, serialize_box
+from juicectl.juice import (
+    Box,
+    BoxParser,
+    LimitExceeded,
+    Limits,
+    MalformedBox,
+    ProtocolError,
+    serialize_box,
+)
 from tests.juice.helpers import (
     Content,
     Outcome,
@@ -363,3 +371,30 @@ def test_header_limits_start_again_for_each_box() -> None:
     _assert_same_everywhere(
         results, ([SMALL_CONTENT[0], fields, fields, SMALL_CONTENT[0], fields], None)
     )
+
+
+@pytest.mark.parametrize("before", [b"", b"A: 1\r\n\r\n"], ids=["at the start", "after a box"])
+def test_a_partial_box_after_a_run_waits_for_the_rest(before: bytes) -> None:
+    parser = BoxParser()
+    boxes = parser.feed(before + RUN + b"Partial: x")
+    assert content(boxes) == content(feed_whole(before)) + RUN_CONTENT
+    assert parser.buffered == len(b"Partial: x")
+    assert content(parser.feed(b"yz\r\n\r\n")) == [({"partial": "xyz"}, None)]
+    assert parser.feed(b"") == []
+
+
+def test_max_headers_reached_only_through_continuation_lines_in_a_run() -> None:
+    # Boxes without continuations around one whose continuation lines take it past
+    # max_headers: the run may not count them for less than they are.
+    limits = Limits(max_headers=10)
+    plain = b"-Answer: 1\r\nValue: v\r\n\r\n" * 60
+    keys = b"".join(b"K%d: v\r\n" % i for i in range(5))
+    at_limit = keys + b"A: 1\r\n 2\r\n 3\r\n 4\r\n 5\r\n\r\n"  # 6 keys + 4 continuations
+    past = keys + b"A: 1\r\n 2\r\n 3\r\n 4\r\n 5\r\nB: x\r\n\r\n"
+    plain_content: list[Content] = [({"_answer": "1", "value": "v"}, None)] * 60
+    fields = {f"k{i}": "v" for i in range(5)} | {"a": "1\r\n2\r\n3\r\n4\r\n5"}
+    _assert_same_everywhere(
+        outcomes(plain + at_limit + plain, limits),
+        ([*plain_content, (fields, None), *plain_content], None),
+    )
+    _assert_same_everywhere(outcomes(plain + past + plain, limits), ([], LimitExceeded))
