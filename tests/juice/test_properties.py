@@ -193,10 +193,12 @@ def test_fast_paths_agree_with_the_byte_by_byte_path(
 ) -> None:
     # Limits at the edges of what the stream holds: each one just fits, is just broken, or
     # has one to spare, so that any path that skips a check disagrees with the careful path.
-    stream = b"".join(
+    once = b"".join(
         b"".join(line + b"\r\n" for line in lines) + b"\r\n" + (body or b"")
         for lines, body in items
-    ) * copies
+    )
+    # Enough copies for the whole-run path (reads of over 1 KiB), few enough to feed bytewise.
+    stream = once * min(copies, 3000 // len(once) + 1)
     lines = [line for box_lines, _ in items for line in box_lines]
     draw = data.draw
     limits = None
