@@ -55,6 +55,13 @@ ERRORS: list[tuple[str, Limits | None, bytes, type[ProtocolError], str]] = [
         f"-Length is not a non-negative decimal integer: {'1x' * 20!r}",
     ),
     (
+        "-Length not decimal, short",
+        None,
+        b"-Length: 1x\r\n\r\n1",
+        MalformedBox,
+        "-Length is not a non-negative decimal integer: '1x'",
+    ),
+    (
         "-Length empty",
         None,
         b"-Length: \r\n\r\n",

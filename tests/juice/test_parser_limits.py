@@ -86,6 +86,44 @@ LIMIT_CASES: list[tuple[str, Limits, bytes, Content | type[ProtocolError]]] = [
         (_fields(10, 20, 600), None),
     ),
     ("long line after short ones, one past", LINE_SHORT_BLOCK, _lines(10, 20, 601), LimitExceeded),
+    (
+        "two lines, the second past max_line_length 600",
+        LINE_SHORT_BLOCK,
+        _lines(550, 601),
+        LimitExceeded,
+    ),
+    (
+        "two lines, the second at max_line_length 600",
+        LINE_SHORT_BLOCK,
+        _lines(550, 600),
+        (_fields(550, 600), None),
+    ),
+    # Limits near the fast paths' own search sizes (512 and 516 bytes).
+    ("line at max_line_length 510", Limits(max_line_length=510), _lines(510), (_fields(510), None)),
+    ("line one past max_line_length 510", Limits(max_line_length=510), _lines(511), LimitExceeded),
+    ("line at max_line_length 512", Limits(max_line_length=512), _lines(512), (_fields(512), None)),
+    ("line one past max_line_length 512", Limits(max_line_length=512), _lines(513), LimitExceeded),
+    ("line at max_line_length 513", Limits(max_line_length=513), _lines(513), (_fields(513), None)),
+    ("line one past max_line_length 513", Limits(max_line_length=513), _lines(514), LimitExceeded),
+    # max_header_bytes a few bytes over max_line_length: each limit binds on its own.
+    (
+        "line one past, header bytes to spare",
+        Limits(max_line_length=100, max_header_bytes=103),
+        _lines(101),
+        LimitExceeded,
+    ),
+    (
+        "header bytes one past, lines within",
+        Limits(max_line_length=100, max_header_bytes=101),
+        _lines(49, 49),
+        LimitExceeded,
+    ),
+    (
+        "header bytes at the limit, lines within",
+        Limits(max_line_length=100, max_header_bytes=101),
+        _lines(49, 48),
+        (_fields(49, 48), None),
+    ),
     # max_header_bytes: each line counts with its CRLF
     ("header bytes at the limit", HEADER_BYTES, _lines(98, 98, 98), (_fields(98, 98, 98), None)),
     ("header bytes one past", HEADER_BYTES, _lines(98, 98, 99), LimitExceeded),
@@ -399,3 +437,18 @@ def test_max_headers_reached_only_through_continuation_lines_in_a_run() -> None:
         ([*plain_content, (fields, None), *plain_content], None),
     )
     _assert_same_everywhere(outcomes(plain + past + plain, limits), ([], LimitExceeded))
+
+
+@pytest.mark.parametrize("limits", [HEADER_BYTES, HEADER_BYTES_TIGHT], ids=["300", "100"])
+def test_header_bytes_in_a_run_with_a_body_further_on(limits: Limits) -> None:
+    # The run path also looks ahead for a body: what it finds there may not widen its window.
+    past = _lines(98, 98, 99) if limits is HEADER_BYTES else _lines(49, 48)
+    body = b"-Length: 1\r\n\r\nz"
+    results = outcomes(RUN + past + RUN + body, limits)
+    _assert_same_everywhere(results, ([], LimitExceeded))
+
+
+def test_colon_space_in_values_of_a_run_without_continuations() -> None:
+    boxes = [Box({"_answer": format(i, "x"), "k": f"a: b: {i}", "e": ": "}) for i in range(200)]
+    data = b"".join(map(serialize_box, boxes))
+    _assert_same_everywhere(outcomes(data), (content(boxes), None))
