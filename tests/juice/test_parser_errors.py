@@ -327,3 +327,24 @@ def test_a_run_of_empty_bodies(key: bytes) -> None:
     expected = ([({}, b"")] * 200 + [({"a": "b"}, b"")] * 100, None)
     for name, result in outcomes(data).items():
         assert result == expected, f"fed {name}"
+
+
+def test_a_body_cut_short_after_boxes_read_line_by_line() -> None:
+    # The box before is finished by the careful path, the body box by the fast one: the
+    # truncation still says how much of the body came.
+    parser = BoxParser()
+    assert parser.feed(b"A: 1\r\n") == []
+    assert content(parser.feed(b"\r\n-Length: 5\r\n\r\nabc")) == [({"a": "1"}, None)]
+    with pytest.raises(TruncatedBox) as raised:
+        parser.feed(b"")
+    assert str(raised.value) == "the stream ended in a body: 3 of 5 bytes received"
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_bytearray_and_memoryview_give_bytes_bodies(kind: type) -> None:
+    data = b"A: 1\r\n\r\n-Length: 3\r\n\r\nxyz" * 50
+    parser = BoxParser()
+    boxes = parser.feed(kind(data))
+    assert content(boxes) == [({"a": "1"}, None), ({}, b"xyz")] * 50
+    assert all(type(box.body) is bytes for box in boxes[1::2])
+    assert content(BoxParser().feed(kind(b"-Length: 2\r\n\r\nok"))) == [({}, b"ok")]

@@ -277,6 +277,9 @@ ODD_CASES: list[tuple[str, bytes, Content | type[ProtocolError]]] = [
     ("-Length glued by a continuation", b"A\r\n -Length: 3\r\n\r\nabc", MalformedBox),
     ("NUL line glued by a continuation", b"\x00\r\n : b\r\n\r\n", MalformedBox),
     ("continuation after -Length", b"-Length: 1\r\n 2\r\n\r\nzz", MalformedBox),
+    ("NUL in a value", b"A: x\x00y\r\n\r\n", ({"a": "x\x00y"}, None)),
+    ("a lone LF second in a box", b"x\nA: b\r\n\r\n", ({"x\na": "b"}, None)),
+    ("a line without colon-space, then one with it", b"Value hi\r\nA: b\r\n\r\n", MalformedBox),
     ("NUL in a name", b"A\x00B: v\r\n\r\n", ({"a\x00b": "v"}, None)),
     ("NUL at the end of a name", b"A\x00: v\r\n w\r\n\r\n", ({"a\x00": "v\r\nw"}, None)),
     (
@@ -452,3 +455,12 @@ def test_colon_space_in_values_of_a_run_without_continuations() -> None:
     boxes = [Box({"_answer": format(i, "x"), "k": f"a: b: {i}", "e": ": "}) for i in range(200)]
     data = b"".join(map(serialize_box, boxes))
     _assert_same_everywhere(outcomes(data), (content(boxes), None))
+
+
+def test_header_limits_start_again_after_a_body() -> None:
+    limits = Limits(max_line_length=100, max_headers=3, max_header_bytes=300)
+    box = _lines(98, 98, 98)
+    body = b"-Length: 3\r\n\r\nA: "
+    fields = (_fields(98, 98, 98), None)
+    results = outcomes(body + box + body + box, limits)
+    _assert_same_everywhere(results, ([({}, b"A: "), fields, ({}, b"A: "), fields], None))
