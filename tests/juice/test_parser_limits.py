@@ -8,6 +8,8 @@ of small boxes; byte by byte, every box goes through the careful line-by-line pa
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import pytest
 
 from juicectl.juice import (
@@ -214,15 +216,36 @@ LIMIT_CASES: list[tuple[str, Limits, bytes, Content | type[ProtocolError]]] = [
     ("empty body", BODY, b"-Length: 0\r\n\r\n", ({}, b"")),
 ]
 
-# (id, bytes before the box, copies of the box, bytes after, boxes before, boxes after)
-CONTEXTS: list[tuple[str, bytes, int, bytes, list[Content], list[Content]]] = [
-    ("alone", b"", 1, b"", [], []),
-    ("repeated", b"", 40, b"", [], []),
-    ("after a box", SMALL, 1, b"", SMALL_CONTENT[:1], []),
-    ("after a box, before more", SMALL, 1, PLAIN, SMALL_CONTENT[:1], SMALL_CONTENT[1:]),
-    ("deep in a run", RUN, 1, RUN, RUN_CONTENT, RUN_CONTENT),
-    ("after empty boxes, before a run", b"\r\n\r\n", 2, RUN, [({}, None)] * 2, RUN_CONTENT),
-]
+
+class Context(NamedTuple):
+    """Where a case's box stands in the stream."""
+
+    before: bytes
+    copies: int
+    after: bytes
+    first: list[Content]
+    """The boxes ``before`` gives."""
+    last: list[Content]
+    """The boxes ``after`` gives."""
+
+    def stream(self, box: bytes) -> bytes:
+        return self.before + box * self.copies + self.after
+
+    def outcome(self, expected: Content | type[ProtocolError]) -> Outcome:
+        """The box's error, or all the boxes of the stream."""
+        if isinstance(expected, type):
+            return [], expected
+        return [*self.first, *[expected] * self.copies, *self.last], None
+
+
+CONTEXTS: dict[str, Context] = {
+    "alone": Context(b"", 1, b"", [], []),
+    "repeated": Context(b"", 40, b"", [], []),
+    "after a box": Context(SMALL, 1, b"", SMALL_CONTENT[:1], []),
+    "after a box, before more": Context(SMALL, 1, PLAIN, SMALL_CONTENT[:1], SMALL_CONTENT[1:]),
+    "deep in a run": Context(RUN, 1, RUN, RUN_CONTENT, RUN_CONTENT),
+    "after empty boxes, before a run": Context(b"\r\n\r\n", 2, RUN, [({}, None)] * 2, RUN_CONTENT),
+}
 
 
 def _assert_same_everywhere(results: dict[str, Outcome], expected: Outcome) -> None:
@@ -233,11 +256,7 @@ def _assert_same_everywhere(results: dict[str, Outcome], expected: Outcome) -> N
             pytest.fail(f"fed {name}: {got}, expected {want}")
 
 
-@pytest.mark.parametrize(
-    ("before", "copies", "after", "first", "last"),
-    [c[1:] for c in CONTEXTS],
-    ids=[c[0] for c in CONTEXTS],
-)
+@pytest.mark.parametrize("context", CONTEXTS.values(), ids=CONTEXTS.keys())
 @pytest.mark.parametrize(
     ("limits", "box", "expected"), [c[1:] for c in LIMIT_CASES], ids=[c[0] for c in LIMIT_CASES]
 )
@@ -245,17 +264,9 @@ def test_each_limit_at_its_edge_and_one_past(
     limits: Limits,
     box: bytes,
     expected: Content | type[ProtocolError],
-    before: bytes,
-    copies: int,
-    after: bytes,
-    first: list[Content],
-    last: list[Content],
+    context: Context,
 ) -> None:
-    data = before + box * copies + after
-    want: Outcome = (
-        ([], expected) if isinstance(expected, type) else (first + [expected] * copies + last, None)
-    )
-    _assert_same_everywhere(outcomes(data, limits), want)
+    _assert_same_everywhere(outcomes(context.stream(box), limits), context.outcome(expected))
 
 
 def test_a_large_box_among_small_ones_with_a_tight_max_header_bytes() -> None:
@@ -307,28 +318,16 @@ ODD_CASES: list[tuple[str, bytes, Content | type[ProtocolError]]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("before", "copies", "after", "first", "last"),
-    [c[1:] for c in CONTEXTS],
-    ids=[c[0] for c in CONTEXTS],
-)
+@pytest.mark.parametrize("context", CONTEXTS.values(), ids=CONTEXTS.keys())
 @pytest.mark.parametrize(
     ("box", "expected"), [c[1:] for c in ODD_CASES], ids=[c[0] for c in ODD_CASES]
 )
 def test_odd_boxes_on_every_path(
     box: bytes,
     expected: Content | type[ProtocolError],
-    before: bytes,
-    copies: int,
-    after: bytes,
-    first: list[Content],
-    last: list[Content],
+    context: Context,
 ) -> None:
-    data = before + box * copies + after
-    want: Outcome = (
-        ([], expected) if isinstance(expected, type) else (first + [expected] * copies + last, None)
-    )
-    _assert_same_everywhere(outcomes(data), want)
+    _assert_same_everywhere(outcomes(context.stream(box)), context.outcome(expected))
 
 
 @pytest.mark.parametrize("key", [b"-Length", b"-LENGTH", b"-length", b"-LeNgTh"])
