@@ -189,11 +189,26 @@ def _mutmut_config(options: argparse.Namespace) -> str:
         'source_paths = ["juicectl"]\n'
         f"only_mutate = {toml_list([options.module])}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(options.tests)}\n"
-        'pytest_add_cli_args = ["-p", "no:cacheprovider"]\n'
+        f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "{_MUTATE_PLUGIN}"]\n'
         f"timeout_multiplier = {options.timeout_multiplier}\n"
         f"timeout_constant = {options.timeout_constant}\n"
         "use_git_change_detection = false\n"
     )
+
+
+#: A pytest plugin written into the copy: mutmut runs the suite many times in one process, which
+#: hypothesis takes for a test called from several executors; the check is meant for real runs.
+_MUTATE_PLUGIN = "_juicectl_mutate_plugin"
+_MUTATE_PLUGIN_SOURCE = '''\
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "juicectl-mutate",
+    suppress_health_check=[HealthCheck.differing_executors, HealthCheck.too_slow],
+    deadline=None,
+)
+settings.load_profile("juicectl-mutate")
+'''
 
 
 def _key(function: str, removed: list[str], added: list[str]) -> tuple[str, str, str]:
@@ -243,6 +258,7 @@ def mutate(args: list[str]) -> int:
         # Children the tests start (python -m juicectl.child ...) import the mutated copy too.
         # The folder must exist before Python starts: a path missing then is never searched.
         (workdir / "mutants").mkdir(exist_ok=True)
+        (workdir / "mutants" / f"{_MUTATE_PLUGIN}.py").write_text(_MUTATE_PLUGIN_SOURCE)
         env = dict(os.environ, PYTHONPATH=str(workdir / "mutants"))
         mutmut = [str(PYTHON), "-m", "mutmut"]
         if options.retest_survivors:
@@ -322,9 +338,10 @@ def _report(module: str, status: dict[str, str], mutmut: list[str], workdir: Pat
         print(f"  {state:>22}: {count}")
     print(f"  {'listed as equivalent':>22}: {equivalent} of the survivors")
     print(f"  {'new survivors':>22}: {new_gaps}")
-    if total:
-        print(f"  killed {killed / total:.1%}; killed, timed out or listed as equivalent "
-              f"{(killed + timeout + equivalent) / total:.1%}")
+    checked = total - counts.get("not checked", 0)
+    if checked:
+        print(f"  of the {checked} tested: killed {killed / checked:.1%}; killed, timed out or "
+              f"listed as equivalent {(killed + timeout + equivalent) / checked:.1%}")
     for function, before, after in stale:
         print(f"  listed but no longer surviving: {function}: {before} -> {after}")
     return 0
