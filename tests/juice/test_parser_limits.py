@@ -282,6 +282,8 @@ def test_a_large_box_among_small_ones_with_a_tight_max_header_bytes() -> None:
 # (id, one box's wire bytes, its content, or the error it must raise)
 ODD_CASES: list[tuple[str, bytes, Content | type[ProtocolError]]] = [
     ("continuation line first", b" x: y\r\n\r\n", MalformedBox),
+    ("a box of one space", b" \r\n\r\n", MalformedBox),
+    ("a box of one tab", b"\t\r\n\r\n", MalformedBox),
     ("continuation line first, no colon", b" x\r\n\r\n", MalformedBox),
     ("continuation line first, then a header", b" x: y\r\nA: b\r\n\r\n", MalformedBox),
     ("name glued by a continuation", b"A\r\n : b\r\n\r\n", MalformedBox),
@@ -463,3 +465,10 @@ def test_header_limits_start_again_after_a_body() -> None:
     fields = (_fields(98, 98, 98), None)
     results = outcomes(body + box + body + box, limits)
     _assert_same_everywhere(results, ([({}, b"A: "), fields, ({}, b"A: "), fields], None))
+
+
+def test_reads_of_boxes_made_of_white_space() -> None:
+    # Long enough for the whole-run path: empty boxes are boxes, a tab is no header.
+    _assert_same_everywhere(outcomes(b"\r\n" * 600), ([({}, None)] * 600, None))
+    _assert_same_everywhere(outcomes(b"\t\r\n\r\n" * 300), ([], MalformedBox))
+    _assert_same_everywhere(outcomes(b"A: b\r\n\r\n" * 200 + b"\t\r\n\r\n"), ([], MalformedBox))
