@@ -62,7 +62,7 @@ def demo(args: list[str]) -> int:
 
 def test(args: list[str]) -> int:
     ensure_venv("test,dev,docs")
-    linted = [p for p in ("juicectl", "tests", "examples", "benchmarks", "tasks.py")
+    linted = [p for p in ("juicectl", "tests", "examples", "benchmarks", "scripts", "tasks.py")
               if (ROOT / p).exists()]
     # mkdocs 1.x prints a banner about its successor on every run: not news for a test run.
     os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")

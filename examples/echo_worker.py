@@ -9,39 +9,23 @@ or directly, as a script (``run()`` protects stdout before the worker is created
 
     python examples/echo_worker.py
 
-``examples/echo_parent.py`` starts it under a ``ProcessController`` and talks to it.
+``examples/echo_parent.py`` starts it under a ``ProcessController`` and talks to it. The
+worker itself ships with juicectl (``juicectl.examples.echo:EchoWorker``, which the
+documentation uses); this script is the way to run it as a program of its own.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 # Run from a checkout, as a script or with -m, whether juicectl is installed or not.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from examples.commands import Echo, Fail, Sleep
-from juicectl.child import JuiceChild, run
+from juicectl.child import run
+from juicectl.examples.echo import EchoWorker
 
-
-class EchoWorker(JuiceChild):
-    """Answers ``Echo``, ``Fail`` and ``Sleep``."""
-
-    @Echo.responder
-    def echo(self, value: str) -> dict[str, str]:
-        print(f"echo {value!r}")  # goes to stderr: stdout belongs to the protocol
-        return {"value": value}
-
-    @Fail.responder
-    def fail(self, message: str) -> None:
-        raise ValueError(message)  # declared by Fail: answered BAD_VALUE, serving goes on
-
-    @Sleep.responder
-    def sleep(self, seconds: float) -> dict[str, float]:
-        started = time.monotonic()
-        time.sleep(seconds)
-        return {"slept": time.monotonic() - started}
+__all__ = ["EchoWorker"]
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ _LAZY = {
     "RequestTimeout": "juicectl.exceptions",
     "TooManyRequests": "juicectl.exceptions",
     "StopResult": "juicectl.messages",
+    "ReplyFuture": "juicectl._future",
 }
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ProcessController",
     "ProcessLaunchError",
     "ProcessUnavailable",
+    "ReplyFuture",
     "RequestTimeout",
     "RestartPolicy",
     "StopResult",
@@ -41,6 +43,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from juicectl._future import ReplyFuture
     from juicectl.connection import Connection
     from juicectl.controller import ProcessController
     from juicectl.exceptions import (

@@ -24,10 +24,11 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import pykka
-import structlog
+
+from juicectl._log import get_logger
 
 T = TypeVar("T")
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 #: pykka's marker for "the get hook has not run yet" (it checks it with isinstance), taken
 #: from a plain pykka future rather than by its private name.

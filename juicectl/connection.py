@@ -53,10 +53,9 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import structlog
-
 from juicectl._busy_poll import DEFAULT_BUSY_POLL, BusyPoll
 from juicectl._future import ReplyFuture
+from juicectl._log import get_logger
 from juicectl._timer import TimerHandle, call_later
 from juicectl.exceptions import (
     ArgumentError,
@@ -80,7 +79,7 @@ from juicectl.juice import (
     request_bytes,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Bytes asked of the child's stdout per read: a whole burst of answers in one system call.
 READ_SIZE = 1 << 16

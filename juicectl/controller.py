@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pykka
-import structlog
 
 from juicectl._busy_poll import DEFAULT_BUSY_POLL
 from juicectl._future import ReplyFuture
+from juicectl._log import get_logger
 from juicectl.actors.controller import ControllerActor, Mode
 from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import subscriber_for
@@ -38,7 +38,7 @@ from juicectl.messages import (
 )
 from juicectl.policy import LaunchSpec, Readiness, RestartPolicy
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _names = itertools.count(1)
 _open_controllers: weakref.WeakSet[ProcessController] = weakref.WeakSet()
@@ -177,6 +177,23 @@ class ProcessController:
         response dict. A convenience for scripts: ``get_process()`` then ``call()``."""
         connection = self.get_process().get(timeout=timeout or self.spec.startup_timeout + 1)
         return connection.call(command, timeout=timeout, **arguments).get()
+
+    @property
+    def actor_ref(self) -> pykka.ActorRef[Any]:
+        """The controller actor's ``ActorRef``, for actors that drive it with messages.
+
+        An actor of yours may ``tell()`` it the orders of ``juicectl.messages``:
+        ``GetProcess(reply_to)``, ``StopProcess(reply_to)`` and ``Subscribe(actor_ref)``.
+        ``reply_to`` is a ``juicectl.ReplyFuture`` you create; the controller settles it
+        exactly once, on its own thread, so give it an ``add_done_callback()`` that
+        ``tell()``s your actor, and never wait on it in an actor. A subscriber is told every
+        event (``ModeChanged``, ``ProcessStarted``, ``ProcessTerminated``, ``GaveUp``) as a
+        message. See ``docs/actors.md``.
+
+        Closing stays with this handle (``close()``): after it the actor is stopped, and
+        ``tell()`` raises ``pykka.ActorDeadError``.
+        """
+        return self._actor
 
     @property
     def mode(self) -> str:

@@ -1,7 +1,8 @@
 """Every exception juicectl raises, under the one base class ``JuicectlError``.
 
 Transient failures (the child is not there right now; try again later) are
-``ProcessUnavailable`` or one of its subclasses.
+``ProcessUnavailable`` or one of its subclasses. ``ControllerClosed`` is not one of them: a
+closed controller never starts a child again, so retrying cannot help.
 """
 
 from __future__ import annotations
@@ -70,8 +71,12 @@ class ProcessLaunchError(ProcessUnavailable):
         self.os_error = os_error
 
 
-class ControllerClosed(ProcessUnavailable):
-    """The controller was closed; it will not start a child again."""
+class ControllerClosed(JuicectlError):
+    """The controller was closed (or its actor stopped); it will not start a child again.
+
+    A permanent failure, deliberately not a ``ProcessUnavailable``: a caller that retries
+    ``ProcessUnavailable`` stops at once instead of spinning on a controller that is gone.
+    """
 
 
 class RequestTimeout(JuicectlError):

@@ -1,12 +1,14 @@
 """Plain data: how a controller launches its child, restarts it, and bounds every wait.
 
 Nothing here does I/O or keeps time by itself; the controller actor asks these objects what
-to do (``RestartPolicy.should_restart``, ``RestartPolicy.delay``) and keeps the clock.
+to do (``RestartPolicy.should_restart``, ``RestartPolicy.delay``, ``RestartHistory.decide``)
+and keeps the clock: every time is passed in.
 """
 
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -80,6 +82,79 @@ class RestartPolicy:
         if self.jitter:
             base *= 1 + self.jitter * (2 * rng() - 1)
         return max(0.0, base)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Restart after ``delay`` seconds: restart number ``attempt`` (1 for the first) of the
+    current streak, with ``restarts_in_window`` restarts already counted in the window."""
+
+    delay: float
+    attempt: int
+    restarts_in_window: int
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """No more automatic restarts: ``restarts_in_window`` restarts already fill the window."""
+
+    restarts_in_window: int
+
+
+class RestartHistory:
+    """One controller's restart bookkeeping under a ``RestartPolicy``: the automatic restarts
+    within the window, the streak of restarts since a child last stayed up, and the total.
+
+    Pure: it keeps no clock (``now`` is passed in) and does nothing but count. The controller
+    asks ``decide`` after an exit nobody asked for, calls ``restarted`` when a restart
+    launches, and ``reset`` when a caller's ``get_process()`` launches.
+    """
+
+    def __init__(self, policy: RestartPolicy, rng: Callable[[], float] = random.random) -> None:
+        self.policy = policy
+        self._rng = rng
+        self._times: deque[float] = deque()
+        self.streak = 0
+        """Restarts scheduled since the streak began (the next one's attempt is streak+1)."""
+        self.total = 0
+        """Automatic restarts launched, in all."""
+
+    @property
+    def in_window(self) -> int:
+        """Restarts counted against ``max_restarts``, as of the last ``decide``."""
+        return len(self._times)
+
+    def decide(
+        self, *, abnormal: bool, uptime: float | None, now: float
+    ) -> Backoff | GiveUp | None:
+        """What follows an exit nobody asked for: None if the policy does not restart it.
+
+        ``uptime`` is how long the child was ready (None if it never was); at least
+        ``reset_after`` starts the streak afresh. A restart exactly ``window`` seconds ago
+        still counts.
+        """
+        policy = self.policy
+        if not policy.should_restart(requested=False, abnormal=abnormal):
+            return None
+        if uptime is not None and uptime >= policy.reset_after:
+            self.streak = 0
+        while self._times and now - self._times[0] > policy.window:
+            self._times.popleft()
+        if len(self._times) >= policy.max_restarts:
+            return GiveUp(len(self._times))
+        delay = policy.delay(self.streak, self._rng)
+        self.streak += 1
+        return Backoff(delay, self.streak, len(self._times))
+
+    def restarted(self, now: float) -> None:
+        """A restart launched at ``now``."""
+        self._times.append(now)
+        self.total += 1
+
+    def reset(self) -> None:
+        """A caller asked for the launch: count the window and the streak afresh."""
+        self._times.clear()
+        self.streak = 0
 
 
 @dataclass(frozen=True)

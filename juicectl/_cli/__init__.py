@@ -8,7 +8,9 @@ comes back as text. ``--commands module:attr`` names ``Command`` classes to use 
 arguments are converted to their declared types and answers parsed with them.
 
 Every error ends with a one-line message on stderr and a non-zero exit status (1 for a
-failure, 2 for a bad command line); there is no traceback unless ``JUICECTL_DEBUG`` is set.
+failure, 2 for a bad command line, 130 after Ctrl-C); there is no traceback unless
+``JUICECTL_DEBUG`` is set. Ctrl-C stops the child (a second press kills it) and, in the
+shell, cancels the command being waited for: see ``_interrupts``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from juicectl._cli._common import (
     parse_request,
     to_json,
 )
+from juicectl._cli._interrupts import EXIT_INTERRUPTED, Interrupts
 from juicectl._cli._shell import run_shell
 
 __all__ = ["UsageError", "main", "parse_request", "split_call_words", "to_json"]
@@ -43,6 +46,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line (the usage is one ``--help`` away)."""
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments"):
+            message += "; if they are the child's, put the child's command after --"
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
@@ -140,9 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.timeout <= 0 or args.startup_timeout <= 0:
             raise UsageError("--timeout and --startup-timeout must be > 0")
         limits = Timeouts(answer=args.timeout, startup=args.startup_timeout)
-        if args.action == "call":
-            return run_call(words, commands, limits)
-        return run_shell(words, commands, limits)
+        with Interrupts.installed() as interrupts:
+            if args.action == "call":
+                return run_call(words, commands, limits, interrupts)
+            return run_shell(words, commands, limits, interrupts)
     except UsageError as error:
         _say(f"{PROG}: error: {error}")
         return 2
@@ -150,8 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"{PROG}: {error}")
         return 1
     except KeyboardInterrupt:
+        # Only outside call and shell (their own handler says what it does, at once).
         _say(f"{PROG}: interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as error:
         if os.environ.get("JUICECTL_DEBUG"):
             raise

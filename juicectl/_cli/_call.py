@@ -6,18 +6,18 @@ import re
 from collections.abc import Sequence
 
 from juicectl._cli._common import (
+    Failure,
+    Session,
     Timeouts,
     UsageError,
-    closing,
-    connect,
     parse_request,
-    send,
-    start_controller,
     to_json,
 )
-from juicectl.juice import Command
+from juicectl._cli._interrupts import EXIT_INTERRUPTED, Interrupts
+from juicectl.juice import Command, command_key
 
 _KEY_VALUE = re.compile(r"[A-Za-z_][\w-]*=", re.ASCII)
+_NAME = re.compile(r"[A-Za-z_]\w*\Z", re.ASCII)
 
 
 def split_call_words(words: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -35,11 +35,42 @@ def split_call_words(words: Sequence[str]) -> tuple[list[str], list[str]]:
     return list(words[: end - 1]), list(words[end - 1 :])
 
 
-def run_call(words: list[str], commands: dict[str, type[Command]], timeouts: Timeouts) -> int:
+def bare_argument_hint(
+    argv: Sequence[str], request: Sequence[str], commands: dict[str, type[Command]]
+) -> tuple[str, bool] | None:
+    """``... Echo value``: the command is taken to be ``value`` and ``Echo`` joins the child's
+    command line. Returns (a hint, whether it is certain) when the words look like that."""
+    if len(request) != 1 or len(argv) < 2:
+        return None
+    before, word = argv[-1], request[0]
+    if not (_NAME.match(before) and _NAME.match(word)):
+        return None
+    hint = f"if {before} is the command, its arguments are key=value: {before} {word}=..."
+    return hint, command_key(before) in commands
+
+
+def run_call(
+    words: list[str],
+    commands: dict[str, type[Command]],
+    timeouts: Timeouts,
+    interrupts: Interrupts,
+) -> int:
     argv, request = split_call_words(words)
+    hint = bare_argument_hint(argv, request, commands)
+    if hint is not None and hint[1]:
+        raise UsageError(hint[0])
     command, arguments = parse_request(request, commands)
-    with closing(start_controller(argv, timeouts)) as controller:
-        connection = connect(controller, timeouts)
-        answer = send(connection, command, arguments, timeouts.answer)
+    session = Session(argv, timeouts, interrupts)
+    try:
+        connection = session.connect()
+        answer = session.send(connection, command, arguments)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED  # the handler has said so; close() stops the child
+    except Failure as failure:
+        if hint is not None:
+            raise Failure(f"{failure} ({hint[0]})", ended=failure.ended) from None
+        raise
+    finally:
+        session.close()
     print(to_json(answer), flush=True)
-    return 0
+    return EXIT_INTERRUPTED if interrupts.interrupted else 0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import importlib
 import json
+import re
 import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -15,16 +16,19 @@ from typing import Any
 
 import pykka
 
+from juicectl._cli._interrupts import Interrupts
 from juicectl.connection import Connection
 from juicectl.controller import ProcessController
 from juicectl.exceptions import (
     ArgumentError,
+    ControllerClosed,
     JuicectlError,
     ProcessUnavailable,
     RemoteJuiceError,
     RequestTimeout,
 )
 from juicectl.juice import Command, command_key, normalize_key, raw_command
+from juicectl.messages import ProcessTerminated
 from juicectl.policy import RestartPolicy
 
 
@@ -90,7 +94,7 @@ def _command_classes(target: Any) -> Iterator[type[Command]]:
         return
     for value in values:
         if isinstance(value, type) and issubclass(value, Command) and value is not Command:
-            if value.__module__.startswith("juicectl."):
+            if value.__module__.startswith("juicectl.juice"):
                 continue  # Negotiate, Shutdown: imported, not the user's
             yield value
 
@@ -117,77 +121,168 @@ def parse_request(
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise UsageError(f"expected key=value, got {pair!r}")
+            hint = f" (write {pair}=VALUE)" if pair.isidentifier() else ""
+            raise UsageError(f"expected key=value, got {pair!r}{hint}")
         arguments[key] = text
     if command is None:
         return raw_command(name), arguments
     types = {normalize_key(field): argument for field, argument in command.arguments}
+    known = ", ".join(field for field, _ in command.arguments) or "none"
     typed: dict[str, Any] = {}
     for key, text in arguments.items():
         argument = types.get(normalize_key(key))
         if argument is None:
-            known = ", ".join(field for field, _ in command.arguments) or "none"
             raise UsageError(f"{command.command_name} has no argument {key!r} (it takes: {known})")
         try:
             typed[key] = argument.from_string(text)
         except (ArgumentError, ValueError, TypeError) as error:
             raise UsageError(f"{command.command_name} {key}={text!r}: {error}") from None
+    given = {normalize_key(key) for key in typed}
+    missing = [field for field, argument in command.arguments
+               if not argument.optional and normalize_key(field) not in given]
+    if missing:
+        needs = " ".join(f"{field}=..." for field in missing)
+        raise UsageError(f"{command.command_name} needs {needs} (it takes: {known})")
     return command, typed
 
 
 # --- running ---------------------------------------------------------------------------
 
 
-def start_controller(argv: list[str], timeouts: Timeouts) -> ProcessController:
-    if not argv:
-        raise UsageError("no child command given (put it after --)")
-    return ProcessController.start(
-        argv,
-        name="cli",
-        restart=RestartPolicy(mode="temporary"),
-        startup_timeout=timeouts.startup,
-        stop_timeout=5.0,
-        kill_timeout=2.0,
-    )
+class _LastExit(pykka.ThreadingActor):
+    """Subscribed to the controller: keeps the last ``ProcessTerminated`` (``ask("last")``)."""
+
+    use_daemon_thread = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: ProcessTerminated | None = None
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, ProcessTerminated):
+            self.last = message
+        elif message == "last":
+            return self.last
+        return None
 
 
-def connect(controller: ProcessController, timeouts: Timeouts) -> Connection:
-    try:
-        connection: Connection = controller.get_process().get(timeout=timeouts.startup + 5)
-    except pykka.Timeout:
-        raise Failure(f"the child was not ready within {timeouts.startup:g} s") from None
-    except ProcessUnavailable as error:
-        raise Failure(one_line(error)) from None
-    return connection
+class Session:
+    """One child command under a ``ProcessController``, for ``call`` and ``shell``.
 
+    Every wait goes through ``interrupts.wait()``, so Ctrl-C interrupts it (see
+    ``_interrupts``); ``close()`` stops the child and the actors, whatever happened.
+    """
 
-def send(
-    connection: Connection, command: type[Command], arguments: dict[str, Any], timeout: float
-) -> dict[str, Any]:
-    try:
-        future = connection.call_with(command, arguments, timeout=timeout)
-        answer: dict[str, Any] = future.get(timeout=timeout + 5)
-    except pykka.Timeout:
-        raise Failure(f"{command.command_name}: no answer within {timeout:g} s") from None
-    except ArgumentError as error:
-        raise UsageError(str(error)) from None
-    except RequestTimeout as error:
-        raise Failure(str(error)) from None
-    except RemoteJuiceError as error:
+    def __init__(self, argv: list[str], timeouts: Timeouts, interrupts: Interrupts) -> None:
+        if not argv:
+            raise UsageError("no child command given (put it after --)")
+        self.argv = argv
+        self.timeouts = timeouts
+        self.interrupts = interrupts
+        self._pid: int | None = None
+        self._exits = _LastExit.start()
+        try:
+            self.controller = ProcessController.start(
+                argv,
+                name="cli",
+                restart=RestartPolicy(mode="temporary"),
+                startup_timeout=timeouts.startup,
+                stop_timeout=5.0,
+                kill_timeout=2.0,
+                subscribers=[self._exits],
+            )
+        except BaseException:
+            self._exits.stop()
+            raise
+        interrupts.known_pid = lambda: self._pid
+
+    def connect(self) -> Connection:
+        """The connection to a ready child (launched if none runs)."""
+        startup = self.timeouts.startup
+        try:
+            with self.interrupts.wait():
+                connection: Connection = self.controller.get_process().get(timeout=startup + 5)
+        except pykka.Timeout:
+            raise Failure(f"the child was not ready within {startup:g} s") from None
+        except (ProcessUnavailable, ControllerClosed) as error:
+            raise Failure(one_line(error)) from None
+        self._pid = connection.pid
+        return connection
+
+    def send(
+        self, connection: Connection, command: type[Command], arguments: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Send one request and wait for its answer; every failure becomes a ``Failure``."""
+        timeout = self.timeouts.answer
+        try:
+            future = connection.call_with(command, arguments, timeout=timeout)
+            with self.interrupts.wait():
+                answer: dict[str, Any] = future.get(timeout=timeout + 5)
+        except pykka.Timeout:
+            raise Failure(f"{command.command_name}: no answer within {timeout:g} s") from None
+        except ArgumentError as error:
+            raise UsageError(str(error)) from None
+        except RequestTimeout as error:
+            raise Failure(str(error)) from None
+        except RemoteJuiceError as error:
+            raise self._remote_failure(command, error) from None
+        except ProcessUnavailable as error:
+            raise Failure(f"{command.command_name}: {one_line(error)}", ended=True) from None
+        except JuicectlError as error:
+            raise Failure(f"{command.command_name}: {one_line(error)}") from None
+        except Exception as error:
+            # A declared error class of a --commands command.
+            raise Failure(
+                f"{command.command_name} failed: {type(error).__name__}: {one_line(error)}"
+            ) from None
+        return answer
+
+    def _remote_failure(self, command: type[Command], error: RemoteJuiceError) -> Failure:
         text = f"{command.command_name} failed: {error.code}: {' '.join(error.description.split())}"
-        if error.code == "UNHANDLED":
+        if error.code != "UNHANDLED":
+            return Failure(text)
+        # The worker ends its conversation after UNHANDLED (as the reference peer does) and
+        # has said why on its stderr: wait for the controller to see it go, then tell.
+        self.wait_for_exit()
+        said = self.worker_said()
+        if said:
+            text += f" (the worker's error: {said})"
+        else:
             text += " (an unknown command, or an error the worker does not declare)"
-        raise Failure(text, ended=error.code == "UNHANDLED") from None
-    except ProcessUnavailable as error:
-        raise Failure(f"{command.command_name}: {one_line(error)}", ended=True) from None
-    except JuicectlError as error:
-        raise Failure(f"{command.command_name}: {one_line(error)}") from None
-    except Exception as error:
-        # A declared error class of a --commands command.
-        raise Failure(
-            f"{command.command_name} failed: {type(error).__name__}: {one_line(error)}"
-        ) from None
-    return answer
+        return Failure(text, ended=True)
+
+    def wait_for_exit(self) -> None:
+        """Wait (bounded) until the controller has seen the current child go."""
+        deadline = time.monotonic() + self.timeouts.answer
+        with self.interrupts.wait():
+            while self.controller.mode == "ready" and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+    def worker_said(self) -> str | None:
+        """The error the last child wrote last on its stderr (``Type: message``), if any."""
+        try:
+            last = self._exits.ask("last", timeout=5)
+        except (pykka.Timeout, pykka.ActorDeadError):
+            return None
+        if not isinstance(last, ProcessTerminated):
+            return None
+        for line in reversed(last.reason.stderr_tail):
+            match = _ERROR_LINE.match(line.strip())
+            if match:
+                return f"{match.group('type')}: {match.group('message')}"
+        return None
+
+    def close(self) -> None:
+        """Stop the child (Ctrl-C now kills it on a second press) and every actor."""
+        self.interrupts.closing()
+        try:
+            self.controller.close()
+        finally:
+            self._exits.stop()
+
+
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(?P<type>\w*(?:Error|Exception)\w*): (?P<message>.+)$")
+"""The last line of a traceback: ``pkg.module.SomeError: what went wrong``."""
 
 
 def one_line(error: BaseException) -> str:
@@ -214,11 +309,3 @@ def _jsonable(value: Any) -> Any:
 def to_json(answer: Any) -> str:
     """An answer as one line of JSON (paths as text, bytes as base64)."""
     return json.dumps(answer, ensure_ascii=False, default=_jsonable)
-
-
-@contextlib.contextmanager
-def closing(controller: ProcessController) -> Iterator[ProcessController]:
-    try:
-        yield controller
-    finally:
-        controller.close()

@@ -6,22 +6,18 @@ import contextlib
 import os
 import shlex
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from juicectl._cli._common import (
     Failure,
+    Session,
     Timeouts,
     UsageError,
-    closing,
-    connect,
     parse_request,
-    send,
-    start_controller,
     to_json,
 )
-from juicectl.controller import ProcessController
+from juicectl._cli._interrupts import EXIT_INTERRUPTED, Interrupts
 from juicectl.juice import Command
 
 _HISTORY = "~/.juicectl_history"
@@ -34,37 +30,59 @@ COMMAND key=value ...   send a command; values with spaces go in quotes
 :stats                  the controller's figures
 :stop                   stop the child (the next command starts a new one)
 :help                   this text
-:quit                   leave (also :q, :exit, end of input)"""
+:quit                   leave (also :q, :exit, end of input)
+Ctrl-C                  stop waiting for the command (at the prompt: a fresh line)"""
 
 
-def run_shell(words: list[str], commands: dict[str, type[Command]], timeouts: Timeouts) -> int:
+def run_shell(
+    words: list[str],
+    commands: dict[str, type[Command]],
+    timeouts: Timeouts,
+    interrupts: Interrupts,
+) -> int:
     interactive = sys.stdin.isatty()
     failures = 0
-    with closing(start_controller(words, timeouts)) as controller:
-        connection = connect(controller, timeouts)
+    session = Session(words, timeouts, interrupts)
+    try:
+        connection = session.connect()
         if interactive:
             _setup_readline(commands)
             print(f"connected to {' '.join(words)} (pid {connection.pid}); :help for help")
-        for line in _lines(interactive):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            if text in (":quit", ":q", ":exit"):
-                break
-            try:
-                _shell_line(text, controller, commands, timeouts)
-            except (UsageError, Failure) as error:
-                failures += 1
-                print(f"error: {error}", flush=True)
+        with interrupts.shell():
+            for line in _lines(interactive, interrupts):
+                text = line.strip()
+                if not text or text.startswith("#"):
+                    continue
+                if text in (":quit", ":q", ":exit"):
+                    break
+                try:
+                    _shell_line(text, session, commands)
+                except (UsageError, Failure) as error:
+                    failures += 1
+                    print(f"error: {error}", flush=True)
+                except KeyboardInterrupt:
+                    failures += 1
+                    print(f"{_fresh_line()}cancelled: {_CANCELLED}", flush=True)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED  # before the shell began: the handler has said so
+    finally:
+        session.close()
+    if interrupts.interrupted:
+        return EXIT_INTERRUPTED
     return 1 if failures else 0
 
 
-def _shell_line(
-    text: str,
-    controller: ProcessController,
-    commands: dict[str, type[Command]],
-    timeouts: Timeouts,
-) -> None:
+_CANCELLED = ("stopped waiting; a request already sent still runs in the child and its "
+              "answer is dropped (:stop stops the child)")
+
+
+def _fresh_line() -> str:
+    # On a terminal the ^C was echoed where the cursor was.
+    return "\n" if sys.stdout.isatty() else ""
+
+
+def _shell_line(text: str, session: Session, commands: dict[str, type[Command]]) -> None:
+    controller = session.controller
     if text.startswith(":"):
         if text == ":help":
             print(_SHELL_HELP)
@@ -73,7 +91,8 @@ def _shell_line(
         elif text == ":stats":
             print(to_json(controller.stats()))
         elif text == ":stop":
-            result = controller.stop_process().get(timeout=30)
+            with session.interrupts.wait():
+                result = controller.stop_process().get(timeout=30)
             print(f"stopped: {result.how}")
         else:
             raise UsageError(f"unknown shell command {text!r} (:help lists them)")
@@ -84,38 +103,34 @@ def _shell_line(
     except ValueError as error:
         raise UsageError(str(error)) from None
     command, arguments = parse_request(words, commands)
-    connection = connect(controller, timeouts)
+    connection = session.connect()
     try:
-        answer = send(connection, command, arguments, timeouts.answer)
+        answer = session.send(connection, command, arguments)
     except Failure as failure:
         if failure.ended:
-            # The child ends the conversation after UNHANDLED (as the reference peer does), or
-            # is gone: wait until the controller has seen it go, so the next line gets a new
-            # child instead of the closing connection.
-            _wait_for_exit(controller, timeouts.answer)
+            # The child ended the conversation or is gone: wait until the controller has seen
+            # it go, so the next line gets a new child instead of the closing connection.
+            session.wait_for_exit()
             raise Failure(f"{failure}; the next command starts a new child") from None
         raise
     print(to_json(answer), flush=True)
 
 
-def _wait_for_exit(controller: ProcessController, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while controller.mode == "ready" and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
-def _lines(interactive: bool) -> Iterator[str]:
-    if not interactive:
-        yield from sys.stdin
-        return
+def _lines(interactive: bool, interrupts: Interrupts) -> Iterator[str]:
     while True:
         try:
-            yield input("juicectl> ")
+            with interrupts.prompt(interactive):
+                line = input("juicectl> ") if interactive else sys.stdin.readline()
         except EOFError:
             print()
             return
         except KeyboardInterrupt:
-            print()  # a fresh prompt, as shells do
+            if interactive:
+                print()  # a fresh prompt, as shells do
+            continue
+        if not interactive and not line:
+            return  # end of input
+        yield line
 
 
 def _setup_readline(commands: dict[str, type[Command]]) -> None:

@@ -1,61 +1,48 @@
-"""The controller actor: the seed's five modes, as one transition table.
+"""The controller actor: the seed's five modes, and every transition between them, as data.
 
-Everything that changes the controller's mode lives in this module, in ``TRANSITIONS``: a
-table keyed by (mode, message type) whose values are the handler methods. The table
-implements the seed's contract (``ProcessController`` of Divmod Axiom), quoted here verbatim:
+Theory of operation
+-------------------
+A controller is one actor holding the *mode* of one supervised child and every future that
+waits on that child. The mode is the seed's (``Mode``). ``TRANSITIONS`` maps each (mode,
+message type) to its rows, ``Transition(next mode, action, when=guard)``; ``on_receive`` takes
+the first row whose guard holds (a row without one always does), sets the mode, then runs the
+row's action. Setting the mode is the whole transition: a change is logged (``mode_changed``)
+and told to subscribers (``ModeChanged``) there and nowhere else. An action only does effects
+(settles futures, tells the process actor, publishes events, keeps the child's figures); it
+never picks a mode. The one thing an action may hand back is the ``ChildProcessTerminated`` of a
+child whose process actor could not even be made: it goes through the table at once, as the
+process actor's own report would.
 
-    Mode is one of
-    'stopped' (no process running or starting)
-    'starting' (process begun but not ready for requests)
-    'ready' (process ready for requests)
-    'stopping' (process being torn down)
-    'waiting_ready' (process beginning but will be shut down
-    as soon as it starts up)
-    Transitions are as follows
-    getProcess:
-    stopped -> starting:
-    launch process
-    create/save in waitingForStartup/return Deferred
-    starting -> starting:
-    create/save/return Deferred
-    ready -> ready:
-    return saved process
-    stopping:
-    return failing Deferred indicating transient failure
-    waiting_ready:
-    return failing Deferred indicating transient failure
-    stopProcess:
-    stopped -> stopped:
-    return succeeding Deferred
-    starting -> waiting_ready:
-    create Deferred, add transient failure errback handler, return
-    ready -> stopping:
-    call shutdown on process
-    return Deferred which fires when shutdown is done
-    childProcessCreated:
-    starting -> ready:
-    callback saved Deferreds
-    clear saved Deferreds
-    waiting_ready:
-    errback saved Deferred indicating transient failure
-    return _shutdownIndexerProcess()
-    childProcessTerminated:
-    starting -> stopped:
-    errback saved Deferreds indicating transient failure
-    waiting_ready -> stopped:
-    errback saved Deferreds indicating transient failure
-    ready -> stopped:
-    drop reference to process object
-    stopping -> stopped:
-    Callback saved shutdown deferred
+Entering ``starting`` is launching a child (the seed's "stopped -> starting: launch process"):
+the controller gives the new child the next *generation* as it sets the mode, so the
+``ModeChanged`` already names it. Every message about a child carries its generation; one
+about another child (older, or before any launch) is ``stale`` and changes nothing.
 
-Deferreds became reply futures carried in the messages (``GetProcess.reply_to``), and the
-process object became a process actor made by a ``ProcessFactory``. Where this table differs
-from the original code (not from its documentation):
+Three smaller machines sit beside the mode. Their states are what the guards read, and every
+move between them is made by an action of this module:
 
-* Every message about a child carries the generation the controller gave it at launch; one
-  from an older (or unknown) generation is logged as ``stale_message`` and ignored, so a late
-  message from a dead child can never move the mode.
+* **Restart** (``RestartState``): ``idle``; ``pending``, a backoff: the mode is ``stopped``
+  and the restart timer is set; ``gave_up``: the policy's limit was passed, the mode is
+  ``stopped``. An exit nobody asked for moves ``idle`` to ``pending`` or ``gave_up``, as the
+  ``RestartHistory`` decides. The timer firing (``_RestartDue``), a stop or a close move
+  ``pending`` back to ``idle``; a caller's ``GetProcess`` moves ``gave_up`` to ``idle``. Every
+  launch leaves it ``idle``, so it is ``pending`` or ``gave_up`` only in ``stopped``.
+* **Closing** (``CloseState``): ``open``; ``closing``: ``close()`` was asked for while a child
+  ran, the mode went to ``stopping`` or ``waiting_ready`` (or was there) and waits for the
+  child's exit; ``closed``: no child is left, the actor has told itself to stop, and the close
+  futures are settled as it stops. From ``closing`` on, every ``GetProcess`` is refused.
+* **Stop requested** needs no state of its own: a stop (or close) was asked for since the
+  current child launched exactly when the mode is ``stopping`` or ``waiting_ready``, so the
+  rows that end a child say it by their action (``child_stopped``, ``finish_close`` against
+  ``child_lost``, ``failed_start``).
+
+The rows implement the seed's contract (``ProcessController`` of Divmod Axiom, quoted beside
+``TRANSITIONS``). Deferreds became reply futures carried in the messages
+(``GetProcess.reply_to``), and the process object became a process actor made by a
+``ProcessFactory``. Where the rows differ from the original code (not from its documentation):
+
+* A message about another child than the current one is logged as ``stale_message`` and
+  ignored, so a late message from a dead child can never move the mode.
 * ``stopProcess`` in ``starting`` resolves only once the child has *exited* (the original
   fired it when the child started). A stop asked for in ``stopping`` or ``waiting_ready`` waits
   for the same exit; the seed left those rows out.
@@ -67,15 +54,19 @@ from the original code (not from its documentation):
 * The termination event (the seed's ``onProcessTermination``) is told to subscribers only when
   no stop was requested since that child launched, on every path, ``waiting_ready`` included
   (the original called the hook there, against its own documentation).
-* Restart policy (an extension): after an unrequested termination the ``RestartPolicy`` may
-  schedule a restart after a backoff. During that backoff the mode stays ``stopped`` but a
-  restart is *pending*: a ``GetProcess`` then queues its future for the coming child instead of
-  launching at once; a ``StopProcess`` cancels the restart, fails those futures with
-  ``ProcessUnavailable`` and resolves ``not_running``. Past the policy's intensity limit the
-  controller gives up (``GaveUp`` event, ``gave_up`` log line) until the next ``GetProcess``.
-* Closing (``_Close``) stops the child as ``StopProcess`` does, then stops the actor; from then
-  on every ``GetProcess`` fails with ``ControllerClosed``. If the actor dies for any reason,
-  every future it holds (or finds in its inbox) is settled, so nothing is left hanging.
+* Restarts (an extension): after an exit nobody asked for the ``RestartPolicy`` may schedule a
+  restart after a backoff. A ``GetProcess`` during the backoff queues its future for the coming
+  child; a ``StopProcess`` cancels the restart, fails those futures with ``ProcessUnavailable``
+  and resolves ``not_running``. Waiters of a restarted child that fails to start wait for the
+  next restart, if one is scheduled. Past the policy's limit the controller gives up
+  (``GaveUp`` event, ``gave_up`` log line) until the next ``GetProcess``.
+* Closing (``_Close``, an extension) is a stop whose futures are settled only once the actor
+  stops, and which then stops the actor.
+
+End of life: whenever the actor stops (a close, ``ActorRegistry.stop_all()``, a crash), it
+cancels the restart timer, tells a child still running ``StopChild`` (``_abandon_child``, the
+one place that decides what becomes of it), and settles every future it holds or finds in its
+inbox, so nothing is left hanging (``_end_of_life``).
 
 The actor never blocks: it never waits on another actor's future, and the restart timer's
 thread only ``tell()``s the actor that the timer fired.
@@ -86,15 +77,15 @@ from __future__ import annotations
 import contextlib
 import queue
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Final
 
 import pykka
-import structlog
 
+from juicectl._log import get_logger
 from juicectl._timer import TimerHandle, call_later
 from juicectl.actors.subscribers import publish
 from juicectl.exceptions import ControllerClosed, ProcessLaunchError, ProcessUnavailable
@@ -116,18 +107,23 @@ from juicectl.messages import (
     _GetStats,
     _RestartDue,
 )
-from juicectl.policy import LaunchSpec, RestartPolicy
+from juicectl.policy import GiveUp, LaunchSpec, RestartHistory, RestartPolicy
 
 __all__ = [
     "TRANSITIONS",
+    "Action",
+    "CloseState",
     "ControllerActor",
+    "Guard",
     "Mode",
     "ProcessFactory",
+    "RestartState",
+    "Transition",
     "fail_future",
     "resolve_future",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ProcessFactory = Callable[[pykka.ActorRef[Any], int, LaunchSpec], pykka.ActorRef[Any]]
 """Makes the process actor of one child: ``factory(controller_ref, generation, spec)`` returns
@@ -135,11 +131,24 @@ an already started actor ref. It must not block; the child reports back with
 ``ChildProcessCreated`` / ``ChildProcessTerminated`` messages to ``controller_ref``."""
 
 
+# --- the machines --------------------------------------------------------------------------
+
+# The seed's modes, verbatim:
+#
+#     Mode is one of
+#     'stopped' (no process running or starting)
+#     'starting' (process begun but not ready for requests)
+#     'ready' (process ready for requests)
+#     'stopping' (process being torn down)
+#     'waiting_ready' (process beginning but will be shut down
+#     as soon as it starts up)
+
+
 class Mode(StrEnum):
     """The controller's mode. The values are the seed's names; ``Mode.READY == "ready"``."""
 
     STOPPED = "stopped"
-    """No process running or starting (a restart may be pending, see the module docs)."""
+    """No process running or starting (a restart may be pending, see ``RestartState``)."""
     STARTING = "starting"
     """Process begun but not ready for requests."""
     READY = "ready"
@@ -148,6 +157,236 @@ class Mode(StrEnum):
     """Process being torn down."""
     WAITING_READY = "waiting_ready"
     """Process beginning, but will be shut down as soon as it starts up."""
+
+
+class RestartState(StrEnum):
+    """Whether an automatic restart is coming (see the module's theory of operation)."""
+
+    IDLE = "idle"
+    """No restart scheduled, none refused."""
+    PENDING = "pending"
+    """A backoff: the timer will tell ``_RestartDue``; the mode is ``stopped``."""
+    GAVE_UP = "gave_up"
+    """The policy's limit was passed; the next ``GetProcess`` launches and counts afresh."""
+
+
+class CloseState(StrEnum):
+    """Where a ``close()`` stands (see the module's theory of operation)."""
+
+    OPEN = "open"
+    """No close asked for."""
+    CLOSING = "closing"
+    """Asked for while a child ran: waiting for its exit."""
+    CLOSED = "closed"
+    """No child left; the actor is stopping."""
+
+
+class Guard(StrEnum):
+    """A condition a row of ``TRANSITIONS`` needs besides the mode and the message type."""
+
+    STALE = "stale"
+    """The message is about another child than the current one (or none was launched)."""
+    CLOSING = "closing"
+    """``close()`` was asked for (``CloseState`` is not ``open``)."""
+    RESTART_PENDING = "restart_pending"
+    """A restart is scheduled (``RestartState.PENDING``): a backoff."""
+    STALE_TIMER = "stale_timer"
+    """The timer that fired is not the pending restart's (it was cancelled or superseded)."""
+    CONNECTION_LOST = "connection_lost"
+    """The ready child's connection is already closed; its exit is not reported yet."""
+
+
+class Action(StrEnum):
+    """What a row of ``TRANSITIONS`` does once the mode is set: effects only."""
+
+    LAUNCH = "launch"
+    """Queue the caller's future, count restarts afresh, make the new child's process actor."""
+    RESTART = "restart"
+    """The backoff is over: count the restart, make the new child's process actor."""
+    QUEUE_GET = "queue_get"
+    """Queue the ``GetProcess`` future for the child on its way."""
+    WAIT_FOR_RESTART = "wait_for_restart"
+    """Queue the ``GetProcess`` future for the child the pending restart will launch."""
+    HAND_OUT = "hand_out"
+    """Set the ``GetProcess`` future to the ready child's connection."""
+    REFUSE_LOST = "refuse_lost"
+    """Fail the ``GetProcess`` future: the connection is lost (``ProcessUnavailable``)."""
+    REFUSE_STOPPING = "refuse_stopping"
+    """Fail the ``GetProcess`` future: the child is being stopped (``ProcessUnavailable``)."""
+    REFUSE_CLOSED = "refuse_closed"
+    """Fail the ``GetProcess`` future with ``ControllerClosed``."""
+    NOTHING_TO_STOP = "nothing_to_stop"
+    """No child: cancel a pending restart; a stop resolves ``not_running``, a close finishes."""
+    AWAIT_EXIT = "await_exit"
+    """Queue the stop (or close) future for the child's exit."""
+    STOP_CHILD = "stop_child"
+    """Queue the stop (or close) future, tell the process actor ``StopChild``."""
+    RELEASE_WAITERS = "release_waiters"
+    """The child is ready: tell ``ProcessStarted``, hand every queued future the connection."""
+    SHUT_DOWN_STARTED = "shut_down_started"
+    """The child is ready but a stop came first: fail queued ``GetProcess`` futures, stop it."""
+    FAILED_START = "failed_start"
+    """A child nobody asked to stop ended before it was ready: tell, ask the restart policy."""
+    CHILD_LOST = "child_lost"
+    """A ready child nobody asked to stop ended: tell ``ProcessTerminated``, ask the policy."""
+    CHILD_STOPPED = "child_stopped"
+    """The child asked to stop has ended: resolve the stop futures."""
+    FINISH_CLOSE = "finish_close"
+    """The child asked to stop by a close has ended: resolve, then stop the actor."""
+    IGNORE_STALE = "ignore_stale"
+    """Log ``stale_message``."""
+    IGNORE_TIMER = "ignore_timer"
+    """Log ``stale_restart_timer``."""
+    LOG_UNEXPECTED = "log_unexpected"
+    """Log ``unexpected_message``: the current child reported what this mode does not expect."""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One row of ``TRANSITIONS``: if ``when`` holds (or is None), go to ``next``, then run
+    ``action``."""
+
+    next: Mode
+    """The mode after the message (the same mode: no transition)."""
+    action: Action
+    """The effects to run once the mode is set."""
+    when: Guard | None = None
+    """The row applies only while this holds; rows are tried in order."""
+
+
+# The seed's table, verbatim (``ProcessController`` of Divmod Axiom's ``axiom/batch.py``):
+#
+#     Transitions are as follows
+#     getProcess:
+#     stopped -> starting:
+#     launch process
+#     create/save in waitingForStartup/return Deferred
+#     starting -> starting:
+#     create/save/return Deferred
+#     ready -> ready:
+#     return saved process
+#     stopping:
+#     return failing Deferred indicating transient failure
+#     waiting_ready:
+#     return failing Deferred indicating transient failure
+#     stopProcess:
+#     stopped -> stopped:
+#     return succeeding Deferred
+#     starting -> waiting_ready:
+#     create Deferred, add transient failure errback handler, return
+#     ready -> stopping:
+#     call shutdown on process
+#     return Deferred which fires when shutdown is done
+#     childProcessCreated:
+#     starting -> ready:
+#     callback saved Deferreds
+#     clear saved Deferreds
+#     waiting_ready:
+#     errback saved Deferred indicating transient failure
+#     return _shutdownIndexerProcess()
+#     childProcessTerminated:
+#     starting -> stopped:
+#     errback saved Deferreds indicating transient failure
+#     waiting_ready -> stopped:
+#     errback saved Deferreds indicating transient failure
+#     ready -> stopped:
+#     drop reference to process object
+#     stopping -> stopped:
+#     Callback saved shutdown deferred
+
+TRANSITIONS: Final[Mapping[tuple[Mode, type], tuple[Transition, ...]]] = {
+    # getProcess
+    (Mode.STOPPED, GetProcess): (
+        Transition(Mode.STOPPED, Action.REFUSE_CLOSED, when=Guard.CLOSING),
+        Transition(Mode.STOPPED, Action.WAIT_FOR_RESTART, when=Guard.RESTART_PENDING),
+        Transition(Mode.STARTING, Action.LAUNCH),
+    ),
+    (Mode.STARTING, GetProcess): (Transition(Mode.STARTING, Action.QUEUE_GET),),
+    (Mode.READY, GetProcess): (
+        Transition(Mode.READY, Action.REFUSE_LOST, when=Guard.CONNECTION_LOST),
+        Transition(Mode.READY, Action.HAND_OUT),
+    ),
+    (Mode.STOPPING, GetProcess): (
+        Transition(Mode.STOPPING, Action.REFUSE_CLOSED, when=Guard.CLOSING),
+        Transition(Mode.STOPPING, Action.REFUSE_STOPPING),
+    ),
+    (Mode.WAITING_READY, GetProcess): (
+        Transition(Mode.WAITING_READY, Action.REFUSE_CLOSED, when=Guard.CLOSING),
+        Transition(Mode.WAITING_READY, Action.REFUSE_STOPPING),
+    ),
+    # stopProcess
+    (Mode.STOPPED, StopProcess): (Transition(Mode.STOPPED, Action.NOTHING_TO_STOP),),
+    (Mode.STARTING, StopProcess): (Transition(Mode.WAITING_READY, Action.AWAIT_EXIT),),
+    (Mode.READY, StopProcess): (Transition(Mode.STOPPING, Action.STOP_CHILD),),
+    (Mode.STOPPING, StopProcess): (Transition(Mode.STOPPING, Action.AWAIT_EXIT),),
+    (Mode.WAITING_READY, StopProcess): (Transition(Mode.WAITING_READY, Action.AWAIT_EXIT),),
+    # childProcessCreated
+    (Mode.STOPPED, ChildProcessCreated): (
+        Transition(Mode.STOPPED, Action.IGNORE_STALE, when=Guard.STALE),
+        Transition(Mode.STOPPED, Action.LOG_UNEXPECTED),
+    ),
+    (Mode.STARTING, ChildProcessCreated): (
+        Transition(Mode.STARTING, Action.IGNORE_STALE, when=Guard.STALE),
+        Transition(Mode.READY, Action.RELEASE_WAITERS),
+    ),
+    (Mode.READY, ChildProcessCreated): (
+        Transition(Mode.READY, Action.IGNORE_STALE, when=Guard.STALE),
+        Transition(Mode.READY, Action.LOG_UNEXPECTED),
+    ),
+    (Mode.STOPPING, ChildProcessCreated): (
+        Transition(Mode.STOPPING, Action.IGNORE_STALE, when=Guard.STALE),
+        Transition(Mode.STOPPING, Action.LOG_UNEXPECTED),
+    ),
+    (Mode.WAITING_READY, ChildProcessCreated): (
+        Transition(Mode.WAITING_READY, Action.IGNORE_STALE, when=Guard.STALE),
+        Transition(Mode.STOPPING, Action.SHUT_DOWN_STARTED),
+    ),
+    # childProcessTerminated
+    (Mode.STOPPED, ChildProcessTerminated): (
+        Transition(Mode.STOPPED, Action.IGNORE_STALE, when=Guard.STALE),
+        Transition(Mode.STOPPED, Action.LOG_UNEXPECTED),
+    ),
+    (Mode.STARTING, ChildProcessTerminated): (
+        Transition(Mode.STARTING, Action.IGNORE_STALE, when=Guard.STALE),
+        Transition(Mode.STOPPED, Action.FAILED_START),
+    ),
+    (Mode.READY, ChildProcessTerminated): (
+        Transition(Mode.READY, Action.IGNORE_STALE, when=Guard.STALE),
+        Transition(Mode.STOPPED, Action.CHILD_LOST),
+    ),
+    (Mode.STOPPING, ChildProcessTerminated): (
+        Transition(Mode.STOPPING, Action.IGNORE_STALE, when=Guard.STALE),
+        Transition(Mode.STOPPED, Action.FINISH_CLOSE, when=Guard.CLOSING),
+        Transition(Mode.STOPPED, Action.CHILD_STOPPED),
+    ),
+    (Mode.WAITING_READY, ChildProcessTerminated): (
+        Transition(Mode.WAITING_READY, Action.IGNORE_STALE, when=Guard.STALE),
+        Transition(Mode.STOPPED, Action.FINISH_CLOSE, when=Guard.CLOSING),
+        Transition(Mode.STOPPED, Action.CHILD_STOPPED),
+    ),
+    # the restart timer (extension)
+    (Mode.STOPPED, _RestartDue): (
+        Transition(Mode.STOPPED, Action.IGNORE_TIMER, when=Guard.STALE_TIMER),
+        Transition(Mode.STARTING, Action.RESTART),
+    ),
+    (Mode.STARTING, _RestartDue): (Transition(Mode.STARTING, Action.IGNORE_TIMER),),
+    (Mode.READY, _RestartDue): (Transition(Mode.READY, Action.IGNORE_TIMER),),
+    (Mode.STOPPING, _RestartDue): (Transition(Mode.STOPPING, Action.IGNORE_TIMER),),
+    (Mode.WAITING_READY, _RestartDue): (Transition(Mode.WAITING_READY, Action.IGNORE_TIMER),),
+    # close (extension): the rows of stopProcess; once the child has exited the actor stops
+    (Mode.STOPPED, _Close): (Transition(Mode.STOPPED, Action.NOTHING_TO_STOP),),
+    (Mode.STARTING, _Close): (Transition(Mode.WAITING_READY, Action.AWAIT_EXIT),),
+    (Mode.READY, _Close): (Transition(Mode.STOPPING, Action.STOP_CHILD),),
+    (Mode.STOPPING, _Close): (Transition(Mode.STOPPING, Action.AWAIT_EXIT),),
+    (Mode.WAITING_READY, _Close): (Transition(Mode.WAITING_READY, Action.AWAIT_EXIT),),
+}
+"""Every transition: (mode, message type) -> the rows to try in order, each ``Transition(next
+mode, action, when=guard)``; the last row of each has no guard. A closing controller is only
+ever in ``stopping``, ``waiting_ready`` or ``stopped`` (the close moves it there at once), so
+only those rows of ``GetProcess`` need the ``closing`` guard."""
+
+_CAUSES: Final[Mapping[type, str]] = {_Close: "close", _RestartDue: "restart"}
+"""The ``cause`` a ``ModeChanged`` names for these messages; any other gives its class name."""
 
 
 # --- settling futures ----------------------------------------------------------------------
@@ -224,97 +463,138 @@ class ControllerActor(pykka.ThreadingActor):
         self._subscribers: list[pykka.ActorRef[Any]] = list(subscribers)
         self._log = log.bind(controller=name)
 
+        # The machines (see the module's theory of operation).
         self._mode = Mode.STOPPED
+        self._restart = RestartState.IDLE
+        self._closing = CloseState.OPEN
+
+        # The current child.
         self._generation = 0
         """The generation of the last child launched (0: none yet)."""
         self._process: pykka.ActorRef[Any] | None = None
         self._connection: Any = None
         self._pid: int | None = None
         self._ready_at: float | None = None
-        self._stop_requested = False
-        """Whether a stop was asked for since the current child launched."""
         self._launch_cause = ""
         """What launched the current child: ``"GetProcess"`` or ``"restart"``."""
 
+        # Who waits.
         self._get_waiters: list[Any] = []
         self._stop_waiters: list[Any] = []
         self._close_waiters: list[Any] = []
-        self._closing = False
         self._close_result: StopResult | None = None
 
+        # Restarts.
         self._timer: TimerHandle | None = None
         self._restart_token = 0
-        self._restart_pending = False
-        self._restart_times: deque[float] = deque()
-        self._restarts_total = 0
-        self._streak = 0
-        self._gave_up = False
+        """The token of the last restart scheduled; a timer carrying another one is stale."""
+        self._history = RestartHistory(policy)
         self._last_exit: TerminationReason | None = None
         self._last_exit_requested = False
 
     # --- dispatch ---------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
-        """Dispatch ``message``: queries at once, everything else through ``TRANSITIONS``."""
-        if isinstance(message, ChildProcessCreated | ChildProcessTerminated) and (
-            message.generation != self._generation or self._generation == 0
-        ):
-            self._log.info(
-                "stale_message",
-                message=type(message).__name__,
-                generation=message.generation,
-                current_generation=self._generation,
-                mode=self._mode.value,
-            )
-            return None
-        if isinstance(message, GetProcess) and self._closing:
-            fail_future(message.reply_to, self._closed_error())
-            return None
+        """Answer a query at once; run anything else through ``TRANSITIONS``."""
         query = _QUERIES.get(type(message))
         if query is not None:
             query(self, message)
             return None
-        handler = TRANSITIONS.get((self._mode, type(message)))
-        if handler is None:
+        if (self._mode, type(message)) not in TRANSITIONS:
             self._log.warning("unexpected_message", message=repr(message), mode=self._mode.value)
             return None
-        handler(self, message)
+        next_message: Any = message
+        while next_message is not None:
+            transition = self._transition(next_message)
+            self._enter(transition.next, next_message)
+            next_message = _ACTIONS[transition.action](self, next_message)
         return None
 
-    # --- GetProcess -------------------------------------------------------------------------
+    def _transition(self, message: Any) -> Transition:
+        """The first row for ``message`` in this mode whose guard holds."""
+        for row in TRANSITIONS[(self._mode, type(message))]:
+            if row.when is None or _GUARDS[row.when](self, message):
+                return row
+        raise AssertionError(f"no row of TRANSITIONS holds for {message!r} in {self._mode}")
 
-    def _get_in_stopped(self, message: GetProcess) -> None:
-        self._get_waiters.append(message.reply_to)
-        if self._restart_pending:
-            # A restart is on its way: wait for that child rather than launch a second one.
-            self._log.debug("get_process_waits_for_restart", waiting=len(self._get_waiters))
+    def _enter(self, new: Mode, message: Any) -> None:
+        """Set the mode; a change is logged and told to subscribers."""
+        old, self._mode = self._mode, new
+        if new is old:
             return
-        if self._gave_up:
+        if new is Mode.STARTING:
+            self._generation += 1  # entering starting is launching a new child
+        cause = _CAUSES.get(type(message), type(message).__name__)
+        self._log.info(
+            "mode_changed",
+            old=old.value,
+            new=new.value,
+            cause=cause,
+            generation=self._generation,
+            pid=self._reported_pid(message),
+        )
+        self._publish(ModeChanged(self._name, old.value, new.value, cause, self._generation))
+
+    def _reported_pid(self, message: Any) -> int | None:
+        # The pid of the child this change is about, also when only this message knows it
+        # (a child that reports ready, or that died before it was ready).
+        if isinstance(message, ChildProcessCreated):
+            return message.pid
+        if self._pid is None and isinstance(message, ChildProcessTerminated):
+            return message.reason.pid
+        return self._pid
+
+    # --- guards (read by TRANSITIONS; they decide nothing else) ------------------------------
+
+    def _is_stale(self, message: ChildProcessCreated | ChildProcessTerminated) -> bool:
+        return message.generation != self._generation or self._generation == 0
+
+    def _is_closing(self, _message: object) -> bool:
+        return self._closing is not CloseState.OPEN
+
+    def _is_restart_pending(self, _message: object) -> bool:
+        return self._restart is RestartState.PENDING
+
+    def _is_stale_timer(self, message: _RestartDue) -> bool:
+        return self._restart is not RestartState.PENDING or message.token != self._restart_token
+
+    def _is_connection_lost(self, _message: object) -> bool:
+        return getattr(self._connection, "closed", False) is True
+
+    # --- actions: GetProcess ---------------------------------------------------------------
+
+    def _launch_for_caller(self, message: GetProcess) -> ChildProcessTerminated | None:
+        self._get_waiters.append(message.reply_to)
+        if self._restart is RestartState.GAVE_UP:
             self._log.info("restart_count_reset", cause="GetProcess")
         # A launch asked for by a caller starts the restart accounting afresh.
-        self._gave_up = False
-        self._restart_times.clear()
-        self._streak = 0
-        self._launch(cause="GetProcess")
+        self._restart = RestartState.IDLE
+        self._history.reset()
+        return self._launch(cause="GetProcess")
 
-    def _get_queue(self, message: GetProcess) -> None:
+    def _queue_get(self, message: GetProcess) -> None:
         self._get_waiters.append(message.reply_to)
 
-    def _get_answer(self, message: GetProcess) -> None:
-        if getattr(self._connection, "closed", False) is True:
-            # The child is going (its stdout closed, or it broke the protocol) but its exit
-            # has not been reported yet: a dead connection would only fail every call.
-            fail_future(
-                message.reply_to,
-                ProcessUnavailable(
-                    f"controller {self._name!r}: the connection to child {self._pid} was "
-                    "lost; try again once it has exited"
-                ),
-            )
-            return
+    def _wait_for_restart(self, message: GetProcess) -> None:
+        # A restart is on its way: wait for that child rather than launch a second one.
+        self._get_waiters.append(message.reply_to)
+        self._log.debug("get_process_waits_for_restart", waiting=len(self._get_waiters))
+
+    def _hand_out(self, message: GetProcess) -> None:
         resolve_future(message.reply_to, self._connection)
 
-    def _get_refuse(self, message: GetProcess) -> None:
+    def _refuse_lost(self, message: GetProcess) -> None:
+        # The child is going (its stdout closed, or it broke the protocol) but its exit has
+        # not been reported yet: a dead connection would only fail every call.
+        fail_future(
+            message.reply_to,
+            ProcessUnavailable(
+                f"controller {self._name!r}: the connection to child {self._pid} was "
+                "lost; try again once it has exited"
+            ),
+        )
+
+    def _refuse_stopping(self, message: GetProcess) -> None:
         fail_future(
             message.reply_to,
             ProcessUnavailable(
@@ -323,42 +603,48 @@ class ControllerActor(pykka.ThreadingActor):
             ),
         )
 
-    # --- StopProcess ------------------------------------------------------------------------
+    def _refuse_closed(self, message: GetProcess) -> None:
+        fail_future(message.reply_to, self._closed_error())
 
-    def _stop_in_stopped(self, message: StopProcess) -> None:
-        self._cancel_restart(cause="StopProcess")
-        resolve_future(message.reply_to, StopResult("not_running"))
+    # --- actions: StopProcess and _Close ---------------------------------------------------
 
-    def _stop_when_started(self, message: StopProcess) -> None:
-        # The seed's row: shut the child down as soon as it is up. The future waits for the
-        # exit, not for the start (flaw 2 of the original).
-        self._stop_requested = True
-        self._stop_waiters.append(message.reply_to)
-        self._set_mode(Mode.WAITING_READY, cause="StopProcess")
+    def _nothing_to_stop(self, message: StopProcess | _Close) -> None:
+        if isinstance(message, StopProcess):
+            self._cancel_restart(cause="StopProcess")
+            resolve_future(message.reply_to, StopResult("not_running"))
+            return
+        self._close_waiters.append(message.reply_to)
+        self._cancel_restart(cause="close", error=self._closed_error)
+        if self._closing is not CloseState.CLOSED:
+            self._finish_close(StopResult("not_running"))
 
-    def _stop_shutdown(self, message: StopProcess) -> None:
-        self._stop_requested = True
-        self._stop_waiters.append(message.reply_to)
-        self._set_mode(Mode.STOPPING, cause="StopProcess")
+    def _await_exit(self, message: StopProcess | _Close) -> None:
+        # The seed's starting -> waiting_ready: the child is shut down as soon as it is up,
+        # and the future waits for the exit, not for the start (flaw 2 of the original).
+        if isinstance(message, StopProcess):
+            self._stop_waiters.append(message.reply_to)
+            return
+        self._closing = CloseState.CLOSING
+        self._close_waiters.append(message.reply_to)
+        # Nobody will ever hand these a connection now.
+        self._fail_get_waiters(self._closed_error)
+
+    def _stop_child(self, message: StopProcess | _Close) -> None:
+        self._await_exit(message)
         self._tell_process(StopChild(self._generation))
 
-    def _stop_queue(self, message: StopProcess) -> None:
-        self._stop_requested = True
-        self._stop_waiters.append(message.reply_to)
+    # --- actions: ChildProcessCreated ------------------------------------------------------
 
-    # --- ChildProcessCreated (current generation) ------------------------------------------
-
-    def _created_ready(self, message: ChildProcessCreated) -> None:
+    def _release_waiters(self, message: ChildProcessCreated) -> None:
         self._pid = message.pid
         self._connection = message.connection
         self._ready_at = self._clock()
-        self._set_mode(Mode.READY, cause="ChildProcessCreated")
         self._publish(ProcessStarted(self._name, message.generation, message.pid))
         waiters, self._get_waiters = self._get_waiters, []
         for waiter in waiters:
             resolve_future(waiter, message.connection)
 
-    def _created_shutdown(self, message: ChildProcessCreated) -> None:
+    def _shut_down_started(self, message: ChildProcessCreated) -> None:
         self._pid = message.pid
         self._fail_get_waiters(
             lambda: ProcessUnavailable(
@@ -366,26 +652,44 @@ class ControllerActor(pykka.ThreadingActor):
                 "a stop was requested while it was starting"
             )
         )
-        self._set_mode(Mode.STOPPING, cause="ChildProcessCreated")
         self._tell_process(StopChild(message.generation))
 
-    def _created_unexpected(self, message: ChildProcessCreated) -> None:
-        # The current child said twice that it is ready (or after it ended): nothing to
-        # change, but a process actor that does this has a bug worth seeing.
-        self._log.warning(
-            "unexpected_message",
-            message="ChildProcessCreated",
-            generation=message.generation,
-            pid=message.pid,
-            mode=self._mode.value,
-        )
+    # --- actions: ChildProcessTerminated ---------------------------------------------------
 
-    # --- ChildProcessTerminated (current generation) ---------------------------------------
+    def _failed_start(self, message: ChildProcessTerminated) -> None:
+        reason, uptime = self._child_gone(message, requested=False)
+        self._publish(ProcessTerminated(self._name, message.generation, reason))
+        # A child that never got ready is a failed start, whatever its exit status.
+        self._consider_restart(reason, abnormal=True, uptime=uptime)
+        if self._launch_cause == "restart" and self._restart is RestartState.PENDING:
+            # Callers waiting for an automatic restart wait for the next one, until a child
+            # gets ready or the policy gives up (their own timeouts bound the wait). A start
+            # a caller asked for fails its waiters at once, as the seed's table says.
+            if self._get_waiters:
+                self._log.info("waiters_wait_for_next_restart", waiting=len(self._get_waiters))
+            return
+        self._fail_get_waiters(lambda: self._termination_error(reason))
 
-    def _terminated(self, message: ChildProcessTerminated) -> None:
+    def _child_lost(self, message: ChildProcessTerminated) -> None:
+        reason, uptime = self._child_gone(message, requested=False)
+        self._publish(ProcessTerminated(self._name, message.generation, reason))
+        self._consider_restart(reason, abnormal=reason.abnormal, uptime=uptime)
+        self._fail_get_waiters(lambda: self._termination_error(reason))
+
+    def _child_stopped(self, message: ChildProcessTerminated) -> None:
+        reason, _ = self._child_gone(message, requested=True)
+        self._fail_get_waiters(lambda: self._termination_error(reason))
+
+    def _finish_close_on_exit(self, message: ChildProcessTerminated) -> None:
+        self._child_stopped(message)
+        self._finish_close(StopResult(how=message.reason.how, reason=message.reason))
+
+    def _child_gone(
+        self, message: ChildProcessTerminated, *, requested: bool
+    ) -> tuple[TerminationReason, float | None]:
+        """What every end of the current child does: record it, drop it, resolve the stops.
+        Returns the reason and how long the child was ready (None if it never was)."""
         reason = message.reason
-        old = self._mode
-        requested = self._stop_requested
         uptime = None if self._ready_at is None else self._clock() - self._ready_at
         self._last_exit = reason
         self._last_exit_requested = requested
@@ -400,75 +704,71 @@ class ControllerActor(pykka.ThreadingActor):
             description=reason.describe(),
             uptime=uptime,
         )
-        if self._pid is None:
-            # A child that died before it was ready: its pid is known only from the report,
-            # and the mode_changed line should name it.
-            self._pid = reason.pid
-        self._set_mode(Mode.STOPPED, cause="ChildProcessTerminated")
         self._process = None
         self._connection = None
         self._pid = None
         self._ready_at = None
-
         result = StopResult(how=reason.how, reason=reason)
         waiters, self._stop_waiters = self._stop_waiters, []
         for waiter in waiters:
             resolve_future(waiter, result)
+        return reason, uptime
 
-        if self._closing or requested:
-            self._fail_get_waiters(lambda: self._termination_error(reason))
-            if self._closing:
-                self._finish_close(result)
-            return
-        self._publish(ProcessTerminated(self._name, message.generation, reason))
-        # A child that never got ready is a failed start, whatever its exit status.
-        failed_start = old in (Mode.STARTING, Mode.WAITING_READY)
-        self._consider_restart(reason, abnormal=reason.abnormal or failed_start, uptime=uptime)
-        if failed_start and self._launch_cause == "restart" and self._restart_pending:
-            # Callers waiting for an automatic restart wait for the next one, until a child
-            # gets ready or the policy gives up (their own timeouts bound the wait). A start
-            # a caller asked for fails its waiters at once, as the seed's table says.
-            if self._get_waiters:
-                self._log.info("waiters_wait_for_next_restart", waiting=len(self._get_waiters))
-        else:
-            self._fail_get_waiters(lambda: self._termination_error(reason))
+    # --- actions: the restart timer, and what is ignored -----------------------------------
 
-    def _terminated_unexpected(self, message: ChildProcessTerminated) -> None:
-        self._log.warning(
-            "unexpected_message",
-            message="ChildProcessTerminated",
+    def _restart_now(self, _message: _RestartDue) -> ChildProcessTerminated | None:
+        self._restart = RestartState.IDLE
+        self._timer = None
+        self._history.restarted(self._clock())
+        return self._launch(cause="restart")
+
+    def _ignore_timer(self, message: _RestartDue) -> None:
+        # Cancelled, or superseded by a caller's launch.
+        self._log.debug("stale_restart_timer", token=message.token, mode=self._mode.value)
+
+    def _ignore_stale(self, message: ChildProcessCreated | ChildProcessTerminated) -> None:
+        self._log.info(
+            "stale_message",
+            message=type(message).__name__,
             generation=message.generation,
+            current_generation=self._generation,
             mode=self._mode.value,
         )
 
-    # --- restarts ---------------------------------------------------------------------------
+    def _log_unexpected(self, message: ChildProcessCreated | ChildProcessTerminated) -> None:
+        # The current child said twice that it is ready, or spoke after it ended: nothing to
+        # change, but a process actor that does this has a bug worth seeing.
+        extra = {"pid": message.pid} if isinstance(message, ChildProcessCreated) else {}
+        self._log.warning(
+            "unexpected_message",
+            message=type(message).__name__,
+            generation=message.generation,
+            mode=self._mode.value,
+            **extra,
+        )
+
+    # --- the restart machine ----------------------------------------------------------------
 
     def _consider_restart(
         self, reason: TerminationReason, *, abnormal: bool, uptime: float | None
     ) -> None:
         policy = self._policy
-        if not policy.should_restart(requested=False, abnormal=abnormal):
+        decision = self._history.decide(abnormal=abnormal, uptime=uptime, now=self._clock())
+        if decision is None:
             return
-        if uptime is not None and uptime >= policy.reset_after:
-            self._streak = 0
-        now = self._clock()
-        while self._restart_times and now - self._restart_times[0] > policy.window:
-            self._restart_times.popleft()
-        if len(self._restart_times) >= policy.max_restarts:
-            self._gave_up = True
+        if isinstance(decision, GiveUp):
+            self._restart = RestartState.GAVE_UP
             self._log.warning(
                 "gave_up",
-                restarts=len(self._restart_times),
+                restarts=decision.restarts_in_window,
                 window=policy.window,
                 max_restarts=policy.max_restarts,
                 last_exit=reason.describe(),
             )
-            self._publish(GaveUp(self._name, len(self._restart_times), policy.window, reason))
+            self._publish(GaveUp(self._name, decision.restarts_in_window, policy.window, reason))
             return
-        delay = policy.delay(self._streak)
-        self._streak += 1
+        self._restart = RestartState.PENDING
         self._restart_token += 1
-        self._restart_pending = True
         token = self._restart_token
         ref = self.actor_ref
 
@@ -477,40 +777,23 @@ class ControllerActor(pykka.ThreadingActor):
             with contextlib.suppress(pykka.ActorDeadError):
                 ref.tell(_RestartDue(token))
 
-        self._timer = call_later(delay, due)
+        self._timer = call_later(decision.delay, due)
         self._log.info(
             "restart_scheduled",
-            delay=delay,
-            attempt=self._streak,
-            restarts_in_window=len(self._restart_times),
+            delay=decision.delay,
+            attempt=decision.attempt,
+            restarts_in_window=decision.restarts_in_window,
             last_exit=reason.describe(),
         )
-
-    def _restart_due(self, message: _RestartDue) -> None:
-        if not self._restart_pending or message.token != self._restart_token:
-            self._log.debug("stale_restart_timer", token=message.token)
-            return
-        self._restart_pending = False
-        self._timer = None
-        self._restart_times.append(self._clock())
-        self._restarts_total += 1
-        self._launch(cause="restart")
-
-    def _restart_stale(self, message: _RestartDue) -> None:
-        # A restart is only ever pending in ``stopped``; any other mode means it was
-        # superseded (a caller's launch) or cancelled.
-        self._log.debug("stale_restart_timer", token=message.token, mode=self._mode.value)
 
     def _cancel_restart(
         self, *, cause: str, error: Callable[[], BaseException] | None = None
     ) -> None:
-        if not self._restart_pending:
+        if self._restart is not RestartState.PENDING:
             return
-        self._restart_pending = False
+        self._restart = RestartState.IDLE
         self._restart_token += 1
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._cancel_timer()
         self._log.info("restart_cancelled", cause=cause, waiting=len(self._get_waiters))
         self._fail_get_waiters(
             error
@@ -521,36 +804,15 @@ class ControllerActor(pykka.ThreadingActor):
             )
         )
 
-    # --- closing ----------------------------------------------------------------------------
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    def _close_now(self, message: _Close) -> None:
-        self._closing = True
-        self._close_waiters.append(message.reply_to)
-        self._cancel_restart(cause="close", error=self._closed_error)
-        self._finish_close(StopResult("not_running"))
-
-    def _close_when_started(self, message: _Close) -> None:
-        self._begin_close(message)
-        self._stop_requested = True
-        self._set_mode(Mode.WAITING_READY, cause="close")
-
-    def _close_shutdown(self, message: _Close) -> None:
-        self._begin_close(message)
-        self._stop_requested = True
-        self._set_mode(Mode.STOPPING, cause="close")
-        self._tell_process(StopChild(self._generation))
-
-    def _close_queue(self, message: _Close) -> None:
-        self._begin_close(message)
-        self._stop_requested = True
-
-    def _begin_close(self, message: _Close) -> None:
-        self._closing = True
-        self._close_waiters.append(message.reply_to)
-        # Nobody will ever hand these a connection now.
-        self._fail_get_waiters(self._closed_error)
+    # --- the closing machine ----------------------------------------------------------------
 
     def _finish_close(self, result: StopResult) -> None:
+        self._closing = CloseState.CLOSED
         self._close_result = result
         self._log.info("controller_closed", generation=self._generation)
         # The close futures are settled in on_stop, once the actor no longer takes messages.
@@ -599,10 +861,10 @@ class ControllerActor(pykka.ThreadingActor):
             "pid": self._pid,
             "generation": self._generation,
             "uptime": None if self._ready_at is None else self._clock() - self._ready_at,
-            "restarts": self._restarts_total,
-            "restarts_in_window": len(self._restart_times),
-            "restart_pending": self._restart_pending,
-            "gave_up": self._gave_up,
+            "restarts": self._history.total,
+            "restarts_in_window": self._history.in_window,
+            "restart_pending": self._restart is RestartState.PENDING,
+            "gave_up": self._restart is RestartState.GAVE_UP,
             "waiting": len(self._get_waiters),
             "last_exit": last_exit,
             **requests,
@@ -610,11 +872,11 @@ class ControllerActor(pykka.ThreadingActor):
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _launch(self, *, cause: str) -> None:
-        self._generation += 1
-        self._stop_requested = False
-        self._launch_cause = cause
+    def _launch(self, *, cause: str) -> ChildProcessTerminated | None:
+        """Make the process actor of the child the mode just entered ``starting`` for. If the
+        factory raises, the launch failed: its termination, to go through the table."""
         generation = self._generation
+        self._launch_cause = cause
         self._log.info("launching", generation=generation, argv=list(self._spec.argv))
         try:
             self._process = self._factory(self.actor_ref, generation, self._spec)
@@ -622,27 +884,13 @@ class ControllerActor(pykka.ThreadingActor):
             # The factory itself failed (it should report launch errors as a termination):
             # report it the same way, so waiters fail and the policy sees a failed start.
             self._log.exception("process_factory_failed", generation=generation)
-            self._set_mode(Mode.STARTING, cause=cause)
             reason = TerminationReason(
                 how="launch_failed",
                 detail=f"cannot launch {list(self._spec.argv)!r}: {error}",
                 launch_error=error if isinstance(error, OSError) else None,
             )
-            self._terminated(ChildProcessTerminated(generation, reason))
-            return
-        self._set_mode(Mode.STARTING, cause=cause)
-
-    def _set_mode(self, new: Mode, *, cause: str) -> None:
-        old, self._mode = self._mode, new
-        self._log.info(
-            "mode_changed",
-            old=old.value,
-            new=new.value,
-            cause=cause,
-            generation=self._generation,
-            pid=self._pid,
-        )
-        self._publish(ModeChanged(self._name, old.value, new.value, cause, self._generation))
+            return ChildProcessTerminated(generation, reason)
+        return None
 
     def _publish(self, event: object) -> None:
         for subscriber in publish(self._subscribers, event):
@@ -697,19 +945,23 @@ class ControllerActor(pykka.ThreadingActor):
         self._end_of_life(cause="failed")
 
     def _end_of_life(self, *, cause: str) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._restart_pending = False
-        if self._process is not None and self._close_result is None:
-            # The controller goes away with a child still running: stop it rather than
-            # leave it orphaned. Nobody will hear how it ends.
-            self._tell_process(StopChild(self._generation))
-            self._log.warning(
-                "controller_stopped_with_child", generation=self._generation, cause=cause
-            )
-        closed = self._closed_error
-        self._fail_get_waiters(closed)
+        # The actor takes no more messages: no restart can come, and nobody will hear how a
+        # child still running ends.
+        self._cancel_timer()
+        if self._restart is RestartState.PENDING:
+            self._restart = RestartState.IDLE
+        if self._process is not None:
+            self._abandon_child(cause)
+        self._settle_waiters()
+        self._drain_inbox()
+
+    def _abandon_child(self, cause: str) -> None:
+        # Stop it rather than leave it orphaned; its exit will reach no one.
+        self._tell_process(StopChild(self._generation))
+        self._log.warning("controller_stopped_with_child", generation=self._generation, cause=cause)
+
+    def _settle_waiters(self) -> None:
+        self._fail_get_waiters(self._closed_error)
         for waiter in self._stop_waiters:
             fail_future(
                 waiter,
@@ -720,89 +972,70 @@ class ControllerActor(pykka.ThreadingActor):
             if self._close_result is not None:
                 resolve_future(waiter, self._close_result)
             else:
-                fail_future(waiter, closed())
+                fail_future(waiter, self._closed_error())
         self._close_waiters = []
-        self._drain_inbox()
 
     def _drain_inbox(self) -> None:
         # Messages told before the actor stopped would otherwise sit unread with their
         # futures unset. pykka answers the ``ask()`` envelopes itself: put those back.
         foreign = []
-        no_child = self._process is None or self._close_result is not None
         while not self.actor_inbox.empty():
             envelope = self.actor_inbox.get()
             message = envelope.message
             if isinstance(message, GetProcess):
                 fail_future(message.reply_to, self._closed_error())
             elif isinstance(message, StopProcess | _Close):
-                if no_child:
+                if self._process is None:
+                    # No child is left to wait for.
                     resolve_future(
                         message.reply_to, self._close_result or StopResult("not_running")
                     )
                 else:
                     fail_future(message.reply_to, self._closed_error())
-            elif isinstance(message, _GetMode):
-                resolve_future(message.reply_to, self._mode)
-            elif isinstance(message, _GetStats):
-                resolve_future(message.reply_to, self.stats())
+            elif isinstance(message, _GetMode | _GetStats):
+                _QUERIES[type(message)](self, message)
             elif envelope.reply_to is not None:
                 foreign.append(envelope)
         for envelope in foreign:
             self.actor_inbox.put(envelope)
 
 
-_Handler = Callable[[ControllerActor, Any], None]
+_Effect = Callable[[ControllerActor, Any], ChildProcessTerminated | None]
 
-_S, _T, _R, _P, _W = (
-    Mode.STOPPED,
-    Mode.STARTING,
-    Mode.READY,
-    Mode.STOPPING,
-    Mode.WAITING_READY,
-)
-
-TRANSITIONS: Final[Mapping[tuple[Mode, type], _Handler]] = {
-    # getProcess
-    (_S, GetProcess): ControllerActor._get_in_stopped,  # -> starting (or wait for a restart)
-    (_T, GetProcess): ControllerActor._get_queue,
-    (_R, GetProcess): ControllerActor._get_answer,
-    (_P, GetProcess): ControllerActor._get_refuse,
-    (_W, GetProcess): ControllerActor._get_refuse,
-    # stopProcess
-    (_S, StopProcess): ControllerActor._stop_in_stopped,
-    (_T, StopProcess): ControllerActor._stop_when_started,  # -> waiting_ready
-    (_R, StopProcess): ControllerActor._stop_shutdown,  # -> stopping
-    (_P, StopProcess): ControllerActor._stop_queue,
-    (_W, StopProcess): ControllerActor._stop_queue,
-    # childProcessCreated (current generation)
-    (_S, ChildProcessCreated): ControllerActor._created_unexpected,
-    (_T, ChildProcessCreated): ControllerActor._created_ready,  # -> ready
-    (_R, ChildProcessCreated): ControllerActor._created_unexpected,
-    (_P, ChildProcessCreated): ControllerActor._created_unexpected,
-    (_W, ChildProcessCreated): ControllerActor._created_shutdown,  # -> stopping
-    # childProcessTerminated (current generation)
-    (_S, ChildProcessTerminated): ControllerActor._terminated_unexpected,
-    (_T, ChildProcessTerminated): ControllerActor._terminated,  # -> stopped
-    (_R, ChildProcessTerminated): ControllerActor._terminated,  # -> stopped
-    (_P, ChildProcessTerminated): ControllerActor._terminated,  # -> stopped
-    (_W, ChildProcessTerminated): ControllerActor._terminated,  # -> stopped
-    # restart timer (extension)
-    (_S, _RestartDue): ControllerActor._restart_due,  # -> starting
-    (_T, _RestartDue): ControllerActor._restart_stale,
-    (_R, _RestartDue): ControllerActor._restart_stale,
-    (_P, _RestartDue): ControllerActor._restart_stale,
-    (_W, _RestartDue): ControllerActor._restart_stale,
-    # close (extension)
-    (_S, _Close): ControllerActor._close_now,  # actor stops
-    (_T, _Close): ControllerActor._close_when_started,  # -> waiting_ready
-    (_R, _Close): ControllerActor._close_shutdown,  # -> stopping
-    (_P, _Close): ControllerActor._close_queue,
-    (_W, _Close): ControllerActor._close_queue,
+_ACTIONS: Final[Mapping[Action, _Effect]] = {
+    Action.LAUNCH: ControllerActor._launch_for_caller,
+    Action.RESTART: ControllerActor._restart_now,
+    Action.QUEUE_GET: ControllerActor._queue_get,
+    Action.WAIT_FOR_RESTART: ControllerActor._wait_for_restart,
+    Action.HAND_OUT: ControllerActor._hand_out,
+    Action.REFUSE_LOST: ControllerActor._refuse_lost,
+    Action.REFUSE_STOPPING: ControllerActor._refuse_stopping,
+    Action.REFUSE_CLOSED: ControllerActor._refuse_closed,
+    Action.NOTHING_TO_STOP: ControllerActor._nothing_to_stop,
+    Action.AWAIT_EXIT: ControllerActor._await_exit,
+    Action.STOP_CHILD: ControllerActor._stop_child,
+    Action.RELEASE_WAITERS: ControllerActor._release_waiters,
+    Action.SHUT_DOWN_STARTED: ControllerActor._shut_down_started,
+    Action.FAILED_START: ControllerActor._failed_start,
+    Action.CHILD_LOST: ControllerActor._child_lost,
+    Action.CHILD_STOPPED: ControllerActor._child_stopped,
+    Action.FINISH_CLOSE: ControllerActor._finish_close_on_exit,
+    Action.IGNORE_STALE: ControllerActor._ignore_stale,
+    Action.IGNORE_TIMER: ControllerActor._ignore_timer,
+    Action.LOG_UNEXPECTED: ControllerActor._log_unexpected,
 }
-"""Every transition: (mode, message type) -> handler. Child messages reach it only when they
-carry the current generation; ``GetProcess`` only while the controller is not closing."""
+"""The method that runs each action. An action may return one follow-up message (a launch
+that failed at once), which goes through ``TRANSITIONS`` before anything else."""
 
-_QUERIES: Final[Mapping[type, _Handler]] = {
+_GUARDS: Final[Mapping[Guard, Callable[[ControllerActor, Any], bool]]] = {
+    Guard.STALE: ControllerActor._is_stale,
+    Guard.CLOSING: ControllerActor._is_closing,
+    Guard.RESTART_PENDING: ControllerActor._is_restart_pending,
+    Guard.STALE_TIMER: ControllerActor._is_stale_timer,
+    Guard.CONNECTION_LOST: ControllerActor._is_connection_lost,
+}
+
+_QUERIES: Final[Mapping[type, Callable[[ControllerActor, Any], None]]] = {
     Subscribe: ControllerActor._subscribe,
     _GetMode: ControllerActor._get_mode,
     _GetStats: ControllerActor._get_stats,

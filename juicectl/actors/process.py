@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pykka
-import structlog
 
+from juicectl._log import get_logger
 from juicectl._timer import TimerHandle, call_later
 from juicectl.connection import READ_SIZE, Connection
 from juicectl.exceptions import ProcessUnavailable, ProtocolError, TooManyRequests, TruncatedBox
@@ -49,7 +49,7 @@ from juicectl.messages import (
 )
 from juicectl.policy import LaunchSpec
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # How long to wait, after the child has exited, for its stdout/stderr to reach end of file
 # (a grandchild may hold them open) before reporting the termination anyway.

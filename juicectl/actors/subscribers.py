@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pykka
-import structlog
+
+from juicectl._log import get_logger
 
 __all__ = ["ForwardingActor", "HookActor", "publish", "subscriber_for"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def _event_types(event_types: Iterable[type] | None) -> tuple[type, ...] | None:

@@ -10,8 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import structlog
-
+from juicectl._log import get_logger
 from juicectl.child import serve
 from juicectl.connection import Connection
 from juicectl.exceptions import ProcessUnavailable, ProtocolError
@@ -25,7 +24,7 @@ from juicectl.juice import (
     raw_command,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class _Crash:

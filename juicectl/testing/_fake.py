@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pykka
-import structlog
 
 from juicectl._future import ReplyFuture
+from juicectl._log import get_logger
 from juicectl.actors.subscribers import publish
 from juicectl.connection import Connection
 from juicectl.exceptions import ControllerClosed, ProcessUnavailable
@@ -24,7 +24,7 @@ from juicectl.messages import (
 )
 from juicectl.testing._children import InMemoryChild, ScriptedChild
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 Hook = Callable[[], Any] | pykka.ActorRef[Any] | None

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pykka
-import structlog
 
+from juicectl._log import get_logger
 from juicectl.actors.process import ProcessActor
 from juicectl.controller import ProcessController
 from juicectl.policy import LaunchSpec
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def _import_root(module_name: str) -> str | None:

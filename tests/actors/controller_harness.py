@@ -7,6 +7,9 @@ part by telling the controller ``ChildProcessCreated`` / ``ChildProcessTerminate
 Every controller query goes through the controller's inbox (``_GetMode``), so once it is
 answered every message told before it has been handled, and every event the controller told
 its subscribers is in their inboxes ahead of the next ``ask()``.
+
+A ``Gate`` holds the controller's thread while it answers a query (``Harness.hold``), so a
+test can put messages into its inbox at a known point: behind a stop, for instance.
 """
 
 from __future__ import annotations
@@ -150,6 +153,30 @@ class ManualClock:
         self.now += seconds
 
 
+class Gate:
+    """Holds the thread that settles a future until the test releases it.
+
+    Added as a future's done callback, it runs on the controller's thread as the controller
+    answers, so while it is held the controller handles nothing and its inbox only fills.
+    """
+
+    def __init__(self) -> None:
+        self.reached = threading.Event()
+        self._opened = threading.Event()
+
+    def __call__(self, _future: object) -> None:
+        self.reached.set()
+        # Bounded: a test that forgets to release fails on its own waits, it does not hang.
+        self._opened.wait(WAIT)
+
+    def wait_reached(self) -> None:
+        if not self.reached.wait(WAIT):
+            raise AssertionError("the controller never reached the gate")
+
+    def release(self) -> None:
+        self._opened.set()
+
+
 class Harness:
     """A controller actor with a fake factory, a recorder, and startup/termination hooks."""
 
@@ -229,6 +256,16 @@ class Harness:
         self.ref.tell(_GetStats(future))
         return future.get(timeout=WAIT)  # type: ignore[no-any-return]
 
+    def hold(self) -> Gate:
+        """Hold the controller's thread once it has handled everything told so far; the
+        caller puts messages into its inbox meanwhile, then calls ``release()``."""
+        gate = Gate()
+        future: ReplyFuture[Mode] = ReplyFuture()
+        future.add_done_callback(gate)
+        self.ref.tell(_GetMode(future))
+        gate.wait_reached()
+        return gate
+
     def sync(self) -> Mode:
         """Wait until the controller and every subscriber have handled what was sent."""
         mode = self.mode()
@@ -249,6 +286,30 @@ class Harness:
         launch = next(launch for launch in self.factory.launches if launch.generation == gen)
         received = launch.ref.ask("received", timeout=WAIT)
         return [m for m in received if isinstance(m, StopChild)]
+
+
+def into(h: Harness, mode: str) -> dict[str, Any]:
+    """Drive a fresh controller into ``mode``; the futures still held there, by name."""
+    futures: dict[str, Any] = {}
+    if mode == "stopped":
+        # After a child ran and ended, so that the child rows have a current generation.
+        h.get()
+        h.created()
+        h.terminated(how="exited", exit_status=0)
+    elif mode == "starting":
+        futures["g0"] = h.get()
+    elif mode == "ready":
+        h.get()
+        h.created()
+    elif mode == "stopping":
+        h.get()
+        h.created()
+        futures["s0"] = h.stop()
+    elif mode == "waiting_ready":
+        futures["g0"] = h.get()
+        futures["s0"] = h.stop()
+    assert h.sync() == mode
+    return futures
 
 
 def outcome(future: ReplyFuture[Any]) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import structlog
-from controller_harness import WAIT, FakeConnection, Harness, ManualClock, outcome
+from controller_harness import WAIT, FakeConnection, Harness, ManualClock, into, outcome
 
 from juicectl.exceptions import ControllerClosed, ProcessUnavailable
 from juicectl.messages import GaveUp, ProcessTerminated, StopResult
@@ -342,3 +342,139 @@ def test_a_start_asked_for_by_a_caller_fails_its_waiters_even_if_a_restart_follo
     crash(h)  # starting -> stopped: the seed's table fails the saved futures
     assert isinstance(outcome(waiter), ProcessUnavailable)
     assert h.stats()["restart_pending"] is True
+
+
+# --- the edges of the window and of the reset -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("since_the_restart", "restarts_again"),
+    [(9.5, False), (10.0, False), (10.5, True)],
+)
+def test_a_restart_exactly_window_seconds_ago_still_counts(
+    make_harness: MakeHarness, since_the_restart: float, restarts_again: bool
+) -> None:
+    clock = ManualClock()
+    h = make_harness(policy=policy(max_restarts=1, window=10.0), clock=clock)
+    h.get()
+    run_until_ready(h, 1)
+    crash(h)
+    run_until_ready(h, 2)  # the restart happened at the clock's "now"
+    clock.advance(since_the_restart)
+    with structlog.testing.capture_logs() as logs:
+        crash(h)
+    assert len(h.events(GaveUp)) == (not restarts_again)
+    if restarts_again:
+        run_until_ready(h, 3)
+        assert h.stats()["restarts_in_window"] == 1
+    else:
+        assert [e["restarts"] for e in logs if e["event"] == "gave_up"] == [1]
+        stats = h.stats()
+        assert (stats["gave_up"], stats["restart_pending"]) == (True, False)
+        assert stats["restarts_in_window"] == 1
+
+
+@pytest.mark.parametrize(
+    ("uptime", "resets"),
+    [(4.5, False), (5.0, True), (5.5, True)],
+)
+def test_an_uptime_of_exactly_reset_after_resets_the_streak(
+    make_harness: MakeHarness, uptime: float, resets: bool
+) -> None:
+    clock = ManualClock()
+    h = make_harness(
+        policy=policy(initial_delay=0.001, factor=10.0, reset_after=5.0, max_restarts=10),
+        clock=clock,
+    )
+    h.get()
+    with structlog.testing.capture_logs() as logs:
+        h.factory.wait_for_launches(1)
+        h.sync()
+        crash(h)  # a failed start: restart 1 after the initial delay
+        run_until_ready(h, 2)
+        clock.advance(uptime)
+        crash(h)
+        h.factory.wait_for_launches(3)
+    scheduled = [e for e in logs if e["event"] == "restart_scheduled"]
+    assert [e["delay"] for e in scheduled] == pytest.approx([0.001, 0.001 if resets else 0.01])
+    assert [e["attempt"] for e in scheduled] == [1, 1 if resets else 2]
+
+
+def test_a_failed_start_never_resets_the_streak(make_harness: MakeHarness) -> None:
+    clock = ManualClock()
+    h = make_harness(
+        policy=policy(initial_delay=0.001, factor=10.0, reset_after=5.0, max_restarts=10),
+        clock=clock,
+    )
+    h.get()
+    with structlog.testing.capture_logs() as logs:
+        for launches in (1, 2, 3):
+            h.factory.wait_for_launches(launches)
+            h.sync()
+            clock.advance(60.0)  # long, but the child was never ready: no uptime
+            crash(h)
+        h.factory.wait_for_launches(4)
+    delays = [e["delay"] for e in logs if e["event"] == "restart_scheduled"]
+    assert delays == pytest.approx([0.001, 0.01, 0.1])
+
+
+def test_the_restart_count_is_reset_by_a_callers_launch_not_by_a_restart(
+    make_harness: MakeHarness,
+) -> None:
+    h = make_harness(policy=policy(initial_delay=0.001, factor=10.0, max_restarts=10))
+    h.get()
+    with structlog.testing.capture_logs() as logs:
+        run_until_ready(h, 1)
+        crash(h)
+        run_until_ready(h, 2)
+        crash(h)
+        run_until_ready(h, 3)
+        h.stop()
+        h.terminated(how="clean", exit_status=0, requested=True)
+        assert h.stats()["restarts_in_window"] == 2
+        h.get()  # a caller's launch: the count and the streak start afresh
+        run_until_ready(h, 4)
+        assert h.stats()["restarts_in_window"] == 0
+        crash(h)
+        h.factory.wait_for_launches(5)
+    delays = [e["delay"] for e in logs if e["event"] == "restart_scheduled"]
+    assert delays == pytest.approx([0.001, 0.01, 0.001])
+    assert h.stats()["restarts"] == 3
+
+
+def test_a_superseded_timer_does_not_launch_during_another_backoff(
+    make_harness: MakeHarness,
+) -> None:
+    from juicectl.messages import _RestartDue
+
+    h = make_harness(policy=policy(initial_delay=NEVER))
+    h.get()
+    run_until_ready(h, 1)
+    crash(h)  # restart 1 scheduled
+    h.stop()  # and cancelled
+    h.get()
+    run_until_ready(h, 2)
+    crash(h)  # restart 2 scheduled: the one pending now
+    with structlog.testing.capture_logs() as logs:
+        for token in range(3):  # every token handed out before the pending one's
+            h.ref.tell(_RestartDue(token))
+        assert h.sync() == "stopped"
+    assert len(h.factory.launches) == 2
+    assert h.stats()["restart_pending"] is True
+    assert [e["event"] for e in logs].count("stale_restart_timer") == 3
+
+
+@pytest.mark.parametrize("mode", ["starting", "ready", "stopping", "waiting_ready"])
+def test_a_timer_firing_outside_stopped_is_ignored(make_harness: MakeHarness, mode: str) -> None:
+    from juicectl.messages import _RestartDue
+
+    h = make_harness(policy=policy(initial_delay=NEVER))
+    into(h, mode)
+    launches = len(h.factory.launches)
+    with structlog.testing.capture_logs() as logs:
+        for token in range(4):
+            h.ref.tell(_RestartDue(token))
+        assert h.sync() == mode
+    assert len(h.factory.launches) == launches
+    assert [e["event"] for e in logs].count("stale_restart_timer") == 4
+    assert [e for e in logs if e["event"] == "mode_changed"] == []

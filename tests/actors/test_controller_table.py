@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import structlog
-from controller_harness import SPEC, WAIT, FakeConnection, Harness, outcome
+from controller_harness import SPEC, WAIT, FakeConnection, Harness, into, outcome
 
 from juicectl.actors import TRANSITIONS, Mode
 from juicectl.exceptions import ControllerClosed, ProcessLaunchError, ProcessUnavailable
@@ -32,30 +32,6 @@ CONNECTION = "connection"
 """Expected outcome: the current child's connection."""
 STOP_RESULT = "stop_result"
 """Expected outcome: ``StopResult(how, reason)`` of the termination sent."""
-
-
-def into(h: Harness, mode: str) -> dict[str, Any]:
-    """Drive a fresh controller into ``mode``; the futures still held there, by name."""
-    futures: dict[str, Any] = {}
-    if mode == "stopped":
-        # After a child ran and ended, so that the child rows have a current generation.
-        h.get()
-        h.created()
-        h.terminated(how="exited", exit_status=0)
-    elif mode == "starting":
-        futures["g0"] = h.get()
-    elif mode == "ready":
-        h.get()
-        h.created()
-    elif mode == "stopping":
-        h.get()
-        h.created()
-        futures["s0"] = h.stop()
-    elif mode == "waiting_ready":
-        futures["g0"] = h.get()
-        futures["s0"] = h.stop()
-    assert h.sync() == mode
-    return futures
 
 
 @dataclass(frozen=True)
@@ -613,3 +589,73 @@ def test_gave_up_is_not_told_with_the_seed_policy(harness: Harness) -> None:
     assert h.sync() == "stopped"
     assert h.events(GaveUp) == []
     assert h.stats()["restart_pending"] is False
+
+
+# --- what caused each change of mode --------------------------------------------------------
+
+
+def _changes(h: Harness) -> list[tuple[str, str, str, int]]:
+    return [(e.old, e.new, e.cause, e.generation) for e in h.events(ModeChanged)]
+
+
+def test_mode_changed_cause_of_a_stop(harness: Harness) -> None:
+    h = harness
+    h.get()
+    h.stop()  # while starting
+    h.created()
+    h.terminated(how="clean", exit_status=0, requested=True)
+    h.get()
+    h.created()
+    h.stop()  # while ready
+    h.terminated(how="clean", exit_status=0, requested=True)
+    h.stop()  # while stopped: no change
+    assert _changes(h) == [
+        ("stopped", "starting", "GetProcess", 1),
+        ("starting", "waiting_ready", "StopProcess", 1),
+        ("waiting_ready", "stopping", "ChildProcessCreated", 1),
+        ("stopping", "stopped", "ChildProcessTerminated", 1),
+        ("stopped", "starting", "GetProcess", 2),
+        ("starting", "ready", "ChildProcessCreated", 2),
+        ("ready", "stopping", "StopProcess", 2),
+        ("stopping", "stopped", "ChildProcessTerminated", 2),
+    ]
+
+
+def test_mode_changed_cause_of_a_launch_failure(harness: Harness) -> None:
+    h = harness
+    h.factory.fail_with = FileNotFoundError(errno.ENOENT, "No such file or directory")
+    with structlog.testing.capture_logs() as logs:
+        h.get()
+        assert h.sync() == "stopped"
+    h.factory.fail_with = None
+    h.get()
+    error = FileNotFoundError(errno.ENOENT, "No such file or directory", "fake-worker")
+    h.terminated(how="launch_failed", detail=str(error), launch_error=error, pid=None)
+    assert _changes(h) == [
+        # the factory raised: the launch still counts as one, and ends as one
+        ("stopped", "starting", "GetProcess", 1),
+        ("starting", "stopped", "ChildProcessTerminated", 1),
+        # the process actor reported it
+        ("stopped", "starting", "GetProcess", 2),
+        ("starting", "stopped", "ChildProcessTerminated", 2),
+    ]
+    terminated = [e for e in logs if e["event"] == "child_terminated"]
+    assert len(terminated) == 1
+    assert (terminated[0]["how"], terminated[0]["generation"]) == ("launch_failed", 1)
+    assert terminated[0]["requested"] is False
+    assert h.stats()["last_exit"]["how"] == "launch_failed"
+
+
+def test_a_factory_failure_is_a_termination_told_to_subscribers(harness: Harness) -> None:
+    h = harness
+    h.factory.fail_with = PermissionError(errno.EACCES, "Permission denied")
+    h.get()
+    h.sync()
+    assert h.on_termination.called.wait(WAIT)
+    (event,) = h.events(ProcessTerminated)
+    assert (event.generation, event.reason.how) == (1, "launch_failed")
+    assert event.reason.launch_error is h.factory.fail_with
+    assert "fake-worker" in event.reason.detail and "Permission denied" in event.reason.detail
+    # No process actor was made for it: there is nothing to stop.
+    assert h.factory.launches == []
+    assert h.stop().get(timeout=WAIT) == StopResult("not_running")

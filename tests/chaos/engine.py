@@ -244,15 +244,39 @@ def _caller(
 
 
 def _killer(
-    rng: random.Random, stop: threading.Event, low: float, high: float, kills: list[int]
+    rng: random.Random,
+    stop: threading.Event,
+    calm: threading.Event,
+    low: float,
+    high: float,
+    kills: list[int],
 ) -> None:
     while not stop.wait(rng.uniform(low, high)):
+        if calm.is_set():
+            continue
         for pid in child_pids():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 continue
             kills.append(pid)
+
+
+def _wait_for_progress(
+    tally: _Tally, kills: list[int], calm: threading.Event, bound: float
+) -> None:
+    """Go on past the planned duration until the run has seen a kill and an answer (a slow
+    machine may start children more slowly than the killer kills them): once a kill has
+    happened the killer holds off, so that a child lives long enough to answer. Bounded."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        with tally.lock:
+            answered = tally.counts["answered"]
+        if kills and answered:
+            return
+        if kills:
+            calm.set()
+        time.sleep(0.01)
 
 
 def run_chaos(
@@ -277,7 +301,7 @@ def run_chaos(
         seed: for the random choices (printed in the report).
         restart: the policy (default: permanent, small backoff, no intensity limit to hit).
         close_under_fire: ``close()`` while the callers and the killer are still at work
-            (they then get ``ControllerClosed``, a ``ProcessUnavailable``), instead of after.
+            (they then get ``ControllerClosed``, a permanent failure), instead of after.
     """
     seed = random.randrange(1 << 32) if seed is None else seed
     master = random.Random(seed)
@@ -302,6 +326,7 @@ def run_chaos(
         kill_timeout=1.0,
     )
     stop = threading.Event()
+    calm = threading.Event()  # the killer holds off (see _wait_for_progress)
     closing = threading.Event()
     tally = _Tally()
     kills: list[int] = []
@@ -315,7 +340,7 @@ def run_chaos(
     ]
     killer = threading.Thread(
         target=_killer,
-        args=(random.Random(master.random()), stop, *kill_interval, kills),
+        args=(random.Random(master.random()), stop, calm, *kill_interval, kills),
         name="chaos-killer",
     )
     try:
@@ -323,6 +348,7 @@ def run_chaos(
             thread.start()
         killer.start()
         time.sleep(duration)
+        _wait_for_progress(tally, kills, calm, bound)
     finally:
         if close_under_fire:
             stats = ctl.stats()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from typing import Any
@@ -181,7 +182,7 @@ def test_shell_reports_errors_and_goes_on() -> None:
     assert result.returncode == 1  # some commands failed
     lines = result.stdout.splitlines()
     assert lines[0].startswith("error: Nope failed: UNHANDLED")
-    assert lines[1].startswith("error: Echo arguments: missing required")
+    assert lines[1] == "error: Echo needs value=... (it takes: value)"
     assert lines[2].startswith("error: unknown shell command")
     assert lines[3].startswith("error: No closing quotation")
     # UNHANDLED ended the first child's conversation: a new child answers.
@@ -194,3 +195,59 @@ def test_shell_ends_at_end_of_input_and_cannot_start_without_a_child() -> None:
     missing = juicectl("shell", "--", "/no/such/program", stdin="Echo\n")
     assert missing.returncode == 1
     assert "cannot launch" in one_line_error(missing)
+
+
+# --- hints for common slips ------------------------------------------------------------------
+
+
+def test_a_bare_argument_after_the_command_gets_a_hint() -> None:
+    # "Echo value": value is taken for the command, and Echo for the child's last word.
+    raw = juicectl("call", "--", *WORKER, "Echo", "value")
+    assert raw.returncode == 1
+    assert one_line_error(raw).endswith(
+        "(if Echo is the command, its arguments are key=value: Echo value=...)"
+    )
+    typed = juicectl("call", "--commands", "tests.integration.commands", "--", *WORKER,
+                     "Echo", "value")
+    assert typed.returncode == 2
+    assert one_line_error(typed) == (
+        "juicectl: error: if Echo is the command, its arguments are key=value: Echo value=..."
+    )
+    with pytest.raises(UsageError, match=r"got 'value' \(write value=VALUE\)"):
+        parse_request(["Echo", "value"], {})
+
+
+def test_a_missing_separator_gets_a_hint() -> None:
+    result = juicectl("shell", "-u", *WORKER)
+    assert result.returncode == 2
+    assert "unrecognized arguments: -u; if they are the child's, put the child's command " \
+        "after --" in one_line_error(result)
+
+
+def test_arguments_a_command_lacks_or_needs_are_named() -> None:
+    commands: dict[str, Any] = {"echo": Echo, "sleep": Sleep}
+    with pytest.raises(UsageError, match=r"^Echo has no argument 'valeu' \(it takes: value\)$"):
+        parse_request(["Echo", "valeu=x"], commands)
+    with pytest.raises(UsageError, match=r"^Sleep needs seconds=\.\.\. \(it takes: seconds\)$"):
+        parse_request(["Sleep"], commands)
+
+
+def test_an_unhandled_answer_says_what_the_worker_said() -> None:
+    misspelled = juicectl("call", "--", *WORKER, "Echo", "valeu=hi")
+    assert misspelled.returncode == 1
+    assert one_line_error(misspelled) == (
+        "juicectl: Echo failed: UNHANDLED: Unhandled Remote System Exception (the worker's "
+        "error: ArgumentError: Echo arguments: missing required 'value')"
+    )
+    unknown = juicectl("call", "--", *WORKER, "Nope")
+    assert "(the worker's error: LookupError: no responder for command 'Nope')" in (
+        one_line_error(unknown)
+    )
+
+
+def test_the_shipped_example_commands_can_be_named() -> None:
+    result = juicectl("call", "--commands", "juicectl.examples.echo", "--", sys.executable,
+                      "-m", "juicectl.child", "juicectl.examples.echo:EchoWorker",
+                      "Sleep", "seconds=0.01")
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout)["slept"], float)  # typed: not text

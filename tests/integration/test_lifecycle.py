@@ -14,6 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from juicectl import (
+    ControllerClosed,
     ProcessController,
     ProcessLaunchError,
     ProcessUnavailable,
@@ -253,7 +254,7 @@ def test_close_reaps_the_child_and_stops_the_actors(make_controller: MakeControl
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert ctl.close() is None  # idempotent
-    with pytest.raises(ProcessUnavailable):
+    with pytest.raises(ControllerClosed):  # permanent: a closed controller never restarts
         ctl.get_process().get(timeout=5)
 
 

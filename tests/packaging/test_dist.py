@@ -1,22 +1,16 @@
 """The sdist and the wheel build, and the wheel installs and works in a fresh virtualenv.
 
-Offline on purpose: hatchling builds without isolation (it is in the test extra), the wheel is
-installed with ``--no-index --no-deps``, and the two dependencies, pykka and structlog, are
-lent to the fresh environment from this one through a ``.pth`` file that sees them and
-nothing else. The checks then run from a neutral directory, so only the installed copy of
-juicectl can be imported.
+The build and the environment are made once per session by ``tests.packaging.wheel``, which
+the documentation's snippet tests share; see there how it stays offline and bare.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
 import sys
 import tarfile
 import venv
 import zipfile
-from collections.abc import Iterator
 from email.parser import Parser
 from pathlib import Path
 
@@ -24,66 +18,23 @@ import pytest
 
 import juicectl
 from tests.conftest import ROOT
+from tests.packaging.wheel import Installed, build, clean_env, installed, lend, run
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("hatchling") is None, reason="needs hatchling (the test extra)"
 )
 
 
-def run(*argv: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        [str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, f"{argv}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
-def build(source: Path, out: Path, *targets: str) -> None:
-    selected = [part for target in targets for part in ("-t", target)]
-    run(sys.executable, "-m", "hatchling", "build", *selected, "-d", out, cwd=source)
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    built = installed(tmp_path_factory)
+    return {"sdist": built.sdist, "wheel": built.wheel, "dir": built.dist_dir}
 
 
 @pytest.fixture(scope="module")
-def dists(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    out = tmp_path_factory.mktemp("dist")
-    build(ROOT, out, "sdist", "wheel")
-    [sdist] = out.glob("juicectl-*.tar.gz")
-    [wheel] = out.glob("juicectl-*.whl")
-    yield {"sdist": sdist, "wheel": wheel, "dir": out}
-
-
-def lend(package: str, deps: Path) -> None:
-    """Make ``package`` (and its metadata) importable from ``deps`` by symlinks."""
-    spec = importlib.util.find_spec(package)
-    assert spec is not None and spec.origin is not None
-    location = Path(spec.origin).parent
-    (deps / package).symlink_to(location, target_is_directory=True)
-    for info in location.parent.glob(f"{package}-*.dist-info"):
-        (deps / info.name).symlink_to(info, target_is_directory=True)
-
-
-@pytest.fixture(scope="module")
-def fresh_env(dists: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("fresh")
-    env_dir = home / "venv"
-    venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
-    python = env_dir / "bin" / "python"
-    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "--no-deps",
-        "--no-cache-dir", "--disable-pip-version-check", dists["wheel"], cwd=home)
-    deps = home / "deps"
-    deps.mkdir()
-    for package in ("pykka", "structlog"):
-        lend(package, deps)
-    [site_packages] = (env_dir / "lib").glob("python3.*/site-packages")
-    (site_packages / "lent-dependencies.pth").write_text(f"{deps}\n")
-    return env_dir
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
-    env["PATH"] = os.defpath
-    return env
+def fresh_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    built: Installed = installed(tmp_path_factory)
+    return built.env_dir
 
 
 def test_the_wheel_holds_the_package_and_its_metadata(dists: dict[str, Path]) -> None:
@@ -94,6 +45,7 @@ def test_the_wheel_holds_the_package_and_its_metadata(dists: dict[str, Path]) ->
         entry_points = wheel.read(info.replace("METADATA", "entry_points.txt")).decode()
     assert "juicectl/py.typed" in names
     assert "juicectl/_cli/_demo_worker.py" in names  # the demo runs from a wheel
+    assert "juicectl/examples/echo.py" in names  # the docs' examples run from a wheel
     assert not [n for n in names if n.startswith(("tests/", "examples/", "docs/"))]
     assert metadata["Name"] == "juicectl"
     assert metadata["Version"] == juicectl.__version__
@@ -165,3 +117,34 @@ def test_versions_agree() -> None:
     changelog = (ROOT / "CHANGELOG.md").read_text("utf-8")
     assert f"## {juicectl.__version__}" in changelog
 
+
+
+def test_the_editable_install_exposes_the_package_alone(tmp_path: Path) -> None:
+    # What pip install -e . (tasks.py) installs: no path entry for the checkout's root, so
+    # tests/, examples/ and benchmarks/ do not become top-level packages of every program.
+    out = tmp_path / "editable"
+    build(ROOT, out, "wheel:editable")
+    [editable] = out.glob("juicectl-*.whl")
+    with zipfile.ZipFile(editable) as archive:
+        pth = [archive.read(n).decode() for n in archive.namelist() if n.endswith(".pth")]
+    assert pth and not any(line.strip() == str(ROOT) for text in pth for line in text.splitlines())
+
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    run(sys.executable, "-m", "pip", "--python", python, "install", "--no-index", "--no-deps",
+        "--no-cache-dir", "--disable-pip-version-check", editable, cwd=tmp_path)
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for name in ("editables", "pykka", "structlog"):
+        lend(name, deps)
+    [site_packages] = (env_dir / "lib").glob("python3.*/site-packages")
+    # Before the editable install's own .pth (site reads them in name order), which needs
+    # the lent editables.
+    (site_packages / "00-lent-dependencies.pth").write_text(f"{deps}\n")
+    probe = ("import importlib.util, juicectl; print(juicectl.__file__); "
+             "print([m for m in ('tests', 'examples', 'benchmarks') "
+             "if importlib.util.find_spec(m) is not None])")
+    location, exposed = run(python, "-c", probe, cwd=tmp_path, env=clean_env()).splitlines()
+    assert Path(location) == ROOT / "juicectl" / "__init__.py"
+    assert exposed == "[]"

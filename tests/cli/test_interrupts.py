@@ -1,0 +1,314 @@
+"""Ctrl-C in ``juicectl call`` and ``juicectl shell``: real SIGINTs sent to the program.
+
+Each test runs ``python -m juicectl -v ...`` with pipes, follows its stderr line by line (the
+``-v`` log says when the child is launched, with its pid, and relays what the worker prints),
+sends SIGINT at a known moment, and reads what the program says and how it exits. Every wait
+is bounded, and every process is killed at the end even if the test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from juicectl._cli._interrupts import (
+    KILLING_MESSAGE,
+    ON_PRESS,
+    STOPPING_MESSAGE,
+    Interrupts,
+    State,
+)
+
+WAIT = 30.0
+"""Seconds to wait for anything that should happen (a bound, never a speed test)."""
+
+WORKER = '''
+import os, subprocess, sys, time
+from juicectl.child import JuiceChild
+from juicectl.juice import Command, Float, String
+
+class Echo(Command):
+    arguments = [("value", String())]
+    response = [("value", String())]
+
+class Sleep(Command):
+    arguments = [("seconds", Float())]
+    response = [("slept", Float())]
+
+class Worker(JuiceChild):
+    concurrency = 2
+
+    @Echo.responder
+    def echo(self, value):
+        return {"value": value}
+
+    @Sleep.responder
+    def sleep(self, seconds):
+        print(f"sleeping {seconds}", flush=True)
+        time.sleep(seconds)
+        return {"slept": seconds}
+'''
+
+NEVER_READY = (
+    "import subprocess, sys, time\n"
+    "helper = subprocess.Popen(['sleep', '60'])\n"
+    "print(f'grandchild {helper.pid}', file=sys.stderr, flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    return True
+
+
+class Program:
+    """A running ``juicectl`` with its stdout and stderr read line by line on threads."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "juicectl", *args], cwd=cwd, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+        )
+        self.stdout: queue.Queue[str] = queue.Queue()
+        self.stderr: queue.Queue[str] = queue.Queue()
+        self.seen: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        for name, stream, lines in (("stdout", self.process.stdout, self.stdout),
+                                    ("stderr", self.process.stderr, self.stderr)):
+            threading.Thread(target=self._pump, args=(stream, lines), daemon=True,
+                             name=f"juicectl-{name}").start()
+        self.pids: list[int] = []
+        """The children it launched (from its ``launched`` log lines)."""
+
+    @staticmethod
+    def _pump(stream: io.TextIOBase | None, lines: queue.Queue[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            lines.put(line.rstrip("\n"))
+
+    def expect(self, pattern: str, stream: str = "stderr") -> re.Match[str]:
+        """The next line of ``stream`` that matches ``pattern`` (lines before it are kept)."""
+        lines = self.stdout if stream == "stdout" else self.stderr
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no {stream} line matching {pattern!r}; seen: {self.seen[stream]}"
+                ) from None
+            self.seen[stream].append(line)
+            launched = re.search(r"\blaunched\b.*\bpid=(\d+)", line)
+            if launched:
+                self.pids.append(int(launched.group(1)))
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def end_input(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+
+    def interrupt(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+
+    def stop_then_kill(self) -> None:
+        """Ctrl-C: the stop is announced; Ctrl-C again: the kill; then the exit, 130."""
+        self.interrupt()
+        self.expect(re.escape(STOPPING_MESSAGE) + "$")  # at once, on a line of its own
+        self.interrupt()
+        self.expect(re.escape(KILLING_MESSAGE) + "$")
+        assert self.exit_status() == 130
+
+    def exit_status(self) -> int:
+        return self.process.wait(timeout=WAIT)
+
+    def rest(self, stream: str = "stderr") -> list[str]:
+        """Every line of ``stream`` not read yet (once the program has exited)."""
+        self.exit_status()
+        lines = self.stdout if stream == "stdout" else self.stderr
+        deadline = time.monotonic() + WAIT
+        rest = []
+        while time.monotonic() < deadline:
+            try:
+                rest.append(lines.get(timeout=0.2))
+            except queue.Empty:
+                break
+        self.seen[stream] += rest
+        return rest
+
+    def kill(self) -> None:
+        for pid in self.pids:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=WAIT)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "slow_worker.py").write_text(WORKER, "utf-8")
+    return tmp_path
+
+
+@pytest.fixture
+def program(project: Path) -> Iterator[Program]:
+    started: list[Program] = []
+
+    def start(*args: str) -> Program:
+        started.append(Program(list(args), project))
+        return started[-1]
+
+    yield start  # type: ignore[misc]
+    for running in started:
+        running.kill()
+
+
+CHILD = [sys.executable, "-m", "juicectl.child", "slow_worker:Worker"]
+
+
+def test_call_first_ctrl_c_stops_the_child_cleanly(program: type[Program]) -> None:
+    cli = program("call", "-v", "--", *CHILD, "Sleep", "seconds=1")
+    cli.expect(r"child_stderr.*sleeping 1")
+    cli.interrupt()
+    cli.expect(re.escape(STOPPING_MESSAGE) + "$")   # at once, on a line of its own
+    assert cli.exit_status() == 130
+    rest = cli.rest()
+    assert any("stop_step" in line and "step=shutdown" in line for line in rest)
+    assert KILLING_MESSAGE not in rest
+    assert cli.rest("stdout") == []                 # no answer printed
+    [pid] = cli.pids
+    assert not alive(pid)
+
+
+def test_call_second_ctrl_c_kills_the_child_and_exits(program: type[Program]) -> None:
+    cli = program("call", "-v", "--", *CHILD, "Sleep", "seconds=60")
+    cli.expect(r"child_stderr.*sleeping 60")
+    [pid] = cli.pids
+    cli.stop_then_kill()
+    assert not alive(pid)
+
+
+def test_call_kills_a_child_that_never_became_ready_with_its_group(
+    program: type[Program],
+) -> None:
+    cli = program("call", "-v", "--", sys.executable, "-c", NEVER_READY, "Echo")
+    grandchild = int(cli.expect(r"child_stderr.*grandchild (\d+)").group(1))
+    [pid] = cli.pids
+    cli.stop_then_kill()
+    deadline = time.monotonic() + WAIT
+    while (alive(pid) or alive(grandchild)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not alive(pid) and not alive(grandchild)
+
+
+def test_shell_ctrl_c_cancels_the_command_and_the_shell_goes_on(
+    program: type[Program],
+) -> None:
+    cli = program("shell", "-v", "--", *CHILD)
+    cli.expect(r"\bready\b")
+    [pid] = cli.pids
+    cli.send("Sleep seconds=2")
+    cli.expect(r"child_stderr.*sleeping 2")
+    cli.interrupt()
+    cancelled = cli.expect(r"^cancelled: ", "stdout")
+    assert "answer is dropped" in cancelled.string
+    cli.send("Echo value=after")                   # the same child answers
+    assert cli.expect(r"^\{", "stdout").string == '{"value": "after"}'
+    cli.interrupt()                                 # at the prompt (a pipe): dropped
+    cli.send("Echo value=still")
+    assert cli.expect(r"^\{", "stdout").string == '{"value": "still"}'
+    cli.end_input()                                 # end of input leaves
+    assert cli.exit_status() == 1                   # one command did not succeed
+    assert cli.pids == [pid]
+    assert not alive(pid)
+    assert STOPPING_MESSAGE not in cli.rest()
+    assert cli.rest("stdout") == []
+
+
+def test_shell_ctrl_c_while_it_stops_the_child_then_kills_it(program: type[Program]) -> None:
+    cli = program("shell", "-v", "--", *CHILD)
+    cli.expect(r"\bready\b")
+    cli.send("Sleep seconds=60")
+    cli.expect(r"child_stderr.*sleeping 60")
+    cli.interrupt()
+    cli.expect(r"^cancelled: ", "stdout")
+    cli.end_input()                   # the shell stops the child: Shutdown waits for the Sleep
+    cli.expect(r"stop_step.*step=shutdown")
+    cli.stop_then_kill()
+    [pid] = cli.pids
+    assert not alive(pid)
+
+
+# --- the table and the message, in process ---------------------------------------------------
+
+
+def test_every_state_has_a_press() -> None:
+    assert set(ON_PRESS) == set(State)
+    assert ON_PRESS[State.STOPPING][0] is State.KILLED
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stream", "start"), [(Terminal(), "\n"), (io.StringIO(), "")])
+def test_the_message_starts_a_line_of_its_own_on_a_terminal(
+    stream: io.StringIO, start: str
+) -> None:
+    interrupts = Interrupts(stderr=stream)
+    interrupts.closing()
+    interrupts.on_sigint(signal.SIGINT, None)
+    assert stream.getvalue() == f"{start}{STOPPING_MESSAGE}\n"
+    assert interrupts.state is State.STOPPING
+
+
+def test_a_press_outside_a_wait_is_raised_when_the_next_wait_begins() -> None:
+    interrupts = Interrupts(stderr=io.StringIO())
+    with interrupts.shell():
+        interrupts.on_sigint(signal.SIGINT, None)      # not waiting: remembered
+        with pytest.raises(KeyboardInterrupt), interrupts.wait():
+            pass
+        with interrupts.wait():                        # once only
+            pass
+        with pytest.raises(KeyboardInterrupt), interrupts.wait():
+            interrupts.on_sigint(signal.SIGINT, None)  # waiting: at once
+    assert interrupts.state is State.WORKING
+
+
+def test_a_press_at_a_piped_prompt_is_dropped_and_at_a_terminal_interrupts() -> None:
+    interrupts = Interrupts(stderr=io.StringIO())
+    with interrupts.shell():
+        interrupts.on_sigint(signal.SIGINT, None)      # remembered...
+        with interrupts.prompt(interactive=False):
+            interrupts.on_sigint(signal.SIGINT, None)  # ...and dropped, as this one
+        with interrupts.wait():                        # the next command is not cancelled
+            pass
+        with pytest.raises(KeyboardInterrupt), interrupts.prompt(interactive=True):
+            interrupts.on_sigint(signal.SIGINT, None)
