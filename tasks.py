@@ -180,13 +180,17 @@ def _refresh_copy(workdir: Path) -> None:
     _copy_tree(workdir)
 
 
-def _mutmut_config(options: argparse.Namespace) -> str:
+def _mutmut_config(options: argparse.Namespace, workdir: Path) -> str:
     def toml_list(items: list[str]) -> str:
         return "[" + ", ".join(f'"{item}"' for item in items) + "]"
 
+    # Tests read docs, examples and scripts from the tree: mutmut copies only what it is told.
+    others = sorted(path.name for path in workdir.iterdir()
+                    if path.name not in ("juicectl", "tests", "mutants", ".juicectl-mutate"))
     return (
         "\n[tool.mutmut]\n"
         'source_paths = ["juicectl"]\n'
+        f"also_copy = {toml_list(others)}\n"
         f"only_mutate = {toml_list([options.module])}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(options.tests)}\n"
         f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "{_MUTATE_PLUGIN}"]\n'
@@ -208,6 +212,30 @@ settings.register_profile(
     deadline=None,
 )
 settings.load_profile("juicectl-mutate")
+'''
+
+
+#: Imported by every Python of the run (the folder is on PYTHONPATH): the editable install's
+#: import hook would hand the tests, and the children they start, the worktree's juicectl.
+_MUTATE_SITE_SOURCE = '''\
+"""Written by tasks.py mutate: import juicectl from the mutated copy, not the worktree."""
+import sys
+from importlib.machinery import PathFinder
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _elsewhere(finder):
+    try:
+        spec = finder.find_spec("juicectl", None)
+    except Exception:
+        return False
+    origin = getattr(spec, "origin", None)
+    return bool(origin) and _HERE not in Path(origin).resolve().parents
+
+
+sys.meta_path[:] = [f for f in sys.meta_path if f is PathFinder or not _elsewhere(f)]
 '''
 
 
@@ -254,11 +282,12 @@ def mutate(args: list[str]) -> int:
         _refresh_copy(workdir)
         marker.touch()
         with open(workdir / "pyproject.toml", "a") as config:
-            config.write(_mutmut_config(options))
+            config.write(_mutmut_config(options, workdir))
         # Children the tests start (python -m juicectl.child ...) import the mutated copy too.
         # The folder must exist before Python starts: a path missing then is never searched.
         (workdir / "mutants").mkdir(exist_ok=True)
         (workdir / "mutants" / f"{_MUTATE_PLUGIN}.py").write_text(_MUTATE_PLUGIN_SOURCE)
+        (workdir / "mutants" / "sitecustomize.py").write_text(_MUTATE_SITE_SOURCE)
         env = dict(os.environ, PYTHONPATH=str(workdir / "mutants"))
         mutmut = [str(PYTHON), "-m", "mutmut"]
         if options.retest_survivors:
