@@ -200,8 +200,9 @@ def _mutmut_config(options: argparse.Namespace, workdir: Path) -> str:
     )
 
 
-#: A pytest plugin written into the copy: mutmut runs the suite many times in one process, which
-#: hypothesis takes for a test called from several executors; the check is meant for real runs.
+#: A pytest plugin written into the copy. mutmut runs the suite many times in one process, which
+#: hypothesis takes for a test called from several executors (the check is meant for real
+#: runs); and structlog's rich tracebacks would be too slow on mutated modules.
 _MUTATE_PLUGIN = "_juicectl_mutate_plugin"
 _MUTATE_PLUGIN_SOURCE = '''\
 from hypothesis import HealthCheck, settings
@@ -212,6 +213,18 @@ settings.register_profile(
     deadline=None,
 )
 settings.load_profile("juicectl-mutate")
+
+try:
+    import structlog.dev as dev
+except ImportError:
+    dev = None
+if dev is not None and getattr(dev, "rich", None) is not None:
+    # rich, which mutmut brings in, would print each logged exception with the source of
+    # the mutated modules around it (files of 10,000 lines and more): seconds each, enough
+    # for the tests' waits to run out. Plain tracebacks say the same.
+    dev.RichTracebackFormatter.__call__ = lambda self, sio, exc_info: dev.plain_traceback(
+        sio, exc_info
+    )
 '''
 
 

@@ -350,6 +350,10 @@ def test_boxes_with_continuations_and_colons_in_a_long_run() -> None:
     ]
     data = b"".join(map(serialize_box, boxes))
     _assert_same_everywhere(outcomes(data), (content(boxes), None))
+    # Colon-space before a continuation line: the line splits at its first ": " only.
+    boxes = [Box({"_answer": format(i, "x"), "m": f"x: y\r\nz{i}"}) for i in range(300)]
+    data = b"".join(map(serialize_box, boxes))
+    _assert_same_everywhere(outcomes(data), (content(boxes), None))
 
 
 def test_a_read_over_32_kib_whose_second_window_ends_inside_a_box() -> None:
