@@ -8,6 +8,7 @@ callers choose how long to wait, and an actor that holds a controller never bloc
 from __future__ import annotations
 
 import atexit
+import inspect
 import itertools
 import threading
 import weakref
@@ -120,11 +121,19 @@ class ProcessController:
             subscribers: ``ActorRef``s told every event.
             process_factory: replaces the process actor (tests drive the controller with a
                 fake one).
+
+        Every option is checked here, before any actor starts.
+
+        Raises:
+            TypeError: an option has the wrong type (the message names it and the value).
+            ValueError: an option is out of its range (a ``cwd`` that is no directory, an
+                unknown ``readiness``, a timeout of 0...).
         """
         spec = LaunchSpec(
-            argv=tuple(argv) if not isinstance(argv, str | bytes) else argv,
-            env=dict(env) if env is not None else None,
-            cwd=str(cwd) if cwd is not None else None,
+            argv=tuple(argv) if isinstance(argv, Iterable) and not isinstance(argv, str | bytes)
+            else argv,
+            env=dict(env) if isinstance(env, Mapping) else env,
+            cwd=cwd,
             readiness=readiness,
             prepare=prepare,
             startup_timeout=startup_timeout,
@@ -138,17 +147,31 @@ class ProcessController:
                 responder=responder,
             ),
         )
-        policy = restart if restart is not None else RestartPolicy()
-        if not isinstance(policy, RestartPolicy):
-            raise TypeError(f"restart must be a RestartPolicy, not {policy!r}")
-        name = name or f"controller-{next(_names)}"
-        hooks: list[pykka.ActorRef[Any]] = []
-        if on_process_startup is not None:
-            hooks.append(subscriber_for(on_process_startup, (ProcessStarted,), name=name))
-        if on_process_termination is not None:
-            hooks.append(subscriber_for(on_process_termination, (ProcessTerminated,), name=name))
+        # Every option is checked before any actor starts: a bad one starts nothing.
+        name = _checked_name(name)
+        policy = _checked_policy(restart)
+        _check_callable(prepare, "prepare", 1, "a callable taking the Connection, or None")
+        _check_callable(
+            process_factory,
+            "process_factory",
+            3,
+            "a callable (controller_ref, generation, spec) -> ActorRef, or None",
+        )
+        hooks_wanted = {
+            "on_process_startup": (on_process_startup, ProcessStarted),
+            "on_process_termination": (on_process_termination, ProcessTerminated),
+        }
+        for option, (hook, _) in hooks_wanted.items():
+            _check_hook(hook, option)
+        refs = _checked_subscribers(subscribers)
+
+        hooks = [
+            subscriber_for(hook, (event,), name=name)
+            for hook, event in hooks_wanted.values()
+            if hook is not None
+        ]
         factory = process_factory or ProcessActor.factory(name)
-        actor_ref = ControllerActor.start(name, spec, factory, policy, [*hooks, *subscribers])
+        actor_ref = ControllerActor.start(name, spec, factory, policy, [*hooks, *refs])
         log.info("controller_started", controller=name, argv=list(spec.argv))
         controller = cls(actor_ref, name, spec)
         controller._hooks = hooks
@@ -279,6 +302,80 @@ class ProcessController:
 
     def __repr__(self) -> str:
         return f"<ProcessController {self.name} argv={list(self.spec.argv)!r}>"
+
+
+def _checked_name(name: object) -> str:
+    """``start(name=...)``: None (a name is made up) or a non-empty str."""
+    if name is None:
+        return f"controller-{next(_names)}"
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, not {type(name).__name__} {name!r}")
+    if not name:
+        raise ValueError("name must be a non-empty str or None (for a made-up name), not ''")
+    return name
+
+
+def _checked_policy(restart: object) -> RestartPolicy:
+    """``start(restart=...)``: None (the default policy) or a ``RestartPolicy``."""
+    if restart is None:
+        return RestartPolicy()
+    if not isinstance(restart, RestartPolicy):
+        raise TypeError(f"restart must be a juicectl.RestartPolicy or None, not {restart!r}")
+    return restart
+
+
+def _check_callable(value: object, option: str, arguments: int, expected: str) -> None:
+    """``value`` must be None, or a callable that can be called with ``arguments``
+    positional arguments (when its signature can be read)."""
+    if value is None:
+        return
+    if not callable(value):
+        raise TypeError(f"{option} must be {expected}, not {value!r}")
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: it will say so itself
+    try:
+        signature.bind(*range(arguments))
+    except TypeError:
+        label = getattr(value, "__name__", type(value).__name__)
+        raise TypeError(
+            f"{option} must be {expected}: {label}{signature} cannot be called with "
+            f"{arguments} argument{'s' if arguments != 1 else ''}"
+        ) from None
+
+
+def _check_hook(hook: object, option: str) -> None:
+    """A hook: None, a ``pykka.ActorRef`` of a running actor, or a no-argument callable."""
+    if isinstance(hook, pykka.ActorRef):
+        if not hook.is_alive():
+            raise ValueError(f"{option} is an ActorRef of an actor that has stopped: {hook!r}")
+        return
+    _check_callable(hook, option, 0, "a no-argument callable or a pykka.ActorRef, or None")
+
+
+def _checked_subscribers(subscribers: object) -> list[pykka.ActorRef[Any]]:
+    """``start(subscribers=...)``: an iterable of ``pykka.ActorRef``s of running actors."""
+    if isinstance(subscribers, pykka.ActorRef):
+        raise TypeError(
+            f"subscribers must be an iterable of pykka.ActorRef, not one ActorRef: write "
+            f"subscribers=[{subscribers!r}]"
+        )
+    if isinstance(subscribers, str | bytes | Mapping) or not isinstance(subscribers, Iterable):
+        raise TypeError(f"subscribers must be an iterable of pykka.ActorRef, not {subscribers!r}")
+    refs = list(subscribers)
+    for index, ref in enumerate(refs):
+        if not isinstance(ref, pykka.ActorRef):
+            hint = (
+                " (a callable: give it as on_process_startup or on_process_termination, or "
+                "wrap it in an actor)"
+                if callable(ref)
+                else ""
+            )
+            raise TypeError(f"subscribers[{index}] must be a pykka.ActorRef, not {ref!r}{hint}")
+        if not ref.is_alive():
+            raise ValueError(f"subscribers[{index}] is an actor that has stopped: {ref!r}")
+    return refs
 
 
 @atexit.register
