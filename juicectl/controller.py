@@ -19,7 +19,7 @@ import pykka
 
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
-from juicectl.actors.controller import ControllerActor, Mode
+from juicectl.actors.controller import ControllerActor, EndOfLife, Mode
 from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import subscriber_for
 from juicectl.connection import Connection
@@ -59,13 +59,21 @@ class ProcessController:
     returns at once; the futures say when things happened.
     """
 
-    def __init__(self, actor_ref: pykka.ActorRef[Any], name: str, spec: LaunchSpec) -> None:
-        """Use ``ProcessController.start()``; this wraps an already started controller actor."""
+    def __init__(
+        self,
+        actor_ref: pykka.ActorRef[Any],
+        name: str,
+        spec: LaunchSpec,
+        end_of_life: ReplyFuture[EndOfLife] | None = None,
+    ) -> None:
+        """Use ``ProcessController.start()``; this wraps an already started controller actor
+        (``end_of_life``: the future that actor sets as it stops, if it was given one)."""
         self._actor = actor_ref
         self.name = name
         self.spec = spec
         self._closed = False
         self._hooks: list[pykka.ActorRef[Any]] = []
+        self._end_of_life = end_of_life
         with _open_lock:
             _open_controllers.add(self)
 
@@ -171,9 +179,12 @@ class ProcessController:
             if hook is not None
         ]
         factory = process_factory or ProcessActor.factory(name)
-        actor_ref = ControllerActor.start(name, spec, factory, policy, [*hooks, *refs])
+        end_of_life: ReplyFuture[EndOfLife] = ReplyFuture()
+        actor_ref = ControllerActor.start(
+            name, spec, factory, policy, [*hooks, *refs], end_of_life=end_of_life
+        )
         log.info("controller_started", controller=name, argv=list(spec.argv))
-        controller = cls(actor_ref, name, spec)
+        controller = cls(actor_ref, name, spec, end_of_life)
         controller._hooks = hooks
         return controller
 
@@ -228,12 +239,24 @@ class ProcessController:
         return str(Mode(future.get(timeout=10)).value)
 
     def stats(self) -> dict[str, Any]:
-        """Figures: mode, pid, generation, uptime, restarts, last exit, and the current
-        connection's requests (sent, answered, failed, in flight)."""
+        """Figures, as a dict with always the same keys (see ``ControllerActor.stats``):
+        ``name``, ``mode``, ``pid``, ``generation``, ``uptime``, ``restarts``,
+        ``restarts_in_window``, ``restart_pending``, ``gave_up``, ``waiting``,
+        ``last_exit``, the current connection's ``sent``, ``answered``, ``failed`` and
+        ``in_flight``, and ``closed``: False while the controller runs; True once its actor
+        has stopped (``close()``, ``ActorRegistry.stop_all()``), and then the other keys
+        hold its last figures."""
         future: ReplyFuture[dict[str, Any]] = ReplyFuture()
-        if not self._tell(_GetStats(future), future):
-            return {"mode": Mode.STOPPED.value, "closed": True}
-        return dict(future.get(timeout=10))
+        if self._tell(_GetStats(future), future):
+            figures = dict(future.get(timeout=10))
+            return {**figures, "closed": not self._actor.is_alive()}
+        record = self._last_words(10.0)
+        if record is None:
+            raise ControllerClosed(
+                f"controller {self.name} is closed and left no figures (its actor did not "
+                "stop normally)"
+            )
+        return {**record.stats, "closed": True}
 
     def subscribe(self, subscriber: pykka.ActorRef[Any]) -> None:
         """Tell ``subscriber`` (an ``ActorRef``) every event from now on."""
@@ -243,7 +266,11 @@ class ProcessController:
 
     def close(self, timeout: float | None = None) -> StopResult | None:
         """Stop the child (if any, through the whole escalation) and every actor of this
-        controller. Idempotent; also run at interpreter exit. Returns how the stop ended."""
+        controller; also run at interpreter exit. Returns how the stop ended: a
+        ``StopResult`` (``"not_running"`` if no child ran), also when the actors were already
+        stopped (``ActorRegistry.stop_all()`` stops the child the same way and closes the
+        controller); None from a second call, or if the stop did not end within ``timeout``
+        (default: the escalation's bound)."""
         if self._closed:
             return None
         self._closed = True
@@ -253,7 +280,7 @@ class ProcessController:
         # No recheck: closing stops the actor, which settles this future as it stops.
         if not self._tell(_Close(future), future, recheck=False):
             self._stop_hooks()
-            return None
+            return self._result_of_end()
         spec = self.spec
         bound = timeout if timeout is not None else (
             spec.stop_timeout + 2 * spec.kill_timeout + spec.startup_timeout + 5
@@ -264,14 +291,36 @@ class ProcessController:
         try:
             result: StopResult = future.get(timeout=bound)
         except pykka.Timeout:
+            if not self._actor.is_alive():
+                self._stop_hooks()
+                return self._result_of_end()
             log.warning("close_timed_out", controller=self.name, timeout=bound)
             self._actor.stop(block=False)
             self._stop_hooks()
             return None
+        except ControllerClosed:
+            # The actor stopped with a child still running (its process actor stops it).
+            self._stop_hooks()
+            return self._result_of_end()
         if self._actor.is_alive():
             self._actor.stop(block=True, timeout=5)
         self._stop_hooks()
         return result
+
+    def _last_words(self, wait: float) -> EndOfLife | None:
+        """What the actor left as it stopped, waiting up to ``wait`` seconds for it (pykka
+        marks an actor dead before its ``on_stop`` has run); None if it left nothing."""
+        if self._end_of_life is None:
+            return None
+        try:
+            record: EndOfLife = self._end_of_life.get(timeout=wait)
+        except pykka.Timeout:
+            return None
+        return record
+
+    def _result_of_end(self) -> StopResult | None:
+        record = self._last_words(5.0)
+        return None if record is None else record.result
 
     def _stop_hooks(self) -> None:
         for hook in self._hooks:
