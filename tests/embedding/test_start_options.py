@@ -16,7 +16,9 @@ from typing import Any
 import pykka
 import pytest
 
-from juicectl import ProcessController, RestartPolicy
+from juicectl import ProcessController, ReplyFuture, RestartPolicy, aio
+from juicectl.aio import AsyncProcessController
+from tests.integration.commands import Echo
 
 ARGV = [sys.executable, "-c", "pass"]
 
@@ -199,3 +201,67 @@ def test_a_restart_policy_takes_ints_and_floats_at_its_bounds() -> None:
     )
     assert policy.delay(3, rng=lambda: 0.5) == 0.0
     assert RestartPolicy(jitter=0.0, factor=1.5, initial_delay=2).delay(1) == 3.0
+
+
+# --- the asyncio forms ------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("nothing_left_running")
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [case[1:] for case in BAD_START_OPTIONS],
+    ids=[case[0] for case in BAD_START_OPTIONS],
+)
+def test_async_start_refuses_a_bad_option_and_starts_nothing(
+    options: Callable[[], dict[str, Any]], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        AsyncProcessController.start(ARGV, **options())
+
+
+BAD_TIMEOUTS: list[tuple[Any, type[Exception], str]] = [
+    ("5", TypeError, "timeout must be a number of seconds or None, not '5'"),
+    (True, TypeError, "timeout must be a number of seconds or None, not True"),
+    (0, ValueError, "timeout must be > 0 seconds or None, not 0"),
+    (math.nan, ValueError, "timeout must be > 0 seconds or None, not nan"),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("timeout", "error", "message"), BAD_TIMEOUTS, ids=repr)
+async def test_the_async_forms_check_their_timeout(
+    timeout: Any, error: type[Exception], message: str
+) -> None:
+    ctl = AsyncProcessController.start(ARGV, name="async-timeouts")
+    try:
+        for attempt in (
+            lambda: aio.get_process(ctl.controller, timeout=timeout),
+            lambda: aio.stop_process(ctl.controller, timeout=timeout),
+            lambda: ctl.get_process(timeout=timeout),
+            lambda: ctl.stop_process(timeout=timeout),
+            lambda: ctl.call(Echo, timeout=timeout, value="x"),
+            lambda: ctl.close(timeout=timeout),
+        ):
+            with pytest.raises(error, match=message):
+                await attempt()
+        # Nothing was asked of the controller: it never launched a child.
+        assert await ctl.mode() == "stopped"
+    finally:
+        await ctl.close()
+
+
+@pytest.mark.asyncio
+async def test_the_async_forms_check_what_they_are_given() -> None:
+    message = r"controller must be a ProcessController \(or a juicectl.testing.FakeController\)"
+    with pytest.raises(TypeError, match=f"{message}, not 'ctl'"):
+        AsyncProcessController("ctl")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=f"{message}, not None"):
+        await aio.get_process(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=message):
+        await aio.stop_process(object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="connection must be a juicectl Connection"):
+        await aio.call("conn", Echo, value="x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"future must be a pykka\.Future .* not 42"):
+        aio.wrap_future(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="loop must be an asyncio event loop or None, not 'l'"):
+        aio.wrap_future(ReplyFuture(), loop="l")  # type: ignore[arg-type]
