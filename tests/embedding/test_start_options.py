@@ -18,7 +18,9 @@ import pytest
 
 from juicectl import ProcessController, ReplyFuture, RestartPolicy, aio
 from juicectl.aio import AsyncProcessController
+from juicectl.testing import FakeController, scripted_controller
 from tests.integration.commands import Echo
+from tests.integration.workers import EchoWorker
 
 ARGV = [sys.executable, "-c", "pass"]
 
@@ -201,6 +203,56 @@ def test_a_restart_policy_takes_ints_and_floats_at_its_bounds() -> None:
     )
     assert policy.delay(3, rng=lambda: 0.5) == 0.0
     assert RestartPolicy(jitter=0.0, factor=1.5, initial_delay=2).delay(1) == 3.0
+
+
+# --- FakeController -----------------------------------------------------------------------
+
+#: The options of start() that a FakeController takes too (no process: no argv, env, cwd or
+#: process factory).
+FAKE_OPTIONS = [
+    case for case in BAD_START_OPTIONS
+    if not case[0].startswith(("env", "cwd", "process_factory"))
+]
+
+
+@pytest.mark.usefixtures("nothing_left_running")
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [case[1:] for case in FAKE_OPTIONS],
+    ids=[case[0] for case in FAKE_OPTIONS],
+)
+def test_a_fake_controller_refuses_a_bad_option_and_starts_nothing(
+    options: Callable[[], dict[str, Any]], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        FakeController(EchoWorker, **options())
+    with pytest.raises(error, match=message):
+        scripted_controller({Echo: {"value": "x"}}, **options())
+
+
+@pytest.mark.usefixtures("nothing_left_running")
+@pytest.mark.parametrize(
+    ("worker", "options", "error", "message"),
+    [
+        (None, {}, TypeError, "worker must be a worker class or instance, not None"),
+        ("tests.integration.workers:EchoWorker", {}, TypeError,
+         "worker must be a worker class or instance, not 'tests.integration.workers:EchoWorker' "
+         r"\(a FakeController serves a class or an object in memory; .*juicectl_controller"),
+        ([EchoWorker], {}, TypeError, "worker must be a worker class or instance, not \\["),
+        (EchoWorker, {"concurrency": "2"}, TypeError,
+         "concurrency must be an int or None, not '2'"),
+        (EchoWorker, {"concurrency": 0}, ValueError, "concurrency must be >= 1, not 0"),
+        (EchoWorker, {"concurrency": True}, TypeError,
+         "concurrency must be an int or None, not True"),
+    ],
+    ids=["worker=None", "worker='module:Class'", "worker=[Class]", "concurrency='2'",
+         "concurrency=0", "concurrency=True"],
+)
+def test_a_fake_controller_refuses_a_bad_worker_or_concurrency(
+    worker: Any, options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        FakeController(worker, **options)
 
 
 # --- the asyncio forms ------------------------------------------------------------------------
