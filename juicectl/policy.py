@@ -115,6 +115,12 @@ class RestartPolicy:
             that the controller gives up (emits ``GaveUp``) until the next ``get_process()``.
         window: the intensity window, in seconds.
         reset_after: a child that stayed up this long resets the backoff to ``initial_delay``.
+
+    Every number is finite; the seconds and ``max_restarts`` are at least 0.
+
+    Raises:
+        TypeError: a field has the wrong type (the message names it and the value).
+        ValueError: a field is out of its range.
     """
 
     mode: RestartMode = "permanent"
@@ -132,6 +138,12 @@ class RestartPolicy:
                 f"RestartPolicy.mode must be 'permanent', 'transient' or 'temporary', "
                 f"not {self.mode!r}"
             )
+        for name in ("initial_delay", "factor", "max_delay", "jitter", "window", "reset_after"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"RestartPolicy.{name} must be a number, not {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"RestartPolicy.{name} must be a finite number, not {value!r}")
         for name in ("initial_delay", "max_delay", "window", "reset_after"):
             if getattr(self, name) < 0:
                 raise ValueError(f"RestartPolicy.{name} must be >= 0, not {getattr(self, name)!r}")
@@ -139,8 +151,11 @@ class RestartPolicy:
             raise ValueError(f"RestartPolicy.factor must be >= 1, not {self.factor!r}")
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"RestartPolicy.jitter must be within [0, 1], not {self.jitter!r}")
-        if self.max_restarts < 0:
-            raise ValueError(f"RestartPolicy.max_restarts must be >= 0, not {self.max_restarts!r}")
+        max_restarts = self.max_restarts
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int):
+            raise TypeError(f"RestartPolicy.max_restarts must be an int, not {max_restarts!r}")
+        if max_restarts < 0:
+            raise ValueError(f"RestartPolicy.max_restarts must be >= 0, not {max_restarts!r}")
 
     def should_restart(self, *, requested: bool, abnormal: bool) -> bool:
         """Whether a child that ended this way is restarted automatically."""

@@ -52,6 +52,15 @@ child's stderr (appended by the stderr thread, read for the report). The other t
 only what is set before they start (the ``Popen``, the connection, which is thread-safe on its
 own).
 
+End of life: pykka may stop this actor before its child has been reported
+(``ActorRegistry.stop_all()`` stops the newest actors first, so a process actor goes before
+its controller). That is an explicit stop: the actor tells its controller ``_Close`` (the
+application is ending: no termination event, no restart, no new child), then, since no
+message reaches it any more, drives the same table with a clock of its own in ``on_stop``:
+each stop step is taken as a ``StopChild`` would take it (``Shutdown`` first for a ready
+child), and its time is waited for on the child's exit itself, bounded by the same timeouts.
+The child's end is reported as usual (``clean`` when it obeyed ``Shutdown``).
+
 The child runs in the process group of its parent-death guard (see
 :mod:`juicectl.launch`), so signals reach its grandchildren, and the whole group dies with this
 process, however it dies. No Python code runs between fork and exec.
@@ -73,6 +82,7 @@ from typing import Any
 
 import pykka
 
+from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
 from juicectl._pipe import PipeTransport
 from juicectl._timer import TimerHandle, call_later
@@ -97,6 +107,7 @@ from juicectl.messages import (
     ChildProcessTerminated,
     StopChild,
     TerminationReason,
+    _Close,
 )
 from juicectl.policy import LaunchSpec
 
@@ -110,6 +121,8 @@ _STDERR_LINE_MAX = 1024
 _STDERR_TAIL_BYTES = 8192
 # Bytes of a child's stray stdout shown in the error.
 _STRAY_SAMPLE = 80
+# Seconds to wait, once SIGKILL went to the group, for the kernel to end the child.
+_SIGKILL_WAIT = 5.0
 
 # The readiness probe: Negotiate, with every field of the answer kept as text, so that an
 # answer spoiled by stray output can be shown as it came.
@@ -646,13 +659,16 @@ class ProcessActor(pykka.ThreadingActor):
         self._returncode = message.returncode
 
     def _stopped_from_outside(self, _: Any) -> None:
-        # Stopped without the child being reaped (e.g. pykka.ActorRegistry.stop_all()):
-        # never leave it running.
+        # The actor stopped before its child was reported. A child reaped by the stop in
+        # on_stop (_stop_in_place) is reported as its exit says; one still running (the actor
+        # crashed, or SIGKILL did not end it in time) is never left running.
         returncode = self._returncode
+        if returncode is not None and self._requested:
+            return
         if self._child is not None and returncode is None:
             self._child.signal_group(signal.SIGKILL)
             with contextlib.suppress(Exception):
-                returncode = self._child.popen.wait(timeout=5)
+                returncode = self._child.popen.wait(timeout=_SIGKILL_WAIT)
         self._final_reason = TerminationReason(
             pid=self._pid(),
             exit_status=returncode if returncode is not None and returncode >= 0 else None,
@@ -816,7 +832,38 @@ class ProcessActor(pykka.ThreadingActor):
             self._log.debug("controller_gone", message=type(message).__name__)
 
     def on_stop(self) -> None:
+        """Stopped by pykka: stop a child not yet reported, as ``StopChild`` would, then
+        report (see the module's end of life)."""
+        if self._phase is not Phase.REPORTED:
+            self._stop_in_place()
         self._cleanup()
+
+    def _stop_in_place(self) -> None:
+        popen = self._popen
+        if popen is None:
+            return  # nothing was launched (a failed launch has its report already)
+        if not self._requested:
+            self._log.info("stopped_from_outside", phase=self._phase.value)
+            self._cause_detail = "its process actor was stopped"
+            self._tell_controller(_Close(ReplyFuture()))
+        self._dispatch(Event.STOP_ASKED)
+        while self._phase in STOP_STEPS:
+            try:
+                returncode = popen.wait(timeout=self._step_time())
+            except subprocess.TimeoutExpired:
+                if self._phase is Phase.STOPPING_SIGKILL:
+                    return  # _stopped_from_outside waits once more, then reports it killed
+                self._dispatch(Event.STEP_DUE)
+            else:
+                self._dispatch(Event.CHILD_EXITED, _ChildExited(returncode))
+
+    def _step_time(self) -> float:
+        """How long the stop step of the current phase waits for the exit."""
+        if self._phase is Phase.STOPPING_SHUTDOWN:
+            return self._spec.stop_timeout
+        if self._phase is Phase.STOPPING_SIGKILL:
+            return _SIGKILL_WAIT
+        return self._spec.kill_timeout
 
     def on_failure(self, *args: Any) -> None:
         self._cleanup()
