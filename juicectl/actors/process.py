@@ -766,6 +766,9 @@ class ProcessActor(pykka.ThreadingActor):
         for timer in self._timers:
             timer.cancel()
         reason = self._final_reason or self._termination_reason()
+        # The controller hears first: a caller whose request fails below and retries at once
+        # sends its GetProcess behind this report, so it never meets the dead child again.
+        self._tell_controller(ChildProcessTerminated(self._generation, reason))
         if self._connection is not None:
             self._connection.connection_lost(
                 ProcessUnavailable(reason.describe(), stderr_tail=reason.stderr_tail)
@@ -773,7 +776,6 @@ class ProcessActor(pykka.ThreadingActor):
         self._close_stdin()
         if self._child is not None:
             self._child.release()
-        self._tell_controller(ChildProcessTerminated(self._generation, reason))
         with contextlib.suppress(pykka.ActorDeadError):  # already stopping (on_stop)
             self.stop()
 
