@@ -24,6 +24,9 @@ _LAZY = {
     "TooManyRequests": "juicectl.exceptions",
     "StopResult": "juicectl.messages",
     "ReplyFuture": "juicectl._future",
+    "local": "juicectl.launch",
+    "ssh": "juicectl.launch",
+    "prefix": "juicectl.launch",
 }
 
 __all__ = [
@@ -40,6 +43,9 @@ __all__ = [
     "StopResult",
     "TooManyRequests",
     "__version__",
+    "local",
+    "prefix",
+    "ssh",
 ]
 
 if TYPE_CHECKING:
@@ -54,6 +60,7 @@ if TYPE_CHECKING:
         RequestTimeout,
         TooManyRequests,
     )
+    from juicectl.launch import local, prefix, ssh
     from juicectl.messages import StopResult
     from juicectl.policy import LaunchSpec, RestartPolicy
 

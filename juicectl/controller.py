@@ -25,6 +25,7 @@ from juicectl.actors.subscribers import subscriber_for
 from juicectl.connection import Connection
 from juicectl.exceptions import ControllerClosed
 from juicectl.juice import Limits
+from juicectl.launch import Launcher, LaunchSession, LocalLauncher, open_session
 from juicectl.messages import (
     GetProcess,
     ProcessStarted,
@@ -63,6 +64,7 @@ class ProcessController:
         self.spec = spec
         self._closed = False
         self._hooks: list[pykka.ActorRef[Any]] = []
+        self._launch_session: LaunchSession | None = None
         with _open_lock:
             _open_controllers.add(self)
 
@@ -74,6 +76,7 @@ class ProcessController:
         name: str | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
+        launcher: Launcher | None = None,
         on_process_startup: Hook = None,
         on_process_termination: Hook = None,
         prepare: Callable[[Connection], Any] | None = None,
@@ -97,6 +100,10 @@ class ProcessController:
             name: a name for logs and events (default ``"controller-N"``).
             env: the child's environment (None: inherit the parent's).
             cwd: the child's working directory (None: inherit the parent's).
+            launcher: where the child runs: ``juicectl.local()`` (the default),
+                ``juicectl.ssh(host, ...)`` or ``juicectl.prefix([...])`` (see
+                ``docs/remote.md``). It is opened for this controller (the ssh launcher's
+                connection master lives until ``close()``).
             on_process_startup: a no-argument callable (run in a subscriber actor, never on
                 the controller's thread) or an ``ActorRef`` told ``ProcessStarted``, whenever
                 a newly spawned child is ready.
@@ -127,6 +134,7 @@ class ProcessController:
             argv=tuple(argv) if not isinstance(argv, str | bytes) else argv,
             env=dict(env) if env is not None else None,
             cwd=str(cwd) if cwd is not None else None,
+            launcher=launcher if launcher is not None else LocalLauncher(),
             readiness=readiness,
             prepare=prepare,
             responder=responder,
@@ -147,11 +155,17 @@ class ProcessController:
             hooks.append(subscriber_for(on_process_startup, (ProcessStarted,), name=name))
         if on_process_termination is not None:
             hooks.append(subscriber_for(on_process_termination, (ProcessTerminated,), name=name))
-        factory = process_factory or ProcessActor.factory(name)
-        actor_ref = ControllerActor.start(name, spec, factory, policy, [*hooks, *subscribers])
+        session = open_session(spec.launcher, name)
+        factory = process_factory or ProcessActor.factory(name, launcher=session)
+        try:
+            actor_ref = ControllerActor.start(name, spec, factory, policy, [*hooks, *subscribers])
+        except BaseException:
+            session.close()
+            raise
         log.info("controller_started", controller=name, argv=list(spec.argv))
         controller = cls(actor_ref, name, spec)
         controller._hooks = hooks
+        controller._launch_session = session
         return controller
 
     # --- the seed's operations ------------------------------------------------------------
@@ -177,6 +191,12 @@ class ProcessController:
         response dict. A convenience for scripts: ``get_process()`` then ``call()``."""
         connection = self.get_process().get(timeout=timeout or self.spec.startup_timeout + 1)
         return connection.call(command, timeout=timeout, **arguments).get()
+
+    @property
+    def launch_session(self) -> LaunchSession | None:
+        """The launcher as opened for this controller (``SshSession`` for an ``ssh()``
+        launcher: its ``master_pid``); None once closed."""
+        return self._launch_session
 
     @property
     def actor_ref(self) -> pykka.ActorRef[Any]:
@@ -229,7 +249,7 @@ class ProcessController:
         future: ReplyFuture[StopResult] = ReplyFuture()
         # No recheck: closing stops the actor, which settles this future as it stops.
         if not self._tell(_Close(future), future, recheck=False):
-            self._stop_hooks()
+            self._release()
             return None
         spec = self.spec
         bound = timeout if timeout is not None else (
@@ -243,16 +263,21 @@ class ProcessController:
         except pykka.Timeout:
             log.warning("close_timed_out", controller=self.name, timeout=bound)
             self._actor.stop(block=False)
-            self._stop_hooks()
+            self._release()
             return None
         if self._actor.is_alive():
             self._actor.stop(block=True, timeout=5)
-        self._stop_hooks()
+        self._release()
         return result
 
-    def _stop_hooks(self) -> None:
+    def _release(self) -> None:
+        """After the stop: the hooks' actors, and what the launcher holds (the ssh
+        connection master and its directory)."""
         for hook in self._hooks:
             hook.stop(block=False)
+        session, self._launch_session = self._launch_session, None
+        if session is not None:
+            session.close()
 
     def __enter__(self) -> ProcessController:
         return self
