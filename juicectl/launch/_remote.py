@@ -22,7 +22,7 @@ import math
 import re
 import shlex
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from juicectl.exceptions import ProcessLaunchError
@@ -156,6 +156,8 @@ class RemoteExitReader:
         python: the remote Python the shim runs with (None: no shim).
         transport_failure: the exit status the transport itself fails with (ssh: 255), or
             None if it has none of its own.
+        shared_cause: why a shared connection (the ssh master) ended, asked when the
+            transport failed without saying why ("" while it runs).
     """
 
     def __init__(
@@ -164,11 +166,13 @@ class RemoteExitReader:
         command: tuple[str, ...],
         python: str | None,
         transport_failure: int | None,
+        shared_cause: Callable[[], str] | None = None,
     ) -> None:
         self.where = where
         self.command = command
         self.python = python
         self.transport_failure = transport_failure
+        self.shared_cause = shared_cause
 
     def __call__(self, returncode: int, tail: tuple[str, ...], ready: bool) -> ExitReading:
         where = self.where
@@ -176,7 +180,11 @@ class RemoteExitReader:
             # The local end (the ssh client, the exec prefix) was killed.
             return ExitReading(None, -returncode, f"on {where}")
         if returncode == self.transport_failure:
-            cause = _last_line(tail, skip_shim=True) or "no message"
+            cause = _last_line(tail, skip_shim=True)
+            shared = self.shared_cause() if self.shared_cause is not None else ""
+            if shared:
+                cause = f"{cause}; its connection: {shared}" if cause else shared
+            cause = cause or "no message"
             if not ready:
                 return self._launch_error(returncode, f"{where} failed: {cause}")
             return ExitReading(returncode, None, f"{where} ended: {cause}")

@@ -3,7 +3,7 @@
 ``ssh(host, ...)`` is a value (a frozen dataclass): it says how to reach the host, nothing
 runs until a controller launches through it. What it execs for a ``LaunchSpec``::
 
-    ssh -T -e none -o BatchMode=yes -o LogLevel=ERROR -o ServerAliveInterval=5
+    ssh -T -e none -o BatchMode=yes -o LogLevel=INFO -o ServerAliveInterval=5
         -o ServerAliveCountMax=3 [-o ControlMaster=no -o ControlPath=DIR/master]
         [-l USER] [-p PORT] [-i IDENTITY -o IdentitiesOnly=yes]
         [-o UserKnownHostsFile=FILE -o StrictHostKeyChecking=yes] [-F CONFIG] [-o NAME=VALUE]...
@@ -42,7 +42,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -201,7 +201,9 @@ class SshLauncher:
 
     def connection_options(self) -> list[str]:
         """The ssh options of every invocation: the connection's, without a ControlPath."""
-        words = ["-T", "-e", "none", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
+        # LogLevel INFO: ssh says why a link ended ("Timeout, server ... not responding.")
+        # at that level, and those words are the crash's cause.
+        words = ["-T", "-e", "none", "-o", "BatchMode=yes", "-o", "LogLevel=INFO"]
         if self.keepalive is not None:
             interval, count = self.keepalive
             words += ["-o", f"ServerAliveInterval={interval}",
@@ -221,9 +223,15 @@ class SshLauncher:
             words += ["-o", f"{name}={value}"]
         return words
 
-    def invocation(self, spec: LaunchSpec, control_path: str | None = None) -> Invocation:
+    def invocation(
+        self,
+        spec: LaunchSpec,
+        control_path: str | None = None,
+        master_cause: Callable[[], str] | None = None,
+    ) -> Invocation:
         """The ssh command for ``spec`` (a direct connection, or a session of the master
-        whose socket is ``control_path``).
+        whose socket is ``control_path``; ``master_cause`` then tells why the master's
+        connection ended, when it has).
 
         Raises:
             ProcessLaunchError: there is no ``ssh`` program on this machine.
@@ -236,7 +244,7 @@ class SshLauncher:
         line = shell_command_line(spec, python=self.python, shim=self.shim)
         words += ["--", self.host, line]
         reader = RemoteExitReader(self.where, command, self.python if self.shim else None,
-                            SSH_FAILURE)
+                                  SSH_FAILURE, master_cause)
         return Invocation(argv=tuple(words), env=None, cwd=None, command=command,
                           where=self.where, read_exit=reader)
 
@@ -326,6 +334,10 @@ class _Master:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def cause(self) -> str:
+        """Why the master's connection ended ("" while it runs)."""
+        return "" if self.alive() else self.last_line()
+
     def last_line(self) -> str:
         with contextlib.suppress(OSError), open(self.log_path, "rb") as errors:
             lines = [line.strip() for line in errors.read().decode("utf-8", "replace")
@@ -389,7 +401,10 @@ class SshSession:
         command = tuple(spec.argv)
         with self._lock:
             path = self._ensure_master(spec, command)
-        return launcher.invocation(spec, control_path=path)
+            master = self._master
+        assert master is not None
+        # A session of the master says little when the link drops: the master says why.
+        return launcher.invocation(spec, control_path=path, master_cause=master.cause)
 
     def _ensure_master(self, spec: LaunchSpec, command: tuple[str, ...]) -> str:
         if self._closed.is_set():

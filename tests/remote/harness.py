@@ -191,11 +191,11 @@ class Sshd:
         """What the server logged so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def connections(self) -> int:
-        """The connections it serves now (one child process of the listener each)."""
-        assert self.process is not None
+    def _connection_pids(self) -> list[int]:
+        if self.process is None:
+            return []
         me = str(self.process.pid)
-        count = 0
+        pids = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
@@ -204,11 +204,19 @@ class Sshd:
             except OSError:
                 continue
             if fields[1] == me and fields[0] != "Z":
-                count += 1
-        return count
+                pids.append(int(entry.name))
+        return pids
+
+    def connections(self) -> int:
+        """The connections it serves now (one child process of the listener each)."""
+        return len(self._connection_pids())
 
     def stop(self) -> None:
-        """Stop the server (and with it every connection it serves)."""
+        """Stop the server and end every connection it serves (the host goes away: a
+        listener stopped alone leaves its connections running)."""
+        for pid in self._connection_pids():
+            with contextlib.suppress(OSError):
+                os.kill(pid, 15)
         process, self.process = self.process, None
         if process is None:
             return
@@ -341,15 +349,9 @@ class Harness:
 
         extra = {"HostKeyAlias": HOST_ALIAS, **options.pop("options", {})}
         options.setdefault("identity", str(self.client_key))
-        return ssh(
-            "127.0.0.1",
-            user=self.user,
-            port=port,
-            known_hosts=str(self.known_hosts),
-            options=extra,
-            config=os.devnull,
-            **options,
-        )
+        options.setdefault("known_hosts", str(self.known_hosts))
+        options.setdefault("config", os.devnull)
+        return ssh("127.0.0.1", user=self.user, port=port, options=extra, **options)
 
     def worker_env(self, mark: str, **more: str) -> dict[str, str]:
         """The remote worker's whole environment: the copy of the code on its path, the
