@@ -330,9 +330,11 @@ def main(args: list[str]) -> int:
         signal.signal(signum, note)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the poll
     parent = os.getppid()
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGHUP)
+    # The worker first: it starts while the shim loads ctypes for prctl (10 ms); a
+    # grandchild cannot be orphaned before the worker's own Python has even started.
     pid = _start_worker(options)
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGHUP)  # then the loop checks getppid() for a race
     watch = _Watch(pid, options.grace, wake_r, received)
     watch.parent = parent
     status = watch.run()
