@@ -160,8 +160,10 @@ def test_end_of_input_ends_the_remote_group(
     harness: Harness, sshd: Sshd, mark: str, control_master: bool
 ) -> None:
     launcher = harness.launcher(sshd.port, control_master=control_master)
+    # The shim gives a worker whose input ended 0.4 x kill_timeout to exit by itself: here
+    # 2 s, so that a loaded machine's slow exit is still the worker's own.
     spec = LaunchSpec(harness.worker_argv(), env=harness.worker_env(mark), launcher=launcher,
-                      **FAST)
+                      **{**FAST, "kill_timeout": 5.0})
     session = launcher.open("end-of-input")
     child = spawn(session.invocation(spec))
     try:
