@@ -44,6 +44,7 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "c64": (f"small echo, {WINDOW} in flight from one caller", "req/s"),
     "t8": (f"small echo, {WINDOW} in flight from {THREADS} threads", "req/s"),
     "big": ("60,000-byte echo, sequential", "req/s"),
+    "big64": (f"60,000-byte echo, {WINDOW} in flight from one caller", "req/s"),
     "cold": ("launch -> first Echo answered", "ms"),
     "restart": ("SIGKILL -> restarted, first Echo answered", "ms"),
     "rest": ("one ready controller at rest", "threads"),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """CPU time per request, parent and child, for juicectl alone: the figure to tune against.
 
-    .venv/bin/python benchmarks/cost.py [--scenario seq|c64|big] [--count N] [--repeat R]
+    .venv/bin/python benchmarks/cost.py [--scenario seq|c64|big|big64] [--count N] [--repeat R]
                                         [--busy-poll SECONDS]
 
 Wall-clock rates on a shared machine swing with everyone else's load; the CPU time each
@@ -43,10 +43,11 @@ def _own_cpu() -> float:
 
 
 def _run(connection: Any, scenario: str, count: int) -> None:
-    if scenario == "c64":
+    if scenario in ("c64", "big64"):
+        value = BIG if scenario == "big64" else SMALL
         pending: deque[Any] = deque()
         for _ in range(count):
-            pending.append(connection.call(Echo, value=SMALL))
+            pending.append(connection.call(Echo, value=value))
             if len(pending) >= WINDOW:
                 pending.popleft().get()
         while pending:
@@ -59,12 +60,12 @@ def _run(connection: Any, scenario: str, count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--scenario", default="seq", choices=["seq", "c64", "big"])
+    parser.add_argument("--scenario", default="seq", choices=["seq", "c64", "big", "big64"])
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--busy-poll", type=float, default=None)
     args = parser.parse_args()
-    count = args.count or {"seq": 10000, "c64": 30000, "big": 2000}[args.scenario]
+    count = args.count or {"seq": 10000, "c64": 30000, "big": 2000, "big64": 2000}[args.scenario]
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     argv = [sys.executable, "-m", "juicectl.child", "benchmarks.workload:EchoWorker"]
     options: dict[str, Any] = {}

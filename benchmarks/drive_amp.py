@@ -164,9 +164,10 @@ def _steady(scenario: str, count: int) -> Generator[Any, Any, None]:
             answer = yield proto.callRemote(Echo, value=value)
             assert answer["value"] == value
             result = yield _sequential(proto, value, count)
-        elif scenario == "c64":
-            yield _windowed(proto, SMALL, min(WARMUP, count))
-            result = yield _windowed(proto, SMALL, count)
+        elif scenario in ("c64", "big64"):
+            value = BIG if scenario == "big64" else SMALL
+            yield _windowed(proto, value, min(WARMUP, count))
+            result = yield _windowed(proto, value, count)
         else:
             from twisted.internet.threads import deferToThread
 

@@ -57,8 +57,10 @@ class _Writer(pykka.ThreadingActor):
 
 
 def _route_writes_through_actor(connection: Connection) -> pykka.ActorRef[Any]:
-    # Bypass the combined write under the lock: each request becomes one inbox message.
-    writer = _Writer.start(connection._write)
+    # Bypass the combined write under the lock: each request becomes one inbox message,
+    # written through the connection's transport (reading while it waits for room).
+    transport, wait_for_room = connection._transport, connection._wait_for_room
+    writer = _Writer.start(lambda data: transport.write(data, wait_for_room))
     connection._send = writer.tell  # type: ignore[method-assign]
     return writer
 
@@ -90,7 +92,9 @@ def _steady(scenario: str, count: int, via_actor: bool) -> None:
                 result = concurrent_rate(
                     lambda value: connection.call(Echo, value=value),
                     lambda future: future.get(),
-                    SMALL, count, 1 if scenario == "c64" else THREADS,
+                    BIG if scenario == "big64" else SMALL,
+                    count,
+                    THREADS if scenario == "t8" else 1,
                 )
         finally:
             if writer is not None:

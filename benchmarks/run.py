@@ -10,10 +10,10 @@ every round, so that a burst of load from elsewhere on the machine hits all of t
 The table gives each one's median over the rounds (and its spread), the ratios of the
 medians, and each goal of the performance issue with PASS or FAIL.
 
-Scenarios: seq, c64, t8, big, cold, restart, rest (see ``_common.SCENARIOS``), ``scale``
-(``scale.py``: 50 controllers at once; not part of the default run, it takes a while), and
-``remote`` (``remote.py``: workers through OpenSSH on a loopback sshd, against ``ssh host
-cat`` and execnet; part of the default run where sshd is installed).
+Scenarios: seq, c64, t8, big, big64, cold, restart, rest (see ``_common.SCENARIOS``),
+``scale`` (``scale.py``: 50 controllers at once; not part of the default run, it takes a
+while), and ``remote`` (``remote.py``: workers through OpenSSH on a loopback sshd, against
+``ssh host cat`` and execnet; part of the default run where sshd is installed).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ MEASURED: dict[str, list[str]] = {
     "c64": ["juicectl", "twisted amp", "process pool", _ACTOR, _NO_SPIN],
     "t8": ["juicectl", "twisted amp", "process pool", _ACTOR, _NO_SPIN],
     "big": ["juicectl", "twisted amp", "process pool", "cat floor", "python cat", _NO_SPIN],
+    "big64": ["juicectl", "twisted amp", _NO_SPIN],
     "cold": ["juicectl", "twisted amp", "process pool"],
     "restart": ["juicectl", "twisted amp", "process pool"],
     "rest": ["juicectl", "twisted amp", "process pool"],
@@ -67,6 +68,7 @@ COUNTS: dict[str, tuple[int, int]] = {
     "c64": (20000, 6000),
     "t8": (20000, 6000),
     "big": (1500, 500),
+    "big64": (3000, 1000),
     "cold": (5, 3),
     "restart": (5, 3),
     "rest": (1, 1),
@@ -177,12 +179,22 @@ def _restart_vs_cold(results: Results) -> tuple[float | None, bool | None]:
     return restart / cold, restart < 2 * cold
 
 
+def _big64_vs_big(results: Results) -> tuple[float | None, bool | None]:
+    pipelined, alone = median(results, "big64", "juicectl"), median(results, "big", "juicectl")
+    if pipelined is None or alone is None:
+        return None, None
+    return pipelined / alone, pipelined >= alone
+
+
 GOALS: list[Goal] = [
     ("sequential echo >= 1.5x Twisted AMP", lambda r: _ratio(r, "seq", "twisted amp", 1.5)),
     ("sequential echo >= 70% of the cat floor", lambda r: _ratio(r, "seq", "cat floor", 0.7)),
     ("64 in flight >= 4x Twisted AMP", lambda r: _ratio(r, "c64", "twisted amp", 4.0)),
     ("64 in flight >= 4x ProcessPoolExecutor", lambda r: _ratio(r, "c64", "process pool", 4.0)),
     ("60,000-byte values >= 2x Twisted AMP", lambda r: _ratio(r, "big", "twisted amp", 2.0)),
+    ("60,000-byte values, 64 in flight >= 2x Twisted AMP",
+     lambda r: _ratio(r, "big64", "twisted amp", 2.0)),
+    ("60,000-byte values, 64 in flight >= juicectl one at a time", _big64_vs_big),
     ("start to first answer <= the AMP child's (time ratio)",
      lambda r: _ratio(r, "cold", "twisted amp", 1.0, lower_is_better=True)),
     ("restart after SIGKILL < 2x a cold start (time ratio)", _restart_vs_cold),

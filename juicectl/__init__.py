@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "ProcessController": "juicectl.controller",
     "Connection": "juicectl.connection",
+    "ConnectionOptions": "juicectl.policy",
     "RestartPolicy": "juicectl.policy",
     "LaunchSpec": "juicectl.policy",
     "JuicectlError": "juicectl.exceptions",
@@ -31,6 +32,7 @@ _LAZY = {
 
 __all__ = [
     "Connection",
+    "ConnectionOptions",
     "ControllerClosed",
     "JuicectlError",
     "LaunchSpec",
@@ -62,7 +64,7 @@ if TYPE_CHECKING:
     )
     from juicectl.launch import local, prefix, ssh
     from juicectl.messages import StopResult
-    from juicectl.policy import LaunchSpec, RestartPolicy
+    from juicectl.policy import ConnectionOptions, LaunchSpec, RestartPolicy
 
 
 def __getattr__(name: str) -> Any:

@@ -5,13 +5,22 @@ may race to settle the same request, so ``try_set`` / ``try_set_exception`` repo
 Callbacks let the connection, ``juicectl.aio`` and the actors react to an outcome without
 a thread blocked in ``get()``.
 
-Why it does not use ``ThreadingFuture``'s own machinery: a future is made for every request,
-and building and waiting on a ``threading.Condition`` (pure Python) cost more than the rest of
-the caller's side of a request. A plain lock, held from creation until the future is settled,
-is the cheapest one-shot event there is: a waiter acquires it (blocking in C) and releases it
-at once for the next waiter. The behaviour is pykka's: ``get(timeout=...)`` raises
-``pykka.Timeout``, a second ``set()`` raises ``queue.Full``, get hooks (``map``, ``filter``,
-``join``...) work.
+``ReplyFuture`` is a ``pykka.Future`` (it calls the base ``__init__``), not a
+``ThreadingFuture``: a future is made for every request, and building and waiting on a
+``threading.Condition`` (pure Python) cost more than the rest of the caller's side of a
+request. A plain lock, held from creation until the future is settled, is the cheapest
+one-shot event there is: a waiter acquires it (blocking in C) and releases it at once for the
+next waiter. The behaviour is pykka's: ``get(timeout=...)`` raises ``pykka.Timeout``, a
+second ``set()`` raises ``queue.Full``, get hooks (``map``, ``filter``, ``join``...) work.
+
+What of pykka this module relies on, and nothing else in the package does:
+
+* ``pykka.Future.__init__``, ``set_get_hook`` and ``get`` (public): a get hook is stored and
+  run by the base class, whose ``get()`` calls it once and remembers its result.
+* ``pykka.Future._get_hook`` (private): read only by :func:`has_get_hook`, for pykka futures
+  that are not ours, to tell one that computes its value in ``get()``.
+
+``tests/test_reply_future.py`` checks each of these against the installed pykka.
 """
 
 from __future__ import annotations
@@ -29,38 +38,40 @@ from juicectl._log import get_logger
 
 T = TypeVar("T")
 _log = get_logger(__name__)
-
-#: pykka's marker for "the get hook has not run yet" (it checks it with isinstance), taken
-#: from a plain pykka future rather than by its private name.
-_UNSET: Any = pykka.Future()._get_hook_result
+_future_init = pykka.Future.__init__
 
 
-class ReplyFuture(pykka.ThreadingFuture[T]):
-    """A ``pykka.ThreadingFuture`` with ``done()``, ``add_done_callback()`` and ``try_set*``.
+class ReplyFuture(pykka.Future[T]):
+    """A ``pykka.Future`` with ``done()``, ``add_done_callback()`` and ``try_set*``.
 
     Callbacks run on the thread that settles the future (or at once, on the caller's thread,
     if it is already settled); they must be quick. One that raises is logged
     (``future_callback_failed``) and the others still run.
     """
 
-    # pykka.Future's state, as class-level defaults: the instance gets its own only when a get
-    # hook is set (rare), and __init__ stays as short as it can be (see the module docstring).
-    _get_hook = None
-    _get_hook_result: Any = _UNSET
+    # The state of an unsettled future, as class-level defaults: an instance gets its own
+    # only as it changes, and __init__ stays as short as it can be (see the module docstring).
+    _settled = False
+    _hooked = False  # a get hook was set: get() computes the value, nothing settles it
+    _value: Any = None
+    _error: BaseException | None = None
+    _traceback: TracebackType | None = None
+    _callbacks: list[Callable[[ReplyFuture[T]], None]] | None = None
 
     def __init__(self) -> None:
+        _future_init(self)  # pykka.Future.__init__: its record of a get hook (none yet)
         self._settle_lock = allocate_lock()
-        self._done = allocate_lock()
-        self._done.acquire()  # released once settled
-        self._settled = False
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._traceback: TracebackType | None = None
-        self._callbacks: list[Callable[[ReplyFuture[T]], None]] | None = None
+        self._done = done = allocate_lock()
+        done.acquire()  # released once settled
 
     def done(self) -> bool:
         """Whether the future holds a value or an exception."""
         return self._settled
+
+    def has_get_hook(self) -> bool:
+        """Whether ``get()`` computes the value (a future made by ``map``, ``filter``,
+        ``join``...): such a future is never settled, and its callbacks never run."""
+        return self._hooked
 
     def get(self, *, timeout: float | None = None) -> Any:
         """The value (or raise the exception); wait up to ``timeout`` seconds (None: forever).
@@ -69,8 +80,8 @@ class ReplyFuture(pykka.ThreadingFuture[T]):
             pykka.Timeout: not settled within ``timeout``.
         """
         if not self._settled:
-            if self._get_hook is not None:
-                return pykka.Future.get(self, timeout=timeout)
+            if self._hooked:
+                return pykka.Future.get(self, timeout=timeout)  # runs the hook, once
             done = self._done
             if timeout is None:
                 acquired = done.acquire()
@@ -93,7 +104,7 @@ class ReplyFuture(pykka.ThreadingFuture[T]):
         with self._settle_lock:
             if self._settled:
                 return False
-            if self._get_hook is not None:
+            if self._hooked:
                 raise queue.Full  # pykka's rule: a future with a get hook is never set
             self._value = value
             self._settled = True
@@ -108,7 +119,7 @@ class ReplyFuture(pykka.ThreadingFuture[T]):
         with self._settle_lock:
             if self._settled:
                 return False
-            if self._get_hook is not None:
+            if self._hooked:
                 raise queue.Full
             self._error = error
             self._traceback = error.__traceback__
@@ -136,7 +147,8 @@ class ReplyFuture(pykka.ThreadingFuture[T]):
         with self._settle_lock:
             if self._settled:
                 raise queue.Full
-            self._get_hook = func
+            self._hooked = True
+            pykka.Future.set_get_hook(self, func)
 
     def add_done_callback(self, callback: Callable[[ReplyFuture[T]], None]) -> None:
         """Call ``callback(future)`` once settled (at once if it already is)."""
@@ -163,3 +175,12 @@ class ReplyFuture(pykka.ThreadingFuture[T]):
                 # connection's reader, or a caller reading its own): a callback that raises
                 # must not stop it, nor lose the answers after this one.
                 _log.exception("future_callback_failed", callback=repr(callback))
+
+
+def has_get_hook(future: pykka.Future[Any]) -> bool:
+    """Whether ``future`` computes its value in ``get()`` (made by ``map``, ``filter``,
+    ``join``...), and so is never settled itself: a ``ReplyFuture`` says so, and for any other
+    pykka future this reads pykka's own record of the hook (``Future._get_hook``)."""
+    if isinstance(future, ReplyFuture):
+        return future.has_get_hook()
+    return getattr(future, "_get_hook", None) is not None

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 
 import pykka
 
+from juicectl._future import has_get_hook
 from juicectl.connection import Connection
 from juicectl.controller import ProcessController
 from juicectl.exceptions import TooManyRequests
@@ -100,7 +101,7 @@ def wrap_future(
     add_done_callback = getattr(future, "add_done_callback", None)
     # A future made by map()/filter()/join() computes its value in get() (a "get hook") and
     # is never settled itself, so its callbacks would never run: wait on it instead.
-    hooked = getattr(future, "_get_hook", None) is not None
+    hooked = has_get_hook(future)
     if callable(add_done_callback) and not hooked:
         # A ReplyFuture: already settled when the callback runs, so get() returns at once.
         add_done_callback(lambda _settled: post(lambda: future.get(timeout=0)))

@@ -16,7 +16,6 @@ from typing import Any
 
 import pykka
 
-from juicectl._busy_poll import DEFAULT_BUSY_POLL
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
 from juicectl.actors.controller import ControllerActor, Mode
@@ -37,9 +36,12 @@ from juicectl.messages import (
     _GetMode,
     _GetStats,
 )
-from juicectl.policy import LaunchSpec, Readiness, RestartPolicy
+from juicectl.policy import ConnectionOptions, LaunchSpec, Readiness, RestartPolicy
 
 log = get_logger(__name__)
+
+#: The connection options' defaults, for the keywords of start().
+_DEFAULTS = ConnectionOptions()
 
 _names = itertools.count(1)
 _open_controllers: weakref.WeakSet[ProcessController] = weakref.WeakSet()
@@ -80,18 +82,18 @@ class ProcessController:
         on_process_startup: Hook = None,
         on_process_termination: Hook = None,
         prepare: Callable[[Connection], Any] | None = None,
-        responder: object | None = None,
+        responder: object | None = _DEFAULTS.responder,
         restart: RestartPolicy | None = None,
         readiness: Readiness = "negotiate",
         startup_timeout: float = 10.0,
         stop_timeout: float = 5.0,
         kill_timeout: float = 2.0,
-        request_timeout: float | None = None,
-        max_in_flight: int = 1024,
-        limits: Limits | None = None,
+        request_timeout: float | None = _DEFAULTS.request_timeout,
+        max_in_flight: int = _DEFAULTS.max_in_flight,
+        limits: Limits | None = _DEFAULTS.limits,
         subscribers: Iterable[pykka.ActorRef[Any]] = (),
         process_factory: ProcessFactory | None = None,
-        busy_poll: float = DEFAULT_BUSY_POLL,
+        busy_poll: float = _DEFAULTS.busy_poll,
     ) -> ProcessController:
         """Start a controller (in mode ``"stopped"``) for the child ``argv``.
 
@@ -112,7 +114,9 @@ class ProcessController:
             prepare: ``prepare(connection)`` runs once the child answers, before any caller
                 gets the connection; what it sends goes out first. It may return a future to
                 wait for. If it fails, the start fails.
-            responder: an object whose ``@Command.responder`` methods answer the child.
+            responder, request_timeout, max_in_flight, limits, busy_poll: the connection's
+                options (``ConnectionOptions``, where each is described, with its default);
+                a bad value raises ``TypeError`` or ``ValueError`` here, naming the option.
             restart: the ``RestartPolicy`` (default: permanent, with backoff and a limit).
             readiness: ``"negotiate"`` (default) or ``"connected"``.
             startup_timeout: seconds from launch to ready; past it the child is stopped
@@ -120,15 +124,9 @@ class ProcessController:
             stop_timeout: seconds to wait for the child to exit after ``Shutdown``.
             kill_timeout: seconds to wait after closing stdin, and again after SIGTERM,
                 before the next step (see ``LaunchSpec``).
-            request_timeout: the default timeout of each request (None: none).
-            max_in_flight: the most requests outstanding at once on a connection.
-            limits: parser limits for what the child sends.
             subscribers: ``ActorRef``s told every event.
             process_factory: replaces the process actor (tests drive the controller with a
                 fake one).
-            busy_poll: how long (seconds, 0 to 0.01) a caller reading its own answer may
-                poll the child's stdout before it sleeps on it; it does so only while that
-                brings answers sooner (see ``docs/performance.md``). 0 never polls.
         """
         spec = LaunchSpec(
             argv=tuple(argv) if not isinstance(argv, str | bytes) else argv,
@@ -137,14 +135,16 @@ class ProcessController:
             launcher=launcher if launcher is not None else LocalLauncher(),
             readiness=readiness,
             prepare=prepare,
-            responder=responder,
             startup_timeout=startup_timeout,
             stop_timeout=stop_timeout,
             kill_timeout=kill_timeout,
-            request_timeout=request_timeout,
-            max_in_flight=max_in_flight,
-            limits=limits if limits is not None else Limits(),
-            busy_poll=busy_poll,
+            connection=ConnectionOptions(
+                request_timeout=request_timeout,
+                max_in_flight=max_in_flight,
+                limits=limits,
+                busy_poll=busy_poll,
+                responder=responder,
+            ),
         )
         policy = restart if restart is not None else RestartPolicy()
         if not isinstance(policy, RestartPolicy):

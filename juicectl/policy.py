@@ -1,13 +1,16 @@
-"""Plain data: how a controller launches its child, restarts it, and bounds every wait.
+"""Plain data: how a controller launches its child, restarts it, talks to it, and bounds
+every wait.
 
 Nothing here keeps time by itself, and the only I/O is ``LaunchSpec`` checking that its
 ``cwd`` is a directory; the controller actor asks these objects what to do
 (``RestartPolicy.should_restart``, ``RestartPolicy.delay``, ``RestartHistory.decide``) and
-keeps the clock: every time is passed in.
+keeps the clock: every time is passed in. Each object checks its values when it is made, so
+that a bad one fails where it was written, with the option's name and the value.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections import deque
@@ -21,6 +24,77 @@ from juicectl.launch import Launcher, LocalLauncher
 
 RestartMode = Literal["permanent", "transient", "temporary"]
 Readiness = Literal["negotiate", "connected"]
+
+
+def check_timeout(value: object, name: str, *, none: bool = False) -> float | None:
+    """``value`` as a timeout: a finite number of seconds above 0 (or None, when ``none``).
+
+    Raises:
+        TypeError: ``value`` is not a number (a ``str``, a ``bool``...); the message names
+            ``name`` and the value.
+        ValueError: it is 0 or less, infinite or NaN.
+    """
+    if value is None and none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        expected = "a number of seconds or None" if none else "a number of seconds"
+        raise TypeError(f"{name} must be {expected}, not {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        expected = "> 0 seconds or None" if none else "> 0 seconds"
+        raise ValueError(f"{name} must be {expected}, not {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ConnectionOptions:
+    """How a connection to a child behaves: the one place these options and their defaults
+    are written. ``ProcessController.start()`` takes them as keywords, ``LaunchSpec`` holds
+    them, and each connection (and each in-memory pair of ``juicectl.testing``) gets them
+    whole.
+
+    Attributes:
+        request_timeout: the default timeout of each ``call()``, in seconds, or None for none
+            (a call's own ``timeout=`` overrides it). Past it the call fails with
+            ``RequestTimeout``; an answer that comes later is dropped.
+        max_in_flight: the most requests outstanding at once on one connection, each way. A
+            caller past it waits for a free slot (up to its timeout), or with
+            ``wait_for_slot=False`` fails with ``TooManyRequests``; a child with that many
+            requests to the parent unanswered that sends another breaks the connection
+            (``LimitExceeded``).
+        limits: the parser's limits on what the child sends (None: the codec's defaults,
+            ``Limits()``).
+        busy_poll: how long (seconds, 0 to 0.01) a caller reading its own answer may poll the
+            child's stdout before it sleeps on it; it does so only while that brings answers
+            sooner (see ``docs/performance.md``). 0 never polls.
+        responder: an object whose ``@Command.responder`` methods answer the child's
+            requests, or None (then only the built-in ``Negotiate`` is answered).
+
+    Raises:
+        TypeError: an option has the wrong type (the message names it and the value).
+        ValueError: an option is out of its range.
+    """
+
+    request_timeout: float | None = None
+    max_in_flight: int = 1024
+    limits: Limits | None = None
+    busy_poll: float = DEFAULT_BUSY_POLL
+    responder: object | None = None
+
+    def __post_init__(self) -> None:
+        check_timeout(self.request_timeout, "request_timeout", none=True)
+        max_in_flight = self.max_in_flight
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+            raise TypeError(f"max_in_flight must be an int, not {max_in_flight!r}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, not {max_in_flight!r}")
+        if self.limits is not None and not isinstance(self.limits, Limits):
+            raise TypeError(f"limits must be a juicectl.juice.Limits or None, not {self.limits!r}")
+        check_busy_poll(self.busy_poll)
+        if isinstance(self.responder, type):
+            raise TypeError(
+                f"responder must be an object whose methods answer the child, not the class "
+                f"{self.responder.__qualname__} itself (pass an instance)"
+            )
 
 
 @dataclass(frozen=True)
@@ -179,17 +253,12 @@ class LaunchSpec:
         prepare: called with the ``Connection`` once the child answers, before any waiter is
             released; whatever it sends goes out first. It may return a future (anything with
             ``get(timeout=...)``) to be waited for. If it raises, the start fails.
-        responder: an object whose ``@Command.responder`` methods answer the child's requests.
         startup_timeout: seconds from launch to ready; past it the child is stopped.
         stop_timeout: seconds to wait for the child to exit after ``Shutdown`` before
             closing its stdin.
         kill_timeout: seconds to wait after closing its stdin before SIGTERM to its process
             group, and again after SIGTERM before SIGKILL.
-        request_timeout: default timeout for each request, or None for none.
-        max_in_flight: the most requests outstanding at once on one connection.
-        limits: the parser's limits for what the child sends.
-        busy_poll: how long (seconds, 0 to 0.01) a caller reading its own answer may poll the
-            child's stdout before sleeping on it, while that brings answers sooner.
+        connection: the options of each connection to the child (``ConnectionOptions``).
         stderr_tail_lines: how many of the child's last stderr lines to keep for errors.
     """
 
@@ -199,14 +268,10 @@ class LaunchSpec:
     launcher: Launcher = field(default_factory=LocalLauncher)
     readiness: Readiness = "negotiate"
     prepare: Callable[[Any], Any] | None = None
-    responder: object | None = None
     startup_timeout: float = 10.0
     stop_timeout: float = 5.0
     kill_timeout: float = 2.0
-    request_timeout: float | None = None
-    max_in_flight: int = 1024
-    limits: Limits = field(default_factory=Limits)
-    busy_poll: float = DEFAULT_BUSY_POLL
+    connection: ConnectionOptions = field(default_factory=ConnectionOptions)
     stderr_tail_lines: int = 50
 
     def __post_init__(self) -> None:
@@ -229,13 +294,11 @@ class LaunchSpec:
                 f"readiness must be 'negotiate' or 'connected', not {self.readiness!r}"
             )
         for name in ("startup_timeout", "stop_timeout", "kill_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0 seconds, not {getattr(self, name)!r}")
-        if self.request_timeout is not None and self.request_timeout <= 0:
-            raise ValueError(f"request_timeout must be > 0 or None, not {self.request_timeout!r}")
-        if self.max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be >= 1, not {self.max_in_flight!r}")
-        check_busy_poll(self.busy_poll)
+            check_timeout(getattr(self, name), name)
+        if not isinstance(self.connection, ConnectionOptions):
+            raise TypeError(
+                f"connection must be a ConnectionOptions, not {self.connection!r}"
+            )
 
 
 def _check_argv(argv: object) -> None:

@@ -23,9 +23,10 @@ killed      a stop whose child was killed                  killed      exit now
 The program moves between ``working``, ``shell`` and ``closing`` itself (``shell()``,
 ``closing()``); a press moves it on to ``stopping`` and ``killed``. The shell turns an
 interrupted wait into "cancelled" and shows the next prompt; ``call`` turns it into a stop.
-To kill the child is to SIGKILL the process group of every child of this program (each is
-the leader of its own, see the process actor); once the child is dead the stop finishes at
-once, and a last bound exits anyway should it not.
+To kill the child is to SIGKILL the process group of every child of this program (each child
+runs in the group of its parent-death guard, see ``juicectl.launch``; never this program's own
+group); once the child is dead the stop finishes at once, and a last bound exits anyway should
+it not.
 """
 
 from __future__ import annotations
@@ -106,14 +107,14 @@ def kill_child_groups(known: Callable[[], int | None]) -> None:
     pid = known()
     if pid is not None:
         pids.add(pid)
+    own_group = os.getpgrp()
     for pid in pids:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            group = os.getpgid(pid)
+            if group != own_group:
+                os.killpg(group, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
 
 
 class Interrupts:

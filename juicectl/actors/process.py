@@ -46,10 +46,11 @@ starts there too. Why the stop began (``startup_timeout``, ``protocol_error``, .
 it was asked for, and the last step taken become the ``TerminationReason``.
 
 Apart from the phase, two small things are touched by other threads, each under its own lock:
-the write end of the child's stdin (callers write requests on their own threads; closing it
-waits for a write in progress) and the tail of the child's stderr (appended by the stderr
-thread, read for the report). The other threads read only what is set before they start
-(the ``Popen``, the connection, which is thread-safe on its own).
+the write end of the child's stdin (a ``PipeTransport``: callers write requests on their own
+threads through the connection; closing it waits for a write in progress) and the tail of the
+child's stderr (appended by the stderr thread, read for the report). The other threads read
+only what is set before they start (the ``Popen``, the connection, which is thread-safe on its
+own).
 
 The child runs in the process group of its parent-death guard (see
 :mod:`juicectl.launch`), so signals reach its grandchildren, and the whole group dies with this
@@ -73,14 +74,14 @@ from typing import Any
 import pykka
 
 from juicectl._log import get_logger
+from juicectl._pipe import PipeTransport
 from juicectl._timer import TimerHandle, call_later
-from juicectl.connection import READ_SIZE, Connection
+from juicectl.connection import READ_SIZE, Connection, ConnectionLoss
 from juicectl.exceptions import (
     ProcessLaunchError,
     ProcessUnavailable,
     ProtocolError,
     TooManyRequests,
-    TruncatedBox,
 )
 from juicectl.juice import Box, Negotiate, Shutdown, raw_command
 from juicectl.launch import (
@@ -324,10 +325,7 @@ class ProcessActor(pykka.ThreadingActor):
         # Touched by other threads, each under its lock: the stdin writer (callers' threads
         # write, this actor closes) and the stderr tail.
         self._popen: subprocess.Popen[bytes] | None = None  # set once, before the threads
-        self._stdin_fd: int | None = None
-        self._stdin_lock = threading.Lock()
-        self._stdin_writers = 0  # writes in progress on _stdin_fd (under _stdin_lock)
-        self._stdin_close_deferred = False
+        self._stdin: PipeTransport | None = None  # the child's stdin, written by the connection
         self._stderr_tail = _StderrTail(spec.stderr_tail_lines)
 
     @classmethod
@@ -430,7 +428,7 @@ class ProcessActor(pykka.ThreadingActor):
         self._popen = popen = child.popen
         assert popen.stdin and popen.stdout and popen.stderr
         self._launched_at = time.monotonic()
-        self._stdin_fd = popen.stdin.fileno()
+        self._stdin = PipeTransport(popen.stdin)
         self._log = self._log.bind(pid=popen.pid)
         where = self._invocation.where if self._invocation is not None else ""
         self._log.info("launched", argv=list(self._spec.argv), pgid=child.pgid,
@@ -479,20 +477,15 @@ class ProcessActor(pykka.ThreadingActor):
                     self._dispatch(Event.CHILD_EXITED, _ChildExited(popen.wait(timeout=5)))
 
     def _open_connection(self) -> Connection:
-        popen, spec = self._popen, self._spec
-        assert popen is not None
+        popen, stdin = self._popen, self._stdin
+        assert popen is not None and stdin is not None
         return Connection(
-            self._write_stdin,
+            stdin,
             pid=popen.pid,
             generation=self._generation,
             name=self._name,
-            responder=spec.responder,
-            request_timeout=spec.request_timeout,
-            max_in_flight=spec.max_in_flight,
-            busy_poll=spec.busy_poll,
-            limits=spec.limits,
-            on_fatal=self._connection_fatal,
-            on_write_failed=self._write_failed,
+            options=self._spec.connection,
+            on_lost=self._connection_lost_because,
         )
 
     def _get_ready(self) -> None:
@@ -534,21 +527,10 @@ class ProcessActor(pykka.ThreadingActor):
     def _read_stdout(self) -> None:
         popen, connection = self._popen, self._connection
         assert popen is not None and popen.stdout is not None and connection is not None
-        me = self.actor_ref
-
-        def protocol_error(error: ProtocolError, sample: bytes) -> None:
-            if isinstance(error, TruncatedBox):
-                # End of file in the middle of a box: the child died (SIGKILL, the OOM
-                # killer) or closed stdout while writing. Not a protocol error: handled as
-                # any end of stdout, so callers learn why from the exit.
-                self._log.info("stdout_ended_mid_box", error=str(error))
-            else:
-                _tell_quietly(me, _ProtocolFailed(error, sample))
-
-        connection.serve_reads(popen.stdout.fileno(), protocol_error)
+        connection.serve_reads(popen.stdout.fileno())
         with contextlib.suppress(OSError):
             popen.stdout.close()
-        _tell_quietly(me, _StreamClosed("stdout"))
+        _tell_quietly(self.actor_ref, _StreamClosed("stdout"))
 
     def _read_stderr(self) -> None:
         popen = self._popen
@@ -582,31 +564,12 @@ class ProcessActor(pykka.ThreadingActor):
         assert popen is not None
         _tell_quietly(self.actor_ref, _ChildExited(popen.wait()))
 
-    def _write_stdin(self, data: bytes) -> None:
-        with self._stdin_lock:
-            fd = self._stdin_fd
-            if fd is None:
-                raise BrokenPipeError("the child's stdin is closed")
-            self._stdin_writers += 1
-        try:
-            written = os.write(fd, data)  # all of it, almost always: a pipe takes 64 KiB
-            if written < len(data):
-                view = memoryview(data)[written:]
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-        finally:
-            with self._stdin_lock:
-                self._stdin_writers -= 1
-                close = self._stdin_writers == 0 and self._stdin_close_deferred
-            if close:
-                self._close_stdin_file()
-
-    def _connection_fatal(self, error: BaseException) -> None:
-        _tell_quietly(self.actor_ref, _ProtocolFailed(error, b""))
-
-    def _write_failed(self, error: BaseException) -> None:
-        _tell_quietly(self.actor_ref, _StdinBroken(str(error)))
+    def _connection_lost_because(self, loss: ConnectionLoss) -> None:
+        # From the thread that saw it (a reader, a writer, the responder's): tell the actor.
+        if loss.cause == "write_failed":
+            _tell_quietly(self.actor_ref, _StdinBroken(str(loss.error)))
+        else:
+            _tell_quietly(self.actor_ref, _ProtocolFailed(loss.error, loss.sample))
 
     # --- actions: the effects of one event (the table has already set the phase) ------------
 
@@ -653,10 +616,9 @@ class ProcessActor(pykka.ThreadingActor):
 
     def _stdout_closed(self, _: Any) -> None:
         self._open_streams.discard("stdout")
-        if self._connection is not None:
-            # No answer can come any more, but the requests in flight fail only once we
-            # know why (exit status or signal, stderr tail): in a moment, at the exit.
-            self._connection.input_ended()
+        # No answer can come any more (the connection knows: it read the end), but the
+        # requests in flight fail only once we know why (exit status or signal, stderr
+        # tail): in a moment, at the exit.
         if self._phase in (Phase.PROBING, Phase.READY):
             # Normally the child is exiting; one that keeps running without stdout is no
             # use, but give it a moment to exit by itself before calling it that. (While it
@@ -862,24 +824,9 @@ class ProcessActor(pykka.ThreadingActor):
         return "clean" if status == 0 else "exited"
 
     def _close_stdin(self) -> None:
-        with self._stdin_lock:
-            popen = self._popen
-            if popen is None or popen.stdin is None or self._stdin_fd is None:
-                return
-            self._stdin_fd = None
-            if self._stdin_writers:
-                # A write is blocked on this fd. Closed now, its number could be reused by
-                # the next open() and the rest of that write would land in whatever file got
-                # it. The last writer closes it (once the child reads or dies).
-                self._stdin_close_deferred = True
-                return
-        self._close_stdin_file()
-
-    def _close_stdin_file(self) -> None:
-        popen = self._popen
-        if popen is not None and popen.stdin is not None:
-            with contextlib.suppress(OSError):
-                popen.stdin.close()
+        # Never under a write in progress: the transport leaves that to the last writer.
+        if self._stdin is not None:
+            self._stdin.close()
 
     def _pid(self) -> int | None:
         return self._child.pid if self._child is not None else None

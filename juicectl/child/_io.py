@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import IO, Protocol
 
 from juicectl._busy_poll import BusyPoll
+from juicectl._pipe import write_all
 
 __all__ = ["CHUNK", "InputLike", "InputStream", "OutputLike", "OutputStream"]
 
@@ -92,11 +93,7 @@ class OutputStream:
     def write(self, data: bytes) -> None:
         target = self._target
         if isinstance(target, int):
-            written = os.write(target, data)  # all of it, almost always
-            if written < len(data):
-                view = memoryview(data)[written:]
-                while view:
-                    view = view[os.write(target, view) :]
+            write_all(target, data)
         else:
             target.write(data)
             target.flush()

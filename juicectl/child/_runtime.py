@@ -50,6 +50,7 @@ from juicectl.juice import (
     Box,
     BoxParser,
     Command,
+    CommandMatcher,
     ErrorAnswer,
     JuicectlError,
     Limits,
@@ -58,7 +59,9 @@ from juicectl.juice import (
     Request,
     RequestTable,
     Responders,
+    Shutdown,
     answer_bytes,
+    answer_outcome,
     classify,
     error_bytes,
     request_bytes,
@@ -68,18 +71,12 @@ __all__ = ["ConnectionLost", "JuiceChild", "run", "serve"]
 
 _log = logging.getLogger("juicectl.child")
 
-_shutdown_names: dict[str, bool] = {}
+#: Finds Shutdown under any name the codec matches to it (case, "-" and "_" do not matter).
+_is_shutdown_name = CommandMatcher({Shutdown.command_name: True}).lookup
 
 
 def _is_shutdown(command_name: str) -> bool:
-    # Matched as the codec matches names: case, "-" and "_" do not matter. Remembered per
-    # name (a peer uses a handful), since this runs for every request.
-    known = _shutdown_names.get(command_name)
-    if known is None:
-        known = command_name.strip().lower().replace("-", "").replace("_", "") == "shutdown"
-        if len(_shutdown_names) < 1024:
-            _shutdown_names[command_name] = known
-    return known
+    return _is_shutdown_name(command_name) is not None
 
 
 class ConnectionLost(JuicectlError):
@@ -303,7 +300,12 @@ class _Session:
         pending = self._pending
         for box in boxes:
             name = box.get("_command")
-            if name is None or "_answer" in box or "_error" in box or _is_shutdown(name):
+            if (
+                name is None
+                or "_answer" in box
+                or "_error" in box
+                or _is_shutdown_name(name) is not None
+            ):
                 if not self._route_box(box):
                     return
             else:
@@ -522,11 +524,7 @@ class _Session:
                 future.set_exception(ConnectionLost("the conversation with the parent is over"))
             return future
         with self._table_lock:
-            if self._table_closed:
-                tag = None
-            else:
-                tag = self._table.next_tag()
-                self._table.add(tag, command, future)
+            tag = None if self._table_closed else self._table.open(command, future)
         if tag is None or not self._write(request_bytes(command, tag, arguments)):
             if tag is not None:
                 with self._table_lock:
@@ -541,15 +539,11 @@ class _Session:
             _log.warning("juice_answer_for_unknown_tag: %s", message.tag)
             return
         command, future = entry
-        if isinstance(message, Answer):
-            try:
-                result = command.parse_response(message.box)
-            except Exception as exc:
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
+        outcome = answer_outcome(command, message)
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
         else:
-            future.set_exception(command.error_from_code(message.code, message.description))
+            future.set_result(outcome)
 
     def _fail_calls(self) -> None:
         with self._table_lock:

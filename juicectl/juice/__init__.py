@@ -18,7 +18,14 @@ Example::
 from __future__ import annotations
 
 from juicectl.juice._box import Box, normalize_key, serialize_box, wire_key
-from juicectl.juice._commands import Command, Negotiate, Shutdown, command_key
+from juicectl.juice._commands import (
+    Command,
+    CommandMatcher,
+    Negotiate,
+    Shutdown,
+    command_key,
+    loose_key,
+)
 from juicectl.juice._errors import (
     ArgumentError,
     JuicectlError,
@@ -33,6 +40,7 @@ from juicectl.juice._errors import (
 from juicectl.juice._parser import BoxParser, Limits
 from juicectl.juice._raw import RawCommand, is_raw, raw_command, raw_fields, text_box
 from juicectl.juice._session import (
+    LATE_MEMORY,
     UNHANDLED_CODE,
     UNHANDLED_DESCRIPTION,
     Answer,
@@ -42,6 +50,7 @@ from juicectl.juice._session import (
     RequestTable,
     Responders,
     answer_bytes,
+    answer_outcome,
     classify,
     error_bytes,
     parse_received_arguments,
@@ -62,6 +71,7 @@ from juicectl.juice._types import (
 )
 
 __all__ = [
+    "LATE_MEMORY",
     "UNHANDLED_CODE",
     "UNHANDLED_DESCRIPTION",
     "Answer",
@@ -73,6 +83,7 @@ __all__ = [
     "BoxParser",
     "Bytes",
     "Command",
+    "CommandMatcher",
     "ErrorAnswer",
     "Float",
     "Integer",
@@ -97,10 +108,12 @@ __all__ = [
     "UnhandledRemoteJuiceError",
     "Unicode",
     "answer_bytes",
+    "answer_outcome",
     "classify",
     "command_key",
     "error_bytes",
     "is_raw",
+    "loose_key",
     "normalize_key",
     "parse_received_arguments",
     "parse_received_response",

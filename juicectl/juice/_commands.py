@@ -8,7 +8,7 @@ into boxes and boxes back into keyword arguments; the codec never sends anything
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from juicectl.juice._box import Box, check_value
 from juicectl.juice._errors import RemoteJuiceError, UnhandledRemoteJuiceError
@@ -22,9 +22,10 @@ from juicectl.juice._types import (
     fields_to_box,
 )
 
-__all__ = ["Command", "Negotiate", "Shutdown", "command_key"]
+__all__ = ["Command", "CommandMatcher", "Negotiate", "Shutdown", "command_key", "loose_key"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+V = TypeVar("V")
 
 #: The attribute :meth:`Command.responder` sets on a handler function.
 RESPONDER_ATTRIBUTE = "__juice_command__"
@@ -36,6 +37,63 @@ def command_key(name: str) -> str:
     ``"Set-Store"``, ``"SET_STORE"`` and ``"set_store"`` all give ``"set_store"``.
     """
     return name.strip().lower().replace("-", "_")
+
+
+def loose_key(name: str) -> str:
+    """Return the form in which names that differ only by separators match.
+
+    ``"SetStore"``, ``"Set-Store"`` and ``"set_store"`` all give ``"setstore"``.
+    """
+    return command_key(name).replace("_", "")
+
+
+#: How many names, as sent, a matcher remembers (a bound against a hostile peer).
+_REMEMBERED_MAX = 256
+_UNSEEN: Any = object()
+
+
+class CommandMatcher(Generic[V]):
+    """Finds what is registered under a ``-Command`` name, as a peer spells it.
+
+    The one rule by which both ends match names: exactly by :func:`command_key` (case,
+    surrounding space, ``-`` or ``_``), else loosely by :func:`loose_key` (separators ignored,
+    so ``SetStore`` finds ``Set-Store``) when only one entry matches loosely. A peer sends the
+    same few names again and again, so each name is remembered as sent, found or not (up to
+    256 of them): the usual lookup is one dict access.
+
+    Args:
+        entries: command name (any spelling) -> value; a value is never None.
+
+    Raises:
+        ValueError: two names of ``entries`` are the same name (by ``command_key``).
+    """
+
+    def __init__(self, entries: Mapping[str, V]) -> None:
+        self._exact: dict[str, V] = {}
+        for name, value in entries.items():
+            key = command_key(name)
+            if key in self._exact:
+                raise ValueError(f"{name!r} is the same command name as another one ({key!r})")
+            self._exact[key] = value
+        loose: dict[str, V | None] = {}
+        for key, value in self._exact.items():
+            # Two names that differ only by separators: neither matches loosely.
+            loose[loose_key(key)] = None if loose_key(key) in loose else value
+        self._loose = loose
+        self._seen: dict[str, V | None] = {}
+
+    def lookup(self, name: str) -> V | None:
+        """The value registered for ``name``, or None."""
+        value = self._seen.get(name, _UNSEEN)
+        if value is not _UNSEEN:
+            return value
+        key = command_key(name)
+        value = self._exact.get(key)
+        if value is None:
+            value = self._loose.get(loose_key(key))
+        if len(self._seen) < _REMEMBERED_MAX:
+            self._seen[name] = value
+        return value
 
 
 def _check_wire_text(text: object, what: str) -> str:

@@ -1,5 +1,6 @@
 """Request bookkeeping shared by both ends: classifying boxes, framing requests and answers,
-pairing answers with their requests, and dispatching requests to handler methods.
+the table of outgoing calls and what their answers mean, and dispatching requests to handler
+methods.
 
 Everything here is sans-IO and synchronous: the parent's connection and the child's runtime
 own the streams, threads and locks, and feed boxes through these helpers.
@@ -8,15 +9,23 @@ own the streams, threads and locks, and feed boxes through these helpers.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from juicectl.juice._box import Box, append_fields, finish
-from juicectl.juice._commands import RESPONDER_ATTRIBUTE, Command, Negotiate, command_key
+from juicectl.juice._commands import (
+    RESPONDER_ATTRIBUTE,
+    Command,
+    CommandMatcher,
+    Negotiate,
+    command_key,
+)
 from juicectl.juice._errors import JuicectlError, MalformedBox, SerializationError
 
 __all__ = [
+    "LATE_MEMORY",
     "UNHANDLED_CODE",
     "UNHANDLED_DESCRIPTION",
     "Answer",
@@ -26,6 +35,7 @@ __all__ = [
     "RequestTable",
     "Responders",
     "answer_bytes",
+    "answer_outcome",
     "classify",
     "error_bytes",
     "request_bytes",
@@ -186,15 +196,25 @@ def error_bytes(tag: str, code: str, description: str) -> bytes:
     return finish(parts, None)
 
 
+#: How many given-up tags a ``RequestTable`` remembers, to tell a late answer from a bogus one.
+LATE_MEMORY = 1024
+
+
 class RequestTable(Generic[W]):
-    """Outstanding requests by tag, each with its command and a waiter of the owner's choice.
+    """Outgoing calls by tag, each with its command and a waiter of the owner's choice.
+
+    The one table of both ends: the parent's connection and the child's calls to its parent.
+    It also remembers the last ``late_memory`` tags given up on (timed out), so that an answer
+    that comes too late can be told from an answer for a tag never asked.
 
     Not thread-safe: the owner holds its own lock around it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, late_memory: int = LATE_MEMORY) -> None:
         self._counter = 0
         self._waiting: dict[str, tuple[type[Command], W]] = {}
+        self._late: OrderedDict[str, None] = OrderedDict()
+        self._late_memory = late_memory
 
     def next_tag(self) -> str:
         """Return a fresh tag: ``"1"``, ``"2"``, ..., ``"a"``, ... (lowercase hex)."""
@@ -207,9 +227,35 @@ class RequestTable(Generic[W]):
             raise ValueError(f"tag {tag!r} is already outstanding")
         self._waiting[tag] = (command, waiter)
 
+    def open(self, command: type[Command], waiter: W) -> str:
+        """Give a new call of ``command`` a fresh tag, remember it, and return the tag."""
+        self._counter += 1
+        tag = f"{self._counter:x}"  # fresh by construction: no check needed (see add())
+        self._waiting[tag] = (command, waiter)
+        return tag
+
     def pop(self, tag: str) -> tuple[type[Command], W] | None:
         """Forget ``tag`` and return its command and waiter, or ``None`` if unknown."""
         return self._waiting.pop(tag, None)
+
+    def give_up(self, tag: str) -> tuple[type[Command], W] | None:
+        """Forget ``tag`` as :meth:`pop` does, remembering it as given up on (its call timed
+        out): its answer may still come, late (see :meth:`was_late`)."""
+        popped = self._waiting.pop(tag, None)
+        if popped is not None:
+            late = self._late
+            late[tag] = None
+            if len(late) > self._late_memory:
+                late.popitem(last=False)
+        return popped
+
+    def was_late(self, tag: str) -> bool:
+        """Whether ``tag`` (answered, and unknown to :meth:`pop`) was given up on; it is
+        forgotten then, since a tag is answered once."""
+        if tag in self._late:
+            del self._late[tag]
+            return True
+        return False
 
     def drain(self) -> list[W]:
         """Return every waiter and empty the table (the connection has ended)."""
@@ -222,6 +268,29 @@ class RequestTable(Generic[W]):
 
     def __contains__(self, tag: object) -> bool:
         return tag in self._waiting
+
+
+def answer_outcome(
+    command: type[Command], answer: Box | Answer | ErrorAnswer
+) -> dict[str, Any] | BaseException:
+    """What the answer to a call of ``command`` means: its response fields, or the exception
+    it stands for. Both ends settle their calls' waiters with this, and it never raises.
+
+    ``answer`` is an answer box as received (``-`` headers and all), an :class:`Answer`, or an
+    :class:`ErrorAnswer`. An error answer gives the exception ``command`` declares for its
+    code (:meth:`Command.error_from_code`); an answer whose fields do not parse gives the
+    exception the parsing raised (an ``ArgumentError``, or whatever an overriding
+    ``parse_response`` raises).
+    """
+    if type(answer) is not Box:  # the usual answer is a Box as received: no test for it
+        if isinstance(answer, ErrorAnswer):
+            return command.error_from_code(answer.code, answer.description)
+        if isinstance(answer, Answer):
+            answer = answer.box
+    try:
+        return parse_received_response(command, answer)
+    except Exception as error:
+        return error
 
 
 @dataclass(frozen=True)
@@ -249,14 +318,6 @@ def _negotiate(versions: list[int]) -> dict[str, Any]:
 
 Handler = Callable[..., Any]
 
-#: How many command names, as sent, a Responders remembers (a bound against a hostile peer).
-_BY_NAME_MAX = 256
-
-
-def _loose(key: str) -> str:
-    # "SetStore" and "Set-Store" differ only by separators: match those too.
-    return key.replace("_", "")
-
 
 class Responders:
     """Dispatch of incoming requests to handler methods marked with ``Command.responder``.
@@ -270,36 +331,23 @@ class Responders:
     """
 
     def __init__(self, handler_object: object | None, *, builtins: bool = True) -> None:
-        self._exact: dict[str, tuple[type[Command], Handler]] = {}
+        entries: dict[str, tuple[type[Command], Handler]] = {}
         if builtins:
-            self._exact[command_key(Negotiate.command_name)] = (Negotiate, _negotiate)
+            entries[command_key(Negotiate.command_name)] = (Negotiate, _negotiate)
         if handler_object is not None:
-            self._exact.update(_find_responders(handler_object))
-        self._loose: dict[str, tuple[type[Command], Handler] | None] = {}
-        self._by_name: dict[str, tuple[type[Command], Handler]] = {}
-        for key, entry in self._exact.items():
-            loose = _loose(key)
-            # Two commands that differ only by separators: neither matches loosely.
-            self._loose[loose] = None if loose in self._loose else entry
+            entries.update(_find_responders(handler_object))
+        self._entries = entries
+        self._matcher = CommandMatcher(entries)
 
     def lookup(self, command_name: str) -> tuple[type[Command], Handler] | None:
-        """Return the command class and handler for a ``-Command`` name, or ``None``."""
-        entry = self._by_name.get(command_name)
-        if entry is not None:
-            return entry
-        key = command_key(command_name)
-        entry = self._exact.get(key)
-        if entry is None:
-            entry = self._loose.get(_loose(key))
-        if entry is not None and len(self._by_name) < _BY_NAME_MAX:
-            # A peer sends the same few names again and again: remember them as sent.
-            self._by_name[command_name] = entry
-        return entry
+        """Return the command class and handler for a ``-Command`` name, or ``None``
+        (matched as :class:`CommandMatcher` matches)."""
+        return self._matcher.lookup(command_name)
 
     @property
     def commands(self) -> list[type[Command]]:
         """The commands answered here."""
-        return [command for command, _ in self._exact.values()]
+        return [command for command, _ in self._entries.values()]
 
     def handle(self, request: Request) -> Reply:
         """Run the handler for ``request`` synchronously and return what to send back.
@@ -316,7 +364,7 @@ class Responders:
         :func:`parse_received_arguments`). The usual outcome, an answer, comes back as its bytes
         alone; anything else as a :class:`Reply`. The worker's loop calls this for every
         request, so it makes no ``Request`` and no ``Reply`` it does not need."""
-        entry = self.lookup(command_name)
+        entry = self._matcher.lookup(command_name)
         if entry is None:
             return _unhandled(tag, LookupError(f"no responder for command {command_name!r}"))
         command, handler = entry

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import errno
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from juicectl._log import get_logger
+from juicectl._pipe import PipeTransport
 from juicectl.child import serve
-from juicectl.connection import Connection
+from juicectl.connection import Connection, ConnectionLoss
 from juicectl.exceptions import ProcessUnavailable, ProtocolError
 from juicectl.juice import (
     Command,
@@ -23,8 +24,12 @@ from juicectl.juice import (
     command_key,
     raw_command,
 )
+from juicectl.policy import ConnectionOptions
 
 log = get_logger(__name__)
+
+#: The connection options' defaults, for the keywords of connect().
+_DEFAULTS = ConnectionOptions()
 
 
 class _Crash:
@@ -214,9 +219,6 @@ def _text(value: Any) -> str:
     )
 
 
-
-
-
 class InMemoryChild:
     """A worker served by the child runtime on threads of this process, and its connection.
 
@@ -225,10 +227,19 @@ class InMemoryChild:
     so requests, answers, errors, ``Shutdown`` and the end of the conversation behave as with
     a child process. What a process would add (signals, exit codes, stderr) does not exist.
 
+    Args:
+        worker: the worker object to serve.
+        name: a name for logs and errors.
+        generation: a number for logs (a ``FakeController`` counts its children).
+        options: the connection's ``ConnectionOptions`` (their ``limits`` bound both ways);
+            busy polling is always off here: both sides share one GIL, and a spin on one side
+            only slows the other.
+        concurrency: how many handlers the runtime runs at once (default: the worker's).
+
     Attributes:
         connection: the parent's side.
         worker: the worker object being served.
-        generation: the number given at creation (a ``FakeController`` counts its children).
+        generation: the number given at creation.
     """
 
     def __init__(
@@ -237,12 +248,10 @@ class InMemoryChild:
         *,
         name: str = "in-memory",
         generation: int = 1,
-        responder: object | None = None,
-        request_timeout: float | None = None,
-        max_in_flight: int = 1024,
-        limits: Limits | None = None,
+        options: ConnectionOptions | None = None,
         concurrency: int | None = None,
     ) -> None:
+        options = dataclasses.replace(options or ConnectionOptions(), busy_poll=0)
         self.worker = worker
         self.name = name
         self.generation = generation
@@ -252,26 +261,21 @@ class InMemoryChild:
         self._log = log.bind(controller=name, generation=generation)
         to_child_read, to_child_write = os.pipe()
         self._from_child, from_child_write = os.pipe()
-        self._to_child: int | None = to_child_write
-        self._write_lock = threading.Lock()
+        self._input = PipeTransport(to_child_write)
         self._lost: ProcessUnavailable | None = None
         self.connection = Connection(
-            self._write,
+            self._input,
             pid=0,
             generation=generation,
             name=name,
-            responder=responder,
-            request_timeout=request_timeout,
-            max_in_flight=max_in_flight,
-            limits=limits,
-            on_fatal=self._fatal,
-            busy_poll=0,  # both sides share one GIL: a spin on one side only slows the other
+            options=options,
+            on_lost=self._lost_because,
         )
         if isinstance(worker, ScriptedChild):
             worker._bind_crash(lambda: self.kill("crashed (scripted)"))
         self._serving = threading.Thread(
             target=self._serve,
-            args=(to_child_read, from_child_write, concurrency, limits),
+            args=(to_child_read, from_child_write, concurrency, options.limits),
             name=f"juicectl-{name}-{generation}-child",
             daemon=True,
         )
@@ -306,34 +310,22 @@ class InMemoryChild:
 
     # -- the parent's side ------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
-        with self._write_lock:
-            fd = self._to_child
-            if fd is None:
-                raise BrokenPipeError(errno.EPIPE, "the in-memory child's input is closed")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-
     def _read(self) -> None:
         fd = self._from_child
-        self.connection.serve_reads(fd, lambda error, _sample: self._fatal(error))
+        self.connection.serve_reads(fd)
         os.close(fd)
         self.connection.connection_lost(
             self._lost or ProcessUnavailable(f"in-memory child {self.name} ended")
         )
 
-    def _fatal(self, error: BaseException) -> None:
-        # What the process actor does with a child that broke the protocol: end it.
-        self._lost = ProcessUnavailable(f"in-memory child {self.name}: {error}")
+    def _lost_because(self, loss: ConnectionLoss) -> None:
+        # What the process actor does with a child that broke the protocol, or whose input
+        # broke: end it (the connection has closed the child's input already).
+        self._lost = ProcessUnavailable(f"in-memory child {self.name}: {loss.error}")
         self.connection.connection_lost(self._lost)
-        self._close_input()
 
     def _close_input(self) -> None:
-        with self._write_lock:
-            fd, self._to_child = self._to_child, None
-        if fd is not None:
-            os.close(fd)
+        self._input.close()
 
     # -- ending -------------------------------------------------------------------------
 
@@ -386,27 +378,28 @@ def connect(
     worker: object,
     *,
     name: str = "in-memory",
-    responder: object | None = None,
-    request_timeout: float | None = None,
-    max_in_flight: int = 1024,
-    limits: Limits | None = None,
+    responder: object | None = _DEFAULTS.responder,
+    request_timeout: float | None = _DEFAULTS.request_timeout,
+    max_in_flight: int = _DEFAULTS.max_in_flight,
+    limits: Limits | None = _DEFAULTS.limits,
     concurrency: int | None = None,
 ) -> InMemoryChild:
     """Serve ``worker`` in memory and return the pair; ``.connection`` is the parent's side.
 
     ``worker`` is a worker class (instantiated here), a worker instance, or a
-    :class:`ScriptedChild`. Stop it with ``.stop()`` or use it as a context manager::
+    :class:`ScriptedChild`. ``responder``, ``request_timeout``, ``max_in_flight`` and
+    ``limits`` are the connection's options (see ``juicectl.policy.ConnectionOptions``);
+    ``concurrency`` is the runtime's. Stop it with ``.stop()`` or use it as a context
+    manager::
 
         with connect(EchoWorker) as child:
             assert child.connection.call(Echo, value="hi").get(timeout=5) == {"value": "hi"}
     """
-    instance = worker() if isinstance(worker, type) else worker
-    return InMemoryChild(
-        instance,
-        name=name,
+    options = ConnectionOptions(
         responder=responder,
         request_timeout=request_timeout,
         max_in_flight=max_in_flight,
         limits=limits,
-        concurrency=concurrency,
     )
+    instance = worker() if isinstance(worker, type) else worker
+    return InMemoryChild(instance, name=name, options=options, concurrency=concurrency)

@@ -22,9 +22,13 @@ from juicectl.messages import (
     StopResult,
     TerminationReason,
 )
+from juicectl.policy import ConnectionOptions
 from juicectl.testing._children import InMemoryChild, ScriptedChild
 
 log = get_logger(__name__)
+
+#: The connection options' defaults, for the keywords of FakeController.
+_DEFAULTS = ConnectionOptions()
 
 
 Hook = Callable[[], Any] | pykka.ActorRef[Any] | None
@@ -50,10 +54,9 @@ class FakeController:
             child) or an ``ActorRef`` (told ``ProcessStarted``).
         on_process_termination: likewise, for a child that ended without a stop being
             asked for (told ``ProcessTerminated``).
-        responder: as for ``ProcessController``: answers the child's requests.
-        request_timeout: the default timeout of each request (None: none).
-        max_in_flight: the most requests outstanding at once on a connection.
-        limits: parser limits for what the child sends.
+        responder, request_timeout, max_in_flight, limits: the connection's options, as
+            for ``ProcessController.start`` (see ``juicectl.policy.ConnectionOptions``);
+            checked here, and given whole to every child.
         concurrency: how many handlers the in-memory runtime runs at once.
         startup_timeout: how long ``prepare``'s future and ``call()`` wait for the child.
     """
@@ -66,10 +69,10 @@ class FakeController:
         prepare: Callable[[Connection], Any] | None = None,
         on_process_startup: Hook = None,
         on_process_termination: Hook = None,
-        responder: object | None = None,
-        request_timeout: float | None = None,
-        max_in_flight: int = 1024,
-        limits: Limits | None = None,
+        responder: object | None = _DEFAULTS.responder,
+        request_timeout: float | None = _DEFAULTS.request_timeout,
+        max_in_flight: int = _DEFAULTS.max_in_flight,
+        limits: Limits | None = _DEFAULTS.limits,
         concurrency: int | None = None,
         startup_timeout: float = 10.0,
     ) -> None:
@@ -78,13 +81,13 @@ class FakeController:
         self._prepare = prepare
         self._on_startup = on_process_startup
         self._on_termination = on_process_termination
-        self._options: dict[str, Any] = {
-            "responder": responder,
-            "request_timeout": request_timeout,
-            "max_in_flight": max_in_flight,
-            "limits": limits,
-            "concurrency": concurrency,
-        }
+        self._options = ConnectionOptions(
+            responder=responder,
+            request_timeout=request_timeout,
+            max_in_flight=max_in_flight,
+            limits=limits,
+        )
+        self._concurrency = concurrency
         self._startup_timeout = startup_timeout
         self._lock = threading.RLock()
         self._child: InMemoryChild | None = None
@@ -206,7 +209,13 @@ class FakeController:
         worker = self._worker() if isinstance(self._worker, type) else self._worker
         generation = len(self.children) + 1
         self._publish(ModeChanged(self.name, "stopped", "starting", "GetProcess", generation))
-        child = InMemoryChild(worker, name=self.name, generation=generation, **self._options)
+        child = InMemoryChild(
+            worker,
+            name=self.name,
+            generation=generation,
+            options=self._options,
+            concurrency=self._concurrency,
+        )
         self.children.append(child)
         if self._prepare is not None:
             try:

@@ -31,9 +31,9 @@ from juicectl._busy_poll import (
 )
 from juicectl.child import _io as child_io
 from juicectl.child import run, serve
-from juicectl.connection import Connection
 from juicectl.exceptions import ProcessUnavailable
 from juicectl.juice import BoxParser, request_bytes
+from juicectl.policy import ConnectionOptions
 from tests.callers.test_who_reads import (
     Pipe,
     callers_read,
@@ -324,11 +324,11 @@ def reading_pipe(**options: Any) -> Iterator[Pipe]:
 @pytest.mark.usefixtures("parked_for_good")
 def test_a_caller_reading_alone_spins_first(waits: list[float | None]) -> None:
     with reading_pipe() as pipe:
-        spins = pipe.connection._busy_poll.spins
+        spins = pipe.connection._reading.busy_poll.spins
         for index in range(20):
             assert echo(pipe.connection, f"v{index}") == f"v{index}"
         assert len(waits) >= 20
-        assert pipe.connection._busy_poll.spins > spins
+        assert pipe.connection._reading.busy_poll.spins > spins
 
 
 @pytest.mark.usefixtures("parked_for_good")
@@ -337,7 +337,7 @@ def test_a_connection_with_a_zero_budget_never_spins(waits: list[float | None]) 
         for index in range(20):
             assert echo(pipe.connection, f"v{index}") == f"v{index}"
         assert len(waits) >= 20  # callers read, and wait through BusyPoll...
-        assert pipe.connection._busy_poll.spins == 0  # ...which never spins
+        assert pipe.connection._reading.busy_poll.spins == 0  # ...which never spins
 
 
 @pytest.mark.usefixtures("parked_for_good")
@@ -353,7 +353,7 @@ def test_no_spin_right_after_a_read_that_woke_another_thread(waits: list[float |
         second = connection.call(Echo, value="second")
         waiting = threading.Thread(target=second.get, kwargs={"timeout": 10})
         waiting.start()
-        wait_until(lambda: connection._watchers == 1)  # the second waits without reading
+        wait_until(lambda: connection._reading.watchers == 1)  # the second waits without reading
         first_answer, second_answer = pipe.held
         pipe.answer(second_answer)  # read by the first caller: it wakes the second thread
         waiting.join(10)
@@ -365,9 +365,9 @@ def test_no_spin_right_after_a_read_that_woke_another_thread(waits: list[float |
         assert len(waits) == 1
 
 
-def test_a_connection_refuses_a_bad_budget() -> None:
+def test_connection_options_refuse_a_bad_budget() -> None:
     with pytest.raises(ValueError, match=r"busy_poll must be between 0 and 0\.01 seconds"):
-        Connection(lambda data: None, pid=1, generation=1, busy_poll=1.0)
+        ConnectionOptions(busy_poll=1.0)
 
 
 def test_a_controller_refuses_a_bad_budget_and_starts_nothing() -> None:

@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterator
 import pykka
 import pytest
 
-from juicectl import connection as connection_module
+from juicectl import _reading as reading_module
 from juicectl._busy_poll import DEFAULT_BUSY_POLL
 from juicectl._future import ReplyFuture
-from juicectl.connection import Connection
-from juicectl.exceptions import MalformedBox, ProcessUnavailable, ProtocolError, RequestTimeout
+from juicectl._reading import Role
+from juicectl.connection import Connection, ConnectionLoss
+from juicectl.exceptions import MalformedBox, ProcessUnavailable, RequestTimeout
 from juicectl.juice import Box, BoxParser, answer_bytes
+from juicectl.policy import ConnectionOptions
 from tests.integration.commands import Echo
 
 #: A reader thread that, once parked, takes the pipe back only when asked: what a caller may
@@ -45,18 +47,16 @@ class Pipe:
         self.held: list[bytes] = []  # requests not answered (echo off)
         self._requests = BoxParser()
         self._write_lock = threading.Lock()
-        self.errors: list[tuple[ProtocolError, bytes]] = []
+        self.losses: list[ConnectionLoss] = []
         self.connection = Connection(
             self._child_reads,
             pid=1,
             generation=1,
-            request_timeout=request_timeout,
-            busy_poll=busy_poll,
+            options=ConnectionOptions(request_timeout=request_timeout, busy_poll=busy_poll),
+            on_lost=self.losses.append,
         )
         self.reader = threading.Thread(
-            target=self.connection.serve_reads,
-            args=(self.read_fd, lambda error, sample: self.errors.append((error, sample))),
-            daemon=True,
+            target=self.connection.serve_reads, args=(self.read_fd,), daemon=True
         )
         self.reader.start()
 
@@ -95,7 +95,7 @@ def pipe() -> Iterator[Pipe]:
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
-    """Every ``os.read`` of the connection module, as (thread ident, fd)."""
+    """Every ``os.read`` (whoever reads the child's stdout), as (thread ident, fd)."""
     seen: list[tuple[int, int]] = []
     real_read = os.read
 
@@ -103,13 +103,13 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
         seen.append((threading.get_ident(), fd))
         return real_read(fd, size)
 
-    monkeypatch.setattr(connection_module.os, "read", read)
+    monkeypatch.setattr(reading_module.os, "read", read)
     return seen
 
 
 @pytest.fixture
 def parked_for_good(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(connection_module, "_READER_PARK", PARKED_FOR_GOOD)
+    monkeypatch.setattr(reading_module, "PARK", PARKED_FOR_GOOD)
 
 
 def echo(connection: Connection, value: str, timeout: float = 10) -> str:
@@ -132,12 +132,12 @@ def callers_read(pipe: Pipe) -> None:
     future = pipe.connection.call(Echo, value="first")
 
     def answer_once_waited_for() -> None:
-        wait_until(lambda: pipe.connection._watchers == 1)
+        wait_until(lambda: pipe.connection._reading.watchers == 1)
         pipe.answer(pipe.held.pop())
 
     threading.Thread(target=answer_once_waited_for).start()
     assert future.get(timeout=10) == {"value": "first"}
-    wait_until(lambda: pipe.connection._role == connection_module._FREE)
+    wait_until(lambda: pipe.connection._reading.role is Role.FREE)
     pipe.echo = True
 
 
@@ -189,10 +189,10 @@ def test_a_thread_waiting_while_a_caller_reads_gets_its_answer(pipe: Pipe) -> No
     got: dict[str, object] = {}
     reading = threading.Thread(target=lambda: got.setdefault("first", first.get(timeout=10)))
     reading.start()
-    wait_until(lambda: pipe.connection._role == connection_module._CALLER)
+    wait_until(lambda: pipe.connection._reading.role is Role.CALLER)
     waiting = threading.Thread(target=lambda: got.setdefault("second", second.get(timeout=10)))
     waiting.start()
-    wait_until(lambda: pipe.connection._watchers == 1)
+    wait_until(lambda: pipe.connection._reading.watchers == 1)
     # The caller reading gets its answer and leaves; the other's comes after: the reader
     # thread, asked to take the pipe back, reads it.
     pipe.answer(pipe.held[0])
@@ -210,7 +210,7 @@ def test_a_caller_reading_is_woken_by_its_request_timeout() -> None:
         pipe.echo = False
         with pytest.raises(RequestTimeout):
             pipe.connection.call(Echo, value="never answered").get()
-        assert pipe.connection._role == connection_module._FREE
+        assert pipe.connection._reading.role is Role.FREE
     finally:
         pipe.connection.connection_lost(ProcessUnavailable("the test ended"))
         pipe.close()
@@ -234,7 +234,7 @@ def test_get_with_a_timeout_while_reading_then_the_answer_comes(pipe: Pipe) -> N
     future = pipe.connection.call(Echo, value="late")
     with pytest.raises(pykka.Timeout):
         future.get(timeout=0.1)
-    assert pipe.connection._role == connection_module._FREE
+    assert pipe.connection._reading.role is Role.FREE
     pipe.answer(pipe.held.pop())
     assert future.get(timeout=10) == {"value": "late"}
     pipe.echo = True
@@ -264,7 +264,7 @@ def test_end_of_file_met_by_a_caller_ends_the_reader_thread(pipe: Pipe) -> None:
     pipe.connection.connection_lost(ProcessUnavailable("stdout closed"))
     waiting.join(10)
     assert len(got) == 1 and isinstance(got[0], ProcessUnavailable)
-    assert pipe.errors == []
+    assert pipe.losses == []
 
 
 @pytest.mark.usefixtures("parked_for_good")
@@ -275,10 +275,11 @@ def test_bad_bytes_met_by_a_caller_are_reported_by_the_reader_thread(pipe: Pipe)
     threading.Timer(0.1, pipe.answer, [b"no separator here\r\n\r\n"]).start()
     with pytest.raises(pykka.Timeout):
         future.get(timeout=0.3)
-    wait_until(lambda: bool(pipe.errors))
-    (error, sample), = pipe.errors
-    assert isinstance(error, MalformedBox)
-    assert sample == b"no separator here\r\n\r\n"
+    wait_until(lambda: bool(pipe.losses))
+    (loss,) = pipe.losses
+    assert loss.cause == "protocol_error"
+    assert isinstance(loss.error, MalformedBox)
+    assert loss.sample == b"no separator here\r\n\r\n"
     # The reader thread drains the pipe until end of file, so the child never blocks.
     os.close(pipe.write_fd)
     pipe.write_fd = -1
@@ -311,7 +312,7 @@ def test_many_threads_waiting_and_reading_all_get_their_answers(pipe: Pipe) -> N
         thread.join(60)
     assert failures == []
     assert pipe.connection.stats()["answered"] == 8 * 300
-    wait_until(lambda: pipe.connection._watchers == 0)
+    wait_until(lambda: pipe.connection._reading.watchers == 0)
 
 
 def test_the_wake_pipe_is_closed_when_the_reader_ends() -> None:
@@ -334,7 +335,7 @@ def test_a_raising_callback_does_not_cost_a_reading_caller_its_answer(pipe: Pipe
     # and the caller below reads both answers.
     ReplyFuture.add_done_callback(other, lambda _: 1 / 0)
     mine = pipe.connection.call(Echo, value="mine")
-    assert pipe.connection._role == connection_module._FREE
+    assert pipe.connection._reading.role is Role.FREE
     threading.Timer(0.1, pipe.answer, [pipe.held[0] + pipe.held[1]]).start()
     assert mine.get(timeout=10) == {"value": "mine"}
     assert other.get(timeout=0) == {"value": "other"}
@@ -354,7 +355,7 @@ def test_without_a_wake_pipe_the_reader_thread_reads_everything(
         pipes_left.pop()
         return real_pipe()
 
-    monkeypatch.setattr(connection_module.os, "pipe", pipe_while_fds_last)
+    monkeypatch.setattr(reading_module.os, "pipe", pipe_while_fds_last)
     pipe = Pipe(request_timeout=5)
     try:
         for index in range(20):
@@ -420,13 +421,9 @@ def test_every_way_of_waiting_at_once_settles_every_future(seed: int) -> None:
     # requests (their timeouts fire while callers read). Every future must settle with its own
     # value, or with RequestTimeout for an ignored request; then the connection ends cleanly.
     child = ShuffledChild(seed)
-    errors: list[tuple[ProtocolError, bytes]] = []
-    connection = Connection(child.write, pid=1, generation=1)
-    reader = threading.Thread(
-        target=connection.serve_reads,
-        args=(child.from_child, lambda error, sample: errors.append((error, sample))),
-        daemon=True,
-    )
+    losses: list[ConnectionLoss] = []
+    connection = Connection(child.write, pid=1, generation=1, on_lost=losses.append)
+    reader = threading.Thread(target=connection.serve_reads, args=(child.from_child,), daemon=True)
     reader.start()
     failures: list[str] = []
 
@@ -469,9 +466,20 @@ def test_every_way_of_waiting_at_once_settles_every_future(seed: int) -> None:
         thread.join(60)
     assert failures == []
     assert connection.in_flight == 0
-    wait_until(lambda: connection._watchers == 0)
+    wait_until(lambda: connection._reading.watchers == 0)
     child.end()
     reader.join(10)
-    assert not reader.is_alive() and errors == []
+    assert not reader.is_alive() and losses == []
     connection.connection_lost(ProcessUnavailable("the test ended"))
     os.close(child.from_child)
+
+
+def test_a_request_future_maps_and_joins_like_any_pykka_future(pipe: Pipe) -> None:
+    # pykka's combinators make a future of the same class with no arguments: one that only
+    # waits on the future it maps (it reads nothing itself).
+    first = pipe.connection.call(Echo, value="first")
+    second = pipe.connection.call(Echo, value="second")
+    value = first.map(lambda answer: answer["value"])
+    both = first.join(second)
+    assert value.get(timeout=10) == "first"
+    assert both.get(timeout=10) == [{"value": "first"}, {"value": "second"}]

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from juicectl.connection import Connection
+from juicectl.connection import Connection, ConnectionLoss
 from juicectl.exceptions import JuicectlError, ProcessUnavailable
 from juicectl.juice import (
     ArgumentError,
@@ -278,8 +278,8 @@ wire = st.lists(fuzz_atoms, max_size=40).map(b"".join) | st.binary(max_size=200)
 @given(wire)
 def test_a_connection_fed_any_bytes_raises_only_protocol_errors(data: bytes) -> None:
     written: list[bytes] = []
-    fatal: list[BaseException] = []
-    connection = Connection(written.append, pid=1, generation=1, on_fatal=fatal.append)
+    lost: list[ConnectionLoss] = []
+    connection = Connection(written.append, pid=1, generation=1, on_lost=lost.append)
     futures = [connection.call(Everything, text=f"request {n}") for n in range(2)]
     try:
         connection.data_received(data)

@@ -1,0 +1,493 @@
+"""Who reads the child's stdout: the reader thread, or a thread waiting on the connection.
+
+Theory of operation
+-------------------
+
+Reading the child's stdout is a *role* that one thread holds at a time. Whoever holds it reads
+(64 KiB at a time), hands the bytes to the connection (``feed``: parse, settle the futures of
+the answers, dispatch the child's requests), and reads again.
+
+* The **reader thread** (``serve``, run by the child's owner) holds it from the start and
+  whenever nobody else reads: for answers nobody waits for, futures with callbacks
+  (``juicectl.aio``), requests from the child, end of file.
+* A **caller** that waits while nobody reads takes it. A caller in ``get()`` reads its own
+  answer: a request then costs no thread hand-off at all (the reader waking, then the caller,
+  each a context switch and a GIL transfer). A writer that meets a full pipe reads while it
+  waits for room (see "No stall" below).
+* While callers read, the reader thread is **parked**. It parks only after serving a caller that
+  waited behind it, with nobody waiting now, and decides so under the same lock as it parks. It
+  takes the role back at once when asked: a thread waits without reading (another holds the
+  role), a future gets callbacks, a caller met end of file or bad bytes (the reader thread
+  handles both), the connection is lost; and otherwise after ``PARK``, the bound on how late an
+  answer nobody waits for, a request from the child or end of file is read.
+
+A caller's read never outlives its wait: a timeout or a lost connection wakes it through a pipe
+of the role's own (without one, for want of file descriptors, callers never read and the reader
+thread reads everything).
+
+A caller reading may poll the pipe for up to ``busy_poll`` seconds before it sleeps on it, while
+that brings answers sooner (``juicectl._busy_poll``): on an idle machine a sleeper is woken tens
+of microseconds late. Never right after a read that may have woken other threads waiting on
+this connection: a spin holds the GIL they need.
+
+No stall, by construction
+-------------------------
+
+A thread that writes to the child while nobody reads the child's output can wait for ever: the
+child blocks writing its answers into a full pipe and stops reading its input, and the writer
+blocks on the full input. So whatever writes and meets a full pipe waits in
+``wait_for_room``, which makes sure the output is read meanwhile:
+
+* the role is free: the writer takes it and reads while it waits for room;
+* another thread holds it (the reader thread, or a caller reading): that one reads, and the
+  writer counts as a watcher, so the reader thread neither parks while it waits nor stays parked
+  once a caller lets go of the role;
+* the writer holds the role itself (a future's callback, run while this thread reads, sends a
+  request): it reads while it waits, and keeps what it reads for the read it interrupted, which
+  parses it in order once the callback returns.
+
+The states (who holds the role), and the triggers that move it (``TRANSITIONS``, the data the
+code moves by):
+
+| state | who reads |
+|---|---|
+| free | nobody: the reader thread is parked, a waiting thread may take the role |
+| reader | the reader thread (from the start, and whenever it takes the role back) |
+| caller | a thread waiting on the connection: a caller for its answer, a writer for room |
+| ended | nobody, ever again: end of file, or bytes that broke the protocol |
+
+| state | trigger | next state | fired by: when |
+|---|---|---|---|
+| reader | park | free | the reader thread: it served a caller that waited behind it (1) |
+| free | resume | reader | the parked reader thread: asked to (2), or the park ran out |
+| free | take | caller | a caller in ``get()``, or a writer at a full pipe: callers may read |
+| caller | leave | free | that thread: done waiting, or it met end of file or bad bytes |
+| reader | end | ended | the reader thread: end of file, or a protocol error |
+
+(1) since the last park, with no thread waiting without reading now, while callers may read.
+(2) ``reader_wanted``: a thread waits without reading, a caller let go of the role while one
+does, callers may read no more, or the connection is lost.
+
+The flags beside the state, all under the role's lock: ``callers_waited`` (a thread waited
+behind the holder since the last park), ``reader_wanted`` (the parked reader thread must take
+the role back now), ``callers_may_read`` (false for good once a caller met end of file or bad
+bytes, once the connection is lost, or without a wake pipe: from then on only the reader thread
+reads), ``watchers`` (threads waiting without reading: futures waited on or with callbacks,
+writers waiting for room behind another reader). Holding the role's lock, a thread never takes
+the connection's locks, and the reverse: no order to keep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from juicectl._busy_poll import BusyPoll
+from juicectl._future import ReplyFuture
+from juicectl._pipe import wait_writable
+from juicectl._timer import TimerHandle
+from juicectl.juice import ProtocolError
+
+__all__ = ["PARK", "READ_SIZE", "TRANSITIONS", "ReadRole", "RequestFuture", "Role", "Trigger"]
+
+# Bytes asked of the child's stdout per read: a whole burst of answers in one system call.
+READ_SIZE = 1 << 16
+# How long the reader thread leaves the pipe to callers who read their own answers, before it
+# reads again if nobody does (seconds).
+PARK = 0.01
+
+
+class Role(enum.Enum):
+    """Who holds the read role (see the module docstring)."""
+
+    FREE = "free"
+    READER = "reader"
+    CALLER = "caller"
+    ENDED = "ended"
+
+    # A member is its own identity: hashed as an object (in C), not by name (in Python, four
+    # times slower), since the role moves twice per request a caller reads.
+    __hash__ = object.__hash__
+
+
+class Trigger(enum.Enum):
+    """What moves the read role from one holder to the next."""
+
+    PARK = "park"
+    RESUME = "resume"
+    TAKE = "take"
+    LEAVE = "leave"
+    END = "end"
+
+    __hash__ = object.__hash__  # as Role's
+
+
+#: (state, trigger) -> next state. Any other pair is a bug, and raises.
+TRANSITIONS: dict[tuple[Role, Trigger], Role] = {
+    (Role.READER, Trigger.PARK): Role.FREE,
+    (Role.FREE, Trigger.RESUME): Role.READER,
+    (Role.FREE, Trigger.TAKE): Role.CALLER,
+    (Role.CALLER, Trigger.LEAVE): Role.FREE,
+    (Role.READER, Trigger.END): Role.ENDED,
+}
+
+Failure = tuple[ProtocolError, bytes]
+"""A protocol error, and the start of the read that broke the protocol."""
+
+
+_reply_future_init = ReplyFuture.__init__
+
+
+class RequestFuture(ReplyFuture[dict[str, Any]]):
+    """A request's future: a caller waiting in ``get()`` reads the answer itself when nobody
+    else reads, and one with callbacks makes sure the reader thread reads."""
+
+    #: Counted among the role's watchers (under the role's lock).
+    watched = False
+    #: The request's timeout, if it has one (its connection sets and cancels it).
+    timer: TimerHandle | None = None
+
+    def __init__(self, reading: ReadRole | None = None) -> None:
+        _reply_future_init(self)  # ReplyFuture.__init__, without the lookup super() makes
+        # None for a future made by map() and the like: it only waits on the future it maps.
+        self._reading = reading
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        """The response fields (or raise); wait up to ``timeout`` seconds (None: forever)."""
+        reading = self._reading
+        if reading is not None and not self.done() and not self.has_get_hook():
+            timeout = reading.wait(self, timeout)
+        return super().get(timeout=timeout)
+
+    def add_done_callback(self, callback: Callable[[ReplyFuture[dict[str, Any]]], None]) -> None:
+        """Call ``callback(future)`` once settled (at once if it already is)."""
+        reading = self._reading
+        if reading is not None and not self.done():
+            reading.watch(self)
+        super().add_done_callback(callback)
+
+
+class ReadRole:
+    """Who reads one child's stdout, and how each reads (see the module docstring).
+
+    Args:
+        feed: takes every chunk read, in order (``b""`` at end of file); raises
+            ``ProtocolError`` if the bytes break the protocol.
+        busy_poll: how long a caller reading may poll the pipe before it sleeps on it.
+        log: where to log (the connection's bound logger).
+    """
+
+    def __init__(self, feed: Callable[[bytes], None], *, busy_poll: float, log: Any) -> None:
+        self._feed = feed
+        self._log = log
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        #: Who reads now. Until ``serve`` runs, the role is the reader thread's: callers wait.
+        self.role = Role.READER
+        self._holder: int | None = None  # the thread holding READER or CALLER, once known
+        self._fd = -1
+        self._wake_r = -1
+        self._wake_w = -1  # written to wake a caller that reads (poll) when its future settles
+        #: How a reading caller waits on the pipe; used only by the thread holding CALLER.
+        self.busy_poll = BusyPoll(busy_poll)
+        self._poll: Callable[[float | None], list[tuple[int, int]]] | None = None
+        #: Threads waiting on the connection without reading (see the module docstring).
+        self.watchers = 0
+        self._callers_waited = False
+        self._reader_wanted = False
+        self._callers_may_read = True
+        self._caller_failure: Failure | None = None
+        # Read by the holder while it waited for room inside a callback of its own read, for
+        # that read to parse once the callback returns (only the holder touches it).
+        self._held: list[bytes] = []
+
+    def _fire(self, trigger: Trigger) -> None:
+        """Move the role by ``TRANSITIONS`` (called with the lock held)."""
+        role = TRANSITIONS.get((self.role, trigger))
+        if role is None:
+            raise RuntimeError(f"who reads: {trigger.value!r} cannot happen in {self.role.value!r}")
+        self.role = role
+        self._holder = threading.get_ident() if role is Role.READER or role is Role.CALLER else None
+
+    # --- the reader thread -----------------------------------------------------------------
+
+    def serve(self, fd: int) -> Failure | None:
+        """Read ``fd`` until end of file (returns None) or bytes that break the protocol
+        (returns the error and the start of that read): the reader thread's loop. Callers
+        read ``fd`` too, one at a time, while this thread is parked."""
+        try:
+            wake_r, wake_w = os.pipe()
+        except OSError as error:
+            # Out of file descriptors: no caller can be woken while it reads, so none reads;
+            # this thread reads everything, as if callers never waited alone.
+            self._log.warning("callers_do_not_read", error=str(error))
+            wake_r = wake_w = -1
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if wake_r >= 0:
+            os.set_blocking(wake_w, False)
+            poller.register(wake_r, select.POLLIN)
+        with self._lock:
+            self._fd, self._wake_r, self._wake_w, self._poll = fd, wake_r, wake_w, poller.poll
+            self._holder = threading.get_ident()
+            if wake_r < 0:
+                self._callers_may_read = False
+        try:
+            return self._read_until_eof(fd)
+        finally:
+            with self._lock:
+                self._fire(Trigger.END)
+                self._fd = self._wake_r = self._wake_w = -1
+                self._poll = None
+            if wake_r >= 0:
+                os.close(wake_r)
+                os.close(wake_w)
+
+    def _read_until_eof(self, fd: int) -> Failure | None:
+        while True:
+            with self._lock:
+                # Decided under the same lock as the parking itself, so that a caller who
+                # starts waiting meanwhile is either counted here or finds the role free.
+                if self._callers_waited and not self.watchers and self._callers_may_read:
+                    self._fire(Trigger.PARK)
+                    self._callers_waited = False
+                    until = time.monotonic() + PARK
+                    while not (
+                        self.role is Role.FREE
+                        and (self._reader_wanted or time.monotonic() >= until)
+                    ):
+                        self._changed.wait(PARK)
+                    self._fire(Trigger.RESUME)
+                    self._reader_wanted = False
+                if self._caller_failure is not None:
+                    return self._caller_failure
+            try:
+                data = os.read(fd, READ_SIZE)
+            except OSError:
+                data = b""
+            try:
+                self._feed_all(data)
+            except ProtocolError as error:
+                return error, data[:80]
+            if not data:
+                return None
+
+    def _feed_all(self, data: bytes) -> None:
+        """Feed ``data``, then what this thread read while a callback of that feed waited for
+        room in the child's input (``wait_for_room``): in the order it was read."""
+        self._feed(data)
+        held = self._held
+        while held:
+            data = held[0] if len(held) == 1 else b"".join(held)
+            held.clear()
+            self._feed(data)
+
+    # --- a caller waiting for its answer -----------------------------------------------------
+
+    def wait(self, future: RequestFuture, timeout: float | None) -> float | None:
+        """Wait for ``future`` by reading its answer if nobody else reads. Returns how long
+        ``get()`` still waits on the future itself (0: out of time; None: for ever)."""
+        with self._lock:
+            lead = self.role is Role.FREE and self._callers_may_read
+            if lead:
+                self._fire(Trigger.TAKE)
+            else:
+                self._callers_waited = True
+        if lead:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            try:
+                self._read_for(future, deadline)
+            finally:
+                self._leave()
+            if deadline is not None:
+                timeout = max(0.0, deadline - time.monotonic())
+            if future.done() or timeout == 0:
+                return timeout
+            # This caller met end of file or bad bytes, which the reader thread now handles;
+            # the future settles when the connection ends.
+        self.watch(future)
+        return timeout
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._fire(Trigger.LEAVE)
+            if self.watchers or not self._callers_may_read:
+                self._reader_wanted = True
+                self._changed.notify()
+
+    def _read_for(self, future: RequestFuture, deadline: float | None) -> None:
+        """Read and settle answers until ``future`` settles, time runs out, or end of file or
+        a protocol error stops callers from reading (the reader thread takes over)."""
+        fd, wake_r, poll = self._fd, self._wake_r, self._poll
+        assert poll is not None
+        busy_wait = self.busy_poll.wait
+        others_waited = False
+        while not future.done():
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                return
+            # A spin holds the GIL: none right after a read that may have settled the futures
+            # of other threads, which need the GIL to go on.
+            if others_waited:
+                events = poll(None if timeout is None else timeout * 1000.0)
+            else:
+                events = busy_wait(poll, timeout)
+            readable = False
+            for event_fd, _ in events:
+                if event_fd == fd:
+                    readable = True
+                elif event_fd == wake_r:
+                    with contextlib.suppress(OSError):
+                        os.read(wake_r, 512)
+            if not readable:
+                continue
+            # Whether this read may settle the futures of threads waiting without reading.
+            others_waited = self.watchers > 0
+            if not self._read_once(fd):
+                return
+
+    def _read_once(self, fd: int) -> bool:
+        """One read by a caller holding the role; False once callers may read no more (it
+        met end of file, which the reader thread reads again, or bytes that break the
+        protocol, which the reader thread reports)."""
+        try:
+            data = os.read(fd, READ_SIZE)
+        except OSError:
+            data = b""
+        if not data:
+            with self._lock:
+                self._callers_may_read = False
+            return False
+        try:
+            self._feed_all(data)
+        except ProtocolError as error:
+            with self._lock:
+                self._callers_may_read = False
+                self._caller_failure = (error, data[:80])
+            return False
+        return True
+
+    def watch(self, future: RequestFuture) -> None:
+        """Count ``future`` as waited on by a thread that does not read, until it settles, and
+        make sure the reader thread reads for it."""
+        with self._lock:
+            if future.watched:
+                return
+            future.watched = True
+            self.watchers += 1
+            if self.role is Role.FREE:
+                self._reader_wanted = True
+                self._changed.notify()
+        ReplyFuture.add_done_callback(future, self._unwatch)
+
+    def _unwatch(self, _future: ReplyFuture[dict[str, Any]]) -> None:
+        with self._lock:
+            self.watchers -= 1
+
+    def wake(self) -> None:
+        """A future settled without being read (a timeout, a lost connection): a caller
+        reading for it must look again."""
+        with self._lock:
+            if self.role is Role.CALLER and self._wake_w >= 0:
+                with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+                    os.write(self._wake_w, b"\0")
+
+    def end(self) -> None:
+        """The connection is lost: nobody waits for answers any more. The reader thread reads
+        (and drops) what is left until end of file, so that the child never blocks writing
+        while it goes."""
+        with self._lock:
+            self._callers_may_read = False
+            self._reader_wanted = True
+            self._changed.notify()
+
+    # --- a writer waiting for room in the child's input --------------------------------------
+
+    def wait_for_room(self, write_fd: int) -> None:
+        """Return once the child's input ``write_fd`` may have room, having made sure that the
+        child's output is read meanwhile (see "No stall" in the module docstring)."""
+        with self._lock:
+            nested = self._holder == threading.get_ident()
+            lead = not nested and self.role is Role.FREE and self._callers_may_read
+            if lead:
+                self._fire(Trigger.TAKE)
+            elif not nested:
+                self._wait_behind()
+        if nested:
+            self._hold_until_room(write_fd)
+            return
+        if lead:
+            try:
+                room = self._read_until_room(write_fd)
+            finally:
+                self._leave()
+            if room:
+                return
+            # It met end of file or bad bytes: the reader thread reads from now on.
+            with self._lock:
+                self._wait_behind()
+        try:
+            wait_writable(write_fd)
+        finally:
+            with self._lock:
+                self.watchers -= 1
+
+    def _wait_behind(self) -> None:
+        """Count this writer as a watcher while another thread reads (lock held)."""
+        self._callers_waited = True
+        self.watchers += 1
+        if self.role is Role.FREE:
+            self._reader_wanted = True
+            self._changed.notify()
+
+    def _read_until_room(self, write_fd: int) -> bool:
+        """Read and feed the child's output until ``write_fd`` has room (True), or until
+        callers may read no more (False)."""
+        fd = self._fd
+        poller = select.poll()
+        poller.register(write_fd, select.POLLOUT)
+        poller.register(fd, select.POLLIN)
+        while True:
+            room = readable = False
+            for event_fd, _ in poller.poll():
+                if event_fd == write_fd:
+                    room = True  # or broken: the write says which
+                else:
+                    readable = True
+            # Read first: the child may be blocked writing, and reading lets it go on.
+            if readable and not self._read_once(fd):
+                return False
+            if room:
+                return True
+
+    def _hold_until_room(self, write_fd: int) -> None:
+        """Wait for room while a callback of this thread's own read writes: read meanwhile,
+        and keep the bytes for that read (``_feed_all``) rather than parse them here, out of
+        order. End of file is left in the pipe, for that read to meet."""
+        fd = self._fd
+        poller = select.poll()
+        poller.register(write_fd, select.POLLOUT)
+        if fd >= 0:
+            poller.register(fd, select.POLLIN)
+        while True:
+            room = False
+            for event_fd, _ in poller.poll():
+                if event_fd == write_fd:
+                    room = True
+                    continue
+                try:
+                    data = os.read(fd, READ_SIZE)
+                except OSError:
+                    data = b""
+                if data:
+                    self._held.append(data)
+                else:
+                    poller.unregister(fd)  # end of file: the interrupted read meets it again
+            if room:
+                return
