@@ -352,11 +352,10 @@ def main(args: list[str]) -> int:
         signal.signal(signum, note)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the poll
     parent = os.getppid()
-    # The worker first: it starts while the shim loads ctypes for prctl (10 ms); a
-    # grandchild cannot be orphaned before the worker's own Python has even started.
-    pid = _start_worker(options)
+    # Before the worker: a grandchild orphaned before this would go to init, not to us.
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     _prctl(_PR_SET_PDEATHSIG, signal.SIGHUP)  # then the loop checks getppid() for a race
+    pid = _start_worker(options)
     watch = _Watch(pid, options.grace, wake_r, received)
     watch.parent = parent
     status = watch.run()

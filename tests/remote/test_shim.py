@@ -26,11 +26,17 @@ GONE_WITHIN = 20.0
 STUBBORN = textwrap.dedent("""
     import os, signal, subprocess, sys, time
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
-    subprocess.Popen([sys.executable, "-c", code])
-    subprocess.Popen([sys.executable, "-c",
-                      "import os; os.setsid(); os.fork() and os._exit(0); " + code])
-    time.sleep(0.3)
+    # Each grandchild writes a byte once it ignores SIGTERM (the daemon: once it has left).
+    ready_r, ready_w = os.pipe()
+    code = ("import os, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "{detach}os.write(int(sys.argv[1]), b'x'); time.sleep(600)")
+    for detach in ("", "os.setsid(); os.fork() and os._exit(0); "):
+        subprocess.Popen([sys.executable, "-c", code.format(detach=detach), str(ready_w)],
+                         pass_fds=[ready_w])
+    os.close(ready_w)
+    got = b""
+    while len(got) < 2:
+        got += os.read(ready_r, 2)
     print("ready", flush=True)
     time.sleep(600)
 """)

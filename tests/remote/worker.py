@@ -18,21 +18,17 @@ import time
 from juicectl.child import JuiceChild
 from juicectl.juice import Command, Float, Integer, String
 
+# A grandchild that ignores SIGTERM and SIGHUP, then writes a byte to the fd in its argv
+# (``{detach}``: leave the group first, as a daemon does) and sleeps.
 _GRANDCHILD = (
-    "import signal, time\n"
-    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-    "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
-    "time.sleep(600)\n"
-)
-_DAEMON = (
     "import os, signal, sys, time\n"
     "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
     "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
-    "os.setsid()\n"
-    "if os.fork():\n"
-    "    os._exit(0)\n"
+    "{detach}"
+    "os.write(int(sys.argv[1]), b'x')\n"
     "time.sleep(600)\n"
 )
+_DETACH = "os.setsid()\nif os.fork():\n    os._exit(0)\n"
 
 
 class Echo(Command):
@@ -87,8 +83,17 @@ class Worker(JuiceChild):
 
     @Spawn.responder
     def spawn(self) -> dict[str, int]:
-        for code in (_GRANDCHILD, _DAEMON):
-            subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+        ready_r, ready_w = os.pipe()
+        for detach in ("", _DETACH):
+            subprocess.Popen([sys.executable, "-c", _GRANDCHILD.format(detach=detach),
+                              str(ready_w)], pass_fds=[ready_w], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)  # both have set their signals and the daemon has left the group
-        return {"started": 2}
+        os.close(ready_w)
+        got = b""
+        while len(got) < 2:  # both have set their signals; the daemon has left the group
+            chunk = os.read(ready_r, 2)
+            if not chunk:
+                break
+            got += chunk
+        os.close(ready_r)
+        return {"started": len(got)}
