@@ -25,6 +25,7 @@ from juicectl.actors.subscribers import subscriber_for
 from juicectl.connection import Connection
 from juicectl.exceptions import ControllerClosed
 from juicectl.juice import Limits
+from juicectl.launch import Launcher, LaunchSession, LocalLauncher, open_session
 from juicectl.messages import (
     GetProcess,
     ProcessStarted,
@@ -74,6 +75,7 @@ class ProcessController:
         self._closed = False
         self._hooks: list[pykka.ActorRef[Any]] = []
         self._end_of_life = end_of_life
+        self._launch_session: LaunchSession | None = None
         with _open_lock:
             _open_controllers.add(self)
 
@@ -85,6 +87,7 @@ class ProcessController:
         name: str | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
+        launcher: Launcher | None = None,
         on_process_startup: Hook = None,
         on_process_termination: Hook = None,
         prepare: Callable[[Connection], Any] | None = None,
@@ -108,6 +111,10 @@ class ProcessController:
             name: a name for logs and events (default ``"controller-N"``).
             env: the child's environment (None: inherit the parent's).
             cwd: the child's working directory (None: inherit the parent's).
+            launcher: where the child runs: ``juicectl.local()`` (the default),
+                ``juicectl.ssh(host, ...)`` or ``juicectl.prefix([...])`` (see
+                ``docs/remote.md``). It is opened for this controller (the ssh launcher's
+                connection master lives until ``close()``).
             on_process_startup: a no-argument callable (run in a subscriber actor, never on
                 the controller's thread) or an ``ActorRef`` told ``ProcessStarted``, whenever
                 a newly spawned child is ready.
@@ -142,6 +149,7 @@ class ProcessController:
             else argv,
             env=dict(env) if isinstance(env, Mapping) else env,
             cwd=cwd,
+            launcher=launcher if launcher is not None else LocalLauncher(),
             readiness=readiness,
             prepare=prepare,
             startup_timeout=startup_timeout,
@@ -173,19 +181,28 @@ class ProcessController:
             _check_hook(hook, option)
         refs = _checked_subscribers(subscribers)
 
-        hooks = [
-            subscriber_for(hook, (event,), name=name)
-            for hook, event in hooks_wanted.values()
-            if hook is not None
-        ]
-        factory = process_factory or ProcessActor.factory(name)
-        end_of_life: ReplyFuture[EndOfLife] = ReplyFuture()
-        actor_ref = ControllerActor.start(
-            name, spec, factory, policy, [*hooks, *refs], end_of_life=end_of_life
-        )
+        session = open_session(spec.launcher, name)
+        hooks: list[pykka.ActorRef[Any]] = []
+        try:
+            hooks.extend(
+                subscriber_for(hook, (event,), name=name)
+                for hook, event in hooks_wanted.values()
+                if hook is not None
+            )
+            factory = process_factory or ProcessActor.factory(name, launcher=session)
+            end_of_life: ReplyFuture[EndOfLife] = ReplyFuture()
+            actor_ref = ControllerActor.start(
+                name, spec, factory, policy, [*hooks, *refs], end_of_life=end_of_life
+            )
+        except BaseException:
+            for hook_ref in hooks:
+                hook_ref.stop(block=False)
+            session.close()
+            raise
         log.info("controller_started", controller=name, argv=list(spec.argv))
         controller = cls(actor_ref, name, spec, end_of_life)
         controller._hooks = hooks
+        controller._launch_session = session
         return controller
 
     # --- the seed's operations ------------------------------------------------------------
@@ -211,6 +228,12 @@ class ProcessController:
         response dict. A convenience for scripts: ``get_process()`` then ``call()``."""
         connection = self.get_process().get(timeout=timeout or self.spec.startup_timeout + 1)
         return connection.call(command, timeout=timeout, **arguments).get()
+
+    @property
+    def launch_session(self) -> LaunchSession | None:
+        """The launcher as opened for this controller (``SshSession`` for an ``ssh()``
+        launcher: its ``master_pid``); None once closed."""
+        return self._launch_session
 
     @property
     def actor_ref(self) -> pykka.ActorRef[Any]:
@@ -279,7 +302,7 @@ class ProcessController:
         future: ReplyFuture[StopResult] = ReplyFuture()
         # No recheck: closing stops the actor, which settles this future as it stops.
         if not self._tell(_Close(future), future, recheck=False):
-            self._stop_hooks()
+            self._release()
             return self._result_of_end()
         spec = self.spec
         bound = timeout if timeout is not None else (
@@ -292,19 +315,19 @@ class ProcessController:
             result: StopResult = future.get(timeout=bound)
         except pykka.Timeout:
             if not self._actor.is_alive():
-                self._stop_hooks()
+                self._release()
                 return self._result_of_end()
             log.warning("close_timed_out", controller=self.name, timeout=bound)
             self._actor.stop(block=False)
-            self._stop_hooks()
+            self._release()
             return None
         except ControllerClosed:
             # The actor stopped with a child still running (its process actor stops it).
-            self._stop_hooks()
+            self._release()
             return self._result_of_end()
         if self._actor.is_alive():
             self._actor.stop(block=True, timeout=5)
-        self._stop_hooks()
+        self._release()
         return result
 
     def _last_words(self, wait: float) -> EndOfLife | None:
@@ -322,9 +345,14 @@ class ProcessController:
         record = self._last_words(5.0)
         return None if record is None else record.result
 
-    def _stop_hooks(self) -> None:
+    def _release(self) -> None:
+        """After the stop: the hooks' actors, and what the launcher holds (the ssh
+        connection master and its directory)."""
         for hook in self._hooks:
             hook.stop(block=False)
+        session, self._launch_session = self._launch_session, None
+        if session is not None:
+            session.close()
 
     def __enter__(self) -> ProcessController:
         return self

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from juicectl._busy_poll import DEFAULT_BUSY_POLL, check_busy_poll
 from juicectl.juice import Limits
-from juicectl.launch import check_cwd
+from juicectl.launch import Launcher, LocalLauncher
 
 RestartMode = Literal["permanent", "transient", "temporary"]
 Readiness = Literal["negotiate", "connected"]
@@ -259,6 +259,10 @@ class LaunchSpec:
             the parent's.
         cwd: the child's working directory (it must exist; a path-like is taken as its
             ``str``), or None to inherit.
+        launcher: where and how the command runs: ``juicectl.launch.local()`` (the
+            default, this machine), ``ssh(host, ...)`` or ``prefix([...])``. With a remote
+            launcher ``cwd`` is a directory there, and ``env`` the worker's whole
+            environment there (None: the remote login environment).
         readiness: ``"negotiate"`` (a ``Negotiate`` round trip, answered by every reference
             peer) or ``"connected"`` (ready as soon as the pipes are open, like the original).
         prepare: called with the ``Connection`` once the child answers, before any waiter is
@@ -276,6 +280,7 @@ class LaunchSpec:
     argv: Sequence[str]
     env: Mapping[str, str] | None = None
     cwd: str | None = None
+    launcher: Launcher = field(default_factory=LocalLauncher)
     readiness: Readiness = "negotiate"
     prepare: Callable[[Any], Any] | None = None
     startup_timeout: float = 10.0
@@ -295,10 +300,10 @@ class LaunchSpec:
                     f"cwd must be a str (a directory) or None to inherit, not "
                     f"{type(self.cwd).__name__} {self.cwd!r}"
                 )
-            try:
-                check_cwd(self.cwd)
-            except OSError as problem:
-                raise ValueError(problem.strerror) from None
+        _check_launcher(self.launcher)
+        check = getattr(self.launcher, "check", None)
+        if callable(check):
+            check(self)  # the local launcher checks that cwd exists here
         if self.readiness not in ("negotiate", "connected"):
             raise ValueError(
                 f"readiness must be 'negotiate' or 'connected', not {self.readiness!r}"
@@ -328,6 +333,15 @@ def _check_argv(argv: object) -> None:
             raise ValueError(f"argv[{index}] contains a NUL character: {item!r}")
     if not argv[0]:
         raise ValueError(f"argv[0], the program, is empty: {list(argv)!r}")
+
+
+def _check_launcher(launcher: object) -> None:
+    """``LaunchSpec.launcher``: anything with an ``invocation(spec)`` method."""
+    if not callable(getattr(launcher, "invocation", None)) or isinstance(launcher, type):
+        raise TypeError(
+            "launcher must be a launcher: juicectl.launch.local(), ssh(host, ...), "
+            f"prefix([...]), or an object with an invocation(spec) method; not {launcher!r}"
+        )
 
 
 def _check_env(env: object) -> None:

@@ -97,7 +97,6 @@ from juicectl.juice import Box, Negotiate, Shutdown, raw_command
 from juicectl.launch import (
     Invocation,
     Launcher,
-    LocalLauncher,
     SpawnedChild,
     launch_failure,
     spawn,
@@ -293,7 +292,8 @@ class ProcessActor(pykka.ThreadingActor):
         generation: this child's generation number.
         spec: how to launch it and the timeouts.
         name: the controller's name, for logs.
-        launcher: turns ``spec`` into what to exec (default: :class:`LocalLauncher`).
+        launcher: turns ``spec`` into what to exec (default: ``spec.launcher``; the
+            controller passes the launcher it opened for itself).
     """
 
     use_daemon_thread = True
@@ -311,7 +311,7 @@ class ProcessActor(pykka.ThreadingActor):
         self._generation = generation
         self._spec = spec
         self._name = name
-        self._launcher: Launcher = launcher if launcher is not None else LocalLauncher()
+        self._launcher: Launcher = launcher if launcher is not None else spec.launcher
         self._log = log.bind(controller=name, generation=generation)
 
         # The lifecycle: this actor's thread only.
@@ -319,6 +319,8 @@ class ProcessActor(pykka.ThreadingActor):
         self._events: deque[tuple[Event, Any]] = deque()
         self._dispatching = False
         self._child: SpawnedChild | None = None
+        self._invocation: Invocation | None = None  # what was spawned
+        self._became_ready = False
         self._connection: Connection | None = None
         self._deadline = 0.0  # monotonic time by which the child must be ready
         self._launched_at = 0.0
@@ -421,7 +423,8 @@ class ProcessActor(pykka.ThreadingActor):
             call_later(spec.startup_timeout, lambda: _tell_quietly(me, _StartupTimedOut()))
         )
         try:
-            child = spawn(self._launcher.invocation(spec))  # spawn's own errors are launch errors
+            self._invocation = self._launcher.invocation(spec)
+            child = spawn(self._invocation)  # spawn's own errors are launch errors
         except ProcessLaunchError as failure:
             self._dispatch(Event.LAUNCH_FAILED, failure)
             return
@@ -440,8 +443,9 @@ class ProcessActor(pykka.ThreadingActor):
         self._launched_at = time.monotonic()
         self._stdin = PipeTransport(popen.stdin)
         self._log = self._log.bind(pid=popen.pid)
+        where = self._invocation.where if self._invocation is not None else ""
         self._log.info("launched", argv=list(self._spec.argv), pgid=child.pgid,
-                       guarded=child.guard is not None)
+                       guarded=child.guard is not None, **({"where": where} if where else {}))
 
     def _launch_failed(self, failure: ProcessLaunchError) -> None:
         self._log.warning("launch_failed", argv=list(self._spec.argv), cwd=self._spec.cwd,
@@ -701,6 +705,7 @@ class ProcessActor(pykka.ThreadingActor):
     def _enter_ready(self) -> None:
         child, connection = self._child, self._connection
         assert child is not None and connection is not None
+        self._became_ready = True
         self._log.info("ready", seconds=round(time.monotonic() - self._launched_at, 4))
         self._tell_controller(ChildProcessCreated(self._generation, child.pid, connection))
 
@@ -785,14 +790,31 @@ class ProcessActor(pykka.ThreadingActor):
         returncode = self._returncode
         status = returncode if returncode is not None and returncode >= 0 else None
         signum = -returncode if returncode is not None and returncode < 0 else None
+        detail = self._cause_detail
+        tail = self._stderr_tail.lines()
+        read_exit = self._invocation.read_exit if self._invocation is not None else None
+        if read_exit is not None and returncode is not None:
+            # A launcher that ran it elsewhere knows what the local status means there.
+            reading = read_exit(returncode, tail, self._became_ready)
+            status, signum = reading.exit_status, reading.signal
+            if reading.launch_error is not None and not self._became_ready:
+                return TerminationReason(
+                    pid=self._pid(), exit_status=status, signal=signum,
+                    requested=self._requested, how="launch_failed", detail=reading.detail,
+                    launch_error=reading.launch_error, stderr_tail=tail,
+                    stop_step=self._last_step,
+                )
+            detail = f"{detail}; {reading.detail}" if detail and reading.detail else (
+                detail or reading.detail
+            )
         return TerminationReason(
             pid=self._pid(),
             exit_status=status,
             signal=signum,
             requested=self._requested,
             how=self._how(status, signum),
-            detail=self._cause_detail,
-            stderr_tail=self._stderr_tail.lines(),
+            detail=detail,
+            stderr_tail=tail,
             stop_step=self._last_step,
         )
 
