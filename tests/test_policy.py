@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from juicectl.juice import Limits
+from juicectl.launch import LocalLauncher
 from juicectl.policy import ConnectionOptions, LaunchSpec, RestartPolicy, check_timeout
 
 
@@ -54,6 +55,7 @@ def test_the_launch_spec_defaults() -> None:
     assert (spec.startup_timeout, spec.stop_timeout, spec.kill_timeout) == (10.0, 5.0, 2.0)
     assert spec.stderr_tail_lines == 50
     assert spec.connection == ConnectionOptions()
+    assert spec.launcher == LocalLauncher()
 
 
 def test_the_connection_option_defaults() -> None:
@@ -290,6 +292,51 @@ def test_a_launch_spec_holds_connection_options_only() -> None:
     assert LaunchSpec(argv=["worker"], connection=options).connection is options
     assert refusal(LaunchSpec, argv=["worker"], connection={"max_in_flight": 3}) == (
         TypeError, "connection must be a ConnectionOptions, not {'max_in_flight': 3}"
+    )
+
+
+class BareLauncher:
+    """A launcher of the user's: an ``invocation(spec)`` method and nothing else."""
+
+    def invocation(self, spec: Any) -> Any:
+        raise AssertionError("a LaunchSpec does not run its launcher")
+
+
+class CheckingLauncher(BareLauncher):
+    """A launcher that looks at each spec made with it."""
+
+    def __init__(self) -> None:
+        self.checked: list[Any] = []
+
+    def check(self, spec: Any) -> None:
+        self.checked.append(spec)
+
+
+def test_any_object_with_an_invocation_method_is_a_launcher() -> None:
+    bare = BareLauncher()
+    assert LaunchSpec(argv=["worker"], launcher=bare).launcher is bare  # type: ignore[arg-type]
+    # Without check(), nothing is looked for here: not even the cwd.
+    assert LaunchSpec(
+        argv=["worker"], cwd="/no/such/dir", launcher=bare  # type: ignore[arg-type]
+    ).cwd == "/no/such/dir"
+
+
+def test_a_launcher_checks_each_spec_made_with_it() -> None:
+    checking = CheckingLauncher()
+    spec = LaunchSpec(argv=["worker"], launcher=checking)  # type: ignore[arg-type]
+    assert checking.checked == [spec]
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [None, "ssh://host", BareLauncher, type("NotCallable", (), {"invocation": 3})()],
+    ids=["None", "a str", "a launcher class", "invocation not callable"],
+)
+def test_what_is_not_a_launcher_is_refused_saying_what_would_be(launcher: Any) -> None:
+    assert refusal(LaunchSpec, argv=["worker"], launcher=launcher) == (
+        TypeError,
+        "launcher must be a launcher: juicectl.launch.local(), ssh(host, ...), prefix([...]), "
+        f"or an object with an invocation(spec) method; not {launcher!r}",
     )
 
 
