@@ -167,6 +167,34 @@ def test_a_restart_policy_refuses_a_bad_value_naming_it(
     assert refusal(RestartPolicy, **options) == (ValueError, message)
 
 
+NUMBERS = ["initial_delay", "factor", "max_delay", "jitter", "window", "reset_after"]
+
+
+@pytest.mark.parametrize("name", NUMBERS)
+@pytest.mark.parametrize("value", [True, "1", None], ids=ident)
+def test_a_restart_policy_number_of_another_type_is_refused_naming_it(
+    name: str, value: Any
+) -> None:
+    assert refusal(RestartPolicy, **{name: value}) == (
+        TypeError, f"RestartPolicy.{name} must be a number, not {value!r}"
+    )
+
+
+@pytest.mark.parametrize("name", NUMBERS)
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan], ids=ident)
+def test_a_restart_policy_number_must_be_finite(name: str, value: float) -> None:
+    assert refusal(RestartPolicy, **{name: value}) == (
+        ValueError, f"RestartPolicy.{name} must be a finite number, not {value!r}"
+    )
+
+
+@pytest.mark.parametrize("value", [True, 2.0, "5", None], ids=ident)
+def test_max_restarts_is_an_int(value: Any) -> None:
+    assert refusal(RestartPolicy, max_restarts=value) == (
+        TypeError, f"RestartPolicy.max_restarts must be an int, not {value!r}"
+    )
+
+
 # --- LaunchSpec -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
