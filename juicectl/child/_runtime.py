@@ -169,9 +169,8 @@ class _Session:
         concurrency: int,
         limits: Limits | None,
         close_output: bool,
-        busy_poll: float = 0.0,
+        busy_poll: float,
     ) -> None:
-        self._worker = worker
         self._responders = Responders(worker)
         self._parser = BoxParser(limits)
         # Only a one-at-a-time worker polls: its reading thread has nothing else to do, where
@@ -306,8 +305,7 @@ class _Session:
                 or "_error" in box
                 or _is_shutdown_name(name) is not None
             ):
-                if not self._route_box(box):
-                    return
+                self._route_box(box)  # a protocol error sets _closing, checked below
             else:
                 reply = self._answer(name, box.get("_ask"), box)
                 if isinstance(reply, bytes):
