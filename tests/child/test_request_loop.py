@@ -9,6 +9,7 @@ import io
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -29,6 +30,7 @@ from juicectl.juice import (
     Shutdown,
     String,
     answer_bytes,
+    error_bytes,
     request_bytes,
 )
 
@@ -36,6 +38,14 @@ from .conftest import Served
 from .workers import Block, Double, Echo, ExitWorker, Note, TestWorker
 
 Serving = Callable[..., Served]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for ``predicate`` (a bound, not a speed test)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
 
 UNHANDLED = {
     "_error_code": UNHANDLED_CODE,
@@ -92,6 +102,13 @@ class CallingWorker(TestWorker):
                 # The parent's answer is in the pipe before the wait starts.
                 self.answer_sent.wait(10)
                 return {"outcome": f"result {future.result(timeout=0.5)}"}
+            if how == "exception, answered":
+                return {"outcome": f"exception {future.exception(timeout=10)!r}"}
+            if how == "no timeout":
+                return {"outcome": f"result {future.result()}"}
+            if how == "note":
+                note = self.call(Note, value="n").result(timeout=10)
+                return {"outcome": f"note {note} then {future.result(timeout=10)}"}
             return {"outcome": f"result {future.result(timeout=10)}"}
         except FutureTimeout:
             return {"outcome": "timed out"}
@@ -146,6 +163,19 @@ def test_concurrent_bad_input_ends_serving_with_the_protocol_error(serving: Serv
     assert [type(exc) for exc in served.errors] == [MalformedBox]
 
 
+def test_concurrent_bad_input_does_not_wait_for_the_handlers_running(
+    serving: Serving,
+) -> None:
+    worker = TestWorker()
+    served = serving(worker, concurrency=2)
+    served.peer.request(Block, "1")
+    time.sleep(0.05)  # let the reader hand Block to a handler before the bad bytes come
+    served.peer.send(b"Value: no command\r\n\r\n")
+    assert served.peer.read_to_eof() == []  # Block still runs: its answer is not awaited
+    served.join()
+    assert [type(exc) for exc in served.errors] == [MalformedBox]
+
+
 @pytest.mark.parametrize("extra", [b"-Command: Echo\r\n-Ask: 5\r\nValue: x\r\n"], ids=["ask"])
 @pytest.mark.parametrize("kind", ["answer", "error"])
 def test_a_box_that_answers_is_an_answer_even_with_a_command(
@@ -160,14 +190,18 @@ def test_a_box_that_answers_is_an_answer_even_with_a_command(
     else:
         box = b"-Error: 9\r\n-Error-Code: X\r\n-Error-Description: d\r\n" + extra + b"\r\n"
     served.peer.send(box)
+    # Alone in its read: it is routed, not run.
+    wait_until(lambda: "juice_answer_for_unknown_tag: 9" in [
+        r.getMessage() for r in list(caplog.records)
+    ])
     served.peer.send(echo("1", "after"))
     assert served.peer.read_answer("1") == {"value": "after"}
     assert worker.seen == ["after"]
-    assert "juice_answer_for_unknown_tag: 9" in [r.getMessage() for r in caplog.records]
 
 
+@pytest.mark.parametrize("kind", ["answer", "error"])
 def test_an_answer_with_a_command_in_a_read_is_routed_before_its_requests_run(
-    serving: Serving,
+    serving: Serving, kind: str
 ) -> None:
     # The answer a worker thread waits for comes in the same read as a request whose handler
     # waits on that thread, and it carries a -Command too: still routed first.
@@ -176,15 +210,20 @@ def test_an_answer_with_a_command_in_a_read_is_routed_before_its_requests_run(
     served.peer.request(Echo, "1", value="started")
     served.peer.read_answer("1")
 
+    outcomes: list[BaseException | None] = []
+
     def call_then_release() -> None:
-        worker.call(Double, value=4).result(timeout=10)
+        outcomes.append(worker.call(Double, value=4).exception(timeout=10))
         worker.release.set()
 
     thread = threading.Thread(target=call_then_release)
     thread.start()
     ask = served.peer.read()
     assert isinstance(ask, Request) and ask.tag is not None
-    answer = answer_bytes(ask.tag, Double.make_response({"value": 8}))
+    if kind == "answer":
+        answer = answer_bytes(ask.tag, Double.make_response({"value": 8}))
+    else:
+        answer = error_bytes(ask.tag, "NEGATIVE", "no negatives")
     served.peer.send(
         request_bytes(Block, "2", Block.make_arguments({}))
         + b"-Command: Double\r\n" + answer
@@ -192,6 +231,7 @@ def test_an_answer_with_a_command_in_a_read_is_routed_before_its_requests_run(
     assert served.peer.read_answer("2") == {"released": "True"}
     thread.join(10)
     assert not thread.is_alive()
+    assert [type(error) for error in outcomes] == [type(None) if kind == "answer" else ValueError]
 
 
 # --- the child's calls to its parent --------------------------------------------------------
@@ -229,6 +269,31 @@ def test_a_call_waited_on_with_a_timeout_reads_the_answer_already_there(
     served.peer.answer(Double, ask.tag, value=2)
     worker.answer_sent.set()
     assert served.peer.read_answer("1") == {"outcome": "result {'value': 2}"}
+
+
+@pytest.mark.parametrize(
+    ("how", "outcome"),
+    [
+        ("no timeout", "result {'value': 2}"),
+        ("exception, answered", "exception ValueError('no negatives')"),
+        ("note", "note {} then {'value': 2}"),
+    ],
+)
+def test_a_call_waited_on_from_the_reading_thread_reads_its_answer(
+    serving: Serving, how: str, outcome: str
+) -> None:
+    served = serving(CallingWorker())
+    served.peer.request(Outcome, "1", how=how)
+    ask = served.peer.read()
+    assert isinstance(ask, Request) and ask.tag is not None
+    if how == "note":
+        assert ask.command == "Double"
+        assert served.peer.read() == Request("Note", None, Box({"value": "n"}))
+    if how == "exception, answered":
+        served.peer.error(ask.tag, "NEGATIVE", "no negatives")
+    else:
+        served.peer.answer(Double, ask.tag, value=2)
+    assert served.peer.read_answer("1") == {"outcome": outcome}
 
 
 def test_requests_read_during_a_call_run_after_the_end_of_input_and_their_calls_fail_at_once(
@@ -385,6 +450,38 @@ def test_concurrent_handlers_run_on_named_daemon_threads(serving: Serving) -> No
     # Daemon threads: a stuck handler must not keep the process alive once it is over.
     assert answer["daemon"] == "True"
     assert answer["name"] in ("juice-handler-0", "juice-handler-1")
+
+
+class _CountingClose(io.BytesIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closes = 0
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_the_output_is_closed_once(concurrency: int) -> None:
+    output = _CountingClose()
+    serve(TestWorker(), io.BytesIO(echo("1", "a") + b"-Command: Crash\r\n-Ask: 2\r\n\r\n"),
+          output, concurrency=concurrency)
+    assert output.closes == 1
+
+
+def test_handler_threads_are_daemons_whoever_serves() -> None:
+    # run() serves on the main thread, which is no daemon: the handlers' threads still are.
+    stdin = io.BytesIO(request_bytes(Where, "1", Box()))
+    output = _CountingClose()
+    server = threading.Thread(
+        target=serve, args=(CallingWorker(), stdin, output), kwargs={"concurrency": 2},
+        daemon=False,
+    )
+    server.start()
+    server.join(10)
+    assert not server.is_alive()
+    [box] = BoxParser().feed(output.getvalue())
+    assert box["daemon"] == "True"
 
 
 class PlainWorker:
