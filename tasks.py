@@ -96,6 +96,7 @@ MUTATE_TESTS: dict[str, list[str]] = {
         "tests/callers",
         "tests/chaos/test_connection_races.py",
     ],
+    "juicectl/_reading.py": ["tests/callers", "tests/chaos/test_connection_races.py"],
     "juicectl/child/_runtime.py": ["tests/child"],
 }
 #: Mutants judged equivalent, each with its reason (see the file itself).

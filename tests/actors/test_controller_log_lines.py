@@ -203,3 +203,41 @@ def test_a_controller_stopped_with_a_child_says_so(harness: Harness) -> None:
         "controller": "test", "generation": 1, "cause": "stopped",
         "event": "controller_stopped_with_child", "log_level": "warning",
     }]
+
+
+def test_an_end_and_the_restart_it_schedules_are_logged_whole(
+    make_harness: MakeHarness,
+) -> None:
+    clock = ManualClock()
+    h = make_harness(
+        policy=RestartPolicy(initial_delay=NEVER, max_delay=NEVER, jitter=0), clock=clock
+    )
+    into(h, "ready")
+    clock.advance(2.5)
+    with structlog.testing.capture_logs() as logs:
+        h.terminated(how="signalled", signal=9)
+        h.sync()
+    assert lines(logs, "child_terminated") == [{
+        "controller": "test", "generation": 1, "pid": 4001, "how": "signalled",
+        "exit_status": None, "signal": 9, "requested": False,
+        "description": "child 4001 killed by SIGKILL", "uptime": 2.5,
+        "event": "child_terminated", "log_level": "info",
+    }]
+    assert lines(logs, "restart_scheduled") == [{
+        "controller": "test", "delay": NEVER, "attempt": 1, "restarts_in_window": 0,
+        "last_exit": "child 4001 killed by SIGKILL", "event": "restart_scheduled",
+        "log_level": "info",
+    }]
+
+
+def test_giving_up_is_logged_whole(make_harness: MakeHarness) -> None:
+    h = make_harness(policy=RestartPolicy(initial_delay=0, jitter=0, max_restarts=0))
+    into(h, "ready")
+    with structlog.testing.capture_logs() as logs:
+        h.terminated(how="exited", exit_status=3)
+        h.sync()
+    assert lines(logs, "gave_up") == [{
+        "controller": "test", "restarts": 0, "window": 60.0, "max_restarts": 0,
+        "last_exit": "child 4001 exited with status 3", "event": "gave_up",
+        "log_level": "warning",
+    }]
