@@ -241,3 +241,42 @@ def test_giving_up_is_logged_whole(make_harness: MakeHarness) -> None:
         "last_exit": "child 4001 exited with status 3", "event": "gave_up",
         "log_level": "warning",
     }]
+
+
+def test_a_get_after_giving_up_logs_that_it_counts_afresh(make_harness: MakeHarness) -> None:
+    h = make_harness(policy=RestartPolicy(initial_delay=0, jitter=0, max_restarts=0))
+    into(h, "ready")
+    h.terminated(how="exited", exit_status=3)
+    assert h.stats()["gave_up"] is True
+    with structlog.testing.capture_logs() as logs:
+        h.get()
+        assert h.sync() == "starting"
+    assert lines(logs, "restart_count_reset") == [{
+        "controller": "test", "cause": "GetProcess", "event": "restart_count_reset",
+        "log_level": "info",
+    }]
+    assert h.stats()["gave_up"] is False
+
+
+class CountingConnection:
+    """A connection that counts its requests, as ``Connection.stats()`` does."""
+
+    closed = False
+
+    def stats(self) -> dict[str, int]:
+        return {"sent": 5, "answered": 3, "failed": 1, "in_flight": 1}
+
+
+def test_the_stats_hold_the_ready_child_connection_figures(harness: Harness) -> None:
+    harness.get()
+    harness.ref.tell(ChildProcessCreated(1, 4001, CountingConnection()))
+    assert harness.sync() == "ready"
+    stats = harness.stats()
+    assert {k: stats[k] for k in ("sent", "answered", "failed", "in_flight")} == {
+        "sent": 5, "answered": 3, "failed": 1, "in_flight": 1,
+    }
+    harness.terminated()
+    stats = harness.stats()
+    assert {k: stats[k] for k in ("sent", "answered", "failed", "in_flight")} == {
+        "sent": 0, "answered": 0, "failed": 0, "in_flight": 0,
+    }
