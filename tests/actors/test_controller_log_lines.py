@@ -280,3 +280,20 @@ def test_the_stats_hold_the_ready_child_connection_figures(harness: Harness) -> 
     assert {k: stats[k] for k in ("sent", "answered", "failed", "in_flight")} == {
         "sent": 0, "answered": 0, "failed": 0, "in_flight": 0,
     }
+
+
+def test_a_launch_and_a_factory_that_fails_are_logged_whole(harness: Harness) -> None:
+    with structlog.testing.capture_logs() as logs:
+        harness.get()
+        harness.sync()
+    assert lines(logs, "launching") == [{
+        "controller": "test", "generation": 1, "argv": ["fake-worker", "--serve"],
+        "event": "launching", "log_level": "info",
+    }]
+    harness.terminated()
+    harness.factory.fail_with = OSError("no more processes")
+    with structlog.testing.capture_logs() as logs:
+        harness.get()
+        assert harness.sync() == "stopped"
+    [failed] = lines(logs, "process_factory_failed")
+    assert (failed["generation"], failed["log_level"]) == (2, "error")
