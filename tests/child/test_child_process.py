@@ -34,7 +34,8 @@ def test_echo_and_negotiate(spawn: Spawn, args: tuple[str, ...]) -> None:
     child = spawn(WORKER, *args)
     child.peer.request(Negotiate, "1", versions=[1])
     child.peer.request(Echo, "2", value="a\r\nb ✓")
-    assert child.peer.read_answer("1") == {"version": "1"}
+    # The juicectl runtime says how many requests it runs at once, beside the version.
+    assert child.peer.read_answer("1") == {"version": "1", "concurrency": "1"}
     assert child.peer.read_answer("2") == {"value": "a\r\nb ✓"}
 
 

@@ -100,7 +100,7 @@ def test_pipelined_answers_come_in_order_when_sequential(serving: Serving) -> No
 def test_negotiate_is_built_in(serving: Serving) -> None:
     served = serving(TestWorker())
     served.peer.request(Negotiate, "11", versions=[1])
-    assert served.peer.read_answer("11") == {"version": "1"}
+    assert served.peer.read_answer("11") == {"version": "1", "concurrency": "1"}
 
 
 def test_request_without_ask_gets_no_answer(serving: Serving) -> None:
