@@ -152,6 +152,12 @@ class RequestFuture(ReplyFuture[dict[str, Any]]):
     watched = False
     #: The request's timeout, if it has one (its connection sets and cancels it).
     timer: TimerHandle | None = None
+    #: The request's place in the order of writes to the child (its connection sets it as it
+    #: queues the bytes; None until then).
+    seq: int | None = None
+    #: An object of the caller's, given back in ``Connection.outstanding()`` (a pool keeps
+    #: its own record of the request here).
+    context: Any = None
 
     def __init__(self, reading: ReadRole | None = None) -> None:
         _reply_future_init(self)  # ReplyFuture.__init__, without the lookup super() makes
@@ -171,6 +177,13 @@ class RequestFuture(ReplyFuture[dict[str, Any]]):
         if reading is not None and not self.done():
             reading.watch(self)
         super().add_done_callback(callback)
+
+    def notify(self, callback: Callable[[ReplyFuture[dict[str, Any]]], None]) -> None:
+        """Call ``callback(future)`` once settled, like ``add_done_callback``, without making
+        the reader thread read for it: for an owner that counts requests while its callers
+        wait in ``get()``, which reads. An answer nobody waits for is still read, within
+        ``PARK``."""
+        ReplyFuture.add_done_callback(self, callback)
 
 
 class ReadRole:

@@ -37,6 +37,15 @@ Locking, kept small on purpose:
 
 Requests the child sends to the parent are answered by the ``responder`` on one dispatch
 thread, started on first use, so a slow responder never stalls the reader.
+
+What an owner may learn at a loss (a pool, re-sending what the child cannot have started):
+every write gets its place in the order of writes (``RequestFuture.seq``, set as the bytes are
+queued, under the write lock), and the connection counts how many were handed to the
+transport. ``connection_lost`` stops all writing first (a request queued after that is never
+written), then keeps the requests still outstanding, in write order, each marked *written*
+(handed to the transport: it may have reached the child) or not: ``lost_requests``. With
+``negotiate()`` the connection also learns how many requests the child runs at once
+(``peer_concurrency``), from the extra field of the juicectl child's ``Negotiate`` answer.
 """
 
 from __future__ import annotations
@@ -65,6 +74,9 @@ from juicectl.exceptions import (
 from juicectl.juice import (
     BoxParser,
     Command,
+    Integer,
+    ListOf,
+    Negotiate,
     Request,
     RequestTable,
     Responders,
@@ -74,7 +86,7 @@ from juicectl.juice import (
 )
 from juicectl.policy import ConnectionOptions, check_timeout
 
-__all__ = ["READ_SIZE", "Connection", "ConnectionLoss", "LossCause"]
+__all__ = ["READ_SIZE", "Connection", "ConnectionLoss", "LossCause", "LostRequest"]
 
 log = get_logger(__name__)
 
@@ -98,6 +110,26 @@ class ConnectionLoss:
     """What went wrong."""
     sample: bytes = b""
     """For a protocol error: the start of the read that broke it."""
+
+
+@dataclass(frozen=True)
+class LostRequest:
+    """A request that was still outstanding when its connection ended (``lost_requests``)."""
+
+    future: RequestFuture
+    """The request's future (already failed with the loss's ``ProcessUnavailable``); its
+    ``context`` is what the caller gave ``call_with``."""
+    written: bool
+    """Whether its bytes were handed to the child's input: it may have reached the child. A
+    request that was not can never have reached it: nothing is written after the loss."""
+
+
+class _NegotiatePeer(Command):
+    """``Negotiate``, reading the juicectl child's extra field too (absent from other peers)."""
+
+    command_name = Negotiate.command_name
+    arguments = [("versions", ListOf(Integer()))]
+    response = [("version", Integer()), ("concurrency", Integer(optional=True))]
 
 
 class _WriteFunction:
@@ -183,11 +215,19 @@ class Connection:
         self.sent = 0
         self.answered = 0
         self.failed = 0
+        self.peer_concurrency: int | None = None
+        """How many requests the child says it runs at once (1: one at a time, in order), as
+        its ``Negotiate`` answer said (``negotiate()``); None until then, or if it did not say.
+        """
+        self._lost: tuple[LostRequest, ...] | None = None
 
         self._pending: list[bytes] = []
         self._unwritten = 0  # bytes queued or being written (under _pending_lock)
         self._pending_lock = threading.Lock()
         self._flushing = False
+        self._queued = 0  # writes queued so far: the next one's seq (under _pending_lock)
+        self._handed = 0  # writes handed to the transport, the first ones (under _pending_lock)
+        self._sealed = False  # the connection ended: nothing more is written (_pending_lock)
 
         self._reading = ReadRole(self.data_received, busy_poll=options.busy_poll, log=self._log)
         self._wait_for_room = self._reading.wait_for_room
@@ -240,8 +280,13 @@ class Connection:
         *,
         timeout: float | None = None,
         wait_for_slot: bool = True,
+        context: Any = None,
     ) -> ReplyFuture[dict[str, Any]]:
-        """Like ``call()``, with the arguments as a mapping (for arguments named ``timeout``)."""
+        """Like ``call()``, with the arguments as a mapping (for arguments named ``timeout``).
+
+        ``context`` is kept on the request's future (``RequestFuture.context``) and given back
+        in ``lost_requests`` if the connection ends first.
+        """
         if not (isinstance(command, type) and issubclass(command, Command)):
             raise ArgumentError(f"call() needs a Command subclass, not {command!r}")
         fields = command.make_arguments(arguments)
@@ -260,6 +305,8 @@ class Connection:
                 f"written; {command.command_name} not sent"
             )
         future = RequestFuture(self._reading)
+        if context is not None:
+            future.context = context
 
         if not command.requires_answer:
             with self._lock:
@@ -281,7 +328,7 @@ class Connection:
             self.sent += 1
         if timeout is not None:
             future.timer = call_later(timeout, lambda: self._expire(tag, command, timeout))
-        self._send(request_bytes(command, tag, fields))
+        self._send(request_bytes(command, tag, fields), future)
         return future
 
     def _wait_for_slot(self, timeout: float | None, wait: bool, command: type[Command]) -> bool:
@@ -321,9 +368,16 @@ class Connection:
         )
         self._reading.wake()
 
-    def _send(self, data: bytes) -> None:
-        """Queue ``data`` for the child's stdin; the first idle caller writes the queue."""
+    def _send(self, data: bytes, future: RequestFuture | None = None) -> None:
+        """Queue ``data`` for the child's stdin; the first idle caller writes the queue.
+
+        ``future`` (a request's) gets its place in the write order."""
         with self._pending_lock:
+            if self._sealed:
+                return  # the connection has ended: its requests have failed already
+            if future is not None:
+                future.seq = self._queued
+            self._queued += 1
             self._unwritten += len(data)
             if self._flushing:
                 self._pending.append(data)
@@ -331,6 +385,7 @@ class Connection:
             # Nobody writes, so nothing is queued: write our own bytes at once, then
             # whatever others queued meanwhile (two lock rounds for a lone request).
             self._flushing = True
+            self._handed = self._queued
         chunk = data
         write, wait_for_room = self._transport.write, self._wait_for_room
         while True:
@@ -350,11 +405,46 @@ class Connection:
                 return
             with self._pending_lock:
                 self._unwritten -= len(chunk)
-                if not self._pending:
+                if not self._pending or self._sealed:
+                    self._pending.clear()
                     self._flushing = False
                     return
                 chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
                 self._pending.clear()
+                self._handed = self._queued
+
+    def negotiate(self, timeout: float | None = None) -> ReplyFuture[int]:
+        """Ask the child for ``Negotiate`` (version 1); a future of the version it chose.
+
+        The juicectl child's answer also says how many requests it runs at once: that sets
+        ``peer_concurrency`` before the future is settled (other peers do not say; it stays
+        None). Fails as ``call()`` does (``RemoteJuiceError`` for a child that refuses the
+        version).
+        """
+        result: ReplyFuture[int] = ReplyFuture()
+        answer = self.call(_NegotiatePeer, versions=[1], timeout=timeout)
+
+        def settle(done: ReplyFuture[dict[str, Any]]) -> None:
+            try:
+                fields = done.get(timeout=0)
+            except BaseException as error:
+                result.try_set_exception(error)
+                return
+            concurrency = fields.get("concurrency")
+            if isinstance(concurrency, int) and concurrency >= 1:
+                self.peer_concurrency = concurrency
+            result.try_set(fields["version"])
+
+        answer.add_done_callback(settle)
+        return result
+
+    @property
+    def lost_requests(self) -> tuple[LostRequest, ...] | None:
+        """The requests outstanding when the connection ended, in the order they were written
+        (those never written last), each with whether it was written; None while it is open.
+
+        Set before their futures fail, so whoever sees such a failure can read it."""
+        return self._lost
 
     @property
     def in_flight(self) -> int:
@@ -547,6 +637,12 @@ class Connection:
             waiting = self._table.drain()
             self.failed += len(waiting)
             self._slot_free.notify_all()
+        with self._pending_lock:
+            # From here on nothing is written: whatever was not handed to the transport yet
+            # never reaches the child, and ``lost_requests`` can say so.
+            self._sealed = True
+            handed = self._handed
+        self._lost = _in_write_order(waiting, handed)
         for future in waiting:
             if future.timer is not None:
                 future.timer.cancel()
@@ -559,3 +655,17 @@ class Connection:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<Connection {self.name} pid={self.pid} generation={self.generation} {state}>"
+
+
+def _in_write_order(futures: list[RequestFuture], handed: int) -> tuple[LostRequest, ...]:
+    """``futures`` as ``LostRequest``s: the written ones by their place in the write order,
+    then the others (never written) as the table held them."""
+    written = sorted(
+        (future for future in futures if future.seq is not None and future.seq < handed),
+        key=lambda future: future.seq or 0,
+    )
+    unwritten = [future for future in futures if future.seq is None or future.seq >= handed]
+    return (
+        *(LostRequest(future, True) for future in written),
+        *(LostRequest(future, False) for future in unwritten),
+    )
