@@ -158,6 +158,8 @@ class Guard(StrEnum):
     """The worker's restart policy will not restart the child that just ended."""
     REPLACEMENT_COMING = "replacement_coming"
     """A replacement for this worker is starting: no restart of its own is wanted."""
+    RECYCLING = "recycling"
+    """Another worker's replacement is starting: recycles start one at a time."""
 
 
 class Action(StrEnum):
@@ -175,6 +177,8 @@ class Action(StrEnum):
     """As ``settle_loss``, then close the worker's controller."""
     START_REPLACEMENT = "start_replacement"
     """Start a new worker in its slot, to take over once ready."""
+    AWAIT_RECYCLE = "await_recycle"
+    """Note it as due: its replacement starts once the one starting now is ready."""
     RETIRE = "retire"
     """Take its route out of the snapshot; ``drained`` follows once nothing is in flight."""
     SHRINK = "shrink"
@@ -229,6 +233,7 @@ TRANSITIONS: Final[Mapping[tuple[WorkerState, Event], tuple[Transition, ...]]] =
     (_S.READY, _E.RECYCLE_DUE): (
         _T(_S.READY, _A.IGNORE, when=_G.CLOSING),
         _T(_S.READY, _A.IGNORE, when=_G.REPLACEMENT_COMING),
+        _T(_S.READY, _A.AWAIT_RECYCLE, when=_G.RECYCLING),
         _T(_S.READY, _A.START_REPLACEMENT),
     ),
     (_S.READY, _E.REPLACED): (_T(_S.RETIRING, _A.RETIRE),),
@@ -346,6 +351,7 @@ class PoolActor(pykka.ThreadingActor):
         self._stop_waiters: list[ReplyFuture[dict[str, StopResult | None]]] = []
         self._results: dict[str, StopResult | None] = {}
         self._timers: list[TimerHandle] = []
+        self._recycles_due: list[_Worker] = []  # waiting for the replacement starting now
         self._tick: TimerHandle | None = None
         self._figures = {"started": 0, "recycled": 0, "replaced": 0, "left": 0, "grown": 0,
                          "shrunk": 0, "lost": 0}
@@ -521,6 +527,13 @@ class PoolActor(pykka.ThreadingActor):
     def _replacement_coming(self, worker: _Worker, _message: Any) -> bool:
         return worker.replacement is not None
 
+    def _recycling(self, _worker: _Worker, _message: Any) -> bool:
+        # One replacement at a time: each is an interpreter starting, on the CPUs that serve.
+        return any(
+            w.replacing is not None and w.state is WorkerState.STARTING
+            for w in self._workers.values()
+        )
+
     # --- actions ----------------------------------------------------------------------------
 
     def _ask_connection(self, worker: _Worker, _message: Any) -> None:
@@ -551,10 +564,18 @@ class PoolActor(pykka.ThreadingActor):
         self._publish_routes()
         if old is not None:
             old.replacement = None
+            self._next_recycle()
             if old.state is WorkerState.READY:
                 self._figures["recycled"] += 1
                 return (old, Event.REPLACED)
         return None
+
+    def _next_recycle(self) -> None:
+        while self._recycles_due and not self._stopping:
+            due = self._recycles_due.pop(0)
+            if due.state is WorkerState.READY and due.replacement is None:
+                self._start_replacement(due, None)
+                return
 
     def _note_start_failed(self, worker: _Worker, message: WorkerStartFailed) -> None:
         self._log.warning("worker_start_failed", worker=worker.name, error=str(message.error))
@@ -592,6 +613,10 @@ class PoolActor(pykka.ThreadingActor):
         if slot is None:
             return
         worker.replacement = self._start_worker(slot, replacing=worker)
+
+    def _await_recycle(self, worker: _Worker, _message: Any) -> None:
+        if worker not in self._recycles_due:
+            self._recycles_due.append(worker)
 
     def _retire(self, worker: _Worker, _message: Any) -> tuple[_Worker, Event] | None:
         route = worker.route
@@ -647,6 +672,7 @@ class PoolActor(pykka.ThreadingActor):
         if worker.replacing is not None:
             worker.replacing.replacement = None
             worker.replacing = None
+            self._next_recycle()
         self._close(worker, message)
 
     def _remove(self, worker: _Worker, _message: Any) -> None:
@@ -835,6 +861,7 @@ _ACTIONS: Final[Mapping[Action, _Effect]] = {
     Action.SETTLE_LOSS: PoolActor._settle_loss,
     Action.SETTLE_AND_CLOSE: PoolActor._settle_and_close,
     Action.START_REPLACEMENT: PoolActor._start_replacement,
+    Action.AWAIT_RECYCLE: PoolActor._await_recycle,
     Action.RETIRE: PoolActor._retire,
     Action.SHRINK: PoolActor._shrink,
     Action.CLOSE: PoolActor._close,
@@ -850,6 +877,7 @@ _GUARDS: Final[Mapping[Guard, Callable[[PoolActor, _Worker, Any], bool]]] = {
     Guard.CLOSING: PoolActor._is_closing,
     Guard.NO_RESTART: PoolActor._will_not_restart,
     Guard.REPLACEMENT_COMING: PoolActor._replacement_coming,
+    Guard.RECYCLING: PoolActor._recycling,
 }
 
 _HANDLERS: Final[Mapping[type, Callable[[PoolActor, Any], None]]] = {
