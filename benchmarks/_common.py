@@ -48,6 +48,13 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "cold": ("launch -> first Echo answered", "ms"),
     "restart": ("SIGKILL -> restarted, first Echo answered", "ms"),
     "rest": ("one ready controller at rest", "threads"),
+    # Pools (benchmarks/pools.py), two workers unless said otherwise:
+    "pool_echo": ("pools: small echo, 64 outstanding", "req/s"),
+    "pool_cpu": ("pools: CPU-bound tasks, 64 outstanding", "req/s"),
+    "pool_cold": ("pools: start -> first answer", "ms"),
+    "pool_kill": ("pools: one worker SIGKILLed with 8 outstanding: failed per kill", "failed"),
+    "pool_recycle": ("pools: echo, 64 outstanding, a worker recycled every 500 calls", "req/s"),
+    "pool_orphan": ("pools: the parent SIGKILLed: workers alive 1 s later", "workers"),
 }
 
 

@@ -10,8 +10,10 @@ every round, so that a burst of load from elsewhere on the machine hits all of t
 The table gives each one's median over the rounds (and its spread), the ratios of the
 medians, and each goal of the performance issue with PASS or FAIL.
 
-Scenarios: seq, c64, t8, big, big64, cold, restart, rest (see ``_common.SCENARIOS``), and ``scale``
-(``scale.py``: 50 controllers at once; not part of the default run, it takes a while).
+Scenarios: seq, c64, t8, big, big64, cold, restart, rest (see ``_common.SCENARIOS``), the
+pool group (``pools.py``: pool_echo, pool_cpu, pool_cold, pool_kill, pool_recycle,
+pool_orphan; ``--only pool`` runs them all), and ``scale`` (``scale.py``: 50 controllers at
+once; not part of the default run, it takes a while).
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import BENCH, ROOT, SCENARIOS
+from benchmarks.pools import (
+    POOL_COUNT_FACTOR,
+    POOL_COUNTS,
+    POOL_DRIVERS,
+    POOL_MEASURED,
+    pool_goals,
+)
 
 PYTHON = sys.executable
 
@@ -42,6 +51,7 @@ DRIVERS: dict[str, list[str]] = {
     "process pool": [PYTHON, str(BENCH / "drive_pool.py")],
     "cat floor": [PYTHON, str(BENCH / "drive_cat.py")],
     "python cat": [PYTHON, str(BENCH / "drive_cat.py"), "--python"],
+    **POOL_DRIVERS,
 }
 _ACTOR = "juicectl (writes via actor)"
 _NO_SPIN = "juicectl (busy poll off)"
@@ -56,7 +66,10 @@ MEASURED: dict[str, list[str]] = {
     "cold": ["juicectl", "twisted amp", "process pool"],
     "restart": ["juicectl", "twisted amp", "process pool"],
     "rest": ["juicectl", "twisted amp", "process pool"],
+    **POOL_MEASURED,
 }
+#: The pool group, as ``--only pool`` names it.
+POOL_GROUP = list(POOL_MEASURED)
 
 #: Scenario -> (count, quick count): requests per measurement, or samples for cold/restart.
 COUNTS: dict[str, tuple[int, int]] = {
@@ -68,6 +81,7 @@ COUNTS: dict[str, tuple[int, int]] = {
     "cold": (5, 3),
     "restart": (5, 3),
     "rest": (1, 1),
+    **POOL_COUNTS,
 }
 #: The floor answers so fast that it needs more requests to be timed well.
 FLOOR_FACTOR = 10
@@ -79,6 +93,7 @@ def measure(impl: str, scenario: str, count: int) -> dict[str, Any]:
     """Run one driver process; return its result line."""
     if impl in ("cat floor", "python cat"):
         count *= FLOOR_FACTOR
+    count = max(1, int(count * POOL_COUNT_FACTOR.get(impl, 1.0)))
     driver = DRIVERS[impl]
     argv = [driver[0], driver[1], scenario, str(count), *driver[2:]]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -109,12 +124,18 @@ def run_rounds(scenarios: list[str], rounds: int, quick: bool) -> Results:
     return results
 
 
-def median(results: Results, scenario: str, impl: str) -> float | None:
-    """The median value of one implementation in one scenario, if measured."""
+def median(results: Results, scenario: str, impl: str, key: str = "value") -> float | None:
+    """The median of one figure (default: the value) of one implementation in one scenario,
+    if measured."""
     runs = results.get(scenario, {}).get(impl)
-    if not runs:
+    if not runs or key not in runs[0]:
         return None
-    return float(statistics.median(run["value"] for run in runs))
+    return float(statistics.median(run[key] for run in runs))
+
+
+def _reference(scenario: str) -> str:
+    """The implementation the ratios of a scenario are taken against."""
+    return "juicectl pool" if scenario in POOL_MEASURED else "juicectl"
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -131,13 +152,14 @@ def print_table(results: Results) -> None:
     print("| scenario | implementation | median | min - max | unit | juicectl / this |")
     print("|---|---|---:|---:|---|---:|")
     for scenario, by_impl in results.items():
-        mine = median(results, scenario, "juicectl")
+        reference = _reference(scenario)
+        mine = median(results, scenario, reference)
         for impl, runs in by_impl.items():
             values = [run["value"] for run in runs]
             unit = runs[0]["unit"]
             med = statistics.median(values)
             ratio = ""
-            if impl != "juicectl" and mine is not None and med and scenario != "rest":
+            if impl != reference and mine is not None and med and scenario != "rest":
                 ratio = f"{mine / med:.2f}x"
             print(f"| {scenario} | {impl} | {_fmt(med, unit)} | "
                   f"{_fmt(min(values), unit)} - {_fmt(max(values), unit)} | {unit} | {ratio} |")
@@ -207,6 +229,11 @@ def print_goals(results: Results) -> None:
         if ratio is None:
             continue
         print(f"| {text} | {ratio:.2f}x | {'PASS' if passed else 'FAIL'} |")
+    for text, measured, passed in pool_goals(
+        lambda scenario, impl: median(results, scenario, impl),
+        lambda scenario, impl, key: median(results, scenario, impl, key),
+    ):
+        print(f"| {text} | {measured} | {'PASS' if passed else 'FAIL'} |")
     rest = results.get("rest", {}).get("juicectl")
     if rest:
         last = rest[-1]
@@ -220,11 +247,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests and 3 rounds")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, quick 3)")
     parser.add_argument("--only", help="comma-separated scenarios: "
-                        + ", ".join([*SCENARIOS, "scale"]))
+                        + ", ".join([*SCENARIOS, "pool", "scale"]))
     parser.add_argument("--json", type=Path, help="also write every raw result to this file")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 5)
     chosen = args.only.split(",") if args.only else list(SCENARIOS)
+    if "pool" in chosen:
+        chosen = [name for name in chosen if name != "pool"]
+        chosen += [name for name in POOL_GROUP if name not in chosen]
     unknown = [name for name in chosen if name not in SCENARIOS and name != "scale"]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
