@@ -653,7 +653,7 @@ class Dispatcher:
         for future in held:
             if future._expiry is not None:
                 future._expiry.cancel()
-            future.try_set_exception(error)
+            future.try_set_exception(_copy_error(error))
         with self._changed:
             self._changed.notify_all()
 
@@ -663,15 +663,8 @@ class Dispatcher:
             if self._closed is not None:
                 return
             self._closed = error
-            held = list(self._queue)
-            self._queue.clear()
             self._routes = ()
-        for future in held:
-            if future._expiry is not None:
-                future._expiry.cancel()
-            future.try_set_exception(error)
-        with self._changed:
-            self._changed.notify_all()
+        self.fail_held(error)
 
     @property
     def closed(self) -> bool:
