@@ -21,7 +21,7 @@ from juicectl.exceptions import (
     UnhandledRemoteJuiceError,
 )
 from juicectl.juice import Command, Integer, String
-from juicectl.messages import ModeChanged, ProcessStarted, ProcessTerminated
+from juicectl.messages import ModeChanged, ProcessStarted, ProcessTerminated, StopResult
 from juicectl.testing import (
     CRASH,
     ControllerFactory,
@@ -191,6 +191,14 @@ class Recorder(pykka.ThreadingActor):
         return None
 
 
+def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    """Poll ``predicate`` until it holds (hooks run in actors of their own, a moment later)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not reached within {timeout}s: {predicate}"
+        time.sleep(0.01)
+
+
 def test_fake_controller_quacks_like_a_controller() -> None:
     started: list[int] = []
     ended: list[int] = []
@@ -205,8 +213,10 @@ def test_fake_controller_quacks_like_a_controller() -> None:
     )
     ctl.subscribe(recorder)
     assert ctl.mode == "stopped"
+    assert isinstance(ctl.controller, ProcessController)
     connection = ctl.get_process().get(timeout=5)
     assert ctl.mode == "ready"
+    assert connection.pid == 0  # no process
     assert ctl.get_process().get(timeout=5) is connection
     assert connection.call(Echo, value="a").get(timeout=5) == {"value": "a"}
     assert ctl.call(Echo, value="b", timeout=5) == {"value": "b"}
@@ -214,10 +224,11 @@ def test_fake_controller_quacks_like_a_controller() -> None:
     with capture_logs() as logs:
         sleeping = connection.call(Sleep, seconds=0.3)
         ctl.kill_child()
-        with pytest.raises(ProcessUnavailable):
+        with pytest.raises(ProcessUnavailable, match="killed by SIGKILL"):
             sleeping.get(timeout=5)
+        # kill_child() returns once the controller has seen the end.
         assert ctl.mode == "stopped"
-        assert ended == [1]
+        wait_for(lambda: ended == [1])
         # The killed child's thread still finishes the Sleep: its answer is read and
         # dropped, never delivered (and logged here, not after the test).
         deadline = time.monotonic() + 10
@@ -229,7 +240,7 @@ def test_fake_controller_quacks_like_a_controller() -> None:
     assert second is not connection
     assert second.generation == 2
     assert prepared == [1, 2]
-    assert started == [1, 1]
+    wait_for(lambda: started == [1, 1])
     assert ctl.stats()["generation"] == 2
 
     result = ctl.stop_process().get(timeout=5)
@@ -238,9 +249,10 @@ def test_fake_controller_quacks_like_a_controller() -> None:
     assert ctl.stop_process().get(timeout=5).how == "not_running"
     assert ended == [1]  # a requested stop is not a termination event
 
-    ctl.close()
+    assert ctl.close() == StopResult("not_running")
     with pytest.raises(ControllerClosed):
         ctl.get_process().get(timeout=5)
+    assert ended == [1]
 
     events = recorder.ask("events")
     modes = [(e.old, e.new) for e in events if isinstance(e, ModeChanged)]
@@ -252,6 +264,10 @@ def test_fake_controller_quacks_like_a_controller() -> None:
     assert [type(e) for e in events if not isinstance(e, ModeChanged)] == [
         ProcessStarted, ProcessTerminated, ProcessStarted,
     ]
+    [terminated] = [e for e in events if isinstance(e, ProcessTerminated)]
+    assert (terminated.reason.how, terminated.reason.signal, terminated.requested) == (
+        "signaled", 9, False,
+    )
 
 
 def test_fake_controller_notices_a_child_that_ended_by_itself() -> None:
@@ -273,9 +289,10 @@ def test_fake_controller_prepare_failure_fails_the_get() -> None:
         return connection.call(Fail)
 
     with FakeController(EchoWorker, prepare=prepare) as ctl:
-        with pytest.raises(ProcessUnavailable, match="starting the in-memory child failed"):
+        with pytest.raises(ProcessUnavailable, match=r"start failed: as declared"):
             ctl.get_process().get(timeout=5)
         assert ctl.mode == "stopped"
+        assert ctl.stats()["last_exit"]["how"] == "startup_failed"
 
 
 def test_code_under_test_can_take_either_controller() -> None:
