@@ -71,12 +71,13 @@ import pykka
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
 from juicectl._timer import TimerHandle, call_later
-from juicectl.actors.controller import ControllerActor
+from juicectl.actors.controller import ControllerActor, EndOfLife
 from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import publish, subscriber_for
 from juicectl.connection import Connection
 from juicectl.controller import ProcessController
 from juicectl.exceptions import ControllerClosed, ProcessLaunchError, ProcessUnavailable
+from juicectl.launch import LaunchSession, open_session
 from juicectl.messages import (
     GaveUp,
     ModeChanged,
@@ -276,6 +277,7 @@ class _Worker:
     slot: int
     controller: ProcessController
     hooks: list[pykka.ActorRef[Any]]
+    session: LaunchSession  # its launcher, opened for its controller; closed after it
     state: WorkerState = WorkerState.STARTING
     connection: Connection | None = None
     route: Route | None = None
@@ -295,6 +297,7 @@ class _Slot:
 
     number: int
     history: RestartHistory
+    placement: int  # which of the pool's placements (launchers) its workers all run with
     names: Any = field(default_factory=lambda: itertools.count(1))
 
 
@@ -303,7 +306,8 @@ class PoolActor(pykka.ThreadingActor):
 
     Args:
         name: the pool's name (workers are named after it).
-        spec: how to launch each worker's child (the pool's own ``prepare`` already in it).
+        placements: how to launch each worker's child (the pool's own ``prepare`` already in
+            it), one ``LaunchSpec`` per launcher the slots are spread over.
         policy: each worker's restart policy (and the pool's, for replacing one that gave up).
         options: the ``PoolOptions``.
         dispatcher: the pool's request path, shared with the handle.
@@ -318,7 +322,7 @@ class PoolActor(pykka.ThreadingActor):
     def __init__(
         self,
         name: str,
-        spec: LaunchSpec,
+        placements: Sequence[LaunchSpec],
         policy: RestartPolicy,
         options: PoolOptions,
         dispatcher: Dispatcher,
@@ -331,7 +335,9 @@ class PoolActor(pykka.ThreadingActor):
     ) -> None:
         super().__init__()
         self._name = name
-        self._spec = spec
+        if not placements:
+            raise ValueError("placements must hold at least one LaunchSpec")
+        self._placements = tuple(placements)
         self._policy = policy
         self._options = options
         self._dispatcher = dispatcher
@@ -634,16 +640,14 @@ class PoolActor(pykka.ThreadingActor):
         if worker.route is not None:
             self._dispatcher.retire(worker.route)
         self._publish_routes()
-        me, name, controller, hooks = self.actor_ref, worker.name, worker.controller, worker.hooks
+        me, name = self.actor_ref, worker.name
+        parts = (worker.controller, worker.hooks, worker.session)
 
         def close() -> None:
             result = None
             try:
-                result = controller.close()
+                result = _close_worker(*parts)
             finally:
-                for hook in hooks:
-                    with contextlib.suppress(Exception):
-                        hook.stop(block=False)
                 _tell(me, WorkerClosed(name, result))
 
         threading.Thread(target=close, name=f"juicectl-pool-close-{name}", daemon=True).start()
@@ -699,9 +703,17 @@ class PoolActor(pykka.ThreadingActor):
 
     def _add_slot(self) -> _Slot:
         number = next(self._slot_numbers)
-        slot = self._slots[number] = _Slot(number, RestartHistory(self._policy))
+        slot = self._slots[number] = _Slot(number, RestartHistory(self._policy),
+                                           self._next_placement())
         self._start_worker(slot)
         return slot
+
+    def _next_placement(self) -> int:
+        """The placement with the fewest slots (the first of those): slots spread evenly."""
+        held = dict.fromkeys(range(len(self._placements)), 0)
+        for slot in self._slots.values():
+            held[slot.placement] += 1
+        return min(held, key=lambda index: (held[index], index))
 
     def _start_worker(self, slot: _Slot, *, replacing: _Worker | None = None) -> _Worker:
         count = next(slot.names)
@@ -711,12 +723,22 @@ class PoolActor(pykka.ThreadingActor):
             hooks.append(subscriber_for(self._on_startup, (ProcessStarted,), name=name))
         if self._on_termination is not None:
             hooks.append(subscriber_for(self._on_termination, (ProcessTerminated,), name=name))
-        actor_ref = ControllerActor.start(
-            name, self._spec, ProcessActor.factory(name), self._policy,
-            [*hooks, *self._worker_subscribers, self.actor_ref],
-        )
-        controller = ProcessController(actor_ref, name, self._spec)
-        worker = _Worker(name, slot.number, controller, hooks, replacing=replacing)
+        # Opened per worker, as a controller opens its own: one ssh connection master each.
+        spec = self._placements[slot.placement]
+        session = open_session(spec.launcher, name)
+        end_of_life: ReplyFuture[EndOfLife] = ReplyFuture()
+        try:
+            actor_ref = ControllerActor.start(
+                name, spec, ProcessActor.factory(name, launcher=session), self._policy,
+                [*hooks, *self._worker_subscribers, self.actor_ref], end_of_life=end_of_life,
+            )
+        except BaseException:
+            for hook in hooks:
+                hook.stop(block=False)
+            session.close()
+            raise
+        controller = ProcessController(actor_ref, name, spec, end_of_life)
+        worker = _Worker(name, slot.number, controller, hooks, session, replacing=replacing)
         self._workers[name] = worker
         self._figures["started"] += 1
         self._log.info("worker_starting", worker=name, slot=slot.number,
@@ -785,6 +807,7 @@ class PoolActor(pykka.ThreadingActor):
             workers.append({
                 "name": worker.name,
                 "slot": worker.slot,
+                "where": _where(worker.controller.spec),
                 "state": worker.state.value,
                 "pid": connection.pid if connection is not None else None,
                 "generation": connection.generation if connection is not None else None,
@@ -831,20 +854,32 @@ class PoolActor(pykka.ThreadingActor):
             if connection is not None and connection.lost_requests is not None:
                 self._dispatcher.settle_lost(connection, order_known=False)
             if worker.state is not WorkerState.STOPPING:
-                controller, hooks = worker.controller, worker.hooks
-
-                def close(controller: ProcessController = controller,
-                          hooks: list[pykka.ActorRef[Any]] = hooks) -> None:
-                    controller.close()
-                    for hook in hooks:
-                        with contextlib.suppress(Exception):
-                            hook.stop(block=False)
-
-                threading.Thread(target=close, daemon=True,
+                parts = (worker.controller, worker.hooks, worker.session)
+                threading.Thread(target=_close_worker, args=parts, daemon=True,
                                  name=f"juicectl-pool-close-{worker.name}").start()
         for waiter in self._stop_waiters:
             waiter.try_set(dict(self._results))
         self._stop_waiters = []
+
+
+def _where(spec: LaunchSpec) -> str:
+    """Where a worker runs, as its launcher names it (``"local"`` for this machine)."""
+    where = getattr(spec.launcher, "where", None)
+    return where if isinstance(where, str) else "local"
+
+
+def _close_worker(
+    controller: ProcessController, hooks: Sequence[pykka.ActorRef[Any]], session: LaunchSession
+) -> StopResult | None:
+    """On a helper thread: close a worker's controller (its child stopped through the whole
+    escalation), then its hooks and its launcher's session (the ssh master)."""
+    try:
+        return controller.close()
+    finally:
+        for hook in hooks:
+            with contextlib.suppress(Exception):
+                hook.stop(block=False)
+        session.close()
 
 
 def _tell(ref: pykka.ActorRef[Any], message: object) -> None:

@@ -25,6 +25,7 @@ from juicectl.child._runtime import BUSY_POLL_ENV
 from juicectl.connection import Connection
 from juicectl.exceptions import ControllerClosed
 from juicectl.juice import Command, Limits
+from juicectl.launch import Launcher, LocalLauncher
 from juicectl.messages import StopResult
 from juicectl.policy import ConnectionOptions, LaunchSpec, Readiness, RestartPolicy
 from juicectl.pool._actor import PoolActor
@@ -61,6 +62,7 @@ class ProcessPool:
         spec: LaunchSpec,
         options: PoolOptions,
         plan: SpinPlan,
+        placements: Sequence[LaunchSpec] | None = None,
     ) -> None:
         """Use ``ProcessPool.start()``; this wraps an already started pool actor."""
         self._actor = actor_ref
@@ -68,7 +70,11 @@ class ProcessPool:
         self.name = name
         """The pool's name; its workers are ``NAME.wN`` (``NAME.wN.K`` for replacements)."""
         self.spec = spec
-        """The ``LaunchSpec`` each worker runs (with the pool's own ``prepare`` in it)."""
+        """The ``LaunchSpec`` each worker runs (with the pool's own ``prepare`` in it); with
+        ``launchers=``, the first launcher's."""
+        self.placements = tuple(placements) if placements is not None else (spec,)
+        """One ``LaunchSpec`` per launcher the workers are spread over (one, without
+        ``launchers=``): the same command, each with its launcher."""
         self.options = options
         """The ``PoolOptions``."""
         self.spin_plan = plan
@@ -102,6 +108,8 @@ class ProcessPool:
         worker_busy_poll: float | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
+        launcher: Launcher | None = None,
+        launchers: Sequence[Launcher] | None = None,
         prepare: Callable[[Connection], Any] | None = None,
         responder: object | None = None,
         readiness: Readiness | None = None,
@@ -133,20 +141,30 @@ class ProcessPool:
                 ``ConnectionOptions``'s).
             worker_busy_poll: the workers' (``JUICECTL_BUSY_POLL``); default: by the rule
                 that at most one process per core spins (``spin_plan``).
-            env, cwd, prepare, responder, readiness, startup_timeout, stop_timeout,
+            env, cwd, launcher, prepare, responder, readiness, startup_timeout, stop_timeout,
                 kill_timeout, request_timeout, max_in_flight, limits: as
                 ``ProcessController.start`` takes them, for every worker.
+            launchers: spread the workers over these launchers (``ssh(host)`` for each host,
+                say): each new slot goes to the launcher with the fewest, and a slot's
+                replacements stay with its launcher. Not with ``launcher``; beside a
+                ``LaunchSpec``, each replaces its launcher.
 
         Raises:
             TypeError, ValueError: a bad option, named in the message.
         """
         launch = {
-            "env": env, "cwd": cwd, "prepare": prepare, "responder": responder,
+            "env": env, "cwd": cwd, "launcher": launcher, "prepare": prepare,
+            "responder": responder,
             "readiness": readiness, "startup_timeout": startup_timeout,
             "stop_timeout": stop_timeout, "kill_timeout": kill_timeout,
             "request_timeout": request_timeout, "max_in_flight": max_in_flight,
             "limits": limits,
         }
+        if launchers is not None:
+            launchers = _check_launchers(launcher, launchers)
+            if not isinstance(target, LaunchSpec):
+                # The spec's own checks (a cwd there) are its first launcher's.
+                launch["launcher"] = launchers[0]
         if isinstance(target, LaunchSpec):
             given = sorted(key for key, value in launch.items() if value is not None)
             if given:
@@ -160,6 +178,7 @@ class ProcessPool:
             spec = dataclasses.replace(
                 spec, connection=dataclasses.replace(spec.connection, busy_poll=busy_poll)
             )
+        placements = _placements(spec, launchers)
         options = PoolOptions.sized(
             size, min_size, max_size,
             max_idle=max_idle,
@@ -173,9 +192,11 @@ class ProcessPool:
         policy = restart if restart is not None else RestartPolicy()
         if not isinstance(policy, RestartPolicy):
             raise TypeError(f"restart must be a RestartPolicy, not {policy!r}")
-        plan = spin_plan(options.max_size, os.cpu_count() or 1,
+        plan = spin_plan(_local_workers(placements, options.max_size), os.cpu_count() or 1,
                          parent=spec.connection.busy_poll, worker=worker_busy_poll)
-        spec = _pool_spec(spec, plan)
+        placements = [_pool_spec(placement, plan, explicit=worker_busy_poll is not None)
+                      for placement in placements]
+        spec = placements[0]
         name = name or f"pool-{next(_names)}"
 
         holder: list[pykka.ActorRef[Any]] = []
@@ -195,7 +216,7 @@ class ProcessPool:
             tell=tell,
         )
         actor_ref = PoolActor.start(
-            name, spec, policy, options, dispatcher,
+            name, placements, policy, options, dispatcher,
             worker_subscribers=list(worker_subscribers),
             on_process_startup=on_process_startup,
             on_process_termination=on_process_termination,
@@ -203,8 +224,9 @@ class ProcessPool:
         )
         holder.append(actor_ref)
         log.info("pool_started", pool=name, argv=list(spec.argv), min_size=options.min_size,
-                 max_size=options.max_size, worker_busy_poll=plan.worker)
-        return cls(actor_ref, dispatcher, name, spec, options, plan)
+                 max_size=options.max_size, worker_busy_poll=plan.worker,
+                 launchers=len(placements))
+        return cls(actor_ref, dispatcher, name, spec, options, plan, placements)
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -257,7 +279,8 @@ class ProcessPool:
         ``queued`` (held now), ``written``, ``held``, ``resent``, ``failed_at_loss``,
         ``started``, ``recycled``, ``replaced``, ``left``, ``grown``, ``shrunk``, ``lost``,
         and ``workers``: one dict each (``name``, ``slot``, ``state``, ``pid``,
-        ``generation``, ``one_at_a_time``, ``in_flight``, ``calls``, ``uptime``)."""
+        ``generation``, ``where`` (its launcher: ``"local"``, ``"ssh host"``...),
+        ``one_at_a_time``, ``in_flight``, ``calls``, ``uptime``)."""
         future: ReplyFuture[dict[str, Any]] = ReplyFuture()
         try:
             self._actor.tell(GetPoolStats(future))
@@ -333,13 +356,68 @@ def _spec_from(argv: Sequence[str], launch: dict[str, Any]) -> LaunchSpec:
     )
 
 
-def _pool_spec(spec: LaunchSpec, plan: SpinPlan) -> LaunchSpec:
+def _check_launchers(launcher: Launcher | None, launchers: object) -> Sequence[Launcher]:
+    """``start(launchers=...)``: a non-empty list of launchers, and no ``launcher`` beside."""
+    if launcher is not None:
+        raise TypeError("give launcher= (every worker's) or launchers= (spread over), not both")
+    if isinstance(launchers, str | bytes) or not isinstance(launchers, Sequence) or not launchers:
+        raise ValueError(
+            "launchers must be a non-empty list of launchers (ssh(host), prefix([...]), "
+            f"local()), or None; not {launchers!r}"
+        )
+    for index, each in enumerate(launchers):
+        if not callable(getattr(each, "invocation", None)) or isinstance(each, type):
+            raise TypeError(
+                f"launchers[{index}] must be a launcher: local(), ssh(host, ...), prefix([...]), "
+                f"or an object with an invocation(spec) method; not {each!r}"
+            )
+    return launchers
+
+
+def _placements(spec: LaunchSpec, launchers: Sequence[Launcher] | None) -> list[LaunchSpec]:
+    """One ``LaunchSpec`` per launcher of ``launchers=`` (each checked against the spec, as
+    ``LaunchSpec`` checks its ``launcher``), or ``[spec]``."""
+    if launchers is None:
+        return [spec]
+    placements = []
+    for index, each in enumerate(launchers):
+        try:
+            placements.append(dataclasses.replace(spec, launcher=each))
+        except (TypeError, ValueError) as problem:
+            raise type(problem)(f"launchers[{index}]: {problem}") from None
+    return placements
+
+
+def _runs_here(spec: LaunchSpec) -> bool:
+    """Whether the pool knows the worker runs on this machine's cores (``local()``)."""
+    return isinstance(spec.launcher, LocalLauncher)
+
+
+def _local_workers(placements: Sequence[LaunchSpec], max_size: int) -> int:
+    """The most workers that can run here at once: slots are spread evenly over the
+    placements (the fewest first), so each holds at most ``ceil(max_size / placements)``."""
+    here = sum(_runs_here(placement) for placement in placements)
+    per_placement = -(-max_size // len(placements))
+    return min(max_size, here * per_placement)
+
+
+def _pool_spec(spec: LaunchSpec, plan: SpinPlan, *, explicit: bool = False) -> LaunchSpec:
     """``spec`` as each worker runs it: the parent's busy polling and the workers' as the plan
-    says, and a ``prepare`` that first learns how many requests the child runs at once."""
+    says, and a ``prepare`` that first learns how many requests the child runs at once.
+
+    A worker elsewhere (``ssh()``, ``prefix()``) whose ``env`` is None keeps its own busy
+    polling: its environment there is the remote login's, and one variable cannot be added to
+    it without replacing the whole. An explicit ``worker_busy_poll`` then needs ``env``."""
     env = spec.env
-    if plan.worker is not None:
+    if plan.worker is not None and (env is not None or _runs_here(spec)):
         env = dict(os.environ if env is None else env)
         env.setdefault(BUSY_POLL_ENV, repr(plan.worker))
+    elif explicit and plan.worker is not None:
+        raise ValueError(
+            f"worker_busy_poll={plan.worker!r} cannot reach workers behind {spec.launcher!r} "
+            "without env=: give their whole environment there (env=) with it, or leave "
+            "worker_busy_poll None"
+        )
     user_prepare = spec.prepare
     startup_timeout = spec.startup_timeout
     negotiate = spec.readiness == "negotiate"

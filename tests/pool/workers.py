@@ -33,8 +33,15 @@ class Count(Command):
     response = [("count", Integer()), ("pid", Integer())]
 
 
+class Where(Command):
+    """Which "host" the worker runs on (its ``POOL_HOST``, set by the test's launcher) and its
+    pid."""
+
+    response = [("host", String()), ("pid", Integer())]
+
+
 class PoolWorker(JuiceChild):
-    """Echo, sleep, tell its pid, count."""
+    """Echo, sleep, tell its pid and where it runs, count."""
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -51,6 +58,10 @@ class PoolWorker(JuiceChild):
     @Pid.responder
     def pid(self) -> dict[str, Any]:
         return {"pid": os.getpid()}
+
+    @Where.responder
+    def where(self) -> dict[str, Any]:
+        return {"host": os.environ.get("POOL_HOST", ""), "pid": os.getpid()}
 
     @Count.responder
     def count(self, name: str) -> dict[str, Any]:
