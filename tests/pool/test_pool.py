@@ -8,6 +8,7 @@ import signal
 from collections import Counter
 from collections.abc import Callable
 
+import pykka
 import pytest
 
 from juicectl import (
@@ -18,6 +19,7 @@ from juicectl import (
     TooManyRequests,
 )
 from juicectl.juice import ArgumentError
+from juicectl.messages import ModeChanged
 
 from .conftest import CONCURRENT, ready_pids, wait_until
 from .workers import Count, Echo, Pid, Slow
@@ -195,3 +197,33 @@ def test_bad_arguments_are_refused_at_the_door(make_pool: MakePool) -> None:
     with pytest.raises(ArgumentError, match="timeout"):
         pool.call(Echo, value="x", timeout=-1)
     assert pool.call(Echo, value="fine").get(timeout=20) == {"value": "fine"}
+
+
+def test_workers_stop_in_parallel(make_pool: MakePool) -> None:
+    # Each worker is busy for seconds when the pool stops, and answers Shutdown only after
+    # its request: closed one after another, the first would be stopped before the last
+    # began to stop. In parallel, every one is stopping before any has stopped.
+    modes: list[tuple[str, str]] = []
+
+    class Listener(pykka.ThreadingActor):
+        def on_receive(self, message: object) -> None:
+            if isinstance(message, ModeChanged):
+                modes.append((message.controller, message.new))
+
+    listener = Listener.start()
+    try:
+        pool = make_pool(size=3, max_per_worker=1, worker_subscribers=[listener])
+        wait_until(lambda: pool.stats()["size"] == 3)
+        busy = [pool.call(Slow, seconds=2.0, n=i) for i in range(3)]
+        wait_until(lambda: all(w["in_flight"] == 1 for w in pool.stats()["workers"]))
+        result = pool.close()
+        assert result is not None and sorted(r.how for r in result.values() if r) == [
+            "clean"] * 3
+        assert sorted(f.get(timeout=20)["n"] for f in busy) == [0, 1, 2]
+        wait_until(lambda: sum(new == "stopped" for _, new in modes) >= 3)
+        stopping = [i for i, (_, new) in enumerate(modes) if new == "stopping"]
+        stopped = [i for i, (_, new) in enumerate(modes) if new == "stopped"]
+        assert len({modes[i][0] for i in stopping}) == 3
+        assert max(stopping) < min(stopped), modes
+    finally:
+        listener.stop()
