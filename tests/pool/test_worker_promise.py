@@ -10,7 +10,7 @@ import pytest
 
 from juicectl.juice import Negotiate, request_bytes
 from tests.child.conftest import Served, serving  # noqa: F401 - the fixture
-from tests.child.workers import Block, Echo, TestWorker
+from tests.workers.runtime import Block, Echo, TestWorker
 
 Serving = Callable[..., Served]
 
