@@ -232,10 +232,20 @@ class Interrupts:
         stream = self._stderr or sys.stderr
         # The terminal echoed ^C where the cursor was: start a line of our own.
         start = "\n" if _is_terminal(stream) else ""
-        # One write per line: a log line written by another thread between two
-        # writes would otherwise glue itself to this one.
-        stream.write(f"{start}{line}\n")
-        stream.flush()
+        text = f"{start}{line}\n"
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        if fd is None:
+            stream.write(text)
+            stream.flush()
+            return
+        # One system call, past the stream's buffer: this runs in a signal handler, which may
+        # interrupt this same thread inside a write to that buffer (a reentrant write raises),
+        # and a log line from another thread cannot glue itself to a line written whole.
+        with contextlib.suppress(OSError):
+            os.write(fd, text.encode("utf-8", "replace"))
 
     @staticmethod
     def _exit_now() -> None:
