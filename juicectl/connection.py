@@ -65,6 +65,7 @@ from juicectl.exceptions import (
 from juicectl.juice import (
     BoxParser,
     Command,
+    Limits,
     Request,
     RequestTable,
     Responders,
@@ -168,8 +169,11 @@ class Connection:
         self._max_in_flight = options.max_in_flight
         self._on_lost = on_lost
         self._log = log.bind(controller=name, pid=pid, generation=generation)
-        self._parser = BoxParser(options.limits)
-        self._responders = Responders(options.responder, builtins=True)
+        # One Limits both ways: what the child sends is parsed under them, and what is sent to
+        # the child is checked against them first (the child runs with the same defaults).
+        self._limits = limits = options.limits if options.limits is not None else Limits()
+        self._parser = BoxParser(limits)
+        self._responders = Responders(options.responder, builtins=True, limits=limits)
         self._dispatcher: ThreadPoolExecutor | None = None
         self._incoming = 0  # the child's requests not yet answered (under _lock)
 
@@ -221,7 +225,11 @@ class Connection:
 
         Bad arguments (missing, unknown, wrong type, not representable) and a bad
         ``timeout`` (not a number, not finite, not above 0) raise ``ArgumentError`` here,
-        before anything is written.
+        before anything is written. Arguments that would break the child's limits
+        (``options.limits``: a header line over ``max_line_length``, for one) raise
+        ``LimitExceeded`` here, naming the field, its size and the limit, before anything is
+        written or copied: the child and the other requests go on. Bulk data travels as a
+        body (a field named ``body``).
 
         When ``max_in_flight`` requests are outstanding, the caller waits for a free slot (up
         to ``timeout``) or, with ``wait_for_slot=False``, fails with ``TooManyRequests``.
@@ -267,7 +275,7 @@ class Connection:
             if closed is not None:
                 future.try_set_exception(closed)
                 return future
-            self._send(request_bytes(command, None, fields))
+            self._send(request_bytes(command, None, fields, self._limits))
             future.try_set({})
             return future
 
@@ -279,10 +287,23 @@ class Connection:
                 return future
             tag = self._table.open(command, future)
             self.sent += 1
+        try:
+            data = request_bytes(command, tag, fields, self._limits)
+        except BaseException:
+            self._withdraw(tag)  # LimitExceeded, for one: nothing was written
+            raise
         if timeout is not None:
             future.timer = call_later(timeout, lambda: self._expire(tag, command, timeout))
-        self._send(request_bytes(command, tag, fields))
+        self._send(data)
         return future
+
+    def _withdraw(self, tag: str) -> None:
+        """Forget a request that was never written, and free its slot."""
+        with self._lock:
+            if self._table.pop(tag) is not None:
+                self.sent -= 1
+                if self._slot_waiters:
+                    self._slot_free.notify()
 
     def _wait_for_slot(self, timeout: float | None, wait: bool, command: type[Command]) -> bool:
         # Called with _lock held.

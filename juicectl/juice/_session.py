@@ -22,10 +22,18 @@ from juicectl.juice._commands import (
     Negotiate,
     command_key,
 )
-from juicectl.juice._errors import JuicectlError, MalformedBox, SerializationError
+from juicectl.juice._errors import (
+    JuicectlError,
+    LimitExceeded,
+    MalformedBox,
+    SerializationError,
+)
+from juicectl.juice._fit import check_fits, fit_description, utf8_size
+from juicectl.juice._parser import Limits
 
 __all__ = [
     "LATE_MEMORY",
+    "LIMIT_EXCEEDED_CODE",
     "UNHANDLED_CODE",
     "UNHANDLED_DESCRIPTION",
     "Answer",
@@ -46,6 +54,9 @@ W = TypeVar("W")
 #: The code and description the reference sends for unknown commands and undeclared errors.
 UNHANDLED_CODE = "UNHANDLED"
 UNHANDLED_DESCRIPTION = "Unhandled Remote System Exception "
+#: The code of the error answer sent instead of an answer that would break the peer's limits
+#: (the description names the field, its size and the limit); the connection goes on.
+LIMIT_EXCEEDED_CODE = "LIMIT_EXCEEDED"
 
 #: Protocol versions the built-in Negotiate responder accepts (the reference knows only 1).
 VERSIONS = (1,)
@@ -151,8 +162,24 @@ def classify(box: Box) -> Answer | ErrorAnswer | Request:
     raise MalformedBox(f"box has none of -Command, -Answer, -Error (keys: {keys or 'none'})")
 
 
-def request_bytes(command: type[Command], tag: str | None, arguments: Box) -> bytes:
-    """Return the bytes of a request: ``-Command``, ``-Ask`` (when ``tag``), the fields."""
+def request_bytes(
+    command: type[Command], tag: str | None, arguments: Box, limits: Limits | None = None
+) -> bytes:
+    """Return the bytes of a request: ``-Command``, ``-Ask`` (when ``tag``), the fields.
+
+    With ``limits`` (the peer's), a request that would break them raises ``LimitExceeded``
+    (naming the field, its size and the limit) before any of it is serialized.
+    """
+    if limits is not None:
+        name = command.command_name
+        longest = name_line = utf8_size(name) + 10  # "-Command: " and the name
+        if tag is None:
+            frame, lines = name_line + 2, 1
+        else:
+            tag_line = utf8_size(tag) + 6  # "-Ask: " and the tag
+            frame, lines = name_line + tag_line + 4, 2
+            longest = max(name_line, tag_line)
+        check_fits(limits, arguments, arguments.body, lines, frame, longest, f"{name} not sent")
     if tag is None:
         parts = [f"-Command: {command.command_name}\r\n"]
     elif type(tag) is str and "\r" not in tag and "\n" not in tag:
@@ -173,8 +200,16 @@ def request_bytes(command: type[Command], tag: str | None, arguments: Box) -> by
     return finish(parts, body)
 
 
-def answer_bytes(tag: str, response: Box) -> bytes:
-    """Return the bytes of a successful answer: the fields, then ``-Answer`` (as the reference)."""
+def answer_bytes(tag: str, response: Box, limits: Limits | None = None) -> bytes:
+    """Return the bytes of a successful answer: the fields, then ``-Answer`` (as the reference).
+
+    With ``limits`` (the peer's), an answer that would break them raises ``LimitExceeded``
+    before any of it is serialized (see :func:`request_bytes`).
+    """
+    if limits is not None:
+        tag_line = utf8_size(tag) + 9  # "-Answer: " and the tag
+        check_fits(limits, response, response.body, 1, tag_line + 2, tag_line,
+                   "the answer was not sent")
     parts: list[str] = []
     append_fields(parts, response)
     if type(tag) is str and "\r" not in tag and "\n" not in tag:
@@ -184,13 +219,17 @@ def answer_bytes(tag: str, response: Box) -> bytes:
     return finish(parts, response.body)
 
 
-def error_bytes(tag: str, code: str, description: str) -> bytes:
+def error_bytes(tag: str, code: str, description: str, limits: Limits | None = None) -> bytes:
     """Return the bytes of an error answer, in the reference's header order.
 
-    Lone CR or LF in ``description`` become CRLF so any exception text can be sent.
+    Lone CR or LF in ``description`` become CRLF so any exception text can be sent. With
+    ``limits`` (the peer's), a description too long for them is cut short (saying how much
+    was left out): an error answer always gets through.
     """
     if "\r" in description or "\n" in description:
         description = _NEWLINES.sub("\r\n", description)
+    if limits is not None:
+        description = fit_description(description, limits)
     parts: list[str] = []
     append_fields(parts, {"_error": tag, "_error_description": description, "_error_code": code})
     return finish(parts, None)
@@ -325,12 +364,20 @@ class Responders:
     Args:
         handler_object: the object whose methods answer requests (``None``: built-ins only).
         builtins: whether to answer ``Negotiate`` (a handler for it takes precedence).
+        limits: the peer's limits (None: unchecked). An answer that would break them is not
+            sent: an error answer with ``LIMIT_EXCEEDED_CODE`` goes instead, naming the field,
+            its size and the limit, and the connection goes on. An error description too
+            long for them is cut short.
 
     Raises:
         TypeError: one class marks two methods as responders for the same command.
     """
 
-    def __init__(self, handler_object: object | None, *, builtins: bool = True) -> None:
+    def __init__(
+        self, handler_object: object | None, *, builtins: bool = True,
+        limits: Limits | None = None,
+    ) -> None:
+        self._limits = limits
         entries: dict[str, tuple[type[Command], Handler]] = {}
         if builtins:
             entries[command_key(Negotiate.command_name)] = (Negotiate, _negotiate)
@@ -354,7 +401,8 @@ class Responders:
 
         An unknown command, arguments that do not parse, or an exception the command does not
         declare give ``UNHANDLED`` and ``close=True``; a declared ``errors`` exception gives its
-        code and ``close=False``; a ``fatal_errors`` one gives its code and ``close=True``.
+        code and ``close=False``; a ``fatal_errors`` one gives its code and ``close=True``; an
+        answer past the peer's limits gives ``LIMIT_EXCEEDED_CODE`` and ``close=False``.
         """
         reply = self.answer(request.command, request.tag, request.box)
         return Reply(reply, False) if isinstance(reply, bytes) else reply
@@ -382,7 +430,7 @@ class Responders:
             if tag is None:
                 return Reply(None, fatal, exc)
             try:
-                data = error_bytes(tag, code, str(exc))
+                data = error_bytes(tag, code, str(exc), self._limits)
             except SerializationError:
                 return _unhandled(tag, exc)
             return Reply(data, fatal, exc)
@@ -397,7 +445,13 @@ class Responders:
             response = command.make_response(result)
             if tag is None:
                 return Reply(None, False)
-            return answer_bytes(tag, response)
+            return answer_bytes(tag, response, self._limits)
+        except LimitExceeded as exc:
+            # Too big for the peer: refused before a byte was written, so the conversation
+            # goes on; the caller learns why.
+            assert tag is not None
+            text = f"{command.command_name}: {exc}"
+            return Reply(error_bytes(tag, LIMIT_EXCEEDED_CODE, text, self._limits), False, exc)
         except Exception as exc:
             return _unhandled(tag, exc)
 
