@@ -91,7 +91,6 @@ from typing import Any
 from juicectl._busy_poll import BusyPoll
 from juicectl._future import ReplyFuture
 from juicectl._pipe import wait_writable
-from juicectl._timer import TimerHandle
 from juicectl.juice import ProtocolError
 
 __all__ = ["PARK", "READ_SIZE", "TRANSITIONS", "ReadRole", "RequestFuture", "Role", "Trigger"]
@@ -150,8 +149,8 @@ class RequestFuture(ReplyFuture[dict[str, Any]]):
 
     #: Counted among the role's watchers (under the role's lock).
     watched = False
-    #: The request's timeout, if it has one (its connection sets and cancels it).
-    timer: TimerHandle | None = None
+    #: Whether the request has a deadline among its connection's (set by the connection).
+    timed = False
 
     def __init__(self, reading: ReadRole | None = None) -> None:
         _reply_future_init(self)  # ReplyFuture.__init__, without the lookup super() makes

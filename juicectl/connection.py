@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
 from juicectl._pipe import Transport, WaitForRoom
 from juicectl._reading import READ_SIZE, ReadRole, RequestFuture
-from juicectl._timer import call_later
+from juicectl._timer import Deadlines
 from juicectl.exceptions import (
     ArgumentError,
     LimitExceeded,
@@ -82,6 +83,8 @@ log = get_logger(__name__)
 # Bytes waiting to be written to a child that does not read its input, past which call()
 # refuses more: timed-out requests free their slots, not their queued bytes.
 _MAX_UNWRITTEN = 16 << 20
+
+_INFINITY = float("inf")
 
 LossCause = Literal["protocol_error", "closing_request", "write_failed"]
 
@@ -181,6 +184,8 @@ class Connection:
         self._slot_free = threading.Condition(self._lock)
         self._slot_waiters = 0  # callers waiting in _wait_for_slot (under _lock)
         self._table: RequestTable[RequestFuture] = RequestTable()
+        # The timeouts of the requests in flight, behind one timer (tag -> its timeout).
+        self._deadlines: Deadlines[str, float] = Deadlines(self._expire_due)
         self._closed: ProcessUnavailable | None = None
         self._input_ended = False
         self._losses: set[LossCause] = set()  # causes already reported (under _lock)
@@ -255,7 +260,7 @@ class Connection:
         fields = command.make_arguments(arguments)
         if timeout is None:
             timeout = self._request_timeout
-        else:
+        elif not (type(timeout) is float and 0.0 < timeout < _INFINITY):  # else it is fine
             try:
                 timeout = check_timeout(timeout, "timeout")
             except (TypeError, ValueError) as error:
@@ -287,13 +292,14 @@ class Connection:
                 return future
             tag = self._table.open(command, future)
             self.sent += 1
+            if timeout is not None:
+                future.timed = True
+                self._deadlines.add(time.monotonic() + timeout, tag, timeout, self._table)
         try:
             data = request_bytes(command, tag, fields, self._limits)
         except BaseException:
             self._withdraw(tag)  # LimitExceeded, for one: nothing was written
             raise
-        if timeout is not None:
-            future.timer = call_later(timeout, lambda: self._expire(tag, command, timeout))
         self._send(data)
         return future
 
@@ -330,17 +336,23 @@ class Connection:
             )
         return True
 
-    def _expire(self, tag: str, command: type[Command], timeout: float) -> None:
+    def _expire_due(self) -> None:
+        """Fail the requests whose timeout has passed (the timer thread)."""
+        expired: list[tuple[type[Command], RequestFuture, float]] = []
         with self._lock:
-            popped = self._table.give_up(tag)
-            if popped is None:
-                return
-            self.failed += 1
-            self._slot_free.notify()
-        popped[1].try_set_exception(
-            RequestTimeout(f"{command.command_name} got no answer within {timeout}s")
-        )
-        self._reading.wake()
+            for tag, timeout in self._deadlines.pop_due():
+                popped = self._table.give_up(tag)
+                if popped is not None:  # else answered meanwhile
+                    expired.append((*popped, timeout))
+            if expired:
+                self.failed += len(expired)
+                self._slot_free.notify(len(expired))
+        for command, future, timeout in expired:
+            future.try_set_exception(
+                RequestTimeout(f"{command.command_name} got no answer within {timeout}s")
+            )
+        if expired:
+            self._reading.wake()
 
     def _send(self, data: bytes) -> None:
         """Queue ``data`` for the child's stdin; the first idle caller writes the queue."""
@@ -463,8 +475,11 @@ class Connection:
             closed = self._closed is not None
             if popped is None:
                 late = self._table.was_late(tag)
-            elif self._slot_waiters:
-                self._slot_free.notify()
+            else:
+                if popped[1].timed:
+                    self._deadlines.answered(tag)
+                if self._slot_waiters:
+                    self._slot_free.notify()
         if popped is None:
             if late:
                 self._log.info("late_answer_dropped", tag=tag)
@@ -478,8 +493,6 @@ class Connection:
                                   error_code=getattr(answer, "code", None))
             return
         command, future = popped
-        if future.timer is not None:
-            future.timer.cancel()
         outcome = answer_outcome(command, answer)
         if type(outcome) is not dict and isinstance(outcome, BaseException):
             with self._lock:
@@ -566,11 +579,10 @@ class Connection:
                 return
             self._closed = reason
             waiting = self._table.drain()
+            self._deadlines.clear()
             self.failed += len(waiting)
             self._slot_free.notify_all()
         for future in waiting:
-            if future.timer is not None:
-                future.timer.cancel()
             future.try_set_exception(reason)
         self._reading.wake()
         self._reading.end()

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from juicectl.juice._errors import LimitExceeded
 from juicectl.juice._parser import Limits
 
-__all__ = ["check_fits", "fit_description", "utf8_size"]
+__all__ = ["check_answer", "check_request", "fit_description", "utf8_size"]
 
 #: How much of a non-ASCII text is encoded at once to measure it (characters).
 _SLICE = 1 << 16
@@ -53,53 +53,67 @@ def _body_hint(limits: Limits) -> str:
     )
 
 
-def check_fits(
-    limits: Limits,
-    fields: Mapping[str, str],
-    body: bytes | None,
-    frame_lines: int,
-    frame_bytes: int,
-    frame_longest: int,
-    what: str,
-) -> None:
-    """Raise ``LimitExceeded`` if a box of ``fields`` and ``body`` would break ``limits``.
+def check_request(limits: Limits, name: str, tag: str | None, fields: Mapping[str, str]) -> None:
+    """Raise ``LimitExceeded`` if the request ``name`` (``-Ask: tag``, unless None) with
+    ``fields`` (and their ``body``) would break ``limits``. Keys or values that are not text
+    are left for the serializer to refuse."""
+    # The quick answer, for the usual request: see _far_below.
+    chars = len(name) if tag is None else len(name) + len(tag)
+    if _far_below(limits, fields, chars):
+        return
+    name_line = utf8_size(name) + 10  # "-Command: " and the name
+    if tag is None:
+        frame, lines, longest = name_line + 2, 1, name_line
+    else:
+        tag_line = utf8_size(tag) + 6  # "-Ask: " and the tag
+        frame, lines, longest = name_line + tag_line + 4, 2, max(name_line, tag_line)
+    _check_carefully(limits, fields, lines, frame, longest, f"{name} not sent")
 
-    ``frame_lines`` and ``frame_bytes`` are the frame's own header lines (``-Command``,
-    ``-Ask``, ``-Answer``...; not the ``-Length`` of a body, counted here) and their bytes,
-    CRLFs included; ``frame_longest`` the longest of them, CRLF excluded. ``what`` starts the
-    message (``"Echo not sent"``). A key or value that is not text is left for the serializer
-    to refuse.
+
+def check_answer(limits: Limits, tag: str, fields: Mapping[str, str]) -> None:
+    """Raise ``LimitExceeded`` if an answer to ``tag`` with ``fields`` (and their ``body``)
+    would break ``limits`` (see :func:`check_request`)."""
+    if _far_below(limits, fields, len(tag)):
+        return
+    tag_line = utf8_size(tag) + 9  # "-Answer: " and the tag
+    _check_carefully(limits, fields, 1, tag_line + 2, tag_line, "the answer was not sent")
+
+
+def _far_below(limits: Limits, fields: Mapping[str, str], chars: int) -> bool:
+    """Whether a box without a body whose frame holds ``chars`` characters of names and tags
+    fits ``limits`` whatever its text is made of: one pass over the lengths.
+
+    At most 4 bytes a character, and a few bytes per line for ": ", CRLF and the frame's
+    headers (``-Command: ``... 32 bytes in all cover them), all of it within one line's
+    length: no line is too long, and neither are all of them together (``max_header_bytes``
+    is at least ``max_line_length``). At most one continuation line per two characters.
     """
-    max_line = limits.max_line_length
+    if getattr(fields, "body", None) is not None:
+        return False
     try:
-        chars = 0
         for key, value in fields.items():
             chars += len(key) + len(value)
     except TypeError:
-        return  # not text: the serializer says what is wrong with it
+        return True  # not text: the serializer says what is wrong with it
     count = len(fields)
-    if (
-        body is None
-        # Every byte of every line, at most 4 per character, plus ": " and CRLF, fits on one
-        # line: no line is too long, and neither are all of them (max_header_bytes is at
-        # least max_line_length). At most one continuation line per two characters.
-        and _WIDEST * (chars + count) + frame_bytes <= max_line
-        and frame_lines + count + chars // 2 <= limits.max_headers
-    ):
-        return
-    _check_carefully(limits, fields, body, frame_lines, frame_bytes, frame_longest, what)
+    return (
+        _WIDEST * (chars + count) + 32 <= limits.max_line_length
+        and count + 2 + chars // 2 <= limits.max_headers
+    )
 
 
 def _check_carefully(
     limits: Limits,
     fields: Mapping[str, str],
-    body: bytes | None,
     lines: int,
     size: int,
     frame_longest: int,
     what: str,
 ) -> None:
-    """``check_fits`` for a box that may not fit: each line measured as the parser counts it."""
+    """For a box that may not fit: each line measured as the parser counts it. ``lines``,
+    ``size`` and ``frame_longest`` are the frame's header lines, their bytes (CRLFs included)
+    and the longest of them (CRLF excluded)."""
+    body = getattr(fields, "body", None)
     max_line, max_headers = limits.max_line_length, limits.max_headers
     if frame_longest > max_line:
         raise LimitExceeded(

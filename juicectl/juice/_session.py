@@ -28,7 +28,7 @@ from juicectl.juice._errors import (
     MalformedBox,
     SerializationError,
 )
-from juicectl.juice._fit import check_fits, fit_description, utf8_size
+from juicectl.juice._fit import check_answer, check_request, fit_description
 from juicectl.juice._parser import Limits
 
 __all__ = [
@@ -171,15 +171,20 @@ def request_bytes(
     (naming the field, its size and the limit) before any of it is serialized.
     """
     if limits is not None:
-        name = command.command_name
-        longest = name_line = utf8_size(name) + 10  # "-Command: " and the name
-        if tag is None:
-            frame, lines = name_line + 2, 1
-        else:
-            tag_line = utf8_size(tag) + 6  # "-Ask: " and the tag
-            frame, lines = name_line + tag_line + 4, 2
-            longest = max(name_line, tag_line)
-        check_fits(limits, arguments, arguments.body, lines, frame, longest, f"{name} not sent")
+        # The quick answer for the usual request, inline (this runs for every request); see
+        # far_below in _fit.py for why these sums bound every size the parser counts.
+        try:
+            chars = len(command.command_name) + (0 if tag is None else len(tag))
+            for key, value in arguments.items():
+                chars += len(key) + len(value)
+        except TypeError:
+            chars = -1  # not text: the serializer says what is wrong with it
+        if not (
+            arguments.body is None
+            and 4 * (chars + len(arguments)) + 32 <= limits.max_line_length
+            and len(arguments) + 2 + chars // 2 <= limits.max_headers
+        ) and chars >= 0:
+            check_request(limits, command.command_name, tag, arguments)
     if tag is None:
         parts = [f"-Command: {command.command_name}\r\n"]
     elif type(tag) is str and "\r" not in tag and "\n" not in tag:
@@ -207,9 +212,7 @@ def answer_bytes(tag: str, response: Box, limits: Limits | None = None) -> bytes
     before any of it is serialized (see :func:`request_bytes`).
     """
     if limits is not None:
-        tag_line = utf8_size(tag) + 9  # "-Answer: " and the tag
-        check_fits(limits, response, response.body, 1, tag_line + 2, tag_line,
-                   "the answer was not sent")
+        check_answer(limits, tag, response)
     parts: list[str] = []
     append_fields(parts, response)
     if type(tag) is str and "\r" not in tag and "\n" not in tag:
