@@ -118,6 +118,24 @@ _OWN_PARSE_ARGUMENTS = getattr(Command.parse_arguments, "__func__", None)
 _OWN_PARSE_RESPONSE = getattr(Command.parse_response, "__func__", None)
 
 
+#: Command class -> whether its parser is Command's own, for the classes seen (bounded: ad-hoc
+#: command classes are made at run time). Asked for every request and every answer.
+_OWN_ARGUMENTS_PARSER: dict[type[Command], bool] = {}
+_OWN_RESPONSE_PARSER: dict[type[Command], bool] = {}
+_OWN_PARSERS_MAX = 1024
+
+
+def _has_own_parser(
+    command: type[Command], known: dict[type[Command], bool], method: str, own: object
+) -> bool:
+    found = known.get(command)
+    if found is None:
+        found = getattr(getattr(command, method), "__func__", None) is own
+        if len(known) < _OWN_PARSERS_MAX:
+            known[command] = found
+    return found
+
+
 def parse_received_arguments(command: type[Command], box: Box) -> dict[str, Any]:
     """``command.parse_arguments`` of a request box as received, ``-`` headers and all.
 
@@ -125,7 +143,8 @@ def parse_received_arguments(command: type[Command], box: Box) -> dict[str, Any]
     no copy; an override may read every field, and gets the fields alone (as in
     ``Request.box``).
     """
-    if getattr(command.parse_arguments, "__func__", None) is not _OWN_PARSE_ARGUMENTS:
+    if not _has_own_parser(command, _OWN_ARGUMENTS_PARSER, "parse_arguments",
+                           _OWN_PARSE_ARGUMENTS):
         box = _fields(box)
     return command.parse_arguments(box)
 
@@ -133,7 +152,8 @@ def parse_received_arguments(command: type[Command], box: Box) -> dict[str, Any]
 def parse_received_response(command: type[Command], box: Box) -> dict[str, Any]:
     """``command.parse_response`` of an answer box as received (see
     :func:`parse_received_arguments`; an override gets the fields alone, as in ``Answer.box``)."""
-    if getattr(command.parse_response, "__func__", None) is not _OWN_PARSE_RESPONSE:
+    if not _has_own_parser(command, _OWN_RESPONSE_PARSER, "parse_response",
+                           _OWN_PARSE_RESPONSE):
         box = _fields(box)
     return command.parse_response(box)
 
