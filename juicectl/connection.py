@@ -272,7 +272,8 @@ class Connection:
                 f"child {self.pid} is not reading its input: {unwritten} bytes wait to be "
                 f"written; {command.command_name} not sent"
             )
-        future = RequestFuture(self._reading)
+        future = RequestFuture()
+        future.reading = self._reading
 
         if not command.requires_answer:
             with self._lock:
