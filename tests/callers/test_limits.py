@@ -172,3 +172,30 @@ def test_the_parents_responder_never_sends_what_the_child_cannot_take() -> None:
         assert classify(BoxParser(limits).feed(writes[1])[0]).box == {"value": "xxxxx"}
     finally:
         conn.connection_lost(ProcessUnavailable("the test is over"))
+
+
+def test_the_parents_refused_answer_costs_no_copy_of_the_value() -> None:
+    writes: list[bytes] = []
+    written = threading.Event()
+
+    def write(data: bytes) -> None:
+        writes.append(data)
+        written.set()
+
+    size = 20_000_000
+    conn = Connection(write, pid=0, generation=1,
+                      options=ConnectionOptions(responder=BigAnswers()))
+    gc.collect()
+    tracemalloc.start()  # traces every thread: the responder's too
+    try:
+        conn.data_received(request_bytes(Grow, "a", Grow.make_arguments({"size": size})))
+        assert written.wait(10), "the responder's answer was never written"
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        conn.connection_lost(ProcessUnavailable("the test is over"))
+    error = classify(BoxParser().feed(writes[0])[0])
+    assert isinstance(error, ErrorAnswer) and error.code == LIMIT_EXCEEDED_CODE
+    # The responder's value is made once (20 MB); writing it would have copied it again at
+    # least once (its bytes), refusing it copies nothing.
+    assert peak < size + size // 4, f"{peak:,} bytes allocated for an answer of {size:,}"
