@@ -4,6 +4,9 @@
     python3 tasks.py demo     run the demo (installs the package into .venv first)
     python3 tasks.py test     lint, type-check, build the docs strictly, run the test suite
     python3 tasks.py bench    run the benchmarks (on demand, never part of the tests)
+    python3 tasks.py mutate MODULE [options]
+                              mutation-test one module against the tests that mirror it (on
+                              demand, never part of the tests; ``mutate --help`` for options)
 
 Only the standard library is used here, so a fresh machine with Python 3.11+ needs nothing
 else. The environment is rebuilt when ``pyproject.toml`` changes.
@@ -11,10 +14,14 @@ else. The environment is rebuilt when ``pyproject.toml`` changes.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -78,7 +85,311 @@ def bench(args: list[str]) -> int:
     return _run(PYTHON, "benchmarks/run.py", *args)
 
 
-TASKS = {"demo": demo, "test": test, "bench": bench}
+#: Each module mutation testing knows, and the tests that mirror it (paths that do not exist
+#: are left out, so a mirror planned here counts once it is written).
+MUTATE_TESTS: dict[str, list[str]] = {
+    "juicectl/juice/_parser.py": ["tests/juice"],
+    "juicectl/actors/controller.py": ["tests/actors"],
+    "juicectl/policy.py": ["tests/policy", "tests/test_policy.py", "tests/actors"],
+    "juicectl/connection.py": [
+        "tests/connection",
+        "tests/callers",
+        "tests/chaos/test_connection_races.py",
+    ],
+    "juicectl/child/_runtime.py": ["tests/child"],
+}
+#: Mutants judged equivalent, each with its reason (see the file itself).
+EQUIVALENTS = ROOT / "tests" / "mutation.md"
+_MUTANT_NAME = re.compile(r"^(?P<module>.+?)\.x(?:ǁ(?P<cls>[^ǁ]+)ǁ|_)(?P<func>.+)__mutmut_\d+$")
+
+
+def _mutate_options(args: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python3 tasks.py mutate",
+        description="Run mutmut on one module, in a copy of the tree, against its mirrored tests.",
+    )
+    parser.add_argument("module", help=f"the module's path, one of: {', '.join(MUTATE_TESTS)}")
+    parser.add_argument("--tests", nargs="+", metavar="PATH",
+                        help="test files or folders to run instead of the module's mirror")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2,
+                        help="mutants tested at once (default: the number of CPUs)")
+    parser.add_argument("--timeout-multiplier", type=float, default=4.0,
+                        help="a mutant may take this many times its tests' clean CPU time, "
+                             "plus --timeout-constant, before it counts as a timeout (default 4)")
+    parser.add_argument("--timeout-constant", type=float, default=5.0,
+                        help="seconds added to each mutant's time budget (default 5)")
+    parser.add_argument("--workdir", type=Path,
+                        help="keep the copy here and reuse it (mutmut then only retests what "
+                             "changed); default: a temporary folder removed afterwards")
+    parser.add_argument("--retest-survivors", action="store_true",
+                        help="with --workdir: test again only the mutants that survived there "
+                             "last time (after new tests)")
+    parser.add_argument("mutants", nargs="*", metavar="MUTANT",
+                        help="only these mutants (names or globs as mutmut shows them)")
+    options = parser.parse_intermixed_args(args)
+    module = options.module.replace("\\", "/")
+    if not module.endswith(".py") and "/" not in module:
+        module = module.replace(".", "/") + ".py"  # a dotted name: juicectl.policy
+    if not (ROOT / module).is_file():
+        parser.error(f"MODULE {options.module!r}: no such file under {ROOT}")
+    if options.tests is None and module not in MUTATE_TESTS:
+        parser.error(f"MODULE {module!r} has no mirrored tests in MUTATE_TESTS: pass --tests")
+    tests = options.tests or [p for p in MUTATE_TESTS[module] if (ROOT / p).exists()]
+    missing = [p for p in tests if not (ROOT / p).exists()]
+    if missing or not tests:
+        parser.error(f"--tests: no such path under {ROOT}: {', '.join(missing) or '(none)'}")
+    for name in ("max_children", "timeout_multiplier", "timeout_constant"):
+        if getattr(options, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    if options.retest_survivors and (options.workdir is None or options.mutants):
+        parser.error("--retest-survivors needs --workdir and no MUTANT names")
+    options.module, options.tests = module, tests
+    return options
+
+
+def _copy_tree(target: Path) -> None:
+    """Copy the tracked and new (not ignored) files of the tree: mutmut rewrites what it has."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, check=True, capture_output=True,
+    ).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def _refresh_copy(workdir: Path) -> None:
+    """Copy the tree into ``workdir`` afresh, keeping only mutmut's records of a past run.
+
+    mutmut never recopies a file it already has, so everything else it made is removed: the
+    results (``*.meta``) and the map of tests (``mutmut-stats.json``) let it retest only what
+    changed.
+    """
+    for path in workdir.iterdir():
+        if path.name != "mutants":
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    mutants = workdir / "mutants"
+    for path in sorted(mutants.rglob("*"), reverse=True):
+        if path.is_dir() and not path.is_symlink():
+            if not any(path.iterdir()):
+                path.rmdir()
+        elif path.suffix != ".meta" and path.name != "mutmut-stats.json":
+            path.unlink()
+    _copy_tree(workdir)
+
+
+def _mutmut_config(options: argparse.Namespace, workdir: Path) -> str:
+    def toml_list(items: list[str]) -> str:
+        return "[" + ", ".join(f'"{item}"' for item in items) + "]"
+
+    # Tests read docs, examples and scripts from the tree: mutmut copies only what it is told.
+    others = sorted(path.name for path in workdir.iterdir()
+                    if path.name not in ("juicectl", "tests", "mutants", ".juicectl-mutate"))
+    return (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["juicectl"]\n'
+        f"also_copy = {toml_list(others)}\n"
+        f"only_mutate = {toml_list([options.module])}\n"
+        f"pytest_add_cli_args_test_selection = {toml_list(options.tests)}\n"
+        f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "{_MUTATE_PLUGIN}"]\n'
+        f"timeout_multiplier = {options.timeout_multiplier}\n"
+        f"timeout_constant = {options.timeout_constant}\n"
+        "use_git_change_detection = false\n"
+    )
+
+
+#: A pytest plugin written into the copy. mutmut runs the suite many times in one process, which
+#: hypothesis takes for a test called from several executors (the check is meant for real
+#: runs); and structlog's rich tracebacks would be too slow on mutated modules.
+_MUTATE_PLUGIN = "_juicectl_mutate_plugin"
+_MUTATE_PLUGIN_SOURCE = '''\
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "juicectl-mutate",
+    suppress_health_check=[HealthCheck.differing_executors, HealthCheck.too_slow],
+    deadline=None,
+)
+settings.load_profile("juicectl-mutate")
+
+try:
+    import structlog.dev as dev
+except ImportError:
+    dev = None
+if dev is not None and getattr(dev, "rich", None) is not None:
+    # rich, which mutmut brings in, would print each logged exception with the source of
+    # the mutated modules around it (files of 10,000 lines and more): seconds each, enough
+    # for the tests' waits to run out. Plain tracebacks say the same.
+    dev.RichTracebackFormatter.__call__ = lambda self, sio, exc_info: dev.plain_traceback(
+        sio, exc_info
+    )
+'''
+
+
+#: Imported by every Python of the run (the folder is on PYTHONPATH): the editable install's
+#: import hook would hand the tests, and the children they start, the worktree's juicectl.
+_MUTATE_SITE_SOURCE = '''\
+"""Written by tasks.py mutate: import juicectl from the mutated copy, not the worktree."""
+import sys
+from importlib.machinery import PathFinder
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _elsewhere(finder):
+    try:
+        spec = finder.find_spec("juicectl", None)
+    except Exception:
+        return False
+    origin = getattr(spec, "origin", None)
+    return bool(origin) and _HERE not in Path(origin).resolve().parents
+
+
+sys.meta_path[:] = [f for f in sys.meta_path if f is PathFinder or not _elsewhere(f)]
+'''
+
+
+def _key(function: str, removed: list[str], added: list[str]) -> tuple[str, str, str]:
+    """What identifies a mutant across runs: its function and the lines it changes."""
+    def flat(lines: list[str]) -> str:
+        return " ⏎ ".join(" ".join(line.split()) for line in lines)
+
+    return function, flat(removed), flat(added)
+
+
+def _listed_equivalents(module: str) -> dict[tuple[str, str, str], str]:
+    """The rows of ``tests/mutation.md`` for ``module``: (function, before, after) -> reason."""
+    if not EQUIVALENTS.exists():
+        return {}
+    rows: dict[tuple[str, str, str], str] = {}
+    section = None
+    for line in EQUIVALENTS.read_text().splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip().strip("`")
+            continue
+        if section != module or not line.startswith("| `"):
+            continue
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 4:
+            function, before, after = (c.strip("`") for c in cells[:3])
+            rows[_key(function, [before], [after])] = cells[3]
+    return rows
+
+
+def mutate(args: list[str]) -> int:
+    options = _mutate_options(args)
+    ensure_venv("test,dev")
+    workdir = options.workdir.resolve() if options.workdir else Path(
+        tempfile.mkdtemp(prefix="juicectl-mutate-"))
+    if workdir == ROOT or ROOT in workdir.parents:
+        sys.exit(f"--workdir {workdir}: must be outside the tree (mutmut rewrites its copy)")
+    try:
+        marker = workdir / ".juicectl-mutate"
+        if workdir.exists() and any(workdir.iterdir()) and not marker.exists():
+            sys.exit(f"--workdir {workdir}: not empty and not made by this task; refusing to "
+                     "overwrite it")
+        workdir.mkdir(parents=True, exist_ok=True)
+        _refresh_copy(workdir)
+        marker.touch()
+        with open(workdir / "pyproject.toml", "a") as config:
+            config.write(_mutmut_config(options, workdir))
+        # Children the tests start (python -m juicectl.child ...) import the mutated copy too.
+        # The folder must exist before Python starts: a path missing then is never searched.
+        (workdir / "mutants").mkdir(exist_ok=True)
+        (workdir / "mutants" / f"{_MUTATE_PLUGIN}.py").write_text(_MUTATE_PLUGIN_SOURCE)
+        (workdir / "mutants" / "sitecustomize.py").write_text(_MUTATE_SITE_SOURCE)
+        env = dict(os.environ, PYTHONPATH=str(workdir / "mutants"))
+        mutmut = [str(PYTHON), "-m", "mutmut"]
+        if options.retest_survivors:
+            options.mutants = sorted(
+                name for name, state in _statuses(mutmut, workdir, env).items()
+                if state == "survived"
+            )
+            if not options.mutants:
+                print(f"no survivors recorded in {workdir}", flush=True)
+                return 0
+        print(f"+ mutmut in {workdir}: {options.module} against {' '.join(options.tests)}",
+              flush=True)
+        rc = subprocess.call([*mutmut, "run", "--max-children", str(options.max_children),
+                              *options.mutants], cwd=workdir, env=env)
+        if rc != 0:
+            print(f"mutmut run failed (exit status {rc})", flush=True)
+            return rc
+        return _report(options.module, _statuses(mutmut, workdir, env), mutmut, workdir, env,
+                       complete=not options.mutants)
+    finally:
+        if options.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _statuses(mutmut: list[str], workdir: Path, env: dict[str, str]) -> dict[str, str]:
+    """Each mutant mutmut knows in ``workdir`` -> its status (killed, survived, timeout...)."""
+    listing = subprocess.run([*mutmut, "results", "--all", "true"], cwd=workdir, env=env,
+                             check=True, capture_output=True, text=True).stdout
+    status: dict[str, str] = {}
+    for line in listing.splitlines():
+        name, sep, state = line.strip().rpartition(": ")
+        if sep and _MUTANT_NAME.match(name):
+            status[name] = state
+    return status
+
+
+def _report(module: str, status: dict[str, str], mutmut: list[str], workdir: Path,
+            env: dict[str, str], complete: bool) -> int:
+    """Print each survivor's diff, telling listed equivalents from new gaps, then the counts.
+
+    ``complete``: every mutant was tested in this run, so a listed equivalent that no longer
+    survives is worth saying (the list should drop it).
+    """
+    counts: dict[str, int] = {}
+    for state in status.values():
+        counts[state] = counts.get(state, 0) + 1
+    listed = _listed_equivalents(module)
+    seen: set[tuple[str, str, str]] = set()
+    new_gaps = 0
+    print(f"\nsurviving mutants of {module}:")
+    for name, state in sorted(status.items()):
+        if state != "survived":
+            continue
+        diff = subprocess.run([*mutmut, "show", name], cwd=workdir, env=env, check=True,
+                              capture_output=True, text=True).stdout
+        lines = diff.splitlines()
+        removed = [x[1:] for x in lines if x.startswith("-") and not x.startswith("---")]
+        added = [x[1:] for x in lines if x.startswith("+") and not x.startswith("+++")]
+        match = _MUTANT_NAME.match(name)
+        assert match is not None
+        function = ".".join(filter(None, (match["cls"], match["func"])))
+        key = _key(function, removed, added)
+        seen.add(key)
+        if key in listed:
+            print(f"  {name}: equivalent ({listed[key]})")
+            continue
+        new_gaps += 1
+        print(f"\n  {name}: SURVIVED, not listed in {EQUIVALENTS.relative_to(ROOT)}")
+        print("\n".join("    " + x for x in lines[1:] if not x.startswith(("---", "+++"))))
+    equivalent = sum(1 for name, state in status.items() if state == "survived") - new_gaps
+    stale = [key for key in listed if key not in seen] if complete else []
+    total = len(status)
+    killed = counts.get("killed", 0)
+    timeout = counts.get("timeout", 0)
+    print(f"\n{module}: {total} mutants")
+    for state, count in sorted(counts.items(), key=lambda item: -item[1]):
+        print(f"  {state:>22}: {count}")
+    print(f"  {'listed as equivalent':>22}: {equivalent} of the survivors")
+    print(f"  {'new survivors':>22}: {new_gaps}")
+    checked = total - counts.get("not checked", 0)
+    if checked:
+        print(f"  of the {checked} tested: killed {killed / checked:.1%}; killed, timed out or "
+              f"listed as equivalent {(killed + timeout + equivalent) / checked:.1%}")
+    for function, before, after in stale:
+        print(f"  listed but no longer surviving: {function}: {before} -> {after}")
+    return 0
+
+
+TASKS = {"demo": demo, "test": test, "bench": bench, "mutate": mutate}
 
 
 def main() -> int:

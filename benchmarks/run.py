@@ -12,8 +12,10 @@ medians; a second table the medians of each request's latency (p50, p99, p99.9) 
 CPU time per request on both sides; then each goal of the performance issues with PASS or
 FAIL, this round's first and the first round's after them (nothing of it may regress).
 
-Scenarios: seq, c64, t8, big, big64, cold, restart, rest (see ``_common.SCENARIOS``), and ``scale``
-(``scale.py``: 50 controllers at once; not part of the default run, it takes a while).
+Scenarios: seq, c64, t8, big, big64, cold, restart, rest (see ``_common.SCENARIOS``),
+``scale`` (``scale.py``: 50 controllers at once; not part of the default run, it takes a
+while), and ``remote`` (``remote.py``: workers through OpenSSH on a loopback sshd, against
+``ssh host cat`` and execnet; part of the default run where sshd is installed).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import BENCH, ROOT, SCENARIOS
 
 PYTHON = sys.executable
+#: Scenario groups that run as programs of their own, after the rounds.
+GROUPS = ("scale", "remote")
 
 #: Implementation -> the driver command (scenario and count are appended).
 DRIVERS: dict[str, list[str]] = {
@@ -279,12 +283,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests and 3 rounds")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, quick 3)")
     parser.add_argument("--only", help="comma-separated scenarios: "
-                        + ", ".join([*SCENARIOS, "scale"]))
+                        + ", ".join([*SCENARIOS, "scale", "remote"]))
     parser.add_argument("--json", type=Path, help="also write every raw result to this file")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 5)
-    chosen = args.only.split(",") if args.only else list(SCENARIOS)
-    unknown = [name for name in chosen if name not in SCENARIOS and name != "scale"]
+    chosen = args.only.split(",") if args.only else [*SCENARIOS, "remote"]
+    unknown = [name for name in chosen if name not in SCENARIOS and name not in GROUPS]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
     load = os.getloadavg()
@@ -292,7 +296,7 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load average "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {rounds} rounds, alternating"
           f"{', quick' if args.quick else ''}", flush=True)
-    results = run_rounds([name for name in chosen if name != "scale"], rounds, args.quick)
+    results = run_rounds([name for name in chosen if name not in GROUPS], rounds, args.quick)
     if results:
         print_table(results)
         print_goals(results)
@@ -300,6 +304,16 @@ def main() -> int:
         from benchmarks import scale
 
         scale.main(["--quick"] if args.quick else [])
+    if "remote" in chosen:
+        from tests.remote.harness import unavailable
+
+        reason = unavailable()
+        if reason is not None:
+            print(f"\nremote: not measured: {reason}")
+        else:
+            from benchmarks import remote
+
+            remote.main([*(["--quick"] if args.quick else []), "--rounds", str(rounds)])
     load = os.getloadavg()
     print(f"\n{time.perf_counter() - started:.0f} s; load average now "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

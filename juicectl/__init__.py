@@ -25,6 +25,9 @@ _LAZY = {
     "TooManyRequests": "juicectl.exceptions",
     "StopResult": "juicectl.messages",
     "ReplyFuture": "juicectl._future",
+    "local": "juicectl.launch",
+    "ssh": "juicectl.launch",
+    "prefix": "juicectl.launch",
 }
 
 __all__ = [
@@ -42,6 +45,9 @@ __all__ = [
     "StopResult",
     "TooManyRequests",
     "__version__",
+    "local",
+    "prefix",
+    "ssh",
 ]
 
 if TYPE_CHECKING:
@@ -56,6 +62,7 @@ if TYPE_CHECKING:
         RequestTimeout,
         TooManyRequests,
     )
+    from juicectl.launch import local, prefix, ssh
     from juicectl.messages import StopResult
     from juicectl.policy import ConnectionOptions, LaunchSpec, RestartPolicy
 

@@ -45,6 +45,7 @@ from juicectl.controller import ProcessController
 from juicectl.exceptions import TooManyRequests
 from juicectl.juice import Command
 from juicectl.messages import StopResult
+from juicectl.policy import check_timeout
 
 __all__ = [
     "AsyncProcessController",
@@ -72,10 +73,18 @@ def wrap_future(
     Cancelling the returned future does not touch ``future``: its outcome is dropped.
 
     Raises:
+        TypeError: ``future`` is not a future, or ``loop`` not an event loop.
         RuntimeError: no loop was given and none is running.
     """
+    if not isinstance(future, pykka.Future | concurrent.futures.Future):
+        raise TypeError(
+            f"future must be a pykka.Future (what juicectl returns) or a "
+            f"concurrent.futures.Future, not {future!r}"
+        )
     if loop is None:
         loop = asyncio.get_running_loop()
+    elif not isinstance(loop, asyncio.AbstractEventLoop):
+        raise TypeError(f"loop must be an asyncio event loop or None, not {loop!r}")
     if isinstance(future, concurrent.futures.Future):
         return asyncio.wrap_future(future, loop=loop)
     waiter: asyncio.Future[T] = loop.create_future()
@@ -127,6 +136,21 @@ def wrap_future(
     return waiter
 
 
+def _check_controller(controller: object, option: str = "controller") -> None:
+    """A ``ProcessController``, or anything with its methods (``juicectl.testing``'s
+    ``FakeController``)."""
+    missing = [
+        method
+        for method in ("get_process", "stop_process", "stats", "close")
+        if not callable(getattr(controller, method, None))
+    ]
+    if missing:
+        raise TypeError(
+            f"{option} must be a ProcessController (or a juicectl.testing.FakeController), "
+            f"not {controller!r}"
+        )
+
+
 async def _wait(future: pykka.Future[T], timeout: float | None) -> T:
     waiter = wrap_future(future)
     if timeout is None:
@@ -139,8 +163,12 @@ async def get_process(controller: ProcessController, *, timeout: float | None = 
 
     Fails like ``ProcessController.get_process()`` (``ProcessUnavailable``,
     ``ProcessLaunchError``, ``ControllerClosed``), or with ``TimeoutError`` after ``timeout``
-    seconds (the controller goes on starting the child).
+    seconds (the controller goes on starting the child). A ``controller`` that is none, or a
+    ``timeout`` that is not a number of seconds above 0 (or None), raises ``TypeError`` or
+    ``ValueError`` at once.
     """
+    _check_controller(controller)
+    timeout = check_timeout(timeout, "timeout", none=True)
     return await _wait(controller.get_process(), timeout)
 
 
@@ -149,8 +177,11 @@ async def stop_process(
 ) -> StopResult:
     """``await`` the stop of the child: the ``StopResult`` once it has exited.
 
-    Raises ``TimeoutError`` after ``timeout`` seconds (the stop goes on regardless).
+    Raises ``TimeoutError`` after ``timeout`` seconds (the stop goes on regardless); a bad
+    ``controller`` or ``timeout`` raises ``TypeError`` or ``ValueError`` at once.
     """
+    _check_controller(controller)
+    timeout = check_timeout(timeout, "timeout", none=True)
     return await _wait(controller.stop_process(), timeout)
 
 
@@ -169,8 +200,12 @@ async def call(
     ``timeout`` seconds, ``ProcessUnavailable``), and ``ArgumentError`` at once for bad
     arguments. The request is written from the calling thread, as a write to the child's pipe;
     when ``max_in_flight`` requests are already outstanding, the wait for a free slot happens on
-    a worker thread, never on the loop.
+    a worker thread, never on the loop. A ``connection`` that is none raises ``TypeError``.
     """
+    if not isinstance(connection, Connection):
+        raise TypeError(
+            f"connection must be a juicectl Connection (from get_process()), not {connection!r}"
+        )
     try:
         future = connection.call_with(command, arguments, timeout=timeout, wait_for_slot=False)
     except TooManyRequests:
@@ -195,7 +230,13 @@ class AsyncProcessController:
     """
 
     def __init__(self, controller: ProcessController) -> None:
-        """Wrap ``controller``; closing this object closes it."""
+        """Wrap ``controller`` (a ``ProcessController``, or a ``FakeController`` of
+        ``juicectl.testing``); closing this object closes it.
+
+        Raises:
+            TypeError: ``controller`` is neither.
+        """
+        _check_controller(controller)
         self.controller = controller
 
     @classmethod
@@ -229,6 +270,7 @@ class AsyncProcessController:
         ``timeout`` or, without one, by the controller's ``startup_timeout`` plus a second
         (``TimeoutError``).
         """
+        timeout = check_timeout(timeout, "timeout", none=True)
         connection = await self.get_process(
             timeout=timeout or self.controller.spec.startup_timeout + 1
         )
@@ -247,7 +289,9 @@ class AsyncProcessController:
         self.controller.subscribe(subscriber)
 
     async def close(self, timeout: float | None = None) -> StopResult | None:
-        """Stop the child and the controller's actors (waits on a worker thread)."""
+        """Stop the child and the controller's actors (waits on a worker thread); returns
+        what ``ProcessController.close()`` returns."""
+        timeout = check_timeout(timeout, "timeout", none=True)
         return await asyncio.to_thread(self.controller.close, timeout)
 
     async def __aenter__(self) -> AsyncProcessController:

@@ -8,6 +8,7 @@ callers choose how long to wait, and an actor that holds a controller never bloc
 from __future__ import annotations
 
 import atexit
+import inspect
 import itertools
 import threading
 import weakref
@@ -18,12 +19,13 @@ import pykka
 
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
-from juicectl.actors.controller import ControllerActor, Mode
+from juicectl.actors.controller import ControllerActor, EndOfLife, Mode
 from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import subscriber_for
 from juicectl.connection import Connection
 from juicectl.exceptions import ControllerClosed
 from juicectl.juice import Limits
+from juicectl.launch import Launcher, LaunchSession, LocalLauncher, open_session
 from juicectl.messages import (
     GetProcess,
     ProcessStarted,
@@ -58,13 +60,22 @@ class ProcessController:
     returns at once; the futures say when things happened.
     """
 
-    def __init__(self, actor_ref: pykka.ActorRef[Any], name: str, spec: LaunchSpec) -> None:
-        """Use ``ProcessController.start()``; this wraps an already started controller actor."""
+    def __init__(
+        self,
+        actor_ref: pykka.ActorRef[Any],
+        name: str,
+        spec: LaunchSpec,
+        end_of_life: ReplyFuture[EndOfLife] | None = None,
+    ) -> None:
+        """Use ``ProcessController.start()``; this wraps an already started controller actor
+        (``end_of_life``: the future that actor sets as it stops, if it was given one)."""
         self._actor = actor_ref
         self.name = name
         self.spec = spec
         self._closed = False
         self._hooks: list[pykka.ActorRef[Any]] = []
+        self._end_of_life = end_of_life
+        self._launch_session: LaunchSession | None = None
         with _open_lock:
             _open_controllers.add(self)
 
@@ -76,6 +87,7 @@ class ProcessController:
         name: str | None = None,
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
+        launcher: Launcher | None = None,
         on_process_startup: Hook = None,
         on_process_termination: Hook = None,
         prepare: Callable[[Connection], Any] | None = None,
@@ -99,6 +111,10 @@ class ProcessController:
             name: a name for logs and events (default ``"controller-N"``).
             env: the child's environment (None: inherit the parent's).
             cwd: the child's working directory (None: inherit the parent's).
+            launcher: where the child runs: ``juicectl.local()`` (the default),
+                ``juicectl.ssh(host, ...)`` or ``juicectl.prefix([...])`` (see
+                ``docs/remote.md``). It is opened for this controller (the ssh launcher's
+                connection master lives until ``close()``).
             on_process_startup: a no-argument callable (run in a subscriber actor, never on
                 the controller's thread) or an ``ActorRef`` told ``ProcessStarted``, whenever
                 a newly spawned child is ready.
@@ -120,11 +136,20 @@ class ProcessController:
             subscribers: ``ActorRef``s told every event.
             process_factory: replaces the process actor (tests drive the controller with a
                 fake one).
+
+        Every option is checked here, before any actor starts.
+
+        Raises:
+            TypeError: an option has the wrong type (the message names it and the value).
+            ValueError: an option is out of its range (a ``cwd`` that is no directory, an
+                unknown ``readiness``, a timeout of 0...).
         """
         spec = LaunchSpec(
-            argv=tuple(argv) if not isinstance(argv, str | bytes) else argv,
-            env=dict(env) if env is not None else None,
-            cwd=str(cwd) if cwd is not None else None,
+            argv=tuple(argv) if isinstance(argv, Iterable) and not isinstance(argv, str | bytes)
+            else argv,
+            env=dict(env) if isinstance(env, Mapping) else env,
+            cwd=cwd,
+            launcher=launcher if launcher is not None else LocalLauncher(),
             readiness=readiness,
             prepare=prepare,
             startup_timeout=startup_timeout,
@@ -138,20 +163,46 @@ class ProcessController:
                 responder=responder,
             ),
         )
-        policy = restart if restart is not None else RestartPolicy()
-        if not isinstance(policy, RestartPolicy):
-            raise TypeError(f"restart must be a RestartPolicy, not {policy!r}")
-        name = name or f"controller-{next(_names)}"
+        # Every option is checked before any actor starts: a bad one starts nothing.
+        name = _checked_name(name)
+        policy = _checked_policy(restart)
+        _check_callable(prepare, "prepare", 1, "a callable taking the Connection, or None")
+        _check_callable(
+            process_factory,
+            "process_factory",
+            3,
+            "a callable (controller_ref, generation, spec) -> ActorRef, or None",
+        )
+        hooks_wanted = {
+            "on_process_startup": (on_process_startup, ProcessStarted),
+            "on_process_termination": (on_process_termination, ProcessTerminated),
+        }
+        for option, (hook, _) in hooks_wanted.items():
+            _check_hook(hook, option)
+        refs = _checked_subscribers(subscribers)
+
+        session = open_session(spec.launcher, name)
         hooks: list[pykka.ActorRef[Any]] = []
-        if on_process_startup is not None:
-            hooks.append(subscriber_for(on_process_startup, (ProcessStarted,), name=name))
-        if on_process_termination is not None:
-            hooks.append(subscriber_for(on_process_termination, (ProcessTerminated,), name=name))
-        factory = process_factory or ProcessActor.factory(name)
-        actor_ref = ControllerActor.start(name, spec, factory, policy, [*hooks, *subscribers])
+        try:
+            hooks.extend(
+                subscriber_for(hook, (event,), name=name)
+                for hook, event in hooks_wanted.values()
+                if hook is not None
+            )
+            factory = process_factory or ProcessActor.factory(name, launcher=session)
+            end_of_life: ReplyFuture[EndOfLife] = ReplyFuture()
+            actor_ref = ControllerActor.start(
+                name, spec, factory, policy, [*hooks, *refs], end_of_life=end_of_life
+            )
+        except BaseException:
+            for hook_ref in hooks:
+                hook_ref.stop(block=False)
+            session.close()
+            raise
         log.info("controller_started", controller=name, argv=list(spec.argv))
-        controller = cls(actor_ref, name, spec)
+        controller = cls(actor_ref, name, spec, end_of_life)
         controller._hooks = hooks
+        controller._launch_session = session
         return controller
 
     # --- the seed's operations ------------------------------------------------------------
@@ -177,6 +228,12 @@ class ProcessController:
         response dict. A convenience for scripts: ``get_process()`` then ``call()``."""
         connection = self.get_process().get(timeout=timeout or self.spec.startup_timeout + 1)
         return connection.call(command, timeout=timeout, **arguments).get()
+
+    @property
+    def launch_session(self) -> LaunchSession | None:
+        """The launcher as opened for this controller (``SshSession`` for an ``ssh()``
+        launcher: its ``master_pid``); None once closed."""
+        return self._launch_session
 
     @property
     def actor_ref(self) -> pykka.ActorRef[Any]:
@@ -205,12 +262,24 @@ class ProcessController:
         return str(Mode(future.get(timeout=10)).value)
 
     def stats(self) -> dict[str, Any]:
-        """Figures: mode, pid, generation, uptime, restarts, last exit, and the current
-        connection's requests (sent, answered, failed, in flight)."""
+        """Figures, as a dict with always the same keys (see ``ControllerActor.stats``):
+        ``name``, ``mode``, ``pid``, ``generation``, ``uptime``, ``restarts``,
+        ``restarts_in_window``, ``restart_pending``, ``gave_up``, ``waiting``,
+        ``last_exit``, the current connection's ``sent``, ``answered``, ``failed`` and
+        ``in_flight``, and ``closed``: False while the controller runs; True once its actor
+        has stopped (``close()``, ``ActorRegistry.stop_all()``), and then the other keys
+        hold its last figures."""
         future: ReplyFuture[dict[str, Any]] = ReplyFuture()
-        if not self._tell(_GetStats(future), future):
-            return {"mode": Mode.STOPPED.value, "closed": True}
-        return dict(future.get(timeout=10))
+        if self._tell(_GetStats(future), future):
+            figures = dict(future.get(timeout=10))
+            return {**figures, "closed": not self._actor.is_alive()}
+        record = self._last_words(10.0)
+        if record is None:
+            raise ControllerClosed(
+                f"controller {self.name} is closed and left no figures (its actor did not "
+                "stop normally)"
+            )
+        return {**record.stats, "closed": True}
 
     def subscribe(self, subscriber: pykka.ActorRef[Any]) -> None:
         """Tell ``subscriber`` (an ``ActorRef``) every event from now on."""
@@ -220,7 +289,11 @@ class ProcessController:
 
     def close(self, timeout: float | None = None) -> StopResult | None:
         """Stop the child (if any, through the whole escalation) and every actor of this
-        controller. Idempotent; also run at interpreter exit. Returns how the stop ended."""
+        controller; also run at interpreter exit. Returns how the stop ended: a
+        ``StopResult`` (``"not_running"`` if no child ran), also when the actors were already
+        stopped (``ActorRegistry.stop_all()`` stops the child the same way and closes the
+        controller); None from a second call, or if the stop did not end within ``timeout``
+        (default: the escalation's bound)."""
         if self._closed:
             return None
         self._closed = True
@@ -229,8 +302,8 @@ class ProcessController:
         future: ReplyFuture[StopResult] = ReplyFuture()
         # No recheck: closing stops the actor, which settles this future as it stops.
         if not self._tell(_Close(future), future, recheck=False):
-            self._stop_hooks()
-            return None
+            self._release()
+            return self._result_of_end()
         spec = self.spec
         bound = timeout if timeout is not None else (
             spec.stop_timeout + 2 * spec.kill_timeout + spec.startup_timeout + 5
@@ -241,18 +314,45 @@ class ProcessController:
         try:
             result: StopResult = future.get(timeout=bound)
         except pykka.Timeout:
+            if not self._actor.is_alive():
+                self._release()
+                return self._result_of_end()
             log.warning("close_timed_out", controller=self.name, timeout=bound)
             self._actor.stop(block=False)
-            self._stop_hooks()
+            self._release()
             return None
+        except ControllerClosed:
+            # The actor stopped with a child still running (its process actor stops it).
+            self._release()
+            return self._result_of_end()
         if self._actor.is_alive():
             self._actor.stop(block=True, timeout=5)
-        self._stop_hooks()
+        self._release()
         return result
 
-    def _stop_hooks(self) -> None:
+    def _last_words(self, wait: float) -> EndOfLife | None:
+        """What the actor left as it stopped, waiting up to ``wait`` seconds for it (pykka
+        marks an actor dead before its ``on_stop`` has run); None if it left nothing."""
+        if self._end_of_life is None:
+            return None
+        try:
+            record: EndOfLife = self._end_of_life.get(timeout=wait)
+        except pykka.Timeout:
+            return None
+        return record
+
+    def _result_of_end(self) -> StopResult | None:
+        record = self._last_words(5.0)
+        return None if record is None else record.result
+
+    def _release(self) -> None:
+        """After the stop: the hooks' actors, and what the launcher holds (the ssh
+        connection master and its directory)."""
         for hook in self._hooks:
             hook.stop(block=False)
+        session, self._launch_session = self._launch_session, None
+        if session is not None:
+            session.close()
 
     def __enter__(self) -> ProcessController:
         return self
@@ -279,6 +379,80 @@ class ProcessController:
 
     def __repr__(self) -> str:
         return f"<ProcessController {self.name} argv={list(self.spec.argv)!r}>"
+
+
+def _checked_name(name: object) -> str:
+    """``start(name=...)``: None (a name is made up) or a non-empty str."""
+    if name is None:
+        return f"controller-{next(_names)}"
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, not {type(name).__name__} {name!r}")
+    if not name:
+        raise ValueError("name must be a non-empty str or None (for a made-up name), not ''")
+    return name
+
+
+def _checked_policy(restart: object) -> RestartPolicy:
+    """``start(restart=...)``: None (the default policy) or a ``RestartPolicy``."""
+    if restart is None:
+        return RestartPolicy()
+    if not isinstance(restart, RestartPolicy):
+        raise TypeError(f"restart must be a juicectl.RestartPolicy or None, not {restart!r}")
+    return restart
+
+
+def _check_callable(value: object, option: str, arguments: int, expected: str) -> None:
+    """``value`` must be None, or a callable that can be called with ``arguments``
+    positional arguments (when its signature can be read)."""
+    if value is None:
+        return
+    if not callable(value):
+        raise TypeError(f"{option} must be {expected}, not {value!r}")
+    try:
+        signature = inspect.signature(value)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: it will say so itself
+    try:
+        signature.bind(*range(arguments))
+    except TypeError:
+        label = getattr(value, "__name__", type(value).__name__)
+        raise TypeError(
+            f"{option} must be {expected}: {label}{signature} cannot be called with "
+            f"{arguments} argument{'s' if arguments != 1 else ''}"
+        ) from None
+
+
+def _check_hook(hook: object, option: str) -> None:
+    """A hook: None, a ``pykka.ActorRef`` of a running actor, or a no-argument callable."""
+    if isinstance(hook, pykka.ActorRef):
+        if not hook.is_alive():
+            raise ValueError(f"{option} is an ActorRef of an actor that has stopped: {hook!r}")
+        return
+    _check_callable(hook, option, 0, "a no-argument callable or a pykka.ActorRef, or None")
+
+
+def _checked_subscribers(subscribers: object) -> list[pykka.ActorRef[Any]]:
+    """``start(subscribers=...)``: an iterable of ``pykka.ActorRef``s of running actors."""
+    if isinstance(subscribers, pykka.ActorRef):
+        raise TypeError(
+            f"subscribers must be an iterable of pykka.ActorRef, not one ActorRef: write "
+            f"subscribers=[{subscribers!r}]"
+        )
+    if isinstance(subscribers, str | bytes | Mapping) or not isinstance(subscribers, Iterable):
+        raise TypeError(f"subscribers must be an iterable of pykka.ActorRef, not {subscribers!r}")
+    refs = list(subscribers)
+    for index, ref in enumerate(refs):
+        if not isinstance(ref, pykka.ActorRef):
+            hint = (
+                " (a callable: give it as on_process_startup or on_process_termination, or "
+                "wrap it in an actor)"
+                if callable(ref)
+                else ""
+            )
+            raise TypeError(f"subscribers[{index}] must be a pykka.ActorRef, not {ref!r}{hint}")
+        if not ref.is_alive():
+            raise ValueError(f"subscribers[{index}] is an actor that has stopped: {ref!r}")
+    return refs
 
 
 @atexit.register

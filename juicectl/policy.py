@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from juicectl._busy_poll import DEFAULT_BUSY_POLL, check_busy_poll
 from juicectl.juice import Limits
-from juicectl.launch import check_cwd
+from juicectl.launch import Launcher, LocalLauncher
 
 RestartMode = Literal["permanent", "transient", "temporary"]
 Readiness = Literal["negotiate", "connected"]
@@ -117,6 +117,12 @@ class RestartPolicy:
             that the controller gives up (emits ``GaveUp``) until the next ``get_process()``.
         window: the intensity window, in seconds.
         reset_after: a child that stayed up this long resets the backoff to ``initial_delay``.
+
+    Every number is finite; the seconds and ``max_restarts`` are at least 0.
+
+    Raises:
+        TypeError: a field has the wrong type (the message names it and the value).
+        ValueError: a field is out of its range.
     """
 
     mode: RestartMode = "permanent"
@@ -134,6 +140,12 @@ class RestartPolicy:
                 f"RestartPolicy.mode must be 'permanent', 'transient' or 'temporary', "
                 f"not {self.mode!r}"
             )
+        for name in ("initial_delay", "factor", "max_delay", "jitter", "window", "reset_after"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"RestartPolicy.{name} must be a number, not {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"RestartPolicy.{name} must be a finite number, not {value!r}")
         for name in ("initial_delay", "max_delay", "window", "reset_after"):
             if getattr(self, name) < 0:
                 raise ValueError(f"RestartPolicy.{name} must be >= 0, not {getattr(self, name)!r}")
@@ -141,8 +153,11 @@ class RestartPolicy:
             raise ValueError(f"RestartPolicy.factor must be >= 1, not {self.factor!r}")
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"RestartPolicy.jitter must be within [0, 1], not {self.jitter!r}")
-        if self.max_restarts < 0:
-            raise ValueError(f"RestartPolicy.max_restarts must be >= 0, not {self.max_restarts!r}")
+        max_restarts = self.max_restarts
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int):
+            raise TypeError(f"RestartPolicy.max_restarts must be an int, not {max_restarts!r}")
+        if max_restarts < 0:
+            raise ValueError(f"RestartPolicy.max_restarts must be >= 0, not {max_restarts!r}")
 
     def should_restart(self, *, requested: bool, abnormal: bool) -> bool:
         """Whether a child that ended this way is restarted automatically."""
@@ -246,6 +261,10 @@ class LaunchSpec:
             the parent's.
         cwd: the child's working directory (it must exist; a path-like is taken as its
             ``str``), or None to inherit.
+        launcher: where and how the command runs: ``juicectl.launch.local()`` (the
+            default, this machine), ``ssh(host, ...)`` or ``prefix([...])``. With a remote
+            launcher ``cwd`` is a directory there, and ``env`` the worker's whole
+            environment there (None: the remote login environment).
         readiness: ``"negotiate"`` (a ``Negotiate`` round trip, answered by every reference
             peer) or ``"connected"`` (ready as soon as the pipes are open, like the original).
         prepare: called with the ``Connection`` once the child answers, before any waiter is
@@ -263,6 +282,7 @@ class LaunchSpec:
     argv: Sequence[str]
     env: Mapping[str, str] | None = None
     cwd: str | None = None
+    launcher: Launcher = field(default_factory=LocalLauncher)
     readiness: Readiness = "negotiate"
     prepare: Callable[[Any], Any] | None = None
     startup_timeout: float = 10.0
@@ -282,10 +302,10 @@ class LaunchSpec:
                     f"cwd must be a str (a directory) or None to inherit, not "
                     f"{type(self.cwd).__name__} {self.cwd!r}"
                 )
-            try:
-                check_cwd(self.cwd)
-            except OSError as problem:
-                raise ValueError(problem.strerror) from None
+        _check_launcher(self.launcher)
+        check = getattr(self.launcher, "check", None)
+        if callable(check):
+            check(self)  # the local launcher checks that cwd exists here
         if self.readiness not in ("negotiate", "connected"):
             raise ValueError(
                 f"readiness must be 'negotiate' or 'connected', not {self.readiness!r}"
@@ -315,6 +335,15 @@ def _check_argv(argv: object) -> None:
             raise ValueError(f"argv[{index}] contains a NUL character: {item!r}")
     if not argv[0]:
         raise ValueError(f"argv[0], the program, is empty: {list(argv)!r}")
+
+
+def _check_launcher(launcher: object) -> None:
+    """``LaunchSpec.launcher``: anything with an ``invocation(spec)`` method."""
+    if not callable(getattr(launcher, "invocation", None)) or isinstance(launcher, type):
+        raise TypeError(
+            "launcher must be a launcher: juicectl.launch.local(), ssh(host, ...), "
+            f"prefix([...]), or an object with an invocation(spec) method; not {launcher!r}"
+        )
 
 
 def _check_env(env: object) -> None:

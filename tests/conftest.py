@@ -1,8 +1,8 @@
 """Fixtures shared by the whole suite: every test ends with no actor running and no child left.
 
 ``pykka.ActorRegistry.stop_all()`` stops every actor a test started (a process actor that is
-stopped kills and reaps its child), then any process still parented by this test run is killed
-and reaped, and the test fails: a leaked child is a bug.
+stopped takes its child through the stop escalation and reaps it), then any process still
+parented by this test run is killed and reaped, and the test fails: a leaked child is a bug.
 """
 
 from __future__ import annotations

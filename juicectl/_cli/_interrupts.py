@@ -232,7 +232,10 @@ class Interrupts:
         stream = self._stderr or sys.stderr
         # The terminal echoed ^C where the cursor was: start a line of our own.
         start = "\n" if _is_terminal(stream) else ""
-        print(f"{start}{line}", file=stream, flush=True)
+        # One write per line: a log line written by another thread between two
+        # writes would otherwise glue itself to this one.
+        stream.write(f"{start}{line}\n")
+        stream.flush()
 
     @staticmethod
     def _exit_now() -> None:

@@ -65,8 +65,12 @@ The rows implement the seed's contract (``ProcessController`` of Divmod Axiom, q
 
 End of life: whenever the actor stops (a close, ``ActorRegistry.stop_all()``, a crash), it
 cancels the restart timer, tells a child still running ``StopChild`` (``_abandon_child``, the
-one place that decides what becomes of it), and settles every future it holds or finds in its
-inbox, so nothing is left hanging (``_end_of_life``).
+one place that decides what becomes of it), settles every future it holds or finds in its
+inbox, so nothing is left hanging, and leaves its handle an ``EndOfLife``: how the last stop
+ended and its final figures (``_end_of_life``). ``ActorRegistry.stop_all()`` stops the actors
+newest first, so a child's process actor goes before its controller: it tells the controller
+``_Close`` and stops the child itself (see ``juicectl.actors.process``), and by the time the
+controller is stopped it has closed, as if ``close()`` had been called.
 
 The actor never blocks: it never waits on another actor's future, and the restart timer's
 thread only ``tell()``s the actor that the timer fired.
@@ -114,6 +118,7 @@ __all__ = [
     "Action",
     "CloseState",
     "ControllerActor",
+    "EndOfLife",
     "Guard",
     "Mode",
     "ProcessFactory",
@@ -434,6 +439,8 @@ class ControllerActor(pykka.ThreadingActor):
         subscribers: actor refs told every event (``ModeChanged``, ``ProcessStarted``,
             ``ProcessTerminated``, ``GaveUp``); more can be added with ``Subscribe``.
         clock: seconds, monotonic; used for uptimes and the restart window.
+        end_of_life: a future the actor sets with its ``EndOfLife`` as it stops (the handle
+            keeps it, to answer ``close()`` and ``stats()`` once the actor is gone).
 
     Messages handled: ``GetProcess``, ``StopProcess``, ``Subscribe``, ``ChildProcessCreated``,
     ``ChildProcessTerminated`` and the private ``_Close``, ``_GetMode``, ``_GetStats`` (and
@@ -453,8 +460,10 @@ class ControllerActor(pykka.ThreadingActor):
         policy: RestartPolicy,
         subscribers: Sequence[pykka.ActorRef[Any]] = (),
         clock: Callable[[], float] = time.monotonic,
+        end_of_life: Any = None,
     ) -> None:
         super().__init__()
+        self._end_of_life_future = end_of_life
         self._name = name
         self._spec = spec
         self._factory = process_factory
@@ -902,9 +911,9 @@ class ControllerActor(pykka.ThreadingActor):
         try:
             self._process.tell(message)
         except pykka.ActorDeadError:
-            # Its ChildProcessTerminated is on the way (or the actor crashed): log it, the
-            # termination (or our on_stop) settles the waiters.
-            self._log.warning(
+            # Its ChildProcessTerminated is on the way: a process actor reports as it stops,
+            # whether it was stopped from outside (then it stops the child itself) or crashed.
+            self._log.info(
                 "process_actor_gone", generation=self._generation, message=repr(message)
             )
 
@@ -950,10 +959,16 @@ class ControllerActor(pykka.ThreadingActor):
         self._cancel_timer()
         if self._restart is RestartState.PENDING:
             self._restart = RestartState.IDLE
-        if self._process is not None:
+        abandoned = self._process is not None
+        if abandoned:
             self._abandon_child(cause)
         self._settle_waiters()
         self._drain_inbox()
+        if self._end_of_life_future is not None:
+            result = self._close_result
+            if result is None and not abandoned:
+                result = StopResult("not_running")
+            resolve_future(self._end_of_life_future, EndOfLife(result, self.stats()))
 
     def _abandon_child(self, cause: str) -> None:
         # Stop it rather than leave it orphaned; its exit will reach no one.
@@ -998,6 +1013,19 @@ class ControllerActor(pykka.ThreadingActor):
                 foreign.append(envelope)
         for envelope in foreign:
             self.actor_inbox.put(envelope)
+
+
+@dataclass(frozen=True)
+class EndOfLife:
+    """What a controller actor leaves its handle as it stops."""
+
+    result: StopResult | None
+    """How the last stop ended: the close's ``StopResult`` (also when the actors were stopped
+    by ``ActorRegistry.stop_all()``, which closes the controller), ``StopResult("not_running")``
+    if no child was left, or None if a child was still running (its process actor stops it,
+    but how that ends reaches no one)."""
+    stats: dict[str, Any]
+    """The actor's last ``stats()``."""
 
 
 _Effect = Callable[[ControllerActor, Any], ChildProcessTerminated | None]

@@ -52,6 +52,15 @@ child's stderr (appended by the stderr thread, read for the report). The other t
 only what is set before they start (the ``Popen``, the connection, which is thread-safe on its
 own).
 
+End of life: pykka may stop this actor before its child has been reported
+(``ActorRegistry.stop_all()`` stops the newest actors first, so a process actor goes before
+its controller). That is an explicit stop: the actor tells its controller ``_Close`` (the
+application is ending: no termination event, no restart, no new child), then, since no
+message reaches it any more, drives the same table with a clock of its own in ``on_stop``:
+each stop step is taken as a ``StopChild`` would take it (``Shutdown`` first for a ready
+child), and its time is waited for on the child's exit itself, bounded by the same timeouts.
+The child's end is reported as usual (``clean`` when it obeyed ``Shutdown``).
+
 The child runs in the process group of its parent-death guard (see
 :mod:`juicectl.launch`), so signals reach its grandchildren, and the whole group dies with this
 process, however it dies. No Python code runs between fork and exec.
@@ -73,6 +82,7 @@ from typing import Any
 
 import pykka
 
+from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
 from juicectl._pipe import PipeTransport
 from juicectl._timer import TimerHandle, call_later
@@ -87,7 +97,6 @@ from juicectl.juice import Box, Negotiate, Shutdown, raw_command
 from juicectl.launch import (
     Invocation,
     Launcher,
-    LocalLauncher,
     SpawnedChild,
     launch_failure,
     spawn,
@@ -97,6 +106,7 @@ from juicectl.messages import (
     ChildProcessTerminated,
     StopChild,
     TerminationReason,
+    _Close,
 )
 from juicectl.policy import LaunchSpec
 
@@ -110,6 +120,8 @@ _STDERR_LINE_MAX = 1024
 _STDERR_TAIL_BYTES = 8192
 # Bytes of a child's stray stdout shown in the error.
 _STRAY_SAMPLE = 80
+# Seconds to wait, once SIGKILL went to the group, for the kernel to end the child.
+_SIGKILL_WAIT = 5.0
 
 # The readiness probe: Negotiate, with every field of the answer kept as text, so that an
 # answer spoiled by stray output can be shown as it came.
@@ -280,7 +292,8 @@ class ProcessActor(pykka.ThreadingActor):
         generation: this child's generation number.
         spec: how to launch it and the timeouts.
         name: the controller's name, for logs.
-        launcher: turns ``spec`` into what to exec (default: :class:`LocalLauncher`).
+        launcher: turns ``spec`` into what to exec (default: ``spec.launcher``; the
+            controller passes the launcher it opened for itself).
     """
 
     use_daemon_thread = True
@@ -298,7 +311,7 @@ class ProcessActor(pykka.ThreadingActor):
         self._generation = generation
         self._spec = spec
         self._name = name
-        self._launcher: Launcher = launcher if launcher is not None else LocalLauncher()
+        self._launcher: Launcher = launcher if launcher is not None else spec.launcher
         self._log = log.bind(controller=name, generation=generation)
 
         # The lifecycle: this actor's thread only.
@@ -306,6 +319,8 @@ class ProcessActor(pykka.ThreadingActor):
         self._events: deque[tuple[Event, Any]] = deque()
         self._dispatching = False
         self._child: SpawnedChild | None = None
+        self._invocation: Invocation | None = None  # what was spawned
+        self._became_ready = False
         self._connection: Connection | None = None
         self._deadline = 0.0  # monotonic time by which the child must be ready
         self._launched_at = 0.0
@@ -408,7 +423,8 @@ class ProcessActor(pykka.ThreadingActor):
             call_later(spec.startup_timeout, lambda: _tell_quietly(me, _StartupTimedOut()))
         )
         try:
-            child = spawn(self._launcher.invocation(spec))  # spawn's own errors are launch errors
+            self._invocation = self._launcher.invocation(spec)
+            child = spawn(self._invocation)  # spawn's own errors are launch errors
         except ProcessLaunchError as failure:
             self._dispatch(Event.LAUNCH_FAILED, failure)
             return
@@ -427,8 +443,9 @@ class ProcessActor(pykka.ThreadingActor):
         self._launched_at = time.monotonic()
         self._stdin = PipeTransport(popen.stdin)
         self._log = self._log.bind(pid=popen.pid)
+        where = self._invocation.where if self._invocation is not None else ""
         self._log.info("launched", argv=list(self._spec.argv), pgid=child.pgid,
-                       guarded=child.guard is not None)
+                       guarded=child.guard is not None, **({"where": where} if where else {}))
 
     def _launch_failed(self, failure: ProcessLaunchError) -> None:
         self._log.warning("launch_failed", argv=list(self._spec.argv), cwd=self._spec.cwd,
@@ -646,13 +663,16 @@ class ProcessActor(pykka.ThreadingActor):
         self._returncode = message.returncode
 
     def _stopped_from_outside(self, _: Any) -> None:
-        # Stopped without the child being reaped (e.g. pykka.ActorRegistry.stop_all()):
-        # never leave it running.
+        # The actor stopped before its child was reported. A child reaped by the stop in
+        # on_stop (_stop_in_place) is reported as its exit says; one still running (the actor
+        # crashed, or SIGKILL did not end it in time) is never left running.
         returncode = self._returncode
+        if returncode is not None and self._requested:
+            return
         if self._child is not None and returncode is None:
             self._child.signal_group(signal.SIGKILL)
             with contextlib.suppress(Exception):
-                returncode = self._child.popen.wait(timeout=5)
+                returncode = self._child.popen.wait(timeout=_SIGKILL_WAIT)
         self._final_reason = TerminationReason(
             pid=self._pid(),
             exit_status=returncode if returncode is not None and returncode >= 0 else None,
@@ -685,6 +705,7 @@ class ProcessActor(pykka.ThreadingActor):
     def _enter_ready(self) -> None:
         child, connection = self._child, self._connection
         assert child is not None and connection is not None
+        self._became_ready = True
         self._log.info("ready", seconds=round(time.monotonic() - self._launched_at, 4))
         self._tell_controller(ChildProcessCreated(self._generation, child.pid, connection))
 
@@ -750,6 +771,9 @@ class ProcessActor(pykka.ThreadingActor):
         for timer in self._timers:
             timer.cancel()
         reason = self._final_reason or self._termination_reason()
+        # The controller hears first: a caller whose request fails below and retries at once
+        # sends its GetProcess behind this report, so it never meets the dead child again.
+        self._tell_controller(ChildProcessTerminated(self._generation, reason))
         if self._connection is not None:
             self._connection.connection_lost(
                 ProcessUnavailable(reason.describe(), stderr_tail=reason.stderr_tail)
@@ -757,7 +781,6 @@ class ProcessActor(pykka.ThreadingActor):
         self._close_stdin()
         if self._child is not None:
             self._child.release()
-        self._tell_controller(ChildProcessTerminated(self._generation, reason))
         with contextlib.suppress(pykka.ActorDeadError):  # already stopping (on_stop)
             self.stop()
 
@@ -767,14 +790,31 @@ class ProcessActor(pykka.ThreadingActor):
         returncode = self._returncode
         status = returncode if returncode is not None and returncode >= 0 else None
         signum = -returncode if returncode is not None and returncode < 0 else None
+        detail = self._cause_detail
+        tail = self._stderr_tail.lines()
+        read_exit = self._invocation.read_exit if self._invocation is not None else None
+        if read_exit is not None and returncode is not None:
+            # A launcher that ran it elsewhere knows what the local status means there.
+            reading = read_exit(returncode, tail, self._became_ready)
+            status, signum = reading.exit_status, reading.signal
+            if reading.launch_error is not None and not self._became_ready:
+                return TerminationReason(
+                    pid=self._pid(), exit_status=status, signal=signum,
+                    requested=self._requested, how="launch_failed", detail=reading.detail,
+                    launch_error=reading.launch_error, stderr_tail=tail,
+                    stop_step=self._last_step,
+                )
+            detail = f"{detail}; {reading.detail}" if detail and reading.detail else (
+                detail or reading.detail
+            )
         return TerminationReason(
             pid=self._pid(),
             exit_status=status,
             signal=signum,
             requested=self._requested,
             how=self._how(status, signum),
-            detail=self._cause_detail,
-            stderr_tail=self._stderr_tail.lines(),
+            detail=detail,
+            stderr_tail=tail,
             stop_step=self._last_step,
         )
 
@@ -816,7 +856,38 @@ class ProcessActor(pykka.ThreadingActor):
             self._log.debug("controller_gone", message=type(message).__name__)
 
     def on_stop(self) -> None:
+        """Stopped by pykka: stop a child not yet reported, as ``StopChild`` would, then
+        report (see the module's end of life)."""
+        if self._phase is not Phase.REPORTED:
+            self._stop_in_place()
         self._cleanup()
+
+    def _stop_in_place(self) -> None:
+        popen = self._popen
+        if popen is None:
+            return  # nothing was launched (a failed launch has its report already)
+        if not self._requested:
+            self._log.info("stopped_from_outside", phase=self._phase.value)
+            self._cause_detail = "its process actor was stopped"
+            self._tell_controller(_Close(ReplyFuture()))
+        self._dispatch(Event.STOP_ASKED)
+        while self._phase in STOP_STEPS:
+            try:
+                returncode = popen.wait(timeout=self._step_time())
+            except subprocess.TimeoutExpired:
+                if self._phase is Phase.STOPPING_SIGKILL:
+                    return  # _stopped_from_outside waits once more, then reports it killed
+                self._dispatch(Event.STEP_DUE)
+            else:
+                self._dispatch(Event.CHILD_EXITED, _ChildExited(returncode))
+
+    def _step_time(self) -> float:
+        """How long the stop step of the current phase waits for the exit."""
+        if self._phase is Phase.STOPPING_SHUTDOWN:
+            return self._spec.stop_timeout
+        if self._phase is Phase.STOPPING_SIGKILL:
+            return _SIGKILL_WAIT
+        return self._spec.kill_timeout
 
     def on_failure(self, *args: Any) -> None:
         self._cleanup()

@@ -19,7 +19,10 @@ Why it looks the way it does:
   many bytes arrive without a CRLF, a ``-Length`` above ``max_body_length`` is refused when its
   header line is read (before any of the body is buffered), and a box with more than
   ``max_headers`` header lines, or whose header lines add up to more than
-  ``max_header_bytes``, is refused.
+  ``max_header_bytes``, is refused. The fast paths hold every limit too, so that how a
+  hostile peer cuts its bytes never decides what is accepted: their windows are no longer
+  than ``max_line_length`` and ``max_header_bytes`` allow, and what they cannot vouch for
+  they leave to the careful path.
 * No resynchronisation. After an error the stream position is unknown, so the parser keeps
   the error and raises it again on every later call: the connection has to end.
 """
@@ -68,8 +71,12 @@ class Limits:
         max_line_length: the longest header line accepted, in bytes, CRLF excluded.
         max_body_length: the largest ``-Length`` accepted, in bytes.
         max_headers: the most header lines (continuation lines included) in one box.
-        max_header_bytes: the most bytes of header lines in one box, all lines together
-            (so a box's headers never take more memory than this, whatever their count).
+        max_header_bytes: the most bytes of header lines in one box, all lines together,
+            each with its CRLF (so a box's headers never take more memory than this, whatever
+            their count).
+
+    Every limit holds however the bytes arrive: a box is accepted or refused by what it
+    holds, whether it comes in one read with many others or one byte at a time.
     """
 
     max_line_length: int = 1 << 20
@@ -221,8 +228,11 @@ def _run_of_boxes(data: bytes, pos: int, out: list[Box], limits: Limits) -> int:
     find = data.find
     if find(b"-Length: ", pos, pos + _SHORT_BLOCK) >= 0:
         return pos
-    # Complete boxes only: cut after the window's last blank line.
-    cut = _last_end(data, pos, pos + _RUN_WINDOW)
+    # Complete boxes only: cut after the window's last blank line. A box within the cut
+    # takes at most ``cut - pos`` bytes, its blank line included, so a window of at most
+    # ``max_header_bytes + 2`` bounds every box's header bytes without counting them.
+    span = limits.max_header_bytes + 2
+    cut = _last_end(data, pos, pos + (span if span < _RUN_WINDOW else _RUN_WINDOW))
     if cut < 0:
         return pos
     body = find(b"-Length: ", pos + _SHORT_BLOCK - 8, cut)
@@ -312,7 +322,11 @@ def _fast_boxes(
             pos = done
     max_body = limits.max_body_length
     find = data.find
+    # A block found within ``window`` bytes (its blank line included) has lines of at most
+    # ``window - 4`` bytes and ``window - 2`` header bytes: both limits hold without counting.
     window = (max_line if max_line < _BLOCK_WINDOW else _BLOCK_WINDOW) + 4
+    if window > limits.max_header_bytes + 2:
+        window = limits.max_header_bytes + 2
     short = window if window < _SHORT_BLOCK + 4 else _SHORT_BLOCK + 4
     while True:
         # Most header blocks end within their first few hundred bytes; the rest of the window

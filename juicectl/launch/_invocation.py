@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from juicectl.policy import LaunchSpec
+
+
+@dataclass(frozen=True)
+class ExitReading:
+    """What a launcher makes of the exit of what it ran (``Invocation.read_exit``).
+
+    A launcher that runs the command elsewhere knows what the local process's status means:
+    ssh's 255 is its own failure, a shim's 128 + N is a signal on the far side, and an exit
+    before the worker answered may mean it never ran there at all.
+
+    Attributes:
+        exit_status: the worker's exit status, if it exited normally (None: a signal).
+        signal: the signal that ended the worker (or the local process), if one did.
+        detail: words for humans that name where it ran and what happened ("" for nothing).
+        launch_error: set when the worker never ran (the connection or the authentication
+            failed, no Python there, no such program there): the start is then a launch
+            failure, and waiters get a ``ProcessLaunchError`` with this error.
+    """
+
+    exit_status: int | None
+    signal: int | None
+    detail: str = ""
+    launch_error: OSError | None = None
+
+
+#: ``read_exit(returncode, stderr_tail, was_ready)``: ``returncode`` as ``Popen`` has it
+#: (negative for a signal), the last stderr lines, and whether the worker had got ready.
+ExitReader = Callable[[int, tuple[str, ...], bool], ExitReading]
 
 
 @dataclass(frozen=True)
@@ -22,12 +50,18 @@ class Invocation:
         cwd: its working directory, or None to inherit the parent's.
         command: the user's command (``LaunchSpec.argv``): what errors and logs name, whatever
             ``argv`` holds.
+        where: where the command runs, for logs and errors (``"ssh user@host:22"``; ``""``
+            for this machine).
+        read_exit: how to read the exit of what ``argv`` started (None: as it is, the local
+            launcher's case).
     """
 
     argv: tuple[str, ...]
     env: Mapping[str, str] | None
     cwd: str | None
     command: tuple[str, ...]
+    where: str = ""
+    read_exit: ExitReader | None = None
 
 
 class Launcher(Protocol):
@@ -47,3 +81,47 @@ class Launcher(Protocol):
                 working directory and the cause).
         """
         ...
+
+
+class LaunchSession(Protocol):
+    """A launcher opened for one controller: what its process actors ask, until ``close()``.
+
+    A launcher that keeps something alive between launches (the ssh launcher's connection
+    master) defines ``open(name) -> LaunchSession``; the controller opens it once, hands the
+    session to its process actors (one at a time, each on its own thread), and closes it at
+    ``close()``. :func:`open_session` opens any launcher: one without ``open`` is its own
+    session, with nothing to close.
+    """
+
+    def invocation(self, spec: LaunchSpec) -> Invocation:
+        """As :meth:`Launcher.invocation`."""
+        ...
+
+    def close(self) -> None:
+        """Release what the session holds (stop processes, remove files). Idempotent."""
+        ...
+
+
+class _Sessionless:
+    """A launcher that holds nothing between launches, as a session."""
+
+    def __init__(self, launcher: Launcher) -> None:
+        self.launcher = launcher
+
+    def invocation(self, spec: LaunchSpec) -> Invocation:
+        return self.launcher.invocation(spec)
+
+    def close(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return repr(self.launcher)
+
+
+def open_session(launcher: Launcher, name: str) -> LaunchSession:
+    """Open ``launcher`` for the controller ``name`` (see :class:`LaunchSession`)."""
+    opener = getattr(launcher, "open", None)
+    if callable(opener):
+        session: LaunchSession = opener(name)
+        return session
+    return _Sessionless(launcher)

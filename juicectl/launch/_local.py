@@ -13,6 +13,7 @@ import errno
 import os
 import stat
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from juicectl.exceptions import ProcessLaunchError
@@ -22,8 +23,21 @@ if TYPE_CHECKING:
     from juicectl.policy import LaunchSpec
 
 
+@dataclass(frozen=True)
 class LocalLauncher:
-    """Runs the command itself on this machine (the default launcher)."""
+    """Runs the command itself on this machine (the default launcher): :func:`local`."""
+
+    def check(self, spec: LaunchSpec) -> None:
+        """At ``LaunchSpec``'s door: the working directory must exist here.
+
+        Raises:
+            ValueError: the ``cwd`` is not a usable directory (the message names it).
+        """
+        if spec.cwd is not None:
+            try:
+                check_cwd(spec.cwd)
+            except OSError as problem:
+                raise ValueError(problem.strerror) from None
 
     def invocation(self, spec: LaunchSpec) -> Invocation:
         """Check the working directory and the program; return the command unchanged.
@@ -42,8 +56,10 @@ class LocalLauncher:
             raise ProcessLaunchError(command, problem) from None
         return Invocation(argv=command, env=env, cwd=spec.cwd, command=command)
 
-    def __repr__(self) -> str:
-        return "LocalLauncher()"
+
+def local() -> LocalLauncher:
+    """The default launcher: the command runs on this machine, as it is."""
+    return LocalLauncher()
 
 
 def check_cwd(cwd: str) -> None:

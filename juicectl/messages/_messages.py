@@ -223,7 +223,7 @@ class StopResult:
     """Room for figures (durations of each step)."""
 
 
-# --- the controller actor's private messages (from its handle and its timer) -----------------
+# --- the controller actor's private messages (from its handle, its timer, its process actors) ---
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,8 @@ class _RestartDue:
 
 @dataclass(frozen=True)
 class _Close:
-    """Stop the child (if any), then stop the controller actor for good."""
+    """Stop the child (if any), then stop the controller actor for good. Sent by the handle's
+    ``close()``, and by a process actor stopped from outside (``ActorRegistry.stop_all()``)."""
 
     reply_to: Any
     """A future set with the ``StopResult`` once the child has exited and the actor is

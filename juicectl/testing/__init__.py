@@ -9,9 +9,10 @@ Three levels, from the lightest to the most real:
 * :func:`connect` / :class:`InMemoryChild`: a real ``Connection`` wired to a worker served by
   the real child runtime on threads of this process (over a pair of pipes): the same codec and
   the same request bookkeeping as with a child process, without the process.
-  :class:`FakeController` (and :func:`scripted_controller`) quacks like ``ProcessController``
-  (``get_process``, ``stop_process``, ``call``, ``mode``, ``stats``, ``close``) on top of it,
-  and :meth:`FakeController.kill_child` makes the child "crash" to test recovery.
+  :class:`FakeController` (and :func:`scripted_controller`) is the real controller on top of
+  it (a ``ProcessController`` whose process actor serves each child in memory): the same
+  modes, events, hooks, restart policy, figures and errors; :meth:`FakeController.kill_child`
+  kills the child as SIGKILL would, to test recovery.
 * :class:`ControllerFactory`, :func:`controller_fixture` and the pytest fixture
   ``juicectl_controller`` (installed as a pytest plugin with juicectl): real controllers on
   real child processes, each started from a worker class, every actor and child torn down

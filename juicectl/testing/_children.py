@@ -235,6 +235,11 @@ class InMemoryChild:
             busy polling is always off here: both sides share one GIL, and a spin on one side
             only slows the other.
         concurrency: how many handlers the runtime runs at once (default: the worker's).
+        on_end: called on the reader's thread once the conversation has ended (the parent
+            read the child's last byte), before the connection is marked lost; a
+            ``FakeController``'s process actor reports the end from it.
+        crash: what a :class:`ScriptedChild` answering :data:`CRASH` does, on the handler's
+            thread (default: :meth:`kill`); it must not return before the connection is lost.
 
     Attributes:
         connection: the parent's side.
@@ -250,6 +255,8 @@ class InMemoryChild:
         generation: int = 1,
         options: ConnectionOptions | None = None,
         concurrency: int | None = None,
+        on_end: Callable[[], None] | None = None,
+        crash: Callable[[], None] | None = None,
     ) -> None:
         options = dataclasses.replace(options or ConnectionOptions(), busy_poll=0)
         self.worker = worker
@@ -263,6 +270,7 @@ class InMemoryChild:
         self._from_child, from_child_write = os.pipe()
         self._input = PipeTransport(to_child_write)
         self._lost: ProcessUnavailable | None = None
+        self._on_end = on_end
         self.connection = Connection(
             self._input,
             pid=0,
@@ -272,7 +280,7 @@ class InMemoryChild:
             on_lost=self._lost_because,
         )
         if isinstance(worker, ScriptedChild):
-            worker._bind_crash(lambda: self.kill("crashed (scripted)"))
+            worker._bind_crash(crash or (lambda: self.kill("crashed (scripted)")))
         self._serving = threading.Thread(
             target=self._serve,
             args=(to_child_read, from_child_write, concurrency, options.limits),
@@ -314,6 +322,11 @@ class InMemoryChild:
         fd = self._from_child
         self.connection.serve_reads(fd)
         os.close(fd)
+        if self._on_end is not None:
+            try:
+                self._on_end()
+            except Exception:
+                self._log.exception("in_memory_on_end_failed")
         self.connection.connection_lost(
             self._lost or ProcessUnavailable(f"in-memory child {self.name} ended")
         )
@@ -324,7 +337,9 @@ class InMemoryChild:
         self._lost = ProcessUnavailable(f"in-memory child {self.name}: {loss.error}")
         self.connection.connection_lost(self._lost)
 
-    def _close_input(self) -> None:
+    def close_input(self) -> None:
+        """Close the child's input, as closing a child process's stdin does: the runtime
+        answers what it has read, then ends the conversation."""
         self._input.close()
 
     # -- ending -------------------------------------------------------------------------
@@ -348,7 +363,7 @@ class InMemoryChild:
                 how = "clean"
             except Exception as error:
                 self._log.debug("in_memory_shutdown_failed", error=repr(error))
-        self._close_input()
+        self.close_input()
         self._reading.join(timeout)
         self._serving.join(timeout)
         if self._reading.is_alive() or self._serving.is_alive():
@@ -361,7 +376,7 @@ class InMemoryChild:
         fails with ``ProcessUnavailable``, and the child's input is closed."""
         self._lost = ProcessUnavailable(f"in-memory child {self.name} {reason}")
         self.connection.connection_lost(self._lost)
-        self._close_input()
+        self.close_input()
 
     def __enter__(self) -> InMemoryChild:
         return self

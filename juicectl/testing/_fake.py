@@ -1,64 +1,63 @@
-"""``FakeController``: a stand-in for ``ProcessController`` on in-memory children."""
+"""``FakeController``: the real controller, whose children are served in memory.
+
+A ``FakeController`` is a ``ProcessController`` (the real handle and the real
+``ControllerActor``: its modes, events, restart policy, figures and errors) started with a
+process factory that makes an ``InMemoryProcess`` actor (:mod:`juicectl.testing._process`)
+per child, in place of the ``ProcessActor`` of a child process.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pykka
 
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
-from juicectl.actors.subscribers import publish
 from juicectl.connection import Connection
-from juicectl.exceptions import ControllerClosed, ProcessUnavailable
+from juicectl.controller import ProcessController
 from juicectl.juice import Command, Limits
-from juicectl.messages import (
-    ModeChanged,
-    ProcessStarted,
-    ProcessTerminated,
-    StopResult,
-    TerminationReason,
-)
-from juicectl.policy import ConnectionOptions
+from juicectl.messages import StopResult
+from juicectl.policy import ConnectionOptions, LaunchSpec, Readiness, RestartPolicy
 from juicectl.testing._children import InMemoryChild, ScriptedChild
+from juicectl.testing._process import InMemoryProcess
 
 log = get_logger(__name__)
 
 #: The connection options' defaults, for the keywords of FakeController.
 _DEFAULTS = ConnectionOptions()
 
-
 Hook = Callable[[], Any] | pykka.ActorRef[Any] | None
 
 
 class FakeController:
-    """A stand-in for ``ProcessController`` whose children are :class:`InMemoryChild` pairs.
+    """A ``ProcessController`` whose children are :class:`InMemoryChild` pairs.
 
-    It answers the same calls (``get_process``, ``stop_process``, ``call``, ``mode``,
-    ``stats``, ``subscribe``, ``close``, ``with``), with the same futures, so code written
-    against a controller can be tested without processes. It is simpler on purpose: the child
-    starts at once on the caller's thread (``mode`` is only ever ``"stopped"`` or
-    ``"ready"``), and a child that ends is not restarted until the next ``get_process()``
-    (the ``"temporary"`` restart mode).
+    It *is* the real controller: ``controller`` is a ``ProcessController`` started with an
+    in-memory process factory, so the modes (``"starting"`` included), the events
+    (``ModeChanged``, ``ProcessStarted``, ``ProcessTerminated``, ``GaveUp``), the hooks (run
+    in subscriber actors), the restart policy, ``stats()`` and the errors are the real ones.
+    Each child serves ``worker`` with the real child runtime on threads of this process; its
+    pid is 0. :meth:`kill_child` kills the current child as SIGKILL from outside would.
 
     Args:
         worker: a worker class (a fresh instance per child, as a new process would have) or
             an instance (shared by every child: a :class:`ScriptedChild` keeps its record).
         name: the controller's name.
-        prepare: ``prepare(connection)``, run before a new child is handed out, as with
-            ``ProcessController``; it may return a future to wait for.
-        on_process_startup: a no-argument callable (called on the thread that started the
-            child) or an ``ActorRef`` (told ``ProcessStarted``).
-        on_process_termination: likewise, for a child that ended without a stop being
-            asked for (told ``ProcessTerminated``).
-        responder, request_timeout, max_in_flight, limits: the connection's options, as
-            for ``ProcessController.start`` (see ``juicectl.policy.ConnectionOptions``);
-            checked here, and given whole to every child.
-        concurrency: how many handlers the in-memory runtime runs at once.
-        startup_timeout: how long ``prepare``'s future and ``call()`` wait for the child.
+        restart: the ``RestartPolicy`` (default: ``"temporary"``, as for the
+            ``juicectl_controller`` fixture: a child that ends is replaced on the next
+            ``get_process()``, not by itself).
+        concurrency: how many handlers the in-memory runtime runs at once (default: the
+            worker's own setting).
+        prepare, on_process_startup, on_process_termination, readiness, subscribers,
+        startup_timeout, stop_timeout, kill_timeout, responder, request_timeout,
+        max_in_flight, limits: as for ``ProcessController.start``, and checked the same way.
+
+    Raises:
+        TypeError: an option has the wrong type (the message names it and the value).
+        ValueError: an option is out of its range.
     """
 
     def __init__(
@@ -74,117 +73,84 @@ class FakeController:
         max_in_flight: int = _DEFAULTS.max_in_flight,
         limits: Limits | None = _DEFAULTS.limits,
         concurrency: int | None = None,
+        restart: RestartPolicy | None = None,
+        readiness: Readiness = "negotiate",
         startup_timeout: float = 10.0,
+        stop_timeout: float = 5.0,
+        kill_timeout: float = 2.0,
+        subscribers: Iterable[pykka.ActorRef[Any]] = (),
     ) -> None:
-        self.name = name
+        _check_worker(worker)
+        _check_concurrency(concurrency)
         self._worker = worker
-        self._prepare = prepare
-        self._on_startup = on_process_startup
-        self._on_termination = on_process_termination
-        self._options = ConnectionOptions(
+        self._concurrency = concurrency
+        self._lock = threading.Lock()
+        self._processes: list[pykka.ActorRef[Any]] = []
+        self.children: list[InMemoryChild] = []
+        """Every in-memory child started, oldest first."""
+        self.controller: ProcessController = ProcessController.start(
+            ["in-memory", _label(worker)],
+            name=name,
+            prepare=prepare,
+            on_process_startup=on_process_startup,
+            on_process_termination=on_process_termination,
             responder=responder,
             request_timeout=request_timeout,
             max_in_flight=max_in_flight,
             limits=limits,
+            restart=restart if restart is not None else RestartPolicy(mode="temporary"),
+            readiness=readiness,
+            startup_timeout=startup_timeout,
+            stop_timeout=stop_timeout,
+            kill_timeout=kill_timeout,
+            subscribers=subscribers,
+            process_factory=self._start_process,
         )
-        self._concurrency = concurrency
-        self._startup_timeout = startup_timeout
-        self._lock = threading.RLock()
-        self._child: InMemoryChild | None = None
-        self._stop_requested = False
-        self._closed = False
-        self._subscribers: list[pykka.ActorRef[Any]] = []
-        self.children: list[InMemoryChild] = []
-        """Every in-memory child started, oldest first."""
+        """The real ``ProcessController``: pass it wherever one is expected."""
+        self.name = self.controller.name
 
     # --- the ProcessController surface ------------------------------------------------------
 
+    @property
+    def spec(self) -> LaunchSpec:
+        """The controller's ``LaunchSpec`` (argv ``["in-memory", <worker>]``)."""
+        return self.controller.spec
+
+    @property
+    def actor_ref(self) -> pykka.ActorRef[Any]:
+        """The controller actor's ``ActorRef`` (see ``ProcessController.actor_ref``)."""
+        return self.controller.actor_ref
+
     def get_process(self) -> ReplyFuture[Connection]:
-        """A future of the connection to a ready child (started now if none runs)."""
-        future: ReplyFuture[Connection] = ReplyFuture()
-        with self._lock:
-            if self._closed:
-                future.try_set_exception(ControllerClosed(f"controller {self.name} is closed"))
-                return future
-            child = self._current()
-            if child is None:
-                try:
-                    child = self._launch()
-                except BaseException as error:
-                    future.try_set_exception(
-                        error if isinstance(error, ProcessUnavailable)
-                        else ProcessUnavailable(f"starting the in-memory child failed: {error!r}")
-                    )
-                    return future
-            future.try_set(child.connection)
-        return future
+        """A future of the connection to a ready child, launching one if none runs."""
+        return self.controller.get_process()
 
     def stop_process(self) -> ReplyFuture[StopResult]:
         """Stop the child; the future holds a ``StopResult`` once it has ended."""
-        future: ReplyFuture[StopResult] = ReplyFuture()
-        with self._lock:
-            future.try_set(self._stop())
-        return future
+        return self.controller.stop_process()
 
     def call(self, command: Any, *, timeout: float | None = None, **arguments: Any) -> Any:
         """Get the process and send one request; block for the response dict."""
-        connection = self.get_process().get(timeout=timeout or self._startup_timeout)
-        return connection.call(command, timeout=timeout, **arguments).get()
+        return self.controller.call(command, timeout=timeout, **arguments)
 
     @property
     def mode(self) -> str:
-        """``"ready"`` while a child serves, else ``"stopped"``."""
-        with self._lock:
-            return "ready" if self._current() is not None else "stopped"
-
-    @property
-    def worker(self) -> object:
-        """The worker object of the current (or last) child, or the shared instance."""
-        with self._lock:
-            if self.children:
-                return self.children[-1].worker
-            return self._worker
+        """The controller's mode (see ``ProcessController.mode``)."""
+        return self.controller.mode
 
     def stats(self) -> dict[str, Any]:
-        """Figures like ``ProcessController.stats()``: mode, generation, starts, and the
-        current connection's request counters under ``requests``."""
-        with self._lock:
-            child = self._current()
-            return {
-                "name": self.name,
-                "mode": "ready" if child is not None else "stopped",
-                "pid": None,
-                "generation": len(self.children),
-                "starts": len(self.children),
-                "restarts": 0,
-                "requests": child.connection.stats() if child is not None else None,
-            }
+        """The controller's figures, exactly as ``ProcessController.stats()`` gives them
+        (``pid`` is 0 while an in-memory child runs)."""
+        return self.controller.stats()
 
     def subscribe(self, subscriber: pykka.ActorRef[Any]) -> None:
-        """Tell ``subscriber`` every event from now on (``ModeChanged``, ``ProcessStarted``,
-        ``ProcessTerminated``)."""
-        with self._lock:
-            self._subscribers.append(subscriber)
-
-    def kill_child(self, reason: str = "killed") -> None:
-        """Make the current child "crash": requests in flight fail with
-        ``ProcessUnavailable``, the mode becomes ``"stopped"``, the termination hook runs, and
-        the next ``get_process()`` starts a new child."""
-        with self._lock:
-            child = self._current()
-            if child is None:
-                return
-            child.kill(reason)
-            self._ended(child, TerminationReason(how="killed", detail=reason))
+        """Tell ``subscriber`` every event from now on."""
+        self.controller.subscribe(subscriber)
 
     def close(self, timeout: float | None = None) -> StopResult | None:
-        """Stop the child (if any) and refuse any further ``get_process()``. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return None
-            result = self._stop()
-            self._closed = True
-            return result
+        """Stop the child (if any) and the controller's actors (see
+        ``ProcessController.close``)."""
+        return self.controller.close(timeout)
 
     def __enter__(self) -> FakeController:
         return self
@@ -195,87 +161,72 @@ class FakeController:
     def __repr__(self) -> str:
         return f"<FakeController {self.name} worker={self._worker!r}>"
 
-    # --- inside -----------------------------------------------------------------------
+    # --- what only the fake does ------------------------------------------------------------
 
-    def _current(self) -> InMemoryChild | None:
-        child = self._child
-        if child is not None and child.connection.closed:
-            # It ended on its own (Shutdown, an UNHANDLED answer, a protocol error).
-            self._ended(child, TerminationReason(how="exited", detail="the conversation ended"))
-            child = None
-        return child
+    @property
+    def worker(self) -> object:
+        """The worker object of the current (or last) child, or the shared instance."""
+        with self._lock:
+            if self.children:
+                return self.children[-1].worker
+            return self._worker
 
-    def _launch(self) -> InMemoryChild:
-        worker = self._worker() if isinstance(self._worker, type) else self._worker
-        generation = len(self.children) + 1
-        self._publish(ModeChanged(self.name, "stopped", "starting", "GetProcess", generation))
-        child = InMemoryChild(
-            worker,
-            name=self.name,
-            generation=generation,
-            options=self._options,
-            concurrency=self._concurrency,
+    def kill_child(self, reason: str = "kill_child()") -> None:
+        """Kill the current child (one starting, too) as ``kill -9`` from outside kills a
+        process: requests in flight fail with ``ProcessUnavailable``, the controller sees a
+        termination nobody asked for (``ProcessTerminated`` with ``how="signaled"``, the
+        termination hook, the restart policy). Returns once the controller has handled it;
+        does nothing if no child runs."""
+        with self._lock:
+            process = self._processes[-1] if self._processes else None
+        if process is None:
+            return
+        if not InMemoryProcess.kill(process, reason):
+            return  # that child has ended already
+        self.controller.mode  # noqa: B018 - a round trip: the termination is handled by now
+
+    # --- inside -------------------------------------------------------------------------
+
+    def _start_process(
+        self, controller: pykka.ActorRef[Any], generation: int, spec: LaunchSpec
+    ) -> pykka.ActorRef[Any]:
+        ref = InMemoryProcess.start(
+            controller, generation, spec, self._worker, self.name, self._concurrency,
+            self._child_started,
         )
-        self.children.append(child)
-        if self._prepare is not None:
-            try:
-                outcome = self._prepare(child.connection)
-                getter = getattr(outcome, "get", None)
-                if callable(getter):
-                    getter(timeout=self._startup_timeout)
-            except BaseException:
-                child.stop()
-                self._publish(
-                    ModeChanged(self.name, "starting", "stopped", "ChildProcessTerminated",
-                                generation)
-                )
-                raise
-        self._child = child
-        self._stop_requested = False
-        self._publish(ModeChanged(self.name, "starting", "ready", "ChildProcessCreated",
-                                  generation))
-        self._publish(ProcessStarted(self.name, generation, 0))
-        self._hook(self._on_startup, ProcessStarted(self.name, generation, 0))
-        return child
+        with self._lock:
+            self._processes.append(ref)
+        return ref
 
-    def _stop(self) -> StopResult:
-        child = self._current()
-        if child is None:
-            return StopResult("not_running")
-        self._stop_requested = True
-        self._publish(ModeChanged(self.name, "ready", "stopping", "StopProcess",
-                                  child.generation))
-        how = child.stop()
-        reason = TerminationReason(how=how, requested=True, exit_status=0)
-        self._ended(child, reason)
-        return StopResult(how, reason)
+    def _child_started(self, child: InMemoryChild) -> None:
+        with self._lock:
+            self.children.append(child)
 
-    def _ended(self, child: InMemoryChild, reason: TerminationReason) -> None:
-        if self._child is not child:
-            return
-        self._child = None
-        old = "stopping" if reason.requested else "ready"
-        self._publish(ModeChanged(self.name, old, "stopped", "ChildProcessTerminated",
-                                  child.generation))
-        if not reason.requested:
-            event = ProcessTerminated(self.name, child.generation, reason)
-            self._publish(event)
-            self._hook(self._on_termination, event)
 
-    def _publish(self, event: object) -> None:
-        publish(self._subscribers, event)
+def _label(worker: object) -> str:
+    if isinstance(worker, type):
+        return f"{worker.__module__}:{worker.__qualname__}"
+    return repr(worker)
 
-    def _hook(self, hook: Hook, event: object) -> None:
-        if hook is None:
-            return
-        if isinstance(hook, pykka.ActorRef):
-            with contextlib.suppress(pykka.ActorDeadError):
-                hook.tell(event)
-            return
-        try:
-            hook()
-        except Exception:
-            log.exception("hook_failed", controller=self.name, event_type=type(event).__name__)
+
+def _check_worker(worker: object) -> None:
+    if worker is None or isinstance(worker, str | bytes | Sequence | Mapping):
+        hint = (
+            " (a FakeController serves a class or an object in memory; to run "
+            "'package.module:Class' in a child process, use the juicectl_controller fixture)"
+            if isinstance(worker, str)
+            else ""
+        )
+        raise TypeError(f"worker must be a worker class or instance, not {worker!r}{hint}")
+
+
+def _check_concurrency(concurrency: object) -> None:
+    if concurrency is None:
+        return
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+        raise TypeError(f"concurrency must be an int or None, not {concurrency!r}")
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, not {concurrency!r}")
 
 
 def scripted_controller(

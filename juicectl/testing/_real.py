@@ -142,7 +142,7 @@ class ControllerFactory:
 
         Raises:
             RuntimeError: a process actor was still running after its controller closed
-                (it is stopped, and its child killed, before this is raised).
+                (it is stopped, and its child with it, before this is raised).
         """
         with self._lock:
             controllers, self.controllers = self.controllers, []
@@ -155,11 +155,12 @@ class ControllerFactory:
             actors, self._process_actors = self._process_actors, []
         stuck = [ref for ref in actors if not ref.actor_stopped.wait(timeout)]
         for ref in stuck:
-            ref.stop(block=True, timeout=10)  # kills and reaps the child
+            # Stops the child (the escalation, bounded by its timeouts) and reaps it.
+            ref.stop(block=True, timeout=30)
         if stuck:
             raise RuntimeError(
-                f"{len(stuck)} process actor(s) outlived their controller; their children were "
-                "killed"
+                f"{len(stuck)} process actor(s) outlived their controller; they and their "
+                "children were stopped"
             )
 
     def __enter__(self) -> ControllerFactory:

@@ -19,7 +19,7 @@ from juicectl.exceptions import ArgumentError
 from juicectl.juice import Limits
 from juicectl.policy import ConnectionOptions, LaunchSpec, check_timeout
 from juicectl.testing import ControllerFactory, FakeController, connect
-from tests.child.workers import Echo, TestWorker
+from tests.workers.runtime import Echo, TestWorker
 
 
 class Responder:

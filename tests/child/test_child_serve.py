@@ -28,9 +28,7 @@ from juicectl.juice import (
     classify,
     request_bytes,
 )
-
-from .conftest import Served
-from .workers import (
+from tests.workers.runtime import (
     AskParent,
     Block,
     ConcurrentWorker,
@@ -44,6 +42,8 @@ from .workers import (
     TellParent,
     TestWorker,
 )
+
+from .conftest import Served
 
 Serving = Callable[..., Served]
 

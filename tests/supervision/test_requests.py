@@ -5,6 +5,8 @@ The worker answers one request at a time, so ``Sleep`` holds the line for as lon
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -12,10 +14,10 @@ from collections.abc import Callable
 import pytest
 from structlog.testing import capture_logs
 
-from juicectl import ProcessController, RequestTimeout, TooManyRequests
-from tests.integration.commands import Echo, Sleep
-from tests.integration.scripts import worker
+from juicectl import ProcessController, ProcessUnavailable, RequestTimeout, TooManyRequests
 from tests.supervision.conftest import wait_for
+from tests.workers.commands import Echo, Sleep
+from tests.workers.scripts import worker
 
 Supervise = Callable[..., ProcessController]
 
@@ -94,3 +96,20 @@ def test_max_in_flight_waiting_is_bounded_by_the_call_timeout(supervise: Supervi
     busy.get(timeout=5)
     wait_for(lambda: conn.in_flight == 0)
     assert conn.stats()["sent"] == 2  # the refused request was never sent
+
+
+def test_a_caller_retrying_at_once_after_a_crash_gets_the_next_child(
+    supervise: Supervise,
+) -> None:
+    # The process actor reports the child's end to the controller before it fails the child's
+    # requests, so a GetProcess sent as soon as a request fails queues behind that report: it
+    # launches the next child instead of meeting the dead one's connection.
+    ctl = supervise(worker())
+    for _ in range(5):
+        conn = ctl.get_process().get(timeout=10)
+        pending = conn.call(Sleep, seconds=30)
+        os.kill(conn.pid, signal.SIGKILL)
+        with pytest.raises(ProcessUnavailable):
+            pending.get(timeout=10)
+        again = ctl.get_process().get(timeout=10)
+        assert again.generation == conn.generation + 1

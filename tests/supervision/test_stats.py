@@ -8,9 +8,9 @@ import pytest
 
 from juicectl import ProcessController, RequestTimeout
 from juicectl.messages import ProcessStarted
-from tests.integration.commands import Exit, Sleep
-from tests.integration.scripts import worker
 from tests.supervision.conftest import Events, policy, wait_for
+from tests.workers.commands import Exit, Sleep
+from tests.workers.scripts import worker
 
 Supervise = Callable[..., ProcessController]
 
@@ -82,7 +82,36 @@ def test_stats_through_start_requests_restart_and_stop(
     assert requests(stats) == (0, 0, 0, 0)
 
 
-def test_stats_of_a_closed_controller(supervise: Supervise) -> None:
+KEYS = {
+    "name", "mode", "pid", "generation", "uptime", "restarts", "restarts_in_window",
+    "restart_pending", "gave_up", "waiting", "last_exit", *REQUESTS, "closed",
+}
+
+
+def test_stats_of_a_closed_controller_keep_their_shape(supervise: Supervise) -> None:
+    never_started = supervise(worker(), name="never-started")
+    assert set(never_started.stats()) == KEYS
+    assert never_started.stats()["closed"] is False
+    never_started.close()
+    stats = never_started.stats()
+    assert set(stats) == KEYS
+    assert (stats["closed"], stats["mode"], stats["generation"], stats["last_exit"]) == (
+        True, "stopped", 0, None,
+    )
+
     ctl = supervise(worker())
+    connection = ctl.get_process().get(timeout=10)
+    running = ctl.stats()
+    assert set(running) == KEYS
+    assert (running["closed"], running["pid"]) == (False, connection.pid)
     ctl.close()
-    assert ctl.stats() == {"mode": "stopped", "closed": True}
+    # The figures the controller had as its actor stopped: the child stopped on request.
+    stats = ctl.stats()
+    assert set(stats) == KEYS
+    assert (stats["closed"], stats["mode"], stats["pid"], stats["uptime"]) == (
+        True, "stopped", None, None,
+    )
+    assert (stats["name"], stats["generation"]) == (ctl.name, 1)
+    assert (stats["last_exit"]["how"], stats["last_exit"]["requested"]) == ("clean", True)
+    assert requests(stats) == (0, 0, 0, 0)
+    assert ctl.mode == "stopped"

@@ -21,7 +21,7 @@ from juicectl.exceptions import (
     UnhandledRemoteJuiceError,
 )
 from juicectl.juice import Command, Integer, String
-from juicectl.messages import ModeChanged, ProcessStarted, ProcessTerminated
+from juicectl.messages import ModeChanged, ProcessStarted, ProcessTerminated, StopResult
 from juicectl.testing import (
     CRASH,
     ControllerFactory,
@@ -32,8 +32,8 @@ from juicectl.testing import (
     scripted_controller,
     worker_argv,
 )
-from tests.integration.commands import Echo, Fail, Oops, Pid, Sleep
-from tests.integration.workers import EchoWorker
+from tests.workers.commands import Echo, Fail, Oops, Pid, Sleep
+from tests.workers.echo import EchoWorker
 
 
 class Add(Command):
@@ -191,6 +191,14 @@ class Recorder(pykka.ThreadingActor):
         return None
 
 
+def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    """Poll ``predicate`` until it holds (hooks run in actors of their own, a moment later)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not reached within {timeout}s: {predicate}"
+        time.sleep(0.01)
+
+
 def test_fake_controller_quacks_like_a_controller() -> None:
     started: list[int] = []
     ended: list[int] = []
@@ -205,8 +213,10 @@ def test_fake_controller_quacks_like_a_controller() -> None:
     )
     ctl.subscribe(recorder)
     assert ctl.mode == "stopped"
+    assert isinstance(ctl.controller, ProcessController)
     connection = ctl.get_process().get(timeout=5)
     assert ctl.mode == "ready"
+    assert connection.pid == 0  # no process
     assert ctl.get_process().get(timeout=5) is connection
     assert connection.call(Echo, value="a").get(timeout=5) == {"value": "a"}
     assert ctl.call(Echo, value="b", timeout=5) == {"value": "b"}
@@ -214,10 +224,11 @@ def test_fake_controller_quacks_like_a_controller() -> None:
     with capture_logs() as logs:
         sleeping = connection.call(Sleep, seconds=0.3)
         ctl.kill_child()
-        with pytest.raises(ProcessUnavailable):
+        with pytest.raises(ProcessUnavailable, match="killed by SIGKILL"):
             sleeping.get(timeout=5)
+        # kill_child() returns once the controller has seen the end.
         assert ctl.mode == "stopped"
-        assert ended == [1]
+        wait_for(lambda: ended == [1])
         # The killed child's thread still finishes the Sleep: its answer is read and
         # dropped, never delivered (and logged here, not after the test).
         deadline = time.monotonic() + 10
@@ -229,7 +240,7 @@ def test_fake_controller_quacks_like_a_controller() -> None:
     assert second is not connection
     assert second.generation == 2
     assert prepared == [1, 2]
-    assert started == [1, 1]
+    wait_for(lambda: started == [1, 1])
     assert ctl.stats()["generation"] == 2
 
     result = ctl.stop_process().get(timeout=5)
@@ -238,9 +249,10 @@ def test_fake_controller_quacks_like_a_controller() -> None:
     assert ctl.stop_process().get(timeout=5).how == "not_running"
     assert ended == [1]  # a requested stop is not a termination event
 
-    ctl.close()
+    assert ctl.close() == StopResult("not_running")
     with pytest.raises(ControllerClosed):
         ctl.get_process().get(timeout=5)
+    assert ended == [1]
 
     events = recorder.ask("events")
     modes = [(e.old, e.new) for e in events if isinstance(e, ModeChanged)]
@@ -252,6 +264,10 @@ def test_fake_controller_quacks_like_a_controller() -> None:
     assert [type(e) for e in events if not isinstance(e, ModeChanged)] == [
         ProcessStarted, ProcessTerminated, ProcessStarted,
     ]
+    [terminated] = [e for e in events if isinstance(e, ProcessTerminated)]
+    assert (terminated.reason.how, terminated.reason.signal, terminated.requested) == (
+        "signaled", 9, False,
+    )
 
 
 def test_fake_controller_notices_a_child_that_ended_by_itself() -> None:
@@ -273,9 +289,10 @@ def test_fake_controller_prepare_failure_fails_the_get() -> None:
         return connection.call(Fail)
 
     with FakeController(EchoWorker, prepare=prepare) as ctl:
-        with pytest.raises(ProcessUnavailable, match="starting the in-memory child failed"):
+        with pytest.raises(ProcessUnavailable, match=r"start failed: as declared"):
             ctl.get_process().get(timeout=5)
         assert ctl.mode == "stopped"
+        assert ctl.stats()["last_exit"]["how"] == "startup_failed"
 
 
 def test_code_under_test_can_take_either_controller() -> None:
@@ -290,7 +307,7 @@ def test_code_under_test_can_take_either_controller() -> None:
 # --- real controllers: the factory, the plugin fixture and controller_fixture -------------
 
 echo_controller = controller_fixture(EchoWorker, name="echo_fixture_controller")
-pid_controller = controller_fixture("tests.integration.workers:EchoWorker")
+pid_controller = controller_fixture("tests.workers.echo:EchoWorker")
 
 
 def test_controller_factory_tears_everything_down() -> None:
@@ -309,7 +326,7 @@ def test_controller_factory_tears_everything_down() -> None:
 
 def test_plugin_fixture(juicectl_controller: ControllerFactory) -> None:
     first = juicectl_controller(EchoWorker, name="one")
-    second = juicectl_controller("tests.integration.workers:EchoWorker", concurrency=2)
+    second = juicectl_controller("tests.workers.echo:EchoWorker", concurrency=2)
     assert first.call(Echo, value="1", timeout=10) == {"value": "1"}
     assert second.call(Echo, value="2", timeout=10) == {"value": "2"}
     assert "--concurrency" in second.spec.argv
@@ -328,7 +345,7 @@ def test_worker_argv_refuses_what_a_child_cannot_import() -> None:
     with pytest.raises(ValueError, match="cannot import"):
         worker_argv(Local)
     argv, env = worker_argv(EchoWorker, concurrency=3)
-    assert argv[1:] == ["-m", "juicectl.child", "tests.integration.workers:EchoWorker",
+    assert argv[1:] == ["-m", "juicectl.child", "tests.workers.echo:EchoWorker",
                         "--concurrency", "3"]
     assert env["PYTHONPATH"].split(":")[0]
 

@@ -1,0 +1,124 @@
+"""How an application that embeds juicectl ends: Ctrl-C, ``stop_all()``, interpreter exit.
+
+Each case runs a small application in a subprocess and reads its stdout, stderr and exit
+status. The application starts a controller on the shipped echo worker, prints the child's
+pid, makes a call, and then ends in one of the ways an application ends. The child is stopped
+as ``stop_process()`` stops it (``Shutdown`` first: ``clean``), and is gone afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.supervision.conftest import alive, wait_for
+
+START = '''
+import signal, sys
+import pykka
+from juicectl import ProcessController
+from juicectl.examples.echo import Echo
+
+argv = [sys.executable, "-m", "juicectl.child", "juicectl.examples.echo:EchoWorker"]
+ctl = ProcessController.start(argv, name="app")
+print("pid", ctl.get_process().get(timeout=30).pid, flush=True)
+print(ctl.call(Echo, value="hi", timeout=10)["value"], flush=True)
+'''
+
+PYKKA_APP = '''
+class App(pykka.ThreadingActor):
+    """The application's own actor: it closes the controller as it stops."""
+
+    def __init__(self, controller):
+        super().__init__()
+        self.controller = controller
+
+    def on_stop(self):
+        result = self.controller.close()
+        print("closed:", result.how, result.reason.stop_step, flush=True)
+
+App.start(ctl)
+try:
+    print("waiting", flush=True)
+    signal.pause()  # until Ctrl-C
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+finally:
+    pykka.ActorRegistry.stop_all()
+'''
+
+# Registered before juicectl is imported, so it runs after juicectl's own exit-time close
+# (atexit runs its handlers last registered, first run).
+REPORT_AT_EXIT = '''
+import atexit
+def report():
+    last_exit = ctl.stats()["last_exit"]
+    print("at exit:", last_exit["how"], last_exit["requested"], flush=True)
+atexit.register(report)
+'''
+
+
+def start_app(tmp_path: Path, source: str) -> tuple[subprocess.Popen[str], int]:
+    """Run ``source`` as ``app.py``; return it, once it has printed its child's pid and the
+    answer, with that pid."""
+    app = tmp_path / "app.py"
+    app.write_text(textwrap.dedent(source), "utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    process = subprocess.Popen(
+        [sys.executable, str(app)], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    if not first.startswith("pid "):
+        process.kill()
+        raise AssertionError(f"the app did not start: {first!r} {process.communicate()}")
+    assert process.stdout.readline() == "hi\n"
+    return process, int(first.split()[1])
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[str, str]:
+    try:
+        return process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_ctrl_c_in_a_pykka_application_stops_the_child_cleanly(tmp_path: Path) -> None:
+    process, pid = start_app(tmp_path, START + PYKKA_APP)
+    assert process.stdout is not None and process.stdout.readline() == "waiting\n"
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = finish(process)
+    assert stdout == "interrupted\nclosed: clean shutdown\n"
+    assert stderr == ""
+    assert process.returncode == 0
+    wait_for(lambda: not alive(pid), what=f"child {pid} gone")
+
+
+def test_interpreter_exit_without_close_stops_the_child_cleanly(tmp_path: Path) -> None:
+    process, pid = start_app(tmp_path, REPORT_AT_EXIT + START)
+    stdout, stderr = finish(process)
+    assert stdout == "at exit: clean True\n"
+    assert stderr == ""
+    assert process.returncode == 0
+    wait_for(lambda: not alive(pid), what=f"child {pid} gone")
+
+
+def test_unhandled_ctrl_c_still_stops_the_child_at_exit(tmp_path: Path) -> None:
+    source = REPORT_AT_EXIT + START + "print('waiting', flush=True)\nsignal.pause()\n"
+    process, pid = start_app(tmp_path, source)
+    assert process.stdout is not None and process.stdout.readline() == "waiting\n"
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = finish(process)
+    assert stdout == "at exit: clean True\n"
+    assert stderr.startswith("Traceback (most recent call last):")
+    assert stderr.rstrip().endswith("KeyboardInterrupt")
+    # Python ends an unhandled KeyboardInterrupt by dying of SIGINT, as the shell expects.
+    assert process.returncode == -signal.SIGINT
+    wait_for(lambda: not alive(pid), what=f"child {pid} gone")
