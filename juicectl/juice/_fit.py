@@ -133,6 +133,21 @@ def _check_carefully(
                 f"own, {lines + 1 + breaks:,} lines in all, over max_headers ({max_headers:,}); "
                 + _body_hint(limits)
             )
+        if not breaks:
+            # One line: measured with no search. A two-character search (find("\r\n")) walks
+            # a long value at about a nanosecond a character: 60 µs for a 60 KB value.
+            line = head + utf8_size(value)
+            if line > max_line:
+                raise LimitExceeded(
+                    f"{what}: field {key!r} is {line - head:,} bytes and makes a header line "
+                    f"of {line:,} bytes, over max_line_length ({max_line:,} bytes); "
+                    + _body_hint(limits)
+                )
+            lines += 1
+            size += line + 2
+            if line + 2 > largest_size:
+                largest, largest_size = key, line + 2
+            continue
         start = 0
         for _ in range(breaks + 1):
             stop = value.find("\r\n", start)
