@@ -53,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
 from juicectl._pipe import Transport, WaitForRoom
 from juicectl._reading import READ_SIZE, ReadRole, RequestFuture
-from juicectl._timer import call_later
+from juicectl._timer import Deadlines
 from juicectl.exceptions import (
     ArgumentError,
     LimitExceeded,
@@ -75,6 +76,7 @@ from juicectl.juice import (
     BoxParser,
     Command,
     Integer,
+    Limits,
     ListOf,
     Negotiate,
     Request,
@@ -93,6 +95,8 @@ log = get_logger(__name__)
 # Bytes waiting to be written to a child that does not read its input, past which call()
 # refuses more: timed-out requests free their slots, not their queued bytes.
 _MAX_UNWRITTEN = 16 << 20
+
+_INFINITY = float("inf")
 
 LossCause = Literal["protocol_error", "closing_request", "write_failed"]
 
@@ -200,8 +204,11 @@ class Connection:
         self._max_in_flight = options.max_in_flight
         self._on_lost = on_lost
         self._log = log.bind(controller=name, pid=pid, generation=generation)
-        self._parser = BoxParser(options.limits)
-        self._responders = Responders(options.responder, builtins=True)
+        # One Limits both ways: what the child sends is parsed under them, and what is sent to
+        # the child is checked against them first (the child runs with the same defaults).
+        self._limits = limits = options.limits if options.limits is not None else Limits()
+        self._parser = BoxParser(limits)
+        self._responders = Responders(options.responder, builtins=True, limits=limits)
         self._dispatcher: ThreadPoolExecutor | None = None
         self._incoming = 0  # the child's requests not yet answered (under _lock)
 
@@ -209,6 +216,8 @@ class Connection:
         self._slot_free = threading.Condition(self._lock)
         self._slot_waiters = 0  # callers waiting in _wait_for_slot (under _lock)
         self._table: RequestTable[RequestFuture] = RequestTable()
+        # The timeouts of the requests in flight, behind one timer (tag -> its timeout).
+        self._deadlines: Deadlines[str, float] = Deadlines(self._expire_due)
         self._closed: ProcessUnavailable | None = None
         self._input_ended = False
         self._losses: set[LossCause] = set()  # causes already reported (under _lock)
@@ -261,7 +270,11 @@ class Connection:
 
         Bad arguments (missing, unknown, wrong type, not representable) and a bad
         ``timeout`` (not a number, not finite, not above 0) raise ``ArgumentError`` here,
-        before anything is written.
+        before anything is written. Arguments that would break the child's limits
+        (``options.limits``: a header line over ``max_line_length``, for one) raise
+        ``LimitExceeded`` here, naming the field, its size and the limit, before anything is
+        written or copied: the child and the other requests go on. Bulk data travels as a
+        body (a field named ``body``).
 
         When ``max_in_flight`` requests are outstanding, the caller waits for a free slot (up
         to ``timeout``) or, with ``wait_for_slot=False``, fails with ``TooManyRequests``.
@@ -292,7 +305,7 @@ class Connection:
         fields = command.make_arguments(arguments)
         if timeout is None:
             timeout = self._request_timeout
-        else:
+        elif not (type(timeout) is float and 0.0 < timeout < _INFINITY):  # else it is fine
             try:
                 timeout = check_timeout(timeout, "timeout")
             except (TypeError, ValueError) as error:
@@ -304,7 +317,8 @@ class Connection:
                 f"child {self.pid} is not reading its input: {unwritten} bytes wait to be "
                 f"written; {command.command_name} not sent"
             )
-        future = RequestFuture(self._reading)
+        future = RequestFuture()
+        future.reading = self._reading
         if context is not None:
             future.context = context
 
@@ -314,7 +328,7 @@ class Connection:
             if closed is not None:
                 future.try_set_exception(closed)
                 return future
-            self._send(request_bytes(command, None, fields))
+            self._send(request_bytes(command, None, fields, self._limits))
             future.try_set({})
             return future
 
@@ -326,10 +340,24 @@ class Connection:
                 return future
             tag = self._table.open(command, future)
             self.sent += 1
-        if timeout is not None:
-            future.timer = call_later(timeout, lambda: self._expire(tag, command, timeout))
-        self._send(request_bytes(command, tag, fields), future)
+            if timeout is not None:
+                future.timed = True
+                self._deadlines.add(time.monotonic() + timeout, tag, timeout, self._table)
+        try:
+            data = request_bytes(command, tag, fields, self._limits)
+        except BaseException:
+            self._withdraw(tag)  # LimitExceeded, for one: nothing was written
+            raise
+        self._send(data, future)
         return future
+
+    def _withdraw(self, tag: str) -> None:
+        """Forget a request that was never written, and free its slot."""
+        with self._lock:
+            if self._table.pop(tag) is not None:
+                self.sent -= 1
+                if self._slot_waiters:
+                    self._slot_free.notify()
 
     def _wait_for_slot(self, timeout: float | None, wait: bool, command: type[Command]) -> bool:
         # Called with _lock held.
@@ -356,17 +384,23 @@ class Connection:
             )
         return True
 
-    def _expire(self, tag: str, command: type[Command], timeout: float) -> None:
+    def _expire_due(self) -> None:
+        """Fail the requests whose timeout has passed (the timer thread)."""
+        expired: list[tuple[type[Command], RequestFuture, float]] = []
         with self._lock:
-            popped = self._table.give_up(tag)
-            if popped is None:
-                return
-            self.failed += 1
-            self._slot_free.notify()
-        popped[1].try_set_exception(
-            RequestTimeout(f"{command.command_name} got no answer within {timeout}s")
-        )
-        self._reading.wake()
+            for tag, timeout in self._deadlines.pop_due():
+                popped = self._table.give_up(tag)
+                if popped is not None:  # else answered meanwhile
+                    expired.append((*popped, timeout))
+            if expired:
+                self.failed += len(expired)
+                self._slot_free.notify(len(expired))
+        for command, future, timeout in expired:
+            future.try_set_exception(
+                RequestTimeout(f"{command.command_name} got no answer within {timeout}s")
+            )
+        if expired:
+            self._reading.wake()
 
     def _send(self, data: bytes, future: RequestFuture | None = None) -> None:
         """Queue ``data`` for the child's stdin; the first idle caller writes the queue.
@@ -532,8 +566,11 @@ class Connection:
             closed = self._closed is not None
             if popped is None:
                 late = self._table.was_late(tag)
-            elif self._slot_waiters:
-                self._slot_free.notify()
+            else:
+                if popped[1].timed:
+                    self._deadlines.answered(tag)
+                if self._slot_waiters:
+                    self._slot_free.notify()
         if popped is None:
             if late:
                 self._log.info("late_answer_dropped", tag=tag)
@@ -547,8 +584,6 @@ class Connection:
                                   error_code=getattr(answer, "code", None))
             return
         command, future = popped
-        if future.timer is not None:
-            future.timer.cancel()
         outcome = answer_outcome(command, answer)
         if type(outcome) is not dict and isinstance(outcome, BaseException):
             with self._lock:
@@ -635,6 +670,7 @@ class Connection:
                 return
             self._closed = reason
             waiting = self._table.drain()
+            self._deadlines.clear()
             self.failed += len(waiting)
             self._slot_free.notify_all()
         with self._pending_lock:
@@ -644,8 +680,6 @@ class Connection:
             handed = self._handed
         self._lost = _in_write_order(waiting, handed)
         for future in waiting:
-            if future.timer is not None:
-                future.timer.cancel()
             future.try_set_exception(reason)
         self._reading.wake()
         self._reading.end()

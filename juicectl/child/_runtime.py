@@ -163,7 +163,8 @@ class JuiceChild:
         the parent sent, with :class:`~juicectl.juice.RemoteJuiceError` for other codes, or
         with :class:`ConnectionLost` if the conversation ends first. Waiting on it from a
         handler is fine at any concurrency. Bad arguments raise
-        :class:`~juicectl.juice.ArgumentError` here, before anything is sent.
+        :class:`~juicectl.juice.ArgumentError` here, and arguments that would break the
+        parent's limits :class:`~juicectl.juice.LimitExceeded`, before anything is sent.
 
         Raises:
             RuntimeError: the worker is not being served.
@@ -214,11 +215,16 @@ class _Session:
         busy_poll: float = 0.0,
     ) -> None:
         self._worker = worker
-        self._responders = Responders(worker)
+        # One Limits both ways, the parent's defaults too: what the parent sends is parsed
+        # under them, and what is sent to the parent is checked against them first.
+        self._limits = limits = limits if limits is not None else Limits()
+        self._responders = Responders(worker, limits=limits)
         # Negotiate is answered here, with the concurrency, unless the worker answers it.
         own_negotiate = Responders(worker, builtins=False).lookup(Negotiate.command_name)
         self._negotiator = (
-            Responders(_Negotiator(concurrency), builtins=False) if own_negotiate is None else None
+            Responders(_Negotiator(concurrency), builtins=False, limits=limits)
+            if own_negotiate is None
+            else None
         )
         self._parser = BoxParser(limits)
         # Only a one-at-a-time worker polls: its reading thread has nothing else to do, where
@@ -575,14 +581,22 @@ class _Session:
         arguments = command.make_arguments(kwargs)
         future = _CallFuture(self)
         if not command.requires_answer:
-            if self._write(request_bytes(command, None, arguments)):
+            if self._write(request_bytes(command, None, arguments, self._limits)):
                 future.set_result({})
             else:
                 future.set_exception(ConnectionLost("the conversation with the parent is over"))
             return future
         with self._table_lock:
             tag = None if self._table_closed else self._table.open(command, future)
-        if tag is None or not self._write(request_bytes(command, tag, arguments)):
+        data = b""
+        if tag is not None:
+            try:
+                data = request_bytes(command, tag, arguments, self._limits)
+            except BaseException:
+                with self._table_lock:  # LimitExceeded, for one: nothing was written
+                    self._table.pop(tag)
+                raise
+        if tag is None or not self._write(data):
             if tag is not None:
                 with self._table_lock:
                     self._table.pop(tag)
@@ -647,7 +661,10 @@ def serve(
         stdin: where requests arrive: a file descriptor or a binary stream.
         stdout: where answers go: a file descriptor or a binary stream.
         concurrency: how many handlers may run at once (default: ``worker.concurrency``, or 1).
-        limits: the parser's limits on line, body and header counts.
+        limits: the limits on line, body and header counts, both ways: what the parent sends is
+            parsed under them, and an answer that would break them is not sent (an error
+            answer with code ``LIMIT_EXCEEDED`` goes instead, and the conversation goes on).
+            Default: ``Limits()``, the parent's default too.
         close_output: close ``stdout`` when the conversation ends.
         busy_poll: how long (seconds, at most 0.01) a one-at-a-time worker may poll a file
             descriptor ``stdin`` before it sleeps on it; it does so only while that brings
@@ -706,7 +723,7 @@ def run(
         stdin: serve on this input instead of the process's stdin.
         stdout: serve on this output instead of the process's stdout. When both are given,
             nothing process-wide is touched: no stream protection, no logging setup.
-        limits: the parser's limits on line, body and header counts.
+        limits: the limits on line, body and header counts, both ways (see :func:`serve`).
         exit_process: call ``sys.exit`` at the end (status 0, or 1 after a protocol error).
             When false, return instead, or raise the protocol error.
         busy_poll: how long (seconds) a one-at-a-time worker may poll its input before it
