@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""What a ``ProcessPool`` adds to a request, against one controller's connection alone.
+
+    .venv/bin/python benchmarks/pool_cost.py [--part path|live|both] [--count N] [--repeat R]
+
+``path``: microseconds of Python per request with no pipes and no threads, as
+``path_cost.py`` measures the connection: a real ``Connection`` whose write goes nowhere, its
+answer fed back with ``data_received()``, then ``get()``; once called on the connection, once
+through a pool's ``Dispatcher`` with that connection as its one route. The best of
+``--repeat``: on a shared machine the minimum is what the code costs.
+
+``live``: echo tasks, 64 outstanding, to one child: through one ``ProcessController``'s
+connection, then through a ``ProcessPool`` of one worker, alternating ``--repeat`` times;
+the parent's CPU per request (``os.times()``: every thread of the parent, the reader's
+included) and requests per second, medians. A CPU figure holds up on a busy machine far
+better than a rate does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import timeit
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import structlog
+
+from benchmarks._common import ROOT, SMALL, WINDOW
+from benchmarks.workload import Echo
+from juicectl import ProcessController, ProcessPool
+from juicectl.connection import Connection
+from juicectl.juice import answer_bytes
+from juicectl.pool._dispatch import Dispatcher, Route
+
+WORKER = [sys.executable, "-m", "juicectl.child", "benchmarks.workload:EchoWorker"]
+
+
+def _one_request(through_pool: bool) -> Callable[[], None]:
+    """One request and its answer, on a connection that writes nowhere."""
+    connection = Connection(lambda data: None, pid=0, generation=1, name="bench")
+    front = answer_bytes("0", Echo.make_response({"value": SMALL}))
+    front = front[: front.rindex(b"-Answer: 0")]
+    tags = (format(i, "x").encode() for i in range(1, 1 << 62))
+    receive = connection.data_received
+    arguments = {"value": SMALL}
+    if through_pool:
+        dispatcher = Dispatcher(
+            "bench", max_per_worker=64, max_queued=1024, least_loaded=True,
+            recycle_after_calls=None, default_timeout=None, tell=lambda message: None,
+        )
+        dispatcher.publish((Route(0, "bench.w1", connection, dispatcher),), (0,),
+                           can_grow=False)
+        submit = dispatcher.submit
+
+        def one() -> None:
+            future = submit(Echo, arguments, None, None)
+            receive(b"%s-Answer: %s\r\n\r\n" % (front, next(tags)))
+            future.get()
+
+        return one
+    call = connection.call_with
+
+    def one_alone() -> None:
+        future = call(Echo, arguments)
+        receive(b"%s-Answer: %s\r\n\r\n" % (front, next(tags)))
+        future.get()
+
+    return one_alone
+
+
+def path(count: int, repeat: int) -> None:
+    """Print the pool's and the connection's microseconds per request, best of ``repeat``."""
+    best = {}
+    for name, through_pool in (("connection", False), ("pool", True)):
+        best[name] = min(timeit.repeat(_one_request(through_pool), number=count,
+                                       repeat=repeat)) / count
+    added = best["pool"] - best["connection"]
+    print(f"path: connection {best['connection'] * 1e6:.2f} us, pool {best['pool'] * 1e6:.2f} us"
+          f" per request; the pool adds {added * 1e6:.2f} us (best of {repeat})")
+
+
+def _windowed(call: Callable[[], Any], count: int) -> None:
+    pending: deque[Any] = deque()
+    for _ in range(count):
+        pending.append(call())
+        if len(pending) >= WINDOW:
+            pending.popleft().get(timeout=30)
+    while pending:
+        pending.popleft().get(timeout=30)
+
+
+def _measure(call: Callable[[], Any], count: int) -> tuple[float, float]:
+    """(requests per second, parent CPU seconds per request)."""
+    before = os.times()
+    _windowed(call, count)
+    after = os.times()
+    cpu = (after.user - before.user) + (after.system - before.system)
+    return count / (after.elapsed - before.elapsed), cpu / count
+
+
+def live(count: int, repeat: int) -> None:
+    """Print the rates and parent CPU per request of a controller and a one-worker pool."""
+    figures: dict[str, list[tuple[float, float]]] = {"controller": [], "pool": []}
+    with ProcessController.start(WORKER, cwd=str(ROOT)) as controller, \
+            ProcessPool.start(WORKER, size=1, cwd=str(ROOT)) as pool:
+        connection = controller.get_process().get(timeout=30)
+        calls: dict[str, Callable[[], Any]] = {
+            "controller": lambda: connection.call(Echo, value=SMALL),
+            "pool": lambda: pool.call(Echo, value=SMALL),
+        }
+        for call in calls.values():
+            _windowed(call, 2000)  # warm: the pool's worker starts on its first call
+        for _ in range(repeat):
+            for name, call in calls.items():
+                figures[name].append(_measure(call, count))
+    medians = {
+        name: (statistics.median(rate for rate, _ in runs),
+               statistics.median(cpu for _, cpu in runs))
+        for name, runs in figures.items()
+    }
+    for name, (rate, cpu) in medians.items():
+        print(f"live {name}: {rate:,.0f} req/s, parent CPU {cpu * 1e6:.1f} us per request")
+    print(f"live pool/controller: throughput {medians['pool'][0] / medians['controller'][0]:.2f}x,"
+          f" CPU {medians['pool'][1] / medians['controller'][1]:.2f}x (medians of {repeat}, "
+          f"{WINDOW} outstanding, load average {os.getloadavg()[0]:.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--part", default="both", choices=["path", "live", "both"])
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=0)
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    if args.part in ("path", "both"):
+        path(args.count or 500, args.repeat or 100)
+    if args.part in ("live", "both"):
+        live(args.count or 20000, args.repeat or 7)
+
+
+if __name__ == "__main__":
+    main()
