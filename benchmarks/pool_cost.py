@@ -11,8 +11,9 @@ through a pool's ``Dispatcher`` with that connection as its one route. The best 
 
 ``live``: echo tasks, 64 outstanding, to one child: through one ``ProcessController``'s
 connection, then through a ``ProcessPool`` of one worker, alternating ``--repeat`` times;
-the parent's CPU per request (``os.times()``: every thread of the parent, the reader's
-included) and requests per second, medians. A CPU figure holds up on a busy machine far
+requests per second, and per request the parent's CPU (``os.times()``: every thread of the
+parent, the reader's included), the child's CPU and how often the child slept waiting for
+input (its voluntary context switches), medians. A CPU figure holds up on a busy machine far
 better than a rate does.
 """
 
@@ -97,18 +98,31 @@ def _windowed(call: Callable[[], Any], count: int) -> None:
         pending.popleft().get(timeout=30)
 
 
-def _measure(call: Callable[[], Any], count: int) -> tuple[float, float]:
-    """(requests per second, parent CPU seconds per request)."""
-    before = os.times()
+def _child(pid: int) -> tuple[float, int]:
+    """The child's CPU seconds (schedstat, in nanoseconds) and how often it slept."""
+    with open(f"/proc/{pid}/schedstat") as stat:
+        cpu = int(stat.read().split()[0]) / 1e9
+    with open(f"/proc/{pid}/status") as status:
+        sleeps = next(int(line.split()[1]) for line in status
+                      if line.startswith("voluntary_ctxt_switches"))
+    return cpu, sleeps
+
+
+def _measure(call: Callable[[], Any], count: int, pid: int) -> tuple[float, ...]:
+    """Requests per second, and per request: parent CPU seconds, child CPU seconds, and how
+    often the child slept waiting for input."""
+    before, child_before = os.times(), _child(pid)
     _windowed(call, count)
-    after = os.times()
+    after, child_after = os.times(), _child(pid)
     cpu = (after.user - before.user) + (after.system - before.system)
-    return count / (after.elapsed - before.elapsed), cpu / count
+    return (count / (after.elapsed - before.elapsed), cpu / count,
+            (child_after[0] - child_before[0]) / count,
+            (child_after[1] - child_before[1]) / count)
 
 
 def live(count: int, repeat: int) -> None:
     """Print the rates and parent CPU per request of a controller and a one-worker pool."""
-    figures: dict[str, list[tuple[float, float]]] = {"controller": [], "pool": []}
+    figures: dict[str, list[tuple[float, ...]]] = {"controller": [], "pool": []}
     with ProcessController.start(WORKER, cwd=str(ROOT)) as controller, \
             ProcessPool.start(WORKER, size=1, cwd=str(ROOT)) as pool:
         connection = controller.get_process().get(timeout=30)
@@ -118,16 +132,17 @@ def live(count: int, repeat: int) -> None:
         }
         for call in calls.values():
             _windowed(call, 2000)  # warm: the pool's worker starts on its first call
+        pids = {"controller": connection.pid, "pool": pool.stats()["workers"][0]["pid"]}
         for _ in range(repeat):
             for name, call in calls.items():
-                figures[name].append(_measure(call, count))
+                figures[name].append(_measure(call, count, pids[name]))
     medians = {
-        name: (statistics.median(rate for rate, _ in runs),
-               statistics.median(cpu for _, cpu in runs))
+        name: tuple(statistics.median(run[index] for run in runs) for index in range(4))
         for name, runs in figures.items()
     }
-    for name, (rate, cpu) in medians.items():
-        print(f"live {name}: {rate:,.0f} req/s, parent CPU {cpu * 1e6:.1f} us per request")
+    for name, (rate, cpu, child_cpu, sleeps) in medians.items():
+        print(f"live {name}: {rate:,.0f} req/s; per request: parent CPU {cpu * 1e6:.1f} us, "
+              f"child CPU {child_cpu * 1e6:.1f} us, child sleeps {sleeps:.2f}")
     print(f"live pool/controller: throughput {medians['pool'][0] / medians['controller'][0]:.2f}x,"
           f" CPU {medians['pool'][1] / medians['controller'][1]:.2f}x (medians of {repeat}, "
           f"{WINDOW} outstanding, load average {os.getloadavg()[0]:.2f})")
