@@ -50,7 +50,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import pykka
 
@@ -77,6 +77,8 @@ __all__ = [
 ]
 
 _reply_future_init = ReplyFuture.__init__
+# ``RequestFuture.notify`` is this: called without its frame, once per request.
+_notify = ReplyFuture.add_done_callback
 
 
 # --- notices the request path sends the pool actor --------------------------------------------
@@ -334,6 +336,24 @@ class Dispatcher:
         if timeout is not None:
             deadline = time.monotonic() + timeout
         future = PoolFuture(self, command, arguments, key, timeout, deadline)
+        if key is None:
+            # The common case, without ``_place``'s loop and notices: a route with room and
+            # nothing to tell the actor. Anything else (closed, none free, a notice due, a
+            # connection ended at the door) goes the whole way below.
+            with self._lock:
+                route = self._pick(None) if self._closed is None else None
+                if route is not None:
+                    in_flight = route.in_flight
+                    calls = route.calls + 1
+                    if (calls == self._recycle_after
+                            or (in_flight and self._can_grow and not self._grow_asked)):
+                        route = None  # a notice to send: the whole path below
+                    else:
+                        route.in_flight = in_flight + 1
+                        route.calls = calls
+                        self.written += 1
+            if route is not None and self._write(future, route, first=True):
+                return future
         self._place(future, first=True)
         return future
 
@@ -443,10 +463,10 @@ class Dispatcher:
             timeout = future._timeout
         connection = route.connection
         try:
-            inner = cast(RequestFuture, connection.call_with(
+            inner: RequestFuture = connection.call_with(  # type: ignore[assignment]
                 future.command, future.arguments, timeout=timeout, wait_for_slot=False,
                 context=future,
-            ))
+            )
         except TooManyRequests:
             # The connection's own bound (its max_in_flight, or a child not reading its
             # input): the pool holds the request instead.
@@ -461,7 +481,7 @@ class Dispatcher:
             future.try_set_exception(error)
             return True
         future._inner = inner
-        inner.notify(route.settled)
+        _notify(inner, route.settled)
         if future._relay:
             inner.add_done_callback(future.relay_from)
         if inner.done() and _lost(inner):
@@ -479,13 +499,13 @@ class Dispatcher:
     def settled(self, route: Route, inner: ReplyFuture[dict[str, Any]]) -> None:
         """A request written on ``route`` has its outcome (any thread): uncount it, write a
         held request if there is one, tell the actor when a retiring route is empty."""
-        lost = _lost(inner)
         with self._lock:
-            route.in_flight -= 1
-            if lost:
+            in_flight = route.in_flight = route.in_flight - 1
+            if isinstance(inner.exception(), ProcessUnavailable):
                 route.accepting = False  # its connection has ended: pick it no more
-            drained = route.retiring and not route.in_flight
-            held = bool(self._queue) and self._closed is None
+            # The common case reads two attributes and returns: nothing retires, none held.
+            drained = not in_flight and route.retiring
+            held = self._queue and self._closed is None
         if drained:
             self._tell(RouteDrained(route.worker))
         if held:
