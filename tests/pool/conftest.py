@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from juicectl import ProcessPool, RestartPolicy
+from juicectl import ProcessPool, ProcessUnavailable, RestartPolicy
 
 WORKER = [sys.executable, "-m", "juicectl.child", "tests.pool.workers:PoolWorker"]
 CONCURRENT = [sys.executable, "-m", "juicectl.child", "tests.pool.workers:ConcurrentWorker"]
@@ -45,3 +45,15 @@ def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
 def ready_pids(pool: ProcessPool) -> list[int]:
     """The pids of the workers serving now."""
     return [w["pid"] for w in pool.stats()["workers"] if w["state"] == "ready"]
+
+
+def pids_or_failed(futures: list[Any]) -> list[int | str]:
+    """Each request's answering pid, or ``"failed"`` where it failed with
+    ``ProcessUnavailable`` (any other error fails the test)."""
+    outcomes: list[int | str] = []
+    for future in futures:
+        try:
+            outcomes.append(future.get(timeout=30)["pid"])
+        except ProcessUnavailable:
+            outcomes.append("failed")
+    return outcomes

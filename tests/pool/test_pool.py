@@ -21,7 +21,7 @@ from juicectl import (
 from juicectl.juice import ArgumentError
 from juicectl.messages import ModeChanged
 
-from .conftest import CONCURRENT, ready_pids, wait_until
+from .conftest import CONCURRENT, pids_or_failed, ready_pids, wait_until
 from .workers import Count, Echo, Pid, Slow
 
 pytestmark = pytest.mark.timeout(60)
@@ -57,12 +57,7 @@ def test_sigkill_with_8_outstanding_fails_only_the_started_one(make_pool: MakePo
     futures = [pool.call(Slow, seconds=0.2, n=i) for i in range(16)]
     wait_until(lambda: all(w["in_flight"] == 8 for w in pool.stats()["workers"]))
     os.kill(victim, signal.SIGKILL)
-    outcomes = []
-    for future in futures:
-        try:
-            outcomes.append(future.get(timeout=30)["pid"])
-        except ProcessUnavailable:
-            outcomes.append("failed")
+    outcomes = pids_or_failed(futures)
     assert outcomes.count("failed") == 1
     assert victim not in outcomes
     stats = pool.stats()

@@ -16,11 +16,11 @@ from collections.abc import Callable
 import pykka
 import pytest
 
-from juicectl import LaunchSpec, ProcessPool, ProcessUnavailable, local, prefix
+from juicectl import LaunchSpec, ProcessPool, local, prefix
 from juicectl.launch import PrefixLauncher
 from juicectl.pool import spin_plan
 
-from .conftest import WORKER, wait_until
+from .conftest import WORKER, pids_or_failed, wait_until
 from .workers import Slow, Where
 
 pytestmark = pytest.mark.timeout(90)
@@ -72,12 +72,7 @@ def test_a_worker_killed_behind_its_launcher(make_pool: MakePool) -> None:
     futures = [pool.call(Slow, seconds=0.2, n=i) for i in range(16)]
     wait_until(lambda: all(w["in_flight"] == 8 for w in pool.stats()["workers"]))
     os.kill(victim, signal.SIGKILL)  # the worker itself, on "host" a, behind the shim
-    outcomes = []
-    for future in futures:
-        try:
-            outcomes.append(future.get(timeout=30)["pid"])
-        except ProcessUnavailable:
-            outcomes.append("failed")
+    outcomes = pids_or_failed(futures)
     # The shim reports the worker's own end, so the write order holds behind a launcher too.
     assert outcomes.count("failed") == 1
     assert victim not in outcomes
