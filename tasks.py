@@ -81,7 +81,7 @@ def test(args: list[str]) -> int:
 
 
 def bench(args: list[str]) -> int:
-    ensure_venv("test,dev")
+    ensure_venv("test,dev,bench")  # bench: the baselines (other pools, execnet) it runs against
     return _run(PYTHON, "benchmarks/run.py", *args)
 
 

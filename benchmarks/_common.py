@@ -9,12 +9,19 @@ warms up, measures one scenario and prints one JSON line (the last line of its s
 A fresh process per measurement keeps the implementations from disturbing each other
 (Twisted's reactor cannot even be restarted in one process), and lets ``run.py`` alternate
 them round by round on the same machine.
+
+The steady scenarios also report each request's latency (``p50_us``, ``p99_us``,
+``p999_us``: from the call to the caller holding its answer, one clock read per request) and
+the CPU time per request of both sides (``parent_cpu_us``: ``getrusage`` of the driver, every
+thread; ``child_cpu_us``: the child's threads, ``/proc/PID/task/*/schedstat``), measured over
+the timed requests only.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import sys
 import threading
@@ -48,6 +55,13 @@ SCENARIOS: dict[str, tuple[str, str]] = {
     "cold": ("launch -> first Echo answered", "ms"),
     "restart": ("SIGKILL -> restarted, first Echo answered", "ms"),
     "rest": ("one ready controller at rest", "threads"),
+    # Pools (benchmarks/pools.py), two workers unless said otherwise:
+    "pool_echo": ("pools: small echo, 64 outstanding", "req/s"),
+    "pool_cpu": ("pools: CPU-bound tasks, 64 outstanding", "req/s"),
+    "pool_cold": ("pools: start -> first answer", "ms"),
+    "pool_kill": ("pools: one worker SIGKILLed with 8 outstanding: failed per kill", "failed"),
+    "pool_recycle": ("pools: echo, 64 outstanding, a worker recycled every 500 calls", "req/s"),
+    "pool_orphan": ("pools: the parent SIGKILLed: workers alive 1 s later", "workers"),
 }
 
 
@@ -71,58 +85,135 @@ def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
-def sequential(call: Callable[[str], str], value: str, count: int) -> float:
-    """Time ``count`` calls one after the other; return requests per second."""
+class Meter:
+    """Latencies and CPU time of one measured run (see the module's docstring)."""
+
+    def __init__(self, count: int, child_pid: int | None) -> None:
+        self.count = count
+        self.latencies: list[float] = []
+        self._child_pid = child_pid
+        self._parent = self._child = 0.0
+
+    def start(self) -> None:
+        """Take the CPU counters as the clock starts."""
+        self._parent, self._child = _own_cpu(), _process_cpu(self._child_pid)
+
+    def figures(self, seconds: float) -> dict[str, Any]:
+        """The run's figures: its rate, latency percentiles and CPU per request."""
+        parent, child = _own_cpu() - self._parent, _process_cpu(self._child_pid) - self._child
+        figures: dict[str, Any] = {"value": rate(self.count, seconds),
+                                   **percentiles(self.latencies)}
+        figures["parent_cpu_us"] = round(parent / self.count * 1e6, 2)
+        if self._child_pid is not None:
+            figures["child_cpu_us"] = round(child / self.count * 1e6, 2)
+        return figures
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu(pid: int | None) -> float:
+    """CPU seconds of every live thread of ``pid`` (nanosecond resolution), 0 for None."""
+    if pid is None:
+        return 0.0
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
+                total += int(stat.read().split()[0])
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
+    return total / 1e9
+
+
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    """p50, p99 and p99.9 of latencies in seconds, in microseconds."""
+    if not latencies:
+        return {}
+    ordered = sorted(latencies)
+    last = len(ordered) - 1
+
+    def at(fraction: float) -> float:
+        return round(ordered[min(last, int(fraction * len(ordered)))] * 1e6, 1)
+
+    return {"p50_us": at(0.5), "p99_us": at(0.99), "p999_us": at(0.999)}
+
+
+def sequential(call: Callable[[str], object], value: str, count: int,
+               child_pid: int | None = None) -> dict[str, Any]:
+    """Time ``count`` calls one after the other; return the run's figures (``Meter``)."""
     for _ in range(min(WARMUP, count)):
         call(value)
-    start = time.perf_counter()
+    meter = Meter(count, child_pid)
+    latencies = meter.latencies
+    clock = time.perf_counter
+    meter.start()
+    start = then = clock()
     for _ in range(count):
         call(value)
-    return rate(count, time.perf_counter() - start)
+        now = clock()
+        latencies.append(now - then)
+        then = now
+    return meter.figures(then - start)
 
 
 def windowed(submit: Callable[[str], Any], wait: Callable[[Any], Any], value: str,
-             count: int, window: int) -> None:
+             count: int, window: int, latencies: list[float] | None = None) -> None:
     """Keep ``window`` requests in flight until ``count`` have been answered.
 
     Answers come back in order from a sequential server, so waiting for the oldest and then
-    sending one more keeps the window full.
+    sending one more keeps the window full. Each request's latency (its submit to its wait's
+    return) goes to ``latencies`` if given.
     """
-    pending: deque[Any] = deque()
+    clock = time.perf_counter
+    pending: deque[tuple[float, Any]] = deque()
     sent = 0
     while sent < min(window, count):
-        pending.append(submit(value))
+        pending.append((clock(), submit(value)))
         sent += 1
     while pending:
-        wait(pending.popleft())
+        submitted, future = pending.popleft()
+        wait(future)
+        if latencies is not None:
+            latencies.append(clock() - submitted)
         if sent < count:
-            pending.append(submit(value))
+            pending.append((clock(), submit(value)))
             sent += 1
 
 
 def concurrent_rate(submit: Callable[[str], Any], wait: Callable[[Any], Any], value: str,
-                    count: int, threads: int) -> float:
-    """``WINDOW`` in flight in all, from ``threads`` caller threads; requests per second."""
+                    count: int, threads: int, child_pid: int | None = None) -> dict[str, Any]:
+    """``WINDOW`` in flight in all, from ``threads`` caller threads; the run's figures."""
     windowed(submit, wait, value, min(WARMUP, count), WINDOW)
     if threads == 1:
+        meter = Meter(count, child_pid)
+        meter.start()
         start = time.perf_counter()
-        windowed(submit, wait, value, count, WINDOW)
-        return rate(count, time.perf_counter() - start)
+        windowed(submit, wait, value, count, WINDOW, meter.latencies)
+        return meter.figures(time.perf_counter() - start)
     share = count // threads
+    meter = Meter(share * threads, child_pid)
     barrier = threading.Barrier(threads + 1)
+    per_thread: list[list[float]] = [[] for _ in range(threads)]
 
-    def caller() -> None:
+    def caller(latencies: list[float]) -> None:
         barrier.wait()
-        windowed(submit, wait, value, share, WINDOW // threads)
+        windowed(submit, wait, value, share, WINDOW // threads, latencies)
 
-    workers = [threading.Thread(target=caller) for _ in range(threads)]
+    workers = [threading.Thread(target=caller, args=(mine,)) for mine in per_thread]
     for worker in workers:
         worker.start()
+    meter.start()
     barrier.wait()
     start = time.perf_counter()
     for worker in workers:
         worker.join()
-    return rate(share * threads, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    for latencies in per_thread:
+        meter.latencies.extend(latencies)
+    return meter.figures(seconds)
 
 
 def median_ms(samples: list[float]) -> float:

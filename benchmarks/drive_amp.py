@@ -33,10 +33,10 @@ from benchmarks._common import (
     THREADS,
     WARMUP,
     WINDOW,
+    Meter,
     concurrent_rate,
     median_ms,
     parse_args,
-    rate,
     report,
     rss_kib,
     thread_count,
@@ -107,29 +107,42 @@ def _close(proto: amp.AMP) -> defer.Deferred[None]:
 
 
 @defer.inlineCallbacks
-def _sequential(proto: amp.AMP, value: str, count: int) -> Generator[Any, Any, float]:
+def _sequential(proto: amp.AMP, value: str, count: int) -> Generator[Any, Any, dict[str, Any]]:
     for _ in range(min(WARMUP, count)):
         yield proto.callRemote(Echo, value=value)
-    start = time.perf_counter()
+    meter = Meter(count, proto.transport.pid)
+    latencies = meter.latencies
+    clock = time.perf_counter
+    meter.start()
+    start = then = clock()
     for _ in range(count):
         yield proto.callRemote(Echo, value=value)
-    return rate(count, time.perf_counter() - start)
+        now = clock()
+        latencies.append(now - then)
+        then = now
+    return meter.figures(then - start)
 
 
-def _windowed(proto: amp.AMP, value: str, count: int) -> defer.Deferred[float]:
+def _windowed(proto: amp.AMP, value: str, count: int) -> defer.Deferred[dict[str, Any]]:
     """``WINDOW`` callback chains; each answer sends the next request."""
-    done: defer.Deferred[float] = defer.Deferred()
+    done: defer.Deferred[dict[str, Any]] = defer.Deferred()
     state = {"sent": 0, "answered": 0}
-    start = time.perf_counter()
+    meter = Meter(count, proto.transport.pid)
+    clock = time.perf_counter
+    meter.start()
+    start = clock()
 
     def send() -> None:
         state["sent"] += 1
-        proto.callRemote(Echo, value=value).addCallbacks(answered, done.errback)
+        proto.callRemote(Echo, value=value).addCallbacks(
+            answered, done.errback, callbackArgs=(clock(),)
+        )
 
-    def answered(_: object) -> None:
+    def answered(_: object, sent_at: float) -> None:
+        meter.latencies.append(clock() - sent_at)
         state["answered"] += 1
         if state["answered"] == count:
-            done.callback(rate(count, time.perf_counter() - start))
+            done.callback(meter.figures(clock() - start))
         elif state["sent"] < count:
             send()
 
@@ -138,7 +151,7 @@ def _windowed(proto: amp.AMP, value: str, count: int) -> defer.Deferred[float]:
     return done
 
 
-def _from_threads(proto: amp.AMP, count: int) -> float:
+def _from_threads(proto: amp.AMP, count: int) -> dict[str, Any]:
     """Blocking on the main thread's side: runs in a thread while the reactor runs."""
 
     def submit(value: str) -> Future[Any]:
@@ -152,7 +165,8 @@ def _from_threads(proto: amp.AMP, count: int) -> float:
         reactor.callFromThread(send)
         return future
 
-    return concurrent_rate(submit, lambda future: future.result(), SMALL, count, THREADS)
+    return concurrent_rate(submit, lambda future: future.result(), SMALL, count, THREADS,
+                           proto.transport.pid)
 
 
 @defer.inlineCallbacks
@@ -172,7 +186,7 @@ def _steady(scenario: str, count: int) -> Generator[Any, Any, None]:
             from twisted.internet.threads import deferToThread
 
             result = yield deferToThread(_from_threads, proto, count)
-        report(scenario, result)
+        report(scenario, **result)
     finally:
         yield _close(proto)
 

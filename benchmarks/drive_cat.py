@@ -53,7 +53,7 @@ def main() -> None:
         return ""
 
     try:
-        report(scenario, sequential(round_trip, value, count), box_bytes=size)
+        report(scenario, **sequential(round_trip, value, count, child.pid), box_bytes=size)
     finally:
         child.stdin.close()
         child.wait()

@@ -87,7 +87,7 @@ def _steady(scenario: str, count: int, via_actor: bool) -> None:
                     return str(connection.call(Echo, value=value).get()["value"])
 
                 assert call(value) == value
-                result = sequential(call, value, count)
+                result = sequential(call, value, count, connection.pid)
             else:
                 result = concurrent_rate(
                     lambda value: connection.call(Echo, value=value),
@@ -95,11 +95,12 @@ def _steady(scenario: str, count: int, via_actor: bool) -> None:
                     BIG if scenario == "big64" else SMALL,
                     count,
                     THREADS if scenario == "t8" else 1,
+                    connection.pid,
                 )
         finally:
             if writer is not None:
                 writer.stop()
-        report(scenario, result)
+        report(scenario, **result)
 
 
 def _cold(count: int) -> None:

@@ -78,13 +78,17 @@ def main() -> None:
             report("rest", thread_count() - threads_before,
                    parent_rss_delta_kib=rss_kib() - rss_before,
                    child_rss_kib=rss_kib(pid), child_threads=thread_count(pid))
-        elif scenario in ("seq", "big"):
-            value = SMALL if scenario == "seq" else BIG
-            report(scenario, sequential(lambda v: pool.submit(echo, v).result(), value, count))
         else:
-            threads = 1 if scenario == "c64" else THREADS
-            report(scenario, concurrent_rate(lambda v: pool.submit(echo, v), _result, SMALL,
-                                             count, threads))
+            pool.submit(echo, SMALL).result()  # the worker process exists from here on
+            pid = next(iter(pool._processes))
+            if scenario in ("seq", "big"):
+                value = SMALL if scenario == "seq" else BIG
+                report(scenario, **sequential(lambda v: pool.submit(echo, v).result(), value,
+                                              count, pid))
+            else:
+                threads = 1 if scenario == "c64" else THREADS
+                report(scenario, **concurrent_rate(lambda v: pool.submit(echo, v), _result,
+                                                   SMALL, count, threads, pid))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from benchmarks._common import SMALL
 from benchmarks.workload import Echo, EchoWorker
 from juicectl._future import ReplyFuture
 from juicectl.connection import Connection
-from juicectl.juice import BoxParser, Responders, answer_bytes, request_bytes
+from juicectl.juice import BoxParser, Limits, Responders, answer_bytes, request_bytes
 
 
 def parent_cost(value: str, count: int, repeat: int) -> float:
@@ -54,8 +54,9 @@ def parent_cost(value: str, count: int, repeat: int) -> float:
 
 def child_cost(value: str, count: int, repeat: int) -> float:
     """Seconds per request of the child runtime's sequential work (no I/O)."""
-    responders = Responders(EchoWorker())
-    parser = BoxParser()
+    # As the child runtime makes them: both with the default limits, both ways.
+    responders = Responders(EchoWorker(), limits=Limits())
+    parser = BoxParser(Limits())
     data = request_bytes(Echo, "1", Echo.make_arguments({"value": value}))
 
     def one() -> None:
@@ -74,7 +75,7 @@ def parts(value: str, count: int, repeat: int) -> list[tuple[str, float]]:
     parser = BoxParser()
     answer_box = parser.feed(answer)[0]
     request_box = parser.feed(request)[0]
-    responders = Responders(EchoWorker())
+    responders = Responders(EchoWorker(), limits=Limits())
     connections: list[Connection] = []
 
     def new_connection() -> None:

@@ -7,13 +7,17 @@
 Every measurement is a fresh process (``drive_*.py SCENARIO COUNT``, see ``_common.py``).
 Round after round, each implementation measures the same scenario, in an order that rotates
 every round, so that a burst of load from elsewhere on the machine hits all of them alike.
-The table gives each one's median over the rounds (and its spread), the ratios of the
-medians, and each goal of the performance issue with PASS or FAIL.
+The table gives each one's median over the rounds (and its spread) and the ratios of the
+medians; a second table the medians of each request's latency (p50, p99, p99.9) and of the
+CPU time per request on both sides; then each goal of the performance issues with PASS or
+FAIL, this round's first and the first round's after them (nothing of it may regress).
 
-Scenarios: seq, c64, t8, big, big64, cold, restart, rest (see ``_common.SCENARIOS``),
-``scale`` (``scale.py``: 50 controllers at once; not part of the default run, it takes a
-while), and ``remote`` (``remote.py``: workers through OpenSSH on a loopback sshd, against
-``ssh host cat`` and execnet; part of the default run where sshd is installed).
+Scenarios: seq, c64, t8, big, big64, cold, restart, rest (see ``_common.SCENARIOS``), the
+pool group (``pools.py``: pool_echo, pool_cpu, pool_cold, pool_kill, pool_recycle,
+pool_orphan; ``--only pool`` runs them all), ``scale`` (``scale.py``: 50 controllers at
+once; not part of the default run, it takes a while), and ``remote`` (``remote.py``: workers
+through OpenSSH on a loopback sshd, against ``ssh host cat`` and execnet; part of the default
+run where sshd is installed).
 """
 
 from __future__ import annotations
@@ -32,6 +36,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import BENCH, ROOT, SCENARIOS
+from benchmarks.pools import (
+    POOL_COUNT_FACTOR,
+    POOL_COUNTS,
+    POOL_DRIVERS,
+    POOL_MEASURED,
+    pool_goals,
+)
 
 PYTHON = sys.executable
 #: Scenario groups that run as programs of their own, after the rounds.
@@ -46,6 +57,7 @@ DRIVERS: dict[str, list[str]] = {
     "process pool": [PYTHON, str(BENCH / "drive_pool.py")],
     "cat floor": [PYTHON, str(BENCH / "drive_cat.py")],
     "python cat": [PYTHON, str(BENCH / "drive_cat.py"), "--python"],
+    **POOL_DRIVERS,
 }
 _ACTOR = "juicectl (writes via actor)"
 _NO_SPIN = "juicectl (busy poll off)"
@@ -60,7 +72,10 @@ MEASURED: dict[str, list[str]] = {
     "cold": ["juicectl", "twisted amp", "process pool"],
     "restart": ["juicectl", "twisted amp", "process pool"],
     "rest": ["juicectl", "twisted amp", "process pool"],
+    **POOL_MEASURED,
 }
+#: The pool group, as ``--only pool`` names it.
+POOL_GROUP = list(POOL_MEASURED)
 
 #: Scenario -> (count, quick count): requests per measurement, or samples for cold/restart.
 COUNTS: dict[str, tuple[int, int]] = {
@@ -72,6 +87,7 @@ COUNTS: dict[str, tuple[int, int]] = {
     "cold": (5, 3),
     "restart": (5, 3),
     "rest": (1, 1),
+    **POOL_COUNTS,
 }
 #: The floor answers so fast that it needs more requests to be timed well.
 FLOOR_FACTOR = 10
@@ -83,6 +99,7 @@ def measure(impl: str, scenario: str, count: int) -> dict[str, Any]:
     """Run one driver process; return its result line."""
     if impl in ("cat floor", "python cat"):
         count *= FLOOR_FACTOR
+    count = max(1, int(count * POOL_COUNT_FACTOR.get(impl, 1.0)))
     driver = DRIVERS[impl]
     argv = [driver[0], driver[1], scenario, str(count), *driver[2:]]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -113,12 +130,29 @@ def run_rounds(scenarios: list[str], rounds: int, quick: bool) -> Results:
     return results
 
 
-def median(results: Results, scenario: str, impl: str) -> float | None:
-    """The median value of one implementation in one scenario, if measured."""
+def median(results: Results, scenario: str, impl: str, field: str = "value") -> float | None:
+    """The median of one figure (default: the value) of one implementation in one scenario,
+    if measured."""
     runs = results.get(scenario, {}).get(impl)
-    if not runs:
+    values = [run[field] for run in runs or () if field in run]
+    if not values:
         return None
-    return float(statistics.median(run["value"] for run in runs))
+    return float(statistics.median(values))
+
+
+def _reference(scenario: str) -> str:
+    """The implementation the ratios of a scenario are taken against."""
+    return "juicectl pool" if scenario in POOL_MEASURED else "juicectl"
+
+
+#: The per-request figures of the second table: (result field, column heading).
+PER_REQUEST = [
+    ("p50_us", "p50 µs"),
+    ("p99_us", "p99 µs"),
+    ("p999_us", "p99.9 µs"),
+    ("parent_cpu_us", "parent CPU µs"),
+    ("child_cpu_us", "child CPU µs"),
+]
 
 
 def _fmt(value: float, unit: str) -> str:
@@ -135,16 +169,18 @@ def print_table(results: Results) -> None:
     print("| scenario | implementation | median | min - max | unit | juicectl / this |")
     print("|---|---|---:|---:|---|---:|")
     for scenario, by_impl in results.items():
-        mine = median(results, scenario, "juicectl")
+        reference = _reference(scenario)
+        mine = median(results, scenario, reference)
         for impl, runs in by_impl.items():
             values = [run["value"] for run in runs]
             unit = runs[0]["unit"]
             med = statistics.median(values)
             ratio = ""
-            if impl != "juicectl" and mine is not None and med and scenario != "rest":
+            if impl != reference and mine is not None and med and scenario != "rest":
                 ratio = f"{mine / med:.2f}x"
             print(f"| {scenario} | {impl} | {_fmt(med, unit)} | "
                   f"{_fmt(min(values), unit)} - {_fmt(max(values), unit)} | {unit} | {ratio} |")
+    print_per_request(results)
     rest = results.get("rest")
     if rest:
         print()
@@ -160,16 +196,42 @@ def print_table(results: Results) -> None:
             print(f"\njuicectl threads at rest: {', '.join(names)}")
 
 
+def print_per_request(results: Results) -> None:
+    """Latency percentiles and CPU per request, medians of the rounds (steady scenarios)."""
+    rows = []
+    for scenario, by_impl in results.items():
+        for impl in by_impl:
+            cells = [median(results, scenario, impl, field) for field, _ in PER_REQUEST]
+            if any(cell is not None for cell in cells):
+                rows.append((scenario, impl, cells))
+    if not rows:
+        return
+    print()
+    print("| per request (medians of the rounds) | implementation | "
+          + " | ".join(heading for _, heading in PER_REQUEST) + " |")
+    print("|---|---|" + "---:|" * len(PER_REQUEST))
+    for scenario, impl, cells in rows:
+        text = " | ".join("-" if cell is None else f"{cell:,.1f}" for cell in cells)
+        print(f"| {scenario} | {impl} | {text} |")
+
+
+#: A goal's text and its check: (the measured ratio, whether it passes; None: only reported).
 Goal = tuple[str, Callable[[Results], tuple[float | None, bool | None]]]
 
 
 def _ratio(results: Results, scenario: str, impl: str, bound: float,
-           *, lower_is_better: bool = False) -> tuple[float | None, bool | None]:
-    mine, theirs = median(results, scenario, "juicectl"), median(results, scenario, impl)
+           *, lower_is_better: bool = False, mine_field: str = "value",
+           their_field: str = "value") -> tuple[float | None, bool | None]:
+    mine = median(results, scenario, "juicectl", mine_field)
+    theirs = median(results, scenario, impl, their_field)
     if mine is None or theirs is None:
         return None, None
     ratio = mine / theirs
     return ratio, (ratio <= bound if lower_is_better else ratio >= bound)
+
+
+def _reported(results: Results, scenario: str, impl: str) -> tuple[float | None, bool | None]:
+    return _ratio(results, scenario, impl, 0.0)[0], None
 
 
 def _restart_vs_cold(results: Results) -> tuple[float | None, bool | None]:
@@ -186,15 +248,32 @@ def _big64_vs_big(results: Results) -> tuple[float | None, bool | None]:
     return pipelined / alone, pipelined >= alone
 
 
+#: The goals of the second round (issue 15).
 GOALS: list[Goal] = [
+    ("60,000-byte values, 64 in flight >= 2x Twisted AMP",
+     lambda r: _ratio(r, "big64", "twisted amp", 2.0)),
+    ("60,000-byte values, 64 in flight >= juicectl one at a time", _big64_vs_big),
+    ("sequential echo >= 5x Twisted AMP", lambda r: _ratio(r, "seq", "twisted amp", 5.0)),
+    ("sequential echo >= 2x the cat floor", lambda r: _ratio(r, "seq", "cat floor", 2.0)),
+    ("64 in flight >= 10x Twisted AMP", lambda r: _ratio(r, "c64", "twisted amp", 10.0)),
+    ("64 in flight >= 10x ProcessPoolExecutor",
+     lambda r: _ratio(r, "c64", "process pool", 10.0)),
+    ("start to first answer <= half the AMP child's (time ratio)",
+     lambda r: _ratio(r, "cold", "twisted amp", 0.5, lower_is_better=True)),
+    ("p99 at 64 in flight <= Twisted AMP's p50 (time ratio)",
+     lambda r: _ratio(r, "c64", "twisted amp", 1.0, lower_is_better=True,
+                      mine_field="p99_us", their_field="p50_us")),
+    ("8 threads, 8 in flight each, beside Twisted AMP",
+     lambda r: _reported(r, "t8", "twisted amp")),
+]
+
+#: The goals of the first round: none of them may regress.
+FIRST_ROUND: list[Goal] = [
     ("sequential echo >= 1.5x Twisted AMP", lambda r: _ratio(r, "seq", "twisted amp", 1.5)),
     ("sequential echo >= 70% of the cat floor", lambda r: _ratio(r, "seq", "cat floor", 0.7)),
     ("64 in flight >= 4x Twisted AMP", lambda r: _ratio(r, "c64", "twisted amp", 4.0)),
     ("64 in flight >= 4x ProcessPoolExecutor", lambda r: _ratio(r, "c64", "process pool", 4.0)),
     ("60,000-byte values >= 2x Twisted AMP", lambda r: _ratio(r, "big", "twisted amp", 2.0)),
-    ("60,000-byte values, 64 in flight >= 2x Twisted AMP",
-     lambda r: _ratio(r, "big64", "twisted amp", 2.0)),
-    ("60,000-byte values, 64 in flight >= juicectl one at a time", _big64_vs_big),
     ("start to first answer <= the AMP child's (time ratio)",
      lambda r: _ratio(r, "cold", "twisted amp", 1.0, lower_is_better=True)),
     ("restart after SIGKILL < 2x a cold start (time ratio)", _restart_vs_cold),
@@ -202,15 +281,25 @@ GOALS: list[Goal] = [
 
 
 def print_goals(results: Results) -> None:
-    """Each goal of the issue with the measured ratio and PASS or FAIL."""
+    """Each goal of the issues with the measured ratio and PASS or FAIL."""
+    for title, goals in (("goal", GOALS), ("first round's goal", FIRST_ROUND)):
+        print()
+        print(f"| {title} | measured | result |")
+        print("|---|---:|---|")
+        for text, check in goals:
+            ratio, passed = check(results)
+            if ratio is None:
+                continue
+            verdict = "reported" if passed is None else "PASS" if passed else "FAIL"
+            print(f"| {text} | {ratio:.2f}x | {verdict} |")
     print()
-    print("| goal | measured | result |")
+    print("| pool goal | measured | result |")
     print("|---|---:|---|")
-    for text, check in GOALS:
-        ratio, passed = check(results)
-        if ratio is None:
-            continue
-        print(f"| {text} | {ratio:.2f}x | {'PASS' if passed else 'FAIL'} |")
+    for text, measured, passed in pool_goals(
+        lambda scenario, impl: median(results, scenario, impl),
+        lambda scenario, impl, key: median(results, scenario, impl, key),
+    ):
+        print(f"| {text} | {measured} | {'PASS' if passed else 'FAIL'} |")
     rest = results.get("rest", {}).get("juicectl")
     if rest:
         last = rest[-1]
@@ -224,11 +313,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests and 3 rounds")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, quick 3)")
     parser.add_argument("--only", help="comma-separated scenarios: "
-                        + ", ".join([*SCENARIOS, "scale", "remote"]))
+                        + ", ".join([*SCENARIOS, "pool", *GROUPS]))
     parser.add_argument("--json", type=Path, help="also write every raw result to this file")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 5)
     chosen = args.only.split(",") if args.only else [*SCENARIOS, "remote"]
+    if "pool" in chosen:
+        chosen = [name for name in chosen if name != "pool"]
+        chosen += [name for name in POOL_GROUP if name not in chosen]
     unknown = [name for name in chosen if name not in SCENARIOS and name not in GROUPS]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")

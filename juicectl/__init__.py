@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "ProcessController": "juicectl.controller",
+    "ProcessPool": "juicectl.pool",
     "Connection": "juicectl.connection",
     "ConnectionOptions": "juicectl.policy",
     "RestartPolicy": "juicectl.policy",
@@ -38,6 +39,7 @@ __all__ = [
     "LaunchSpec",
     "ProcessController",
     "ProcessLaunchError",
+    "ProcessPool",
     "ProcessUnavailable",
     "ReplyFuture",
     "RequestTimeout",
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     from juicectl.launch import local, prefix, ssh
     from juicectl.messages import StopResult
     from juicectl.policy import ConnectionOptions, LaunchSpec, RestartPolicy
+    from juicectl.pool import ProcessPool
 
 
 def __getattr__(name: str) -> Any:

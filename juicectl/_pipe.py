@@ -32,7 +32,9 @@ def wait_writable(fd: int) -> None:
     poller.poll()
 
 
-def write_all(fd: int, data: bytes, wait_for_room: WaitForRoom = wait_writable) -> None:
+def write_all(
+    fd: int, data: bytes | memoryview, wait_for_room: WaitForRoom = wait_writable
+) -> None:
     """Write every byte of ``data`` to ``fd``.
 
     A blocking ``fd`` takes it all in one ``os.write`` almost always. A non-blocking one that
@@ -114,7 +116,12 @@ class PipeTransport:
                 raise BrokenPipeError(errno.EPIPE, "the child's input is closed")
             self._writers += 1
         try:
-            write_all(fd, data, wait_for_room)
+            try:
+                written = os.write(fd, data)  # all of it, almost always (write_all, inlined)
+            except BlockingIOError:
+                written = 0
+            if written != len(data):
+                write_all(fd, memoryview(data)[written:], wait_for_room)
         finally:
             with self._lock:
                 self._writers -= 1

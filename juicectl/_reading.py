@@ -91,7 +91,6 @@ from typing import Any
 from juicectl._busy_poll import BusyPoll
 from juicectl._future import ReplyFuture
 from juicectl._pipe import wait_writable
-from juicectl._timer import TimerHandle
 from juicectl.juice import ProtocolError
 
 __all__ = ["PARK", "READ_SIZE", "TRANSITIONS", "ReadRole", "RequestFuture", "Role", "Trigger"]
@@ -141,36 +140,51 @@ Failure = tuple[ProtocolError, bytes]
 """A protocol error, and the start of the read that broke the protocol."""
 
 
-_reply_future_init = ReplyFuture.__init__
+_reply_get = ReplyFuture.get
 
 
 class RequestFuture(ReplyFuture[dict[str, Any]]):
     """A request's future: a caller waiting in ``get()`` reads the answer itself when nobody
-    else reads, and one with callbacks makes sure the reader thread reads."""
+    else reads, and one with callbacks makes sure the reader thread reads.
 
+    Made with no arguments (as ``map()`` and the like make theirs); its connection sets
+    ``reading`` at once. No ``__init__`` of its own: one is made for every request.
+    """
+
+    #: Who reads the answer (its connection's), or None for a future made by ``map()`` and
+    #: the like, which only waits on the future it maps.
+    reading: ReadRole | None = None
     #: Counted among the role's watchers (under the role's lock).
     watched = False
-    #: The request's timeout, if it has one (its connection sets and cancels it).
-    timer: TimerHandle | None = None
-
-    def __init__(self, reading: ReadRole | None = None) -> None:
-        _reply_future_init(self)  # ReplyFuture.__init__, without the lookup super() makes
-        # None for a future made by map() and the like: it only waits on the future it maps.
-        self._reading = reading
+    #: Whether the request has a deadline among its connection's (set by the connection).
+    timed = False
+    #: The request's place in the order of writes to the child (its connection sets it as it
+    #: queues the bytes; None until then).
+    seq: int | None = None
+    #: An object of the caller's, given back in ``Connection.outstanding()`` (a pool keeps
+    #: its own record of the request here).
+    context: Any = None
 
     def get(self, *, timeout: float | None = None) -> Any:
         """The response fields (or raise); wait up to ``timeout`` seconds (None: forever)."""
-        reading = self._reading
+        reading = self.reading
         if reading is not None and not self.done() and not self.has_get_hook():
             timeout = reading.wait(self, timeout)
-        return super().get(timeout=timeout)
+        return _reply_get(self, timeout=timeout)  # ReplyFuture.get, without super()
 
     def add_done_callback(self, callback: Callable[[ReplyFuture[dict[str, Any]]], None]) -> None:
         """Call ``callback(future)`` once settled (at once if it already is)."""
-        reading = self._reading
+        reading = self.reading
         if reading is not None and not self.done():
             reading.watch(self)
         super().add_done_callback(callback)
+
+    def notify(self, callback: Callable[[ReplyFuture[dict[str, Any]]], None]) -> None:
+        """Call ``callback(future)`` once settled, like ``add_done_callback``, without making
+        the reader thread read for it: for an owner that counts requests while its callers
+        wait in ``get()``, which reads. An answer nobody waits for is still read, within
+        ``PARK``."""
+        ReplyFuture.add_done_callback(self, callback)
 
 
 class ReadRole:

@@ -11,6 +11,7 @@ the whole loop stops until the child answers. Here the answer is handed to the l
 * :func:`get_process`, :func:`stop_process` and :func:`call` are the async forms of the
   controller's and the connection's methods, and :class:`AsyncProcessController` wraps a
   ``ProcessController`` with async methods (and ``async with``).
+* :class:`AsyncProcessPool` does the same for a ``ProcessPool``.
 
 Cancelling a task that awaits one of these cancels only the waiting: a request that went to the
 child is not withdrawn (the Juice protocol has no way to), it completes or times out as it
@@ -46,9 +47,11 @@ from juicectl.exceptions import TooManyRequests
 from juicectl.juice import Command
 from juicectl.messages import StopResult
 from juicectl.policy import check_timeout
+from juicectl.pool import ProcessPool
 
 __all__ = [
     "AsyncProcessController",
+    "AsyncProcessPool",
     "call",
     "get_process",
     "stop_process",
@@ -302,3 +305,78 @@ class AsyncProcessController:
 
     def __repr__(self) -> str:
         return f"<AsyncProcessController {self.controller!r}>"
+
+
+class AsyncProcessPool:
+    """A ``ProcessPool`` with async methods; every wait happens off the event loop.
+
+    Create one with :meth:`start` (the same arguments as ``ProcessPool.start``) or wrap an
+    existing pool; ``async with`` closes it at the end::
+
+        async with AsyncProcessPool.start(argv, size=2) as pool:
+            answers = await asyncio.gather(*(pool.call(Echo, value=v) for v in values))
+
+    Attributes:
+        pool: the wrapped ``ProcessPool`` (its synchronous methods still work).
+    """
+
+    def __init__(self, pool: ProcessPool) -> None:
+        """Wrap ``pool``; closing this object closes it."""
+        self.pool = pool
+
+    @classmethod
+    def start(cls, target: Any, **options: Any) -> AsyncProcessPool:
+        """Start a pool; see ``ProcessPool.start``. It only starts actors (the workers launch
+        in the background), so it is fine to call on the loop."""
+        return cls(ProcessPool.start(target, **options))
+
+    @property
+    def name(self) -> str:
+        """The pool's name."""
+        return self.pool.name
+
+    async def call(
+        self,
+        command: type[Command],
+        /,
+        *,
+        key: Any = None,
+        timeout: float | None = None,
+        **arguments: Any,
+    ) -> dict[str, Any]:
+        """``await`` one request's answer (see ``ProcessPool.call``): the request is written
+        from the loop's thread, as ``pool.call`` writes it, and its outcome is handed to the
+        loop. ``TooManyRequests`` is raised at once when the pool's queue is full."""
+        return await wrap_future(
+            self.pool.call_with(command, arguments, key=key, timeout=timeout)
+        )
+
+    async def call_with(
+        self,
+        command: type[Command],
+        arguments: dict[str, Any],
+        *,
+        key: Any = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Like :meth:`call`, with the arguments as a mapping."""
+        return await wrap_future(
+            self.pool.call_with(command, arguments, key=key, timeout=timeout)
+        )
+
+    async def stats(self) -> dict[str, Any]:
+        """The pool's figures (see ``ProcessPool.stats``), asked on a worker thread."""
+        return await asyncio.to_thread(self.pool.stats)
+
+    async def close(self, timeout: float | None = None) -> dict[str, StopResult | None] | None:
+        """Stop every worker (in parallel) and the pool (waits on a worker thread)."""
+        return await asyncio.to_thread(self.pool.close, timeout)
+
+    async def __aenter__(self) -> AsyncProcessPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncProcessPool {self.pool!r}>"

@@ -37,6 +37,15 @@ Locking, kept small on purpose:
 
 Requests the child sends to the parent are answered by the ``responder`` on one dispatch
 thread, started on first use, so a slow responder never stalls the reader.
+
+What an owner may learn at a loss (a pool, re-sending what the child cannot have started):
+every write gets its place in the order of writes (``RequestFuture.seq``, set as the bytes are
+queued, under the write lock), and the connection counts how many were handed to the
+transport. ``connection_lost`` stops all writing first (a request queued after that is never
+written), then keeps the requests still outstanding, in write order, each marked *written*
+(handed to the transport: it may have reached the child) or not: ``lost_requests``. With
+``negotiate()`` the connection also learns how many requests the child runs at once
+(``peer_concurrency``), from the extra field of the juicectl child's ``Negotiate`` answer.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,7 +63,7 @@ from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
 from juicectl._pipe import Transport, WaitForRoom
 from juicectl._reading import READ_SIZE, ReadRole, RequestFuture
-from juicectl._timer import call_later
+from juicectl._timer import Deadlines
 from juicectl.exceptions import (
     ArgumentError,
     LimitExceeded,
@@ -65,6 +75,10 @@ from juicectl.exceptions import (
 from juicectl.juice import (
     BoxParser,
     Command,
+    Integer,
+    Limits,
+    ListOf,
+    Negotiate,
     Request,
     RequestTable,
     Responders,
@@ -74,13 +88,15 @@ from juicectl.juice import (
 )
 from juicectl.policy import ConnectionOptions, check_timeout
 
-__all__ = ["READ_SIZE", "Connection", "ConnectionLoss", "LossCause"]
+__all__ = ["READ_SIZE", "Connection", "ConnectionLoss", "LossCause", "LostRequest"]
 
 log = get_logger(__name__)
 
 # Bytes waiting to be written to a child that does not read its input, past which call()
 # refuses more: timed-out requests free their slots, not their queued bytes.
 _MAX_UNWRITTEN = 16 << 20
+
+_INFINITY = float("inf")
 
 LossCause = Literal["protocol_error", "closing_request", "write_failed"]
 
@@ -98,6 +114,26 @@ class ConnectionLoss:
     """What went wrong."""
     sample: bytes = b""
     """For a protocol error: the start of the read that broke it."""
+
+
+@dataclass(frozen=True)
+class LostRequest:
+    """A request that was still outstanding when its connection ended (``lost_requests``)."""
+
+    future: RequestFuture
+    """The request's future (already failed with the loss's ``ProcessUnavailable``); its
+    ``context`` is what the caller gave ``call_with``."""
+    written: bool
+    """Whether its bytes were handed to the child's input: it may have reached the child. A
+    request that was not can never have reached it: nothing is written after the loss."""
+
+
+class _NegotiatePeer(Command):
+    """``Negotiate``, reading the juicectl child's extra field too (absent from other peers)."""
+
+    command_name = Negotiate.command_name
+    arguments = [("versions", ListOf(Integer()))]
+    response = [("version", Integer()), ("concurrency", Integer(optional=True))]
 
 
 class _WriteFunction:
@@ -168,8 +204,11 @@ class Connection:
         self._max_in_flight = options.max_in_flight
         self._on_lost = on_lost
         self._log = log.bind(controller=name, pid=pid, generation=generation)
-        self._parser = BoxParser(options.limits)
-        self._responders = Responders(options.responder, builtins=True)
+        # One Limits both ways: what the child sends is parsed under them, and what is sent to
+        # the child is checked against them first (the child runs with the same defaults).
+        self._limits = limits = options.limits if options.limits is not None else Limits()
+        self._parser = BoxParser(limits)
+        self._responders = Responders(options.responder, builtins=True, limits=limits)
         self._dispatcher: ThreadPoolExecutor | None = None
         self._incoming = 0  # the child's requests not yet answered (under _lock)
 
@@ -177,17 +216,27 @@ class Connection:
         self._slot_free = threading.Condition(self._lock)
         self._slot_waiters = 0  # callers waiting in _wait_for_slot (under _lock)
         self._table: RequestTable[RequestFuture] = RequestTable()
+        # The timeouts of the requests in flight, behind one timer (tag -> its timeout).
+        self._deadlines: Deadlines[str, float] = Deadlines(self._expire_due)
         self._closed: ProcessUnavailable | None = None
         self._input_ended = False
         self._losses: set[LossCause] = set()  # causes already reported (under _lock)
         self.sent = 0
         self.answered = 0
         self.failed = 0
+        self.peer_concurrency: int | None = None
+        """How many requests the child says it runs at once (1: one at a time, in order), as
+        its ``Negotiate`` answer said (``negotiate()``); None until then, or if it did not say.
+        """
+        self._lost: tuple[LostRequest, ...] | None = None
 
         self._pending: list[bytes] = []
         self._unwritten = 0  # bytes queued or being written (under _pending_lock)
         self._pending_lock = threading.Lock()
         self._flushing = False
+        self._queued = 0  # writes queued so far: the next one's seq (under _pending_lock)
+        self._handed = 0  # writes handed to the transport, the first ones (under _pending_lock)
+        self._sealed = False  # the connection ended: nothing more is written (_pending_lock)
 
         self._reading = ReadRole(self.data_received, busy_poll=options.busy_poll, log=self._log)
         self._wait_for_room = self._reading.wait_for_room
@@ -221,7 +270,11 @@ class Connection:
 
         Bad arguments (missing, unknown, wrong type, not representable) and a bad
         ``timeout`` (not a number, not finite, not above 0) raise ``ArgumentError`` here,
-        before anything is written.
+        before anything is written. Arguments that would break the child's limits
+        (``options.limits``: a header line over ``max_line_length``, for one) raise
+        ``LimitExceeded`` here, naming the field, its size and the limit, before anything is
+        written or copied: the child and the other requests go on. Bulk data travels as a
+        body (a field named ``body``).
 
         When ``max_in_flight`` requests are outstanding, the caller waits for a free slot (up
         to ``timeout``) or, with ``wait_for_slot=False``, fails with ``TooManyRequests``.
@@ -240,14 +293,19 @@ class Connection:
         *,
         timeout: float | None = None,
         wait_for_slot: bool = True,
+        context: Any = None,
     ) -> ReplyFuture[dict[str, Any]]:
-        """Like ``call()``, with the arguments as a mapping (for arguments named ``timeout``)."""
+        """Like ``call()``, with the arguments as a mapping (for arguments named ``timeout``).
+
+        ``context`` is kept on the request's future (``RequestFuture.context``) and given back
+        in ``lost_requests`` if the connection ends first.
+        """
         if not (isinstance(command, type) and issubclass(command, Command)):
             raise ArgumentError(f"call() needs a Command subclass, not {command!r}")
         fields = command.make_arguments(arguments)
         if timeout is None:
             timeout = self._request_timeout
-        else:
+        elif not (type(timeout) is float and 0.0 < timeout < _INFINITY):  # else it is fine
             try:
                 timeout = check_timeout(timeout, "timeout")
             except (TypeError, ValueError) as error:
@@ -259,7 +317,10 @@ class Connection:
                 f"child {self.pid} is not reading its input: {unwritten} bytes wait to be "
                 f"written; {command.command_name} not sent"
             )
-        future = RequestFuture(self._reading)
+        future = RequestFuture()
+        future.reading = self._reading
+        if context is not None:
+            future.context = context
 
         if not command.requires_answer:
             with self._lock:
@@ -267,7 +328,7 @@ class Connection:
             if closed is not None:
                 future.try_set_exception(closed)
                 return future
-            self._send(request_bytes(command, None, fields))
+            self._send(request_bytes(command, None, fields, self._limits))
             future.try_set({})
             return future
 
@@ -279,10 +340,24 @@ class Connection:
                 return future
             tag = self._table.open(command, future)
             self.sent += 1
-        if timeout is not None:
-            future.timer = call_later(timeout, lambda: self._expire(tag, command, timeout))
-        self._send(request_bytes(command, tag, fields))
+            if timeout is not None:
+                future.timed = True
+                self._deadlines.add(time.monotonic() + timeout, tag, timeout, self._table)
+        try:
+            data = request_bytes(command, tag, fields, self._limits)
+        except BaseException:
+            self._withdraw(tag)  # LimitExceeded, for one: nothing was written
+            raise
+        self._send(data, future)
         return future
+
+    def _withdraw(self, tag: str) -> None:
+        """Forget a request that was never written, and free its slot."""
+        with self._lock:
+            if self._table.pop(tag) is not None:
+                self.sent -= 1
+                if self._slot_waiters:
+                    self._slot_free.notify()
 
     def _wait_for_slot(self, timeout: float | None, wait: bool, command: type[Command]) -> bool:
         # Called with _lock held.
@@ -309,21 +384,34 @@ class Connection:
             )
         return True
 
-    def _expire(self, tag: str, command: type[Command], timeout: float) -> None:
+    def _expire_due(self) -> None:
+        """Fail the requests whose timeout has passed (the timer thread)."""
+        expired: list[tuple[type[Command], RequestFuture, float]] = []
         with self._lock:
-            popped = self._table.give_up(tag)
-            if popped is None:
-                return
-            self.failed += 1
-            self._slot_free.notify()
-        popped[1].try_set_exception(
-            RequestTimeout(f"{command.command_name} got no answer within {timeout}s")
-        )
-        self._reading.wake()
+            for tag, timeout in self._deadlines.pop_due():
+                popped = self._table.give_up(tag)
+                if popped is not None:  # else answered meanwhile
+                    expired.append((*popped, timeout))
+            if expired:
+                self.failed += len(expired)
+                self._slot_free.notify(len(expired))
+        for command, future, timeout in expired:
+            future.try_set_exception(
+                RequestTimeout(f"{command.command_name} got no answer within {timeout}s")
+            )
+        if expired:
+            self._reading.wake()
 
-    def _send(self, data: bytes) -> None:
-        """Queue ``data`` for the child's stdin; the first idle caller writes the queue."""
+    def _send(self, data: bytes, future: RequestFuture | None = None) -> None:
+        """Queue ``data`` for the child's stdin; the first idle caller writes the queue.
+
+        ``future`` (a request's) gets its place in the write order."""
         with self._pending_lock:
+            if self._sealed:
+                return  # the connection has ended: its requests have failed already
+            if future is not None:
+                future.seq = self._queued
+            self._queued += 1
             self._unwritten += len(data)
             if self._flushing:
                 self._pending.append(data)
@@ -331,6 +419,7 @@ class Connection:
             # Nobody writes, so nothing is queued: write our own bytes at once, then
             # whatever others queued meanwhile (two lock rounds for a lone request).
             self._flushing = True
+            self._handed = self._queued
         chunk = data
         write, wait_for_room = self._transport.write, self._wait_for_room
         while True:
@@ -350,11 +439,46 @@ class Connection:
                 return
             with self._pending_lock:
                 self._unwritten -= len(chunk)
-                if not self._pending:
+                if not self._pending or self._sealed:
+                    self._pending.clear()
                     self._flushing = False
                     return
                 chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
                 self._pending.clear()
+                self._handed = self._queued
+
+    def negotiate(self, timeout: float | None = None) -> ReplyFuture[int]:
+        """Ask the child for ``Negotiate`` (version 1); a future of the version it chose.
+
+        The juicectl child's answer also says how many requests it runs at once: that sets
+        ``peer_concurrency`` before the future is settled (other peers do not say; it stays
+        None). Fails as ``call()`` does (``RemoteJuiceError`` for a child that refuses the
+        version).
+        """
+        result: ReplyFuture[int] = ReplyFuture()
+        answer = self.call(_NegotiatePeer, versions=[1], timeout=timeout)
+
+        def settle(done: ReplyFuture[dict[str, Any]]) -> None:
+            try:
+                fields = done.get(timeout=0)
+            except BaseException as error:
+                result.try_set_exception(error)
+                return
+            concurrency = fields.get("concurrency")
+            if isinstance(concurrency, int) and concurrency >= 1:
+                self.peer_concurrency = concurrency
+            result.try_set(fields["version"])
+
+        answer.add_done_callback(settle)
+        return result
+
+    @property
+    def lost_requests(self) -> tuple[LostRequest, ...] | None:
+        """The requests outstanding when the connection ended, in the order they were written
+        (those never written last), each with whether it was written; None while it is open.
+
+        Set before their futures fail, so whoever sees such a failure can read it."""
+        return self._lost
 
     @property
     def in_flight(self) -> int:
@@ -442,8 +566,11 @@ class Connection:
             closed = self._closed is not None
             if popped is None:
                 late = self._table.was_late(tag)
-            elif self._slot_waiters:
-                self._slot_free.notify()
+            else:
+                if popped[1].timed:
+                    self._deadlines.answered(tag)
+                if self._slot_waiters:
+                    self._slot_free.notify()
         if popped is None:
             if late:
                 self._log.info("late_answer_dropped", tag=tag)
@@ -457,8 +584,6 @@ class Connection:
                                   error_code=getattr(answer, "code", None))
             return
         command, future = popped
-        if future.timer is not None:
-            future.timer.cancel()
         outcome = answer_outcome(command, answer)
         if type(outcome) is not dict and isinstance(outcome, BaseException):
             with self._lock:
@@ -545,11 +670,16 @@ class Connection:
                 return
             self._closed = reason
             waiting = self._table.drain()
+            self._deadlines.clear()
             self.failed += len(waiting)
             self._slot_free.notify_all()
+        with self._pending_lock:
+            # From here on nothing is written: whatever was not handed to the transport yet
+            # never reaches the child, and ``lost_requests`` can say so.
+            self._sealed = True
+            handed = self._handed
+        self._lost = _in_write_order(waiting, handed)
         for future in waiting:
-            if future.timer is not None:
-                future.timer.cancel()
             future.try_set_exception(reason)
         self._reading.wake()
         self._reading.end()
@@ -559,3 +689,17 @@ class Connection:
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<Connection {self.name} pid={self.pid} generation={self.generation} {state}>"
+
+
+def _in_write_order(futures: list[RequestFuture], handed: int) -> tuple[LostRequest, ...]:
+    """``futures`` as ``LostRequest``s: the written ones by their place in the write order,
+    then the others (never written) as the table held them."""
+    written = sorted(
+        (future for future in futures if future.seq is not None and future.seq < handed),
+        key=lambda future: future.seq or 0,
+    )
+    unwritten = [future for future in futures if future.seq is None or future.seq >= handed]
+    return (
+        *(LostRequest(future, True) for future in written),
+        *(LostRequest(future, False) for future in unwritten),
+    )

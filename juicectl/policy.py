@@ -61,8 +61,10 @@ class ConnectionOptions:
             ``wait_for_slot=False`` fails with ``TooManyRequests``; a child with that many
             requests to the parent unanswered that sends another breaks the connection
             (``LimitExceeded``).
-        limits: the parser's limits on what the child sends (None: the codec's defaults,
-            ``Limits()``).
+        limits: the limits both ways (None: the codec's defaults, ``Limits()``, which are the
+            child runtime's defaults too): what the child sends is parsed under them, and a
+            request (or responder answer) that would break them is refused before it is
+            written (``LimitExceeded``; see ``docs/protocol.md``).
         busy_poll: how long (seconds, 0 to 0.01) a caller reading its own answer may poll the
             child's stdout before it sleeps on it; it does so only while that brings answers
             sooner (see ``docs/performance.md``). 0 never polls.

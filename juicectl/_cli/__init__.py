@@ -188,7 +188,8 @@ def _configure_logging(verbose: int) -> None:
             structlog.dev.ConsoleRenderer(colors=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # WriteLogger writes each line, newline included, in one call.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
     )
 
 

@@ -232,7 +232,20 @@ class Interrupts:
         stream = self._stderr or sys.stderr
         # The terminal echoed ^C where the cursor was: start a line of our own.
         start = "\n" if _is_terminal(stream) else ""
-        print(f"{start}{line}", file=stream, flush=True)
+        text = f"{start}{line}\n"
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = None
+        if fd is None:
+            stream.write(text)
+            stream.flush()
+            return
+        # One system call, past the stream's buffer: this runs in a signal handler, which may
+        # interrupt this same thread inside a write to that buffer (a reentrant write raises),
+        # and a log line from another thread cannot glue itself to a line written whole.
+        with contextlib.suppress(OSError):
+            os.write(fd, text.encode("utf-8", "replace"))
 
     @staticmethod
     def _exit_now() -> None:

@@ -5,8 +5,13 @@ Why it is shaped like this:
 * **One reader.** Only the serving thread reads the input. It parses every box in a chunk,
   routes answers to this child's own calls at once, and hands requests to the handlers.
 * **Sequential by default, with nothing in the way.** With ``concurrency == 1`` handlers run
-  on the reading thread itself, in arrival order, and the answers of one chunk go out in one
-  write: no thread hand-off, no queue, one system call per chunk on a busy pipe.
+  on the reading thread itself, in arrival order: no thread hand-off, no queue. Each answer is
+  written before the next request of the chunk starts, so that at any moment at most one
+  request has started and not had its answer written: the promise a one-at-a-time worker makes
+  in its ``Negotiate`` answer (below), on which a pool's re-dispatch after a crash relies.
+* **Saying how it runs.** The ``Negotiate`` answer carries ``Concurrency: N`` beside
+  ``Version: 1`` (unless the worker answers ``Negotiate`` itself): 1 for one request at a time,
+  in order. Peers that do not know the field ignore it, as Juice peers ignore unknown fields.
 * **Threads only when asked.** With ``concurrency == N > 1`` the reader submits each request
   to N daemon threads and keeps reading, so a slow handler does not hold a fast one; each
   answer is written as soon as it is ready, under a write lock (the tags keep the pairs).
@@ -52,8 +57,11 @@ from juicectl.juice import (
     Command,
     CommandMatcher,
     ErrorAnswer,
+    Integer,
     JuicectlError,
     Limits,
+    ListOf,
+    Negotiate,
     ProtocolError,
     Reply,
     Request,
@@ -73,6 +81,40 @@ _log = logging.getLogger("juicectl.child")
 
 #: Finds Shutdown under any name the codec matches to it (case, "-" and "_" do not matter).
 _is_shutdown_name = CommandMatcher({Shutdown.command_name: True}).lookup
+#: Finds Shutdown and Negotiate, the requests the session answers itself: one lookup per request.
+_special_name = CommandMatcher({Shutdown.command_name: True, Negotiate.command_name: True}).lookup
+
+#: The environment variable a launcher sets to choose a worker's busy polling for it (seconds;
+#: ``0`` turns it off), when neither ``run()``, ``serve()`` nor ``--busy-poll`` says: a pool
+#: keeps the spinners on a machine within its cores with it (see ``docs/pools.md``).
+BUSY_POLL_ENV = "JUICECTL_BUSY_POLL"
+
+
+class _NegotiateConcurrency(Command):
+    """``Negotiate`` as this runtime answers it: the version, and how many requests it runs at
+    once (``Concurrency``, an extra field that peers who do not know it ignore)."""
+
+    command_name = Negotiate.command_name
+    arguments = [("versions", ListOf(Integer()))]
+    response = [("version", Integer()), ("concurrency", Integer())]
+
+
+#: The codec's own Negotiate handler: it picks the version (or refuses, closing the connection).
+_builtin_negotiate = Responders(None).lookup(Negotiate.command_name)
+
+
+class _Negotiator:
+    """Answers ``Negotiate`` as the codec does, plus the session's concurrency."""
+
+    def __init__(self, concurrency: int) -> None:
+        self._concurrency = concurrency
+
+    @_NegotiateConcurrency.responder
+    def negotiate(self, versions: list[int]) -> dict[str, Any]:
+        assert _builtin_negotiate is not None
+        answer = dict(_builtin_negotiate[1](versions=versions))
+        answer["concurrency"] = self._concurrency
+        return answer
 
 
 def _is_shutdown(command_name: str) -> bool:
@@ -121,7 +163,8 @@ class JuiceChild:
         the parent sent, with :class:`~juicectl.juice.RemoteJuiceError` for other codes, or
         with :class:`ConnectionLost` if the conversation ends first. Waiting on it from a
         handler is fine at any concurrency. Bad arguments raise
-        :class:`~juicectl.juice.ArgumentError` here, before anything is sent.
+        :class:`~juicectl.juice.ArgumentError` here, and arguments that would break the
+        parent's limits :class:`~juicectl.juice.LimitExceeded`, before anything is sent.
 
         Raises:
             RuntimeError: the worker is not being served.
@@ -171,7 +214,17 @@ class _Session:
         close_output: bool,
         busy_poll: float,
     ) -> None:
-        self._responders = Responders(worker)
+        # One Limits both ways, the parent's defaults too: what the parent sends is parsed
+        # under them, and what is sent to the parent is checked against them first.
+        self._limits = limits = limits if limits is not None else Limits()
+        self._responders = Responders(worker, limits=limits)
+        # Negotiate is answered here, with the concurrency, unless the worker answers it.
+        own_negotiate = Responders(worker, builtins=False).lookup(Negotiate.command_name)
+        self._negotiator = (
+            Responders(_Negotiator(concurrency), builtins=False, limits=limits)
+            if own_negotiate is None
+            else None
+        )
         self._parser = BoxParser(limits)
         # Only a one-at-a-time worker polls: its reading thread has nothing else to do, where
         # a concurrent worker's reader would take the GIL from the handlers.
@@ -183,7 +236,7 @@ class _Session:
         self._write_lock = threading.Lock()
         self._output_closed = False
         self._output_released = False
-        # Answers of the current chunk in sequential mode, written together at its end.
+        # Sequential mode: answers not written yet; written before the next request starts.
         self._pending: list[bytes] = []
 
         self._table_lock = threading.Lock()
@@ -303,10 +356,14 @@ class _Session:
                 name is None
                 or "_answer" in box
                 or "_error" in box
-                or _is_shutdown_name(name) is not None
+                or _special_name(name) is not None
             ):
                 self._route_box(box)  # a protocol error sets _closing, checked below
             else:
+                if pending:
+                    # The answers so far go out before this request starts: at most one
+                    # request is ever started and unanswered (the Negotiate promise).
+                    self._flush()
                 reply = self._answer(name, box.get("_ask"), box)
                 if isinstance(reply, bytes):
                     pending.append(reply)
@@ -332,6 +389,8 @@ class _Session:
         if _is_shutdown(request.command):
             reply = self._shutdown_reply(request)
         else:
+            if self._pending:
+                self._flush()  # as in _handle_chunk: answers out before the next starts
             reply = self._handle(request)
         self._keep(reply)
 
@@ -459,7 +518,11 @@ class _Session:
     # -- handlers ------------------------------------------------------------------------
 
     def _handle(self, request: Request) -> Reply:
-        reply = self._answer(request.command, request.tag, request.box)
+        negotiator = self._negotiator
+        if negotiator is not None and negotiator.lookup(request.command) is not None:
+            reply = negotiator.answer(request.command, request.tag, request.box)
+        else:
+            reply = self._answer(request.command, request.tag, request.box)
         return Reply(reply, False) if isinstance(reply, bytes) else reply
 
     def _answer(self, command_name: str, tag: str | None, box: Box) -> bytes | Reply:
@@ -516,14 +579,22 @@ class _Session:
         arguments = command.make_arguments(kwargs)
         future = _CallFuture(self)
         if not command.requires_answer:
-            if self._write(request_bytes(command, None, arguments)):
+            if self._write(request_bytes(command, None, arguments, self._limits)):
                 future.set_result({})
             else:
                 future.set_exception(ConnectionLost("the conversation with the parent is over"))
             return future
         with self._table_lock:
             tag = None if self._table_closed else self._table.open(command, future)
-        if tag is None or not self._write(request_bytes(command, tag, arguments)):
+        data = b""
+        if tag is not None:
+            try:
+                data = request_bytes(command, tag, arguments, self._limits)
+            except BaseException:
+                with self._table_lock:  # LimitExceeded, for one: nothing was written
+                    self._table.pop(tag)
+                raise
+        if tag is None or not self._write(data):
             if tag is not None:
                 with self._table_lock:
                     self._table.pop(tag)
@@ -554,6 +625,17 @@ class _Session:
                 )
 
 
+def _busy_poll_from_env() -> float | None:
+    """The budget ``JUICECTL_BUSY_POLL`` sets, if it is set; a bad value is an error."""
+    text = os.environ.get(BUSY_POLL_ENV)
+    if text is None or not text.strip():
+        return None
+    try:
+        return check_busy_poll(float(text))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{BUSY_POLL_ENV}={text!r}: {exc}") from None
+
+
 def serve(
     worker: object,
     stdin: InputLike,
@@ -577,19 +659,26 @@ def serve(
         stdin: where requests arrive: a file descriptor or a binary stream.
         stdout: where answers go: a file descriptor or a binary stream.
         concurrency: how many handlers may run at once (default: ``worker.concurrency``, or 1).
-        limits: the parser's limits on line, body and header counts.
+        limits: the limits on line, body and header counts, both ways: what the parent sends is
+            parsed under them, and an answer that would break them is not sent (an error
+            answer with code ``LIMIT_EXCEEDED`` goes instead, and the conversation goes on).
+            Default: ``Limits()``, the parent's default too.
         close_output: close ``stdout`` when the conversation ends.
         busy_poll: how long (seconds, at most 0.01) a one-at-a-time worker may poll a file
             descriptor ``stdin`` before it sleeps on it; it does so only while that brings
-            requests sooner. 0 never polls. Default: ``worker.busy_poll``, or 0.0001.
+            requests sooner. 0 never polls. Default: the ``JUICECTL_BUSY_POLL`` environment
+            variable if it is set (a pool sets it), else ``worker.busy_poll``, or 0.0001.
 
     Raises:
         ProtocolError: the input is not valid Juice (the output is closed first).
+        ValueError: a bad ``concurrency``, ``busy_poll`` or ``JUICECTL_BUSY_POLL``.
     """
     if concurrency is None:
         concurrency = int(getattr(worker, "concurrency", 1))
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    if busy_poll is None:
+        busy_poll = _busy_poll_from_env()
     if busy_poll is None:
         busy_poll = getattr(worker, "busy_poll", DEFAULT_BUSY_POLL)
     busy_poll = check_busy_poll(busy_poll)
@@ -632,7 +721,7 @@ def run(
         stdin: serve on this input instead of the process's stdin.
         stdout: serve on this output instead of the process's stdout. When both are given,
             nothing process-wide is touched: no stream protection, no logging setup.
-        limits: the parser's limits on line, body and header counts.
+        limits: the limits on line, body and header counts, both ways (see :func:`serve`).
         exit_process: call ``sys.exit`` at the end (status 0, or 1 after a protocol error).
             When false, return instead, or raise the protocol error.
         busy_poll: how long (seconds) a one-at-a-time worker may poll its input before it
@@ -641,6 +730,8 @@ def run(
     """
     if busy_poll is not None:
         check_busy_poll(busy_poll)  # before stdio is touched or the worker created
+    else:
+        _busy_poll_from_env()  # likewise: a bad JUICECTL_BUSY_POLL fails before anything
     source: InputLike
     target: OutputLike
     if stdin is not None and stdout is not None:

@@ -41,6 +41,7 @@ from juicectl.juice._parser import BoxParser, Limits
 from juicectl.juice._raw import RawCommand, is_raw, raw_command, raw_fields, text_box
 from juicectl.juice._session import (
     LATE_MEMORY,
+    LIMIT_EXCEEDED_CODE,
     UNHANDLED_CODE,
     UNHANDLED_DESCRIPTION,
     Answer,
@@ -72,6 +73,7 @@ from juicectl.juice._types import (
 
 __all__ = [
     "LATE_MEMORY",
+    "LIMIT_EXCEEDED_CODE",
     "UNHANDLED_CODE",
     "UNHANDLED_DESCRIPTION",
     "Answer",

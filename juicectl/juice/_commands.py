@@ -173,22 +173,24 @@ class Command:
             ArgumentError: a required argument is missing, one is unknown, or a value has the
                 wrong type or cannot be written.
         """
-        return fields_to_box(cls._argument_specs, kwargs, f"{cls.command_name} arguments")
+        # The message's name and kind apart: formatted only for an error (this runs for
+        # every request).
+        return fields_to_box(cls._argument_specs, kwargs, cls.command_name, " arguments")
 
     @classmethod
     def parse_arguments(cls, box: Box) -> dict[str, Any]:
         """Return the keyword arguments a received request box carries (extra keys ignored)."""
-        return box_to_fields(cls._argument_specs, box, f"{cls.command_name} arguments")
+        return box_to_fields(cls._argument_specs, box, cls.command_name, " arguments")
 
     @classmethod
     def make_response(cls, result: Mapping[str, Any]) -> Box:
         """Return the answer box (response fields only) for a handler's ``result``."""
-        return fields_to_box(cls._response_specs, result, f"{cls.command_name} response")
+        return fields_to_box(cls._response_specs, result, cls.command_name, " response")
 
     @classmethod
     def parse_response(cls, box: Box) -> dict[str, Any]:
         """Return the response fields of a received answer box (extra keys ignored)."""
-        return box_to_fields(cls._response_specs, box, f"{cls.command_name} response")
+        return box_to_fields(cls._response_specs, box, cls.command_name, " response")
 
     @classmethod
     def responder(cls, func: F) -> F:

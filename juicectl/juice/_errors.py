@@ -27,7 +27,12 @@ class TruncatedBox(ProtocolError):
 
 
 class LimitExceeded(ProtocolError):
-    """A header line, a body or the number of headers went past the parser's limits."""
+    """A header line, a body or the number of headers went past the limits.
+
+    Raised by the parser for what a peer sent (the stream is broken: the connection ends), and
+    by whoever would send a request or an answer that breaks the peer's limits, before a byte
+    of it is written: then only that one message fails, and the connection goes on.
+    """
 
 
 class SerializationError(JuicectlError, ValueError):

@@ -458,7 +458,24 @@ class BoxParser:
                 buf.clear()
             elif self._box is None and self._need < 0:
                 # Between boxes with nothing held back: most reads are whole boxes, which the
-                # fast path finishes on its own.
+                # fast path finishes on its own. The commonest of all, one small box without a
+                # body (a sequential request or answer), is one decode and one split: no line
+                # can be too long when the whole block is within max_line_length (nor all of
+                # them, within max_header_bytes; _box_from_block counts them).
+                if (
+                    len(data) <= _SHORT_BLOCK
+                    and data[-4:] == _END
+                    and len(data) - 4 <= self.limits.max_line_length
+                    and len(data) - 2 <= self.limits.max_header_bytes
+                ):
+                    try:
+                        text = data[:-4].decode("utf-8")
+                    except UnicodeDecodeError:
+                        text = None
+                    if text is not None:
+                        box = _box_from_block(text, self.limits.max_headers)
+                        if box is not None and "_length" not in box:
+                            return [box]
                 out: list[Box] = []
                 pos, box, need = _fast_boxes(data, 0, out, self.limits, True)
                 if box is None and pos == len(data):

@@ -22,10 +22,18 @@ from juicectl.juice._commands import (
     Negotiate,
     command_key,
 )
-from juicectl.juice._errors import JuicectlError, MalformedBox, SerializationError
+from juicectl.juice._errors import (
+    JuicectlError,
+    LimitExceeded,
+    MalformedBox,
+    SerializationError,
+)
+from juicectl.juice._fit import check_answer, check_request, fit_description
+from juicectl.juice._parser import Limits
 
 __all__ = [
     "LATE_MEMORY",
+    "LIMIT_EXCEEDED_CODE",
     "UNHANDLED_CODE",
     "UNHANDLED_DESCRIPTION",
     "Answer",
@@ -46,6 +54,9 @@ W = TypeVar("W")
 #: The code and description the reference sends for unknown commands and undeclared errors.
 UNHANDLED_CODE = "UNHANDLED"
 UNHANDLED_DESCRIPTION = "Unhandled Remote System Exception "
+#: The code of the error answer sent instead of an answer that would break the peer's limits
+#: (the description names the field, its size and the limit); the connection goes on.
+LIMIT_EXCEEDED_CODE = "LIMIT_EXCEEDED"
 
 #: Protocol versions the built-in Negotiate responder accepts (the reference knows only 1).
 VERSIONS = (1,)
@@ -107,6 +118,24 @@ _OWN_PARSE_ARGUMENTS = getattr(Command.parse_arguments, "__func__", None)
 _OWN_PARSE_RESPONSE = getattr(Command.parse_response, "__func__", None)
 
 
+#: Command class -> whether its parser is Command's own, for the classes seen (bounded: ad-hoc
+#: command classes are made at run time). Asked for every request and every answer.
+_OWN_ARGUMENTS_PARSER: dict[type[Command], bool] = {}
+_OWN_RESPONSE_PARSER: dict[type[Command], bool] = {}
+_OWN_PARSERS_MAX = 1024
+
+
+def _has_own_parser(
+    command: type[Command], known: dict[type[Command], bool], method: str, own: object
+) -> bool:
+    found = known.get(command)
+    if found is None:
+        found = getattr(getattr(command, method), "__func__", None) is own
+        if len(known) < _OWN_PARSERS_MAX:
+            known[command] = found
+    return found
+
+
 def parse_received_arguments(command: type[Command], box: Box) -> dict[str, Any]:
     """``command.parse_arguments`` of a request box as received, ``-`` headers and all.
 
@@ -114,7 +143,8 @@ def parse_received_arguments(command: type[Command], box: Box) -> dict[str, Any]
     no copy; an override may read every field, and gets the fields alone (as in
     ``Request.box``).
     """
-    if getattr(command.parse_arguments, "__func__", None) is not _OWN_PARSE_ARGUMENTS:
+    if not _has_own_parser(command, _OWN_ARGUMENTS_PARSER, "parse_arguments",
+                           _OWN_PARSE_ARGUMENTS):
         box = _fields(box)
     return command.parse_arguments(box)
 
@@ -122,7 +152,8 @@ def parse_received_arguments(command: type[Command], box: Box) -> dict[str, Any]
 def parse_received_response(command: type[Command], box: Box) -> dict[str, Any]:
     """``command.parse_response`` of an answer box as received (see
     :func:`parse_received_arguments`; an override gets the fields alone, as in ``Answer.box``)."""
-    if getattr(command.parse_response, "__func__", None) is not _OWN_PARSE_RESPONSE:
+    if not _has_own_parser(command, _OWN_RESPONSE_PARSER, "parse_response",
+                           _OWN_PARSE_RESPONSE):
         box = _fields(box)
     return command.parse_response(box)
 
@@ -151,8 +182,29 @@ def classify(box: Box) -> Answer | ErrorAnswer | Request:
     raise MalformedBox(f"box has none of -Command, -Answer, -Error (keys: {keys or 'none'})")
 
 
-def request_bytes(command: type[Command], tag: str | None, arguments: Box) -> bytes:
-    """Return the bytes of a request: ``-Command``, ``-Ask`` (when ``tag``), the fields."""
+def request_bytes(
+    command: type[Command], tag: str | None, arguments: Box, limits: Limits | None = None
+) -> bytes:
+    """Return the bytes of a request: ``-Command``, ``-Ask`` (when ``tag``), the fields.
+
+    With ``limits`` (the peer's), a request that would break them raises ``LimitExceeded``
+    (naming the field, its size and the limit) before any of it is serialized.
+    """
+    if limits is not None:
+        # The quick answer for the usual request, inline (this runs for every request); see
+        # far_below in _fit.py for why these sums bound every size the parser counts.
+        try:
+            chars = len(command.command_name) + (0 if tag is None else len(tag))
+            for key, value in arguments.items():
+                chars += len(key) + len(value)
+        except TypeError:
+            chars = -1  # not text: the serializer says what is wrong with it
+        if not (
+            arguments.body is None
+            and 4 * (chars + len(arguments)) + 32 <= limits.max_line_length
+            and len(arguments) + 2 + chars // 2 <= limits.max_headers
+        ) and chars >= 0:
+            check_request(limits, command.command_name, tag, arguments)
     if tag is None:
         parts = [f"-Command: {command.command_name}\r\n"]
     elif type(tag) is str and "\r" not in tag and "\n" not in tag:
@@ -173,8 +225,14 @@ def request_bytes(command: type[Command], tag: str | None, arguments: Box) -> by
     return finish(parts, body)
 
 
-def answer_bytes(tag: str, response: Box) -> bytes:
-    """Return the bytes of a successful answer: the fields, then ``-Answer`` (as the reference)."""
+def answer_bytes(tag: str, response: Box, limits: Limits | None = None) -> bytes:
+    """Return the bytes of a successful answer: the fields, then ``-Answer`` (as the reference).
+
+    With ``limits`` (the peer's), an answer that would break them raises ``LimitExceeded``
+    before any of it is serialized (see :func:`request_bytes`).
+    """
+    if limits is not None:
+        check_answer(limits, tag, response)
     parts: list[str] = []
     append_fields(parts, response)
     if type(tag) is str and "\r" not in tag and "\n" not in tag:
@@ -184,13 +242,17 @@ def answer_bytes(tag: str, response: Box) -> bytes:
     return finish(parts, response.body)
 
 
-def error_bytes(tag: str, code: str, description: str) -> bytes:
+def error_bytes(tag: str, code: str, description: str, limits: Limits | None = None) -> bytes:
     """Return the bytes of an error answer, in the reference's header order.
 
-    Lone CR or LF in ``description`` become CRLF so any exception text can be sent.
+    Lone CR or LF in ``description`` become CRLF so any exception text can be sent. With
+    ``limits`` (the peer's), a description too long for them is cut short (saying how much
+    was left out): an error answer always gets through.
     """
     if "\r" in description or "\n" in description:
         description = _NEWLINES.sub("\r\n", description)
+    if limits is not None:
+        description = fit_description(description, limits)
     parts: list[str] = []
     append_fields(parts, {"_error": tag, "_error_description": description, "_error_code": code})
     return finish(parts, None)
@@ -325,12 +387,20 @@ class Responders:
     Args:
         handler_object: the object whose methods answer requests (``None``: built-ins only).
         builtins: whether to answer ``Negotiate`` (a handler for it takes precedence).
+        limits: the peer's limits (None: unchecked). An answer that would break them is not
+            sent: an error answer with ``LIMIT_EXCEEDED_CODE`` goes instead, naming the field,
+            its size and the limit, and the connection goes on. An error description too
+            long for them is cut short.
 
     Raises:
         TypeError: one class marks two methods as responders for the same command.
     """
 
-    def __init__(self, handler_object: object | None, *, builtins: bool = True) -> None:
+    def __init__(
+        self, handler_object: object | None, *, builtins: bool = True,
+        limits: Limits | None = None,
+    ) -> None:
+        self._limits = limits
         entries: dict[str, tuple[type[Command], Handler]] = {}
         if builtins:
             entries[command_key(Negotiate.command_name)] = (Negotiate, _negotiate)
@@ -354,7 +424,8 @@ class Responders:
 
         An unknown command, arguments that do not parse, or an exception the command does not
         declare give ``UNHANDLED`` and ``close=True``; a declared ``errors`` exception gives its
-        code and ``close=False``; a ``fatal_errors`` one gives its code and ``close=True``.
+        code and ``close=False``; a ``fatal_errors`` one gives its code and ``close=True``; an
+        answer past the peer's limits gives ``LIMIT_EXCEEDED_CODE`` and ``close=False``.
         """
         reply = self.answer(request.command, request.tag, request.box)
         return Reply(reply, False) if isinstance(reply, bytes) else reply
@@ -382,7 +453,7 @@ class Responders:
             if tag is None:
                 return Reply(None, fatal, exc)
             try:
-                data = error_bytes(tag, code, str(exc))
+                data = error_bytes(tag, code, str(exc), self._limits)
             except SerializationError:
                 return _unhandled(tag, exc)
             return Reply(data, fatal, exc)
@@ -397,7 +468,13 @@ class Responders:
             response = command.make_response(result)
             if tag is None:
                 return Reply(None, False)
-            return answer_bytes(tag, response)
+            return answer_bytes(tag, response, self._limits)
+        except LimitExceeded as exc:
+            # Too big for the peer: refused before a byte was written, so the conversation
+            # goes on; the caller learns why.
+            assert tag is not None
+            text = f"{command.command_name}: {exc}"
+            return Reply(error_bytes(tag, LIMIT_EXCEEDED_CODE, text, self._limits), False, exc)
         except Exception as exc:
             return _unhandled(tag, exc)
 

@@ -288,6 +288,10 @@ class BoxList(Argument):
         return f"BoxList({self.arguments!r}, optional={self.optional})"
 
 
+#: The argument types whose text is their value both ways (not their subclasses, which may
+#: convert): the codec skips their to_string and from_string calls on the request path.
+_PLAIN_TEXT = frozenset({String, Unicode})
+
 #: One declared field: (Python name, box key, argument type).
 FieldSpec = tuple[str, str, Argument]
 
@@ -319,7 +323,9 @@ def compile_fields(fields: Iterable[tuple[str, Argument]], where: str) -> tuple[
     return tuple(specs)
 
 
-def fields_to_box(specs: tuple[FieldSpec, ...], values: Mapping[str, Any], what: str) -> Box:
+def fields_to_box(
+    specs: tuple[FieldSpec, ...], values: Mapping[str, Any], what: str, kind: str = ""
+) -> Box:
     """Return the box holding ``values`` (keyword names -> Python values) per ``specs``.
 
     Names match case-insensitively with ``-`` as ``_``, like the reference.
@@ -329,16 +335,16 @@ def fields_to_box(specs: tuple[FieldSpec, ...], values: Mapping[str, Any], what:
             has the wrong type or cannot be written on the wire.
     """
     if len(values) == len(specs):
-        box = _fields_as_named(specs, values, what)
+        box = _fields_as_named(specs, values, what, kind)
         if box is not None:
             return box
     given: dict[str, tuple[str, Any]] = {}
     for name, value in values.items():
         if not isinstance(name, str):
-            raise ArgumentError(f"{what}: field names must be str, not {name!r}")
+            raise ArgumentError(f"{what}{kind}: field names must be str, not {name!r}")
         key = normalize_key(name)
         if key in given:
-            raise ArgumentError(f"{what}: {given[key][0]!r} and {name!r} name the same field")
+            raise ArgumentError(f"{what}{kind}: {given[key][0]!r} and {name!r} name the same field")
         given[key] = (name, value)
     box = Box()
     for name, key, argument in specs:
@@ -347,9 +353,9 @@ def fields_to_box(specs: tuple[FieldSpec, ...], values: Mapping[str, Any], what:
             if argument.optional:
                 continue
             if entry is None:
-                _check_unknown(specs, given, what)
-                raise ArgumentError(f"{what}: missing required {name!r}")
-            raise ArgumentError(f"{what}: {name!r} is required and cannot be None")
+                _check_unknown(specs, given, what, kind)
+                raise ArgumentError(f"{what}{kind}: missing required {name!r}")
+            raise ArgumentError(f"{what}{kind}: {name!r} is required and cannot be None")
         value = entry[1]
         try:
             if key == "body":
@@ -357,18 +363,18 @@ def fields_to_box(specs: tuple[FieldSpec, ...], values: Mapping[str, Any], what:
                 continue
             text = argument.to_string(value)
         except ArgumentError as exc:
-            raise ArgumentError(f"{what}: {name!r}: {exc}") from None
+            raise ArgumentError(f"{what}{kind}: {name!r}: {exc}") from None
         except (TypeError, ValueError, OverflowError) as exc:
-            raise ArgumentError(f"{what}: {name!r}: {exc}") from exc
-        _check_text(text, name, what)
+            raise ArgumentError(f"{what}{kind}: {name!r}: {exc}") from exc
+        _check_text(text, name, what, kind)
         box[key] = text
     if given:
-        _check_unknown(specs, given, what)
+        _check_unknown(specs, given, what, kind)
     return box
 
 
 def _fields_as_named(
-    specs: tuple[FieldSpec, ...], values: Mapping[str, Any], what: str
+    specs: tuple[FieldSpec, ...], values: Mapping[str, Any], what: str, kind: str
 ) -> Box | None:
     """The common case of :func:`fields_to_box`: every field given, under its declared name.
 
@@ -381,19 +387,22 @@ def _fields_as_named(
         value = values.get(name)
         if value is None or key == "body":
             return None
-        try:
-            text = argument.to_string(value)
-        except ArgumentError as exc:
-            raise ArgumentError(f"{what}: {name!r}: {exc}") from None
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise ArgumentError(f"{what}: {name!r}: {exc}") from exc
+        if type(value) is str and type(argument) in _PLAIN_TEXT:
+            text = value  # what String.to_string returns, without the call
+        else:
+            try:
+                text = argument.to_string(value)
+            except ArgumentError as exc:
+                raise ArgumentError(f"{what}{kind}: {name!r}: {exc}") from None
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise ArgumentError(f"{what}{kind}: {name!r}: {exc}") from exc
         if not text.isascii() or "\r" in text or "\n" in text:
-            _check_text(text, name, what)  # only such text can be refused
+            _check_text(text, name, what, kind)  # only such text can be refused
         box[key] = text
     return box
 
 
-def _check_text(text: str, name: str, what: str) -> None:
+def _check_text(text: str, name: str, what: str, kind: str) -> None:
     """``ArgumentError`` if ``text`` cannot travel as the value of field ``name``."""
     problem = check_value(text)
     if problem is None and not text.isascii():
@@ -402,19 +411,21 @@ def _check_text(text: str, name: str, what: str) -> None:
         except UnicodeEncodeError:
             problem = "cannot be encoded as UTF-8"
     if problem is not None:
-        raise ArgumentError(f"{what}: {name!r}: the value {problem}: {text[:60]!r}")
+        raise ArgumentError(f"{what}{kind}: {name!r}: the value {problem}: {text[:60]!r}")
 
 
 def _check_unknown(
-    specs: tuple[FieldSpec, ...], given: dict[str, tuple[str, Any]], what: str
+    specs: tuple[FieldSpec, ...], given: dict[str, tuple[str, Any]], what: str, kind: str
 ) -> None:
     known = {key for _, key, _ in specs}
     unknown = [name for key, (name, _) in given.items() if key not in known]
     if unknown:
-        raise ArgumentError(f"{what}: unknown {', '.join(map(repr, unknown))}")
+        raise ArgumentError(f"{what}{kind}: unknown {', '.join(map(repr, unknown))}")
 
 
-def box_to_fields(specs: tuple[FieldSpec, ...], box: Box, what: str) -> dict[str, Any]:
+def box_to_fields(
+    specs: tuple[FieldSpec, ...], box: Box, what: str, kind: str = ""
+) -> dict[str, Any]:
     """Return the Python values of the declared fields in ``box`` (extra keys are ignored).
 
     Raises:
@@ -433,13 +444,16 @@ def box_to_fields(specs: tuple[FieldSpec, ...], box: Box, what: str) -> dict[str
             else:
                 text = box.get(key)
                 if text is not None:
-                    result[name] = argument.from_string(text)
+                    # String's text is its value: no call for it.
+                    result[name] = (
+                        text if type(argument) in _PLAIN_TEXT else argument.from_string(text)
+                    )
                     continue
         except ArgumentError as exc:
-            raise ArgumentError(f"{what}: {name!r}: {exc}") from None
+            raise ArgumentError(f"{what}{kind}: {name!r}: {exc}") from None
         except (TypeError, ValueError, OverflowError) as exc:
-            raise ArgumentError(f"{what}: {name!r}: {exc}") from exc
+            raise ArgumentError(f"{what}{kind}: {name!r}: {exc}") from exc
         if not argument.optional:
-            raise ArgumentError(f"{what}: missing required {name!r}")
+            raise ArgumentError(f"{what}{kind}: missing required {name!r}")
         result[name] = None
     return result

@@ -20,7 +20,7 @@ from juicectl.aio import AsyncProcessController
 from juicectl.exceptions import ArgumentError, RequestTimeout
 from juicectl.testing import ControllerFactory
 from tests.aio.workers import AioWorker, WaitFor
-from tests.integration.commands import Echo, Fail, Oops, Sleep
+from tests.workers.commands import Echo, Fail, Oops, Sleep
 
 pytestmark = pytest.mark.asyncio
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from juicectl.juice import Command, Float, String
-from tests.integration.workers import EchoWorker
+from tests.workers.echo import EchoWorker
 
 
 class WaitFor(Command):

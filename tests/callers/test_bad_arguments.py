@@ -17,10 +17,10 @@ import pytest
 
 from juicectl import Connection, ProcessController, RestartPolicy
 from juicectl.juice import ArgumentError, Command, String
-from tests.integration.commands import Echo, Sleep
+from tests.workers.commands import Echo, Sleep
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-WORKER = [sys.executable, "-m", "juicectl.child", "tests.integration.workers:EchoWorker"]
+WORKER = [sys.executable, "-m", "juicectl.child", "tests.workers.echo:EchoWorker"]
 
 
 class NotACommand:

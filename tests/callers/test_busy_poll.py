@@ -41,7 +41,7 @@ from tests.callers.test_who_reads import (
     parked_for_good,  # noqa: F401 (a fixture)
     wait_until,
 )
-from tests.child.workers import Echo, TestWorker
+from tests.workers.runtime import Echo, TestWorker
 
 US = 1e-6
 BUDGET = 100 * US

@@ -14,9 +14,9 @@ import pytest
 
 from juicectl import ControllerClosed, JuicectlError, ProcessController, ProcessUnavailable
 from juicectl.testing import FakeController, ScriptedChild
-from tests.integration.commands import Echo
+from tests.workers.commands import Echo
 
-WORKER = [sys.executable, "-m", "juicectl.child", "tests.integration.workers:EchoWorker"]
+WORKER = [sys.executable, "-m", "juicectl.child", "tests.workers.echo:EchoWorker"]
 
 
 def shout(controller: Any, text: str, attempts: int, tries: list[int]) -> str:

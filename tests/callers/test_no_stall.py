@@ -25,7 +25,7 @@ from juicectl._reading import Role
 from juicectl.connection import Connection
 from juicectl.testing import ControllerFactory, InMemoryChild, connect
 from tests.callers.test_who_reads import wait_until
-from tests.child.workers import Block, Echo, Sleep, TestWorker
+from tests.workers.runtime import Block, Echo, Sleep, TestWorker
 
 #: Long enough that a stall waiting for the parked reader thread fails every bounded wait.
 LONG_PARK = 30.0

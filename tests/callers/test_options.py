@@ -21,8 +21,8 @@ from juicectl.exceptions import ArgumentError
 from juicectl.juice import Limits
 from juicectl.policy import ConnectionOptions
 from juicectl.testing import ControllerFactory, FakeController, connect
-from tests.child.workers import Echo, TestWorker
 from tests.test_policy import BAD_OPTION_IDS, BAD_OPTIONS
+from tests.workers.runtime import Echo, TestWorker
 
 #: The options the in-memory helpers take as keywords (busy polling is always off there).
 IN_MEMORY = {"request_timeout", "max_in_flight", "limits", "responder"}

@@ -25,7 +25,7 @@ from juicectl.connection import Connection, ConnectionLoss
 from juicectl.exceptions import MalformedBox, ProcessUnavailable, RequestTimeout
 from juicectl.juice import Box, BoxParser, answer_bytes
 from juicectl.policy import ConnectionOptions
-from tests.integration.commands import Echo
+from tests.workers.commands import Echo
 
 #: A reader thread that, once parked, takes the pipe back only when asked: what a caller may
 #: rely on then is the asking, not the park running out.

@@ -37,11 +37,11 @@ import pykka
 from juicectl import ControllerClosed, ProcessController, ProcessUnavailable, RestartPolicy
 from juicectl.connection import Connection
 from tests.conftest import child_pids
-from tests.integration.commands import Echo
+from tests.workers.commands import Echo
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
-WORKER = [sys.executable, "-m", "juicectl.child", "tests.integration.workers:EchoWorker"]
+WORKER = [sys.executable, "-m", "juicectl.child", "tests.workers.echo:EchoWorker"]
 
 # The one thread the library may leave behind: the shared timer (a daemon, started once).
 ALLOWED_THREADS = frozenset({"juicectl-timer"})

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from juicectl.connection import Connection
 from juicectl.exceptions import ProcessUnavailable
 from juicectl.juice import Box, answer_bytes
-from tests.integration.commands import Echo
+from tests.workers.commands import Echo
 
 
 def broken_pipe(data: bytes) -> None:

@@ -1,7 +1,7 @@
 """The real peer as the parent: Divmod epsilon 0.8.0 (``epsilon.juice``) on Twisted drives our
 child over its stdin and stdout, and prints what happened as JSON lines on stdout.
 
-    python tests/child/epsilon_parent.py [worker]   (default: tests.child.workers:TestWorker)
+    python tests/child/epsilon_parent.py [worker]   (default: tests.workers.runtime:TestWorker)
 
 Each line is ``{"step": ..., ...}``; the last one is ``{"step": "done", "ok": true}``, or
 ``{"step": "failed", ...}``. ``test_child_interop.py`` runs it and checks the lines.
@@ -201,7 +201,7 @@ def scenario(worker: str) -> Any:
 
 
 def main() -> int:
-    worker = sys.argv[1] if len(sys.argv) > 1 else "tests.child.workers:TestWorker"
+    worker = sys.argv[1] if len(sys.argv) > 1 else "tests.workers.runtime:TestWorker"
     outcome: dict[str, Any] = {"ok": False}
 
     def done(_: object) -> None:

@@ -14,8 +14,7 @@ import sys
 import structlog
 
 from juicectl.child import JuiceChild
-
-from .workers import Noisy
+from tests.workers.runtime import Noisy
 
 
 def make_noise(when: str) -> None:

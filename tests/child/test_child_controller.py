@@ -11,11 +11,11 @@ import pytest
 
 from juicectl import ProcessController, RestartPolicy
 from juicectl.juice import UnhandledRemoteJuiceError
+from tests.workers.runtime import AskParent, Block, Crash, Double, Echo, Fail, Noisy, Release
 
 from .conftest import ROOT
-from .workers import AskParent, Block, Crash, Double, Echo, Fail, Noisy, Release
 
-WORKER = "tests.child.workers:TestWorker"
+WORKER = "tests.workers.runtime:TestWorker"
 
 MakeController = Callable[..., ProcessController]
 

@@ -51,4 +51,4 @@ def test_a_worker_script_serves_until_end_of_input(worker: str) -> None:
         timeout=30,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout == b"Version: 1\r\n-Answer: 1\r\n\r\n"
+    assert out.stdout == b"Version: 1\r\nConcurrency: 1\r\n-Answer: 1\r\n\r\n"

@@ -1,4 +1,4 @@
-"""The runtime as a real child: ``python -m juicectl.child tests.child.workers:...``, driven with
+"""The runtime as a real child: ``python -m juicectl.child tests.workers.runtime:...``, driven with
 raw codec bytes over its stdin and stdout (no controller needed)."""
 
 from __future__ import annotations
@@ -20,13 +20,24 @@ from juicectl.juice import (
     Shutdown,
     classify,
 )
+from tests.workers.runtime import (
+    AskParent,
+    Block,
+    Crash,
+    Double,
+    Echo,
+    Exit,
+    Fail,
+    Modules,
+    Noisy,
+    Release,
+)
 
 from .conftest import ROOT, Child
-from .workers import AskParent, Block, Crash, Double, Echo, Exit, Fail, Modules, Noisy, Release
 
 Spawn = Callable[..., Child]
 
-WORKER = "tests.child.workers:TestWorker"
+WORKER = "tests.workers.runtime:TestWorker"
 
 
 @pytest.mark.parametrize("args", [(), ("--busy-poll", "0"), ("--busy-poll", "0.01")])
@@ -34,7 +45,8 @@ def test_echo_and_negotiate(spawn: Spawn, args: tuple[str, ...]) -> None:
     child = spawn(WORKER, *args)
     child.peer.request(Negotiate, "1", versions=[1])
     child.peer.request(Echo, "2", value="a\r\nb ✓")
-    assert child.peer.read_answer("1") == {"version": "1"}
+    # The juicectl runtime says how many requests it runs at once, beside the version.
+    assert child.peer.read_answer("1") == {"version": "1", "concurrency": "1"}
     assert child.peer.read_answer("2") == {"value": "a\r\nb ✓"}
 
 
@@ -150,16 +162,16 @@ def test_importing_juicectl_child_stays_light() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["tests.child.workers"], "expected package.module:WorkerClass"),
-        (["tests.child.workers:TestWorker", "--concurrency", "0"], "at least 1"),
+        (["tests.workers.runtime"], "expected package.module:WorkerClass"),
+        (["tests.workers.runtime:TestWorker", "--concurrency", "0"], "at least 1"),
         (
-            ["tests.child.workers:TestWorker", "--busy-poll", "-1"],
+            ["tests.workers.runtime:TestWorker", "--busy-poll", "-1"],
             "--busy-poll must be between 0 and 0.01 seconds, not -1.0",
         ),
-        (["tests.child.workers:TestWorker", "--busy-poll", "0.5"], "between 0 and 0.01"),
-        (["tests.child.workers:TestWorker", "--busy-poll", "nan"], "between 0 and 0.01"),
-        (["tests.child.workers:TestWorker", "--busy-poll", "soon"], "invalid float value"),
-        (["tests.child.workers:Echo.arguments"], "is not a class"),
+        (["tests.workers.runtime:TestWorker", "--busy-poll", "0.5"], "between 0 and 0.01"),
+        (["tests.workers.runtime:TestWorker", "--busy-poll", "nan"], "between 0 and 0.01"),
+        (["tests.workers.runtime:TestWorker", "--busy-poll", "soon"], "invalid float value"),
+        (["tests.workers.runtime:Echo.arguments"], "is not a class"),
     ],
 )
 def test_a_bad_command_line_exits_two(args: list[str], message: str) -> None:
@@ -176,14 +188,14 @@ def test_a_bad_command_line_exits_two(args: list[str], message: str) -> None:
 
 
 def test_sys_exit_in_a_handler_exits_with_its_status(spawn: Spawn) -> None:
-    child = spawn("tests.child.workers:ExitWorker")
+    child = spawn("tests.workers.runtime:ExitWorker")
     child.peer.request(Exit, "1")
     assert child.peer.read_to_eof() == []
     assert child.wait() == 3
 
 
 def test_sys_exit_in_a_handler_thread_ends_the_conversation(spawn: Spawn) -> None:
-    child = spawn("tests.child.workers:ExitWorker", "--concurrency", "2")
+    child = spawn("tests.workers.runtime:ExitWorker", "--concurrency", "2")
     child.peer.request(Exit, "1")
     assert [classify(box) for box in child.peer.read_to_eof()] == [
         ErrorAnswer("1", UNHANDLED_CODE, UNHANDLED_DESCRIPTION)

@@ -28,9 +28,7 @@ from juicectl.juice import (
     classify,
     request_bytes,
 )
-
-from .conftest import Served
-from .workers import (
+from tests.workers.runtime import (
     AskParent,
     Block,
     ConcurrentWorker,
@@ -44,6 +42,8 @@ from .workers import (
     TellParent,
     TestWorker,
 )
+
+from .conftest import Served
 
 Serving = Callable[..., Served]
 
@@ -100,7 +100,7 @@ def test_pipelined_answers_come_in_order_when_sequential(serving: Serving) -> No
 def test_negotiate_is_built_in(serving: Serving) -> None:
     served = serving(TestWorker())
     served.peer.request(Negotiate, "11", versions=[1])
-    assert served.peer.read_answer("11") == {"version": "1"}
+    assert served.peer.read_answer("11") == {"version": "1", "concurrency": "1"}
 
 
 def test_request_without_ask_gets_no_answer(serving: Serving) -> None:

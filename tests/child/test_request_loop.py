@@ -33,9 +33,9 @@ from juicectl.juice import (
     error_bytes,
     request_bytes,
 )
+from tests.workers.runtime import Block, Double, Echo, ExitWorker, Note, TestWorker
 
 from .conftest import Served
-from .workers import Block, Double, Echo, ExitWorker, Note, TestWorker
 
 Serving = Callable[..., Served]
 

@@ -13,9 +13,9 @@ from juicectl import __version__
 from juicectl._cli import UsageError, main, parse_request, split_call_words, to_json
 from juicectl.juice import is_raw
 from tests.conftest import ROOT
-from tests.integration.commands import Echo, Sleep
+from tests.workers.commands import Echo, Sleep
 
-WORKER = [sys.executable, "-m", "juicectl.child", "tests.integration.workers:EchoWorker"]
+WORKER = [sys.executable, "-m", "juicectl.child", "tests.workers.echo:EchoWorker"]
 
 
 def juicectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -85,7 +85,7 @@ def test_call_prints_the_answer_as_json() -> None:
 
 
 def test_call_with_declared_commands_converts_types() -> None:
-    typed = juicectl("call", "--commands", "tests.integration.commands", "--", *WORKER,
+    typed = juicectl("call", "--commands", "tests.workers.commands", "--", *WORKER,
                      "Sleep", "seconds=0.01")
     assert typed.returncode == 0, typed.stderr
     assert typed.stdout == '{"slept": 0.01}\n'
@@ -94,7 +94,7 @@ def test_call_with_declared_commands_converts_types() -> None:
 
 
 def test_call_errors_are_one_line() -> None:
-    declared = juicectl("call", "--commands", "tests.integration.commands:Fail", "--", *WORKER,
+    declared = juicectl("call", "--commands", "tests.workers.commands:Fail", "--", *WORKER,
                         "Fail")
     assert declared.returncode == 1
     assert one_line_error(declared) == "juicectl: Fail failed: Oops: as declared"
@@ -126,7 +126,7 @@ def test_call_errors_are_one_line() -> None:
         (["call", "--", "Echo"], "no child command"),
         (["call"], "no command given"),
         (["call", "--commands", "no_such_module_here", "--", "x", "Echo"], "--commands"),
-        (["call", "--commands", "tests.integration.commands", "--", "x", "Sleep", "seconds=x"],
+        (["call", "--commands", "tests.workers.commands", "--", "x", "Sleep", "seconds=x"],
          "not a float"),
         (["call", "--timeout", "0", "--", "x", "Echo"], "--timeout"),
         (["shell", "--startup-timeout", "-1", "--", "x"], "--startup-timeout"),
@@ -177,7 +177,7 @@ def test_shell_reads_commands_from_stdin() -> None:
 
 def test_shell_reports_errors_and_goes_on() -> None:
     script = "Nope\nEcho\n:bogus\nEcho value='unterminated\nEcho value=ok\n"
-    result = juicectl("shell", "--commands", "tests.integration.commands", "--", *WORKER,
+    result = juicectl("shell", "--commands", "tests.workers.commands", "--", *WORKER,
                       stdin=script)
     assert result.returncode == 1  # some commands failed
     lines = result.stdout.splitlines()
@@ -207,7 +207,7 @@ def test_a_bare_argument_after_the_command_gets_a_hint() -> None:
     assert one_line_error(raw).endswith(
         "(if Echo is the command, its arguments are key=value: Echo value=...)"
     )
-    typed = juicectl("call", "--commands", "tests.integration.commands", "--", *WORKER,
+    typed = juicectl("call", "--commands", "tests.workers.commands", "--", *WORKER,
                      "Echo", "value")
     assert typed.returncode == 2
     assert one_line_error(typed) == (

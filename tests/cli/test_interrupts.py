@@ -289,6 +289,22 @@ def test_the_message_starts_a_line_of_its_own_on_a_terminal(
     assert interrupts.state is State.STOPPING
 
 
+def test_the_message_goes_past_the_streams_buffer_in_one_write() -> None:
+    # The handler may interrupt this thread inside a write to the same buffer: it must not
+    # write through it (a reentrant write raises), and its line must come out whole.
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)              # nothing there: fail, never hang
+    with open(write_end, "w", buffering=1 << 16) as stream, open(read_end, "rb") as reader:
+        stream.write("half a log li")               # in the buffer, not written yet
+        interrupts = Interrupts(stderr=stream)
+        interrupts.closing()
+        interrupts.on_sigint(signal.SIGINT, None)
+        assert os.read(reader.fileno(), 4096) == f"{STOPPING_MESSAGE}\n".encode()
+        stream.write("ne\n")
+        stream.flush()
+        assert os.read(reader.fileno(), 4096) == b"half a log line\n"
+
+
 def test_a_press_outside_a_wait_is_raised_when_the_next_wait_begins() -> None:
     interrupts = Interrupts(stderr=io.StringIO())
     with interrupts.shell():

@@ -19,8 +19,8 @@ import pytest
 from juicectl import ProcessController, ReplyFuture, RestartPolicy, aio
 from juicectl.aio import AsyncProcessController
 from juicectl.testing import FakeController, scripted_controller
-from tests.integration.commands import Echo
-from tests.integration.workers import EchoWorker
+from tests.workers.commands import Echo
+from tests.workers.echo import EchoWorker
 
 ARGV = [sys.executable, "-c", "pass"]
 
@@ -235,8 +235,8 @@ def test_a_fake_controller_refuses_a_bad_option_and_starts_nothing(
     ("worker", "options", "error", "message"),
     [
         (None, {}, TypeError, "worker must be a worker class or instance, not None"),
-        ("tests.integration.workers:EchoWorker", {}, TypeError,
-         "worker must be a worker class or instance, not 'tests.integration.workers:EchoWorker' "
+        ("tests.workers.echo:EchoWorker", {}, TypeError,
+         "worker must be a worker class or instance, not 'tests.workers.echo:EchoWorker' "
          r"\(a FakeController serves a class or an object in memory; .*juicectl_controller"),
         ([EchoWorker], {}, TypeError, "worker must be a worker class or instance, not \\["),
         (EchoWorker, {"concurrency": "2"}, TypeError,

@@ -28,7 +28,7 @@ from structlog.testing import capture_logs
 
 from juicectl import ProcessController, RestartPolicy
 from tests.chaos.engine import Snapshot, leaks_after
-from tests.integration.commands import Echo
+from tests.workers.commands import Echo
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 CHILDREN = Path(__file__).resolve().parent / "children"

@@ -22,7 +22,7 @@ import pytest
 from juicectl import ProcessUnavailable, TooManyRequests
 from juicectl.juice import Command, Integer, request_bytes
 from tests.hostile.harness import MemoryMeter, MiB, capture_logs_bounded, hostile, wait_for
-from tests.integration.commands import Echo
+from tests.workers.commands import Echo
 
 # Generous: the parser holds at most one line (1 MiB) or refuses a body up front; the rest
 # is threads, logs and the interpreter's own noise on a shared machine.

@@ -11,7 +11,7 @@ import pytest
 from juicectl import ProcessController, ProcessUnavailable
 from juicectl.juice import Command, RemoteJuiceError
 from tests.conftest import ROOT
-from tests.integration.commands import Echo
+from tests.workers.commands import Echo
 
 pytest.importorskip("epsilon.juice")
 pytestmark = pytest.mark.interop

@@ -17,7 +17,7 @@ from juicectl.actors import ProcessActor
 from juicectl.launch import Invocation, LocalLauncher
 from juicectl.policy import LaunchSpec
 from tests.conftest import ROOT
-from tests.integration.scripts import worker
+from tests.workers.scripts import worker
 
 MakeController = Callable[..., ProcessController]
 

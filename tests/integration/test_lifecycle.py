@@ -21,8 +21,8 @@ from juicectl import (
 )
 from juicectl.juice import RemoteJuiceError
 from juicectl.messages import ProcessStarted, ProcessTerminated
-from tests.integration.commands import Echo, Exit, Fail, Oops, Pid, Sleep
-from tests.integration.scripts import CRASH_AT_START, worker
+from tests.workers.commands import Echo, Exit, Fail, Oops, Pid, Sleep
+from tests.workers.scripts import CRASH_AT_START, worker
 
 MakeController = Callable[..., ProcessController]
 
@@ -350,7 +350,7 @@ def test_a_message_that_races_the_actor_stopping_does_not_leave_a_caller_waiting
 def test_a_child_that_stops_reading_its_input_fails_requests_and_is_stopped(
     make_controller: MakeController,
 ) -> None:
-    from tests.integration.scripts import CLOSES_STDIN
+    from tests.workers.scripts import CLOSES_STDIN
 
     terminated = threading.Event()
     events: list[ProcessTerminated] = []

@@ -314,3 +314,32 @@ class TestErrors:
 def test_bad_declarations_fail_at_class_creation(body: dict[str, Any]) -> None:
     with pytest.raises(TypeError):
         type("Bad", (Command,), body)
+
+
+class Shouted(String):
+    """A String subclass that converts: the codec's shortcut for plain text must not skip it."""
+
+    def to_string(self, value: Any) -> str:
+        return str(super().to_string(value)).upper()
+
+    def from_string(self, text: str) -> Any:
+        return text.lower()
+
+
+class Loud(Command):
+    arguments = [("word", Shouted()), ("plain", Unicode())]
+    response = [("word", Shouted())]
+
+
+def test_a_converting_string_subclass_is_called_both_ways() -> None:
+    box = Loud.make_arguments({"word": "hi", "plain": "as is"})
+    assert box == {"word": "HI", "plain": "as is"}
+    assert Loud.parse_arguments(box) == {"word": "hi", "plain": "as is"}
+    assert Loud.parse_response(Loud.make_response({"word": "ok"})) == {"word": "ok"}
+
+
+def test_a_plain_string_field_still_refuses_what_is_not_str() -> None:
+    with pytest.raises(ArgumentError, match=r"Loud arguments: 'plain': expected str"):
+        Loud.make_arguments({"word": "hi", "plain": b"bytes"})
+    with pytest.raises(ArgumentError, match=r"Echo arguments: 'value': the value"):
+        Echo.make_arguments({"value": "a\nb"})

@@ -13,7 +13,7 @@ import sys
 import textwrap
 from typing import Literal
 
-from tests.integration.scripts import python
+from tests.workers.scripts import python
 
 _JUICE_CHILD = """
 import os, signal, subprocess, sys, time

@@ -18,10 +18,10 @@ from structlog.testing import capture_logs
 
 from juicectl import ProcessController, ProcessUnavailable
 from juicectl.messages import GaveUp, ProcessTerminated
-from tests.integration.commands import Echo
-from tests.integration.scripts import CRASH_AT_START, python, worker
 from tests.supervision import children
 from tests.supervision.conftest import FAST, Events, alive, policy, wait_for
+from tests.workers.commands import Echo
+from tests.workers.scripts import CRASH_AT_START, python, worker
 
 Supervise = Callable[..., ProcessController]
 

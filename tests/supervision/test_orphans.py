@@ -20,10 +20,10 @@ import pytest
 
 from juicectl import ProcessController
 from tests.conftest import ROOT
-from tests.integration.commands import Echo
-from tests.integration.scripts import worker
 from tests.supervision import children
 from tests.supervision.conftest import alive, wait_for
+from tests.workers.commands import Echo
+from tests.workers.scripts import worker
 
 Supervise = Callable[..., ProcessController]
 

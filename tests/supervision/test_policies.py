@@ -19,9 +19,9 @@ from structlog.testing import capture_logs
 
 from juicectl import ProcessController, ProcessUnavailable
 from juicectl.messages import GaveUp, ModeChanged, ProcessStarted, ProcessTerminated
-from tests.integration.commands import Echo, Exit, Sleep
-from tests.integration.scripts import CRASH_AT_START, worker
 from tests.supervision.conftest import Events, policy
+from tests.workers.commands import Echo, Exit, Sleep
+from tests.workers.scripts import CRASH_AT_START, worker
 
 Supervise = Callable[..., ProcessController]
 

@@ -10,9 +10,9 @@ import pytest
 
 from juicectl import ControllerClosed, ProcessController, ProcessUnavailable
 from juicectl.messages import ModeChanged, ProcessTerminated
-from tests.integration.commands import Exit
-from tests.integration.scripts import worker
 from tests.supervision.conftest import Events, alive, policy, wait_for
+from tests.workers.commands import Exit
+from tests.workers.scripts import worker
 
 Supervise = Callable[..., ProcessController]
 

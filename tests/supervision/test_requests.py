@@ -15,9 +15,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from juicectl import ProcessController, ProcessUnavailable, RequestTimeout, TooManyRequests
-from tests.integration.commands import Echo, Sleep
-from tests.integration.scripts import worker
 from tests.supervision.conftest import wait_for
+from tests.workers.commands import Echo, Sleep
+from tests.workers.scripts import worker
 
 Supervise = Callable[..., ProcessController]
 

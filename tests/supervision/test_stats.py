@@ -8,9 +8,9 @@ import pytest
 
 from juicectl import ProcessController, RequestTimeout
 from juicectl.messages import ProcessStarted
-from tests.integration.commands import Exit, Sleep
-from tests.integration.scripts import worker
 from tests.supervision.conftest import Events, policy, wait_for
+from tests.workers.commands import Exit, Sleep
+from tests.workers.scripts import worker
 
 Supervise = Callable[..., ProcessController]
 

@@ -21,10 +21,10 @@ from juicectl import ProcessController
 from juicectl.actors import ProcessActor
 from juicectl.exceptions import ControllerClosed
 from juicectl.messages import ModeChanged, ProcessTerminated, StopResult
-from tests.integration.commands import Echo
-from tests.integration.scripts import worker
 from tests.supervision import children
 from tests.supervision.conftest import Events, alive, policy, wait_for
+from tests.workers.commands import Echo
+from tests.workers.scripts import worker
 
 Supervise = Callable[..., ProcessController]
 

@@ -23,9 +23,9 @@ from juicectl.aio import AsyncProcessController
 from juicectl.connection import Connection
 from juicectl.messages import GaveUp, ModeChanged, ProcessStarted, ProcessTerminated
 from juicectl.testing import ControllerFactory, FakeController
-from tests.integration.commands import Echo
-from tests.integration.workers import EchoWorker
 from tests.supervision.conftest import Events, wait_for
+from tests.workers.commands import Echo
+from tests.workers.echo import EchoWorker
 
 POLICY = RestartPolicy(initial_delay=0.01, jitter=0.0)
 TIMEOUTS: dict[str, Any] = {"startup_timeout": 10.0, "stop_timeout": 3.0, "kill_timeout": 1.0}

@@ -14,9 +14,9 @@ from juicectl.juice import Shutdown
 from juicectl.messages import StopResult
 from juicectl.testing import FakeController
 from juicectl.testing._process import LIFECYCLE, Event, Phase
-from tests.integration.commands import Echo, Sleep
-from tests.integration.workers import EchoWorker
 from tests.supervision.conftest import wait_for
+from tests.workers.commands import Echo, Sleep
+from tests.workers.echo import EchoWorker
 
 LIVING = [phase for phase in Phase if phase is not Phase.REPORTED]
 

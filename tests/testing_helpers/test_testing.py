@@ -32,8 +32,8 @@ from juicectl.testing import (
     scripted_controller,
     worker_argv,
 )
-from tests.integration.commands import Echo, Fail, Oops, Pid, Sleep
-from tests.integration.workers import EchoWorker
+from tests.workers.commands import Echo, Fail, Oops, Pid, Sleep
+from tests.workers.echo import EchoWorker
 
 
 class Add(Command):
@@ -307,7 +307,7 @@ def test_code_under_test_can_take_either_controller() -> None:
 # --- real controllers: the factory, the plugin fixture and controller_fixture -------------
 
 echo_controller = controller_fixture(EchoWorker, name="echo_fixture_controller")
-pid_controller = controller_fixture("tests.integration.workers:EchoWorker")
+pid_controller = controller_fixture("tests.workers.echo:EchoWorker")
 
 
 def test_controller_factory_tears_everything_down() -> None:
@@ -326,7 +326,7 @@ def test_controller_factory_tears_everything_down() -> None:
 
 def test_plugin_fixture(juicectl_controller: ControllerFactory) -> None:
     first = juicectl_controller(EchoWorker, name="one")
-    second = juicectl_controller("tests.integration.workers:EchoWorker", concurrency=2)
+    second = juicectl_controller("tests.workers.echo:EchoWorker", concurrency=2)
     assert first.call(Echo, value="1", timeout=10) == {"value": "1"}
     assert second.call(Echo, value="2", timeout=10) == {"value": "2"}
     assert "--concurrency" in second.spec.argv
@@ -345,7 +345,7 @@ def test_worker_argv_refuses_what_a_child_cannot_import() -> None:
     with pytest.raises(ValueError, match="cannot import"):
         worker_argv(Local)
     argv, env = worker_argv(EchoWorker, concurrency=3)
-    assert argv[1:] == ["-m", "juicectl.child", "tests.integration.workers:EchoWorker",
+    assert argv[1:] == ["-m", "juicectl.child", "tests.workers.echo:EchoWorker",
                         "--concurrency", "3"]
     assert env["PYTHONPATH"].split(":")[0]
 

@@ -1,4 +1,4 @@
-"""Workers for the integration tests (`python -m juicectl.child tests.integration.workers:X`)."""
+"""Echo workers the tests share (`python -m juicectl.child tests.workers.echo:X`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from juicectl.child import JuiceChild
-from tests.integration.commands import Echo, Exit, Fail, Oops, Pid, Sleep
+from tests.workers.commands import Echo, Exit, Fail, Oops, Pid, Sleep
 
 
 class EchoWorker(JuiceChild):

@@ -41,8 +41,8 @@ STUBBORN = python(
 
 
 def worker(name: str = "EchoWorker", *extra: str) -> list[str]:
-    """argv serving one of ``tests.integration.workers``' classes with the child runtime."""
-    return [sys.executable, "-m", "juicectl.child", f"tests.integration.workers:{name}", *extra]
+    """argv serving one of ``tests.workers.echo``' classes with the child runtime."""
+    return [sys.executable, "-m", "juicectl.child", f"tests.workers.echo:{name}", *extra]
 
 # Answers the readiness probe, then closes its stdin and keeps running (its stdout open).
 CLOSES_STDIN = python(

@@ -1,6 +1,6 @@
 """Commands and workers the child-runtime tests serve, in process and as real children.
 
-Run as a child with ``python -m juicectl.child tests.child.workers:TestWorker`` from the
+Run as a child with ``python -m juicectl.child tests.workers.runtime:TestWorker`` from the
 repository root.
 """
 

@@ -1,4 +1,4 @@
-"""Commands shared by the integration tests' parent and their workers."""
+"""Commands shared by the tests' parents and the echo workers."""
 
 from __future__ import annotations
 

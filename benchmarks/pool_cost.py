@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""What a ``ProcessPool`` adds to a request, against one controller's connection alone.
+
+    .venv/bin/python benchmarks/pool_cost.py [--part path|live|both] [--count N] [--repeat R]
+
+``path``: microseconds of Python per request with no pipes and no threads, as
+``path_cost.py`` measures the connection: a real ``Connection`` whose write goes nowhere, its
+answer fed back with ``data_received()``, then ``get()``; once called on the connection, once
+through a pool's ``Dispatcher`` with that connection as its one route. The best of
+``--repeat``: on a shared machine the minimum is what the code costs.
+
+``live``: echo tasks, 64 outstanding, to one child: through one ``ProcessController``'s
+connection, then through a ``ProcessPool`` of one worker, alternating ``--repeat`` times;
+requests per second, and per request the parent's CPU (``os.times()``: every thread of the
+parent, the reader's included), the child's CPU and how often the child slept waiting for
+input (its voluntary context switches), medians. A CPU figure holds up on a busy machine far
+better than a rate does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import timeit
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import structlog
+
+from benchmarks._common import ROOT, SMALL, WINDOW
+from benchmarks.workload import Echo
+from juicectl import ProcessController, ProcessPool
+from juicectl.connection import Connection
+from juicectl.juice import answer_bytes
+from juicectl.pool._dispatch import Dispatcher, Route
+
+WORKER = [sys.executable, "-m", "juicectl.child", "benchmarks.workload:EchoWorker"]
+
+
+def _one_request(through_pool: bool) -> Callable[[], None]:
+    """One request and its answer, on a connection that writes nowhere."""
+    connection = Connection(lambda data: None, pid=0, generation=1, name="bench")
+    front = answer_bytes("0", Echo.make_response({"value": SMALL}))
+    front = front[: front.rindex(b"-Answer: 0")]
+    tags = (format(i, "x").encode() for i in range(1, 1 << 62))
+    receive = connection.data_received
+    arguments = {"value": SMALL}
+    if through_pool:
+        dispatcher = Dispatcher(
+            "bench", max_per_worker=64, max_queued=1024, least_loaded=True,
+            recycle_after_calls=None, default_timeout=None, tell=lambda message: None,
+        )
+        dispatcher.publish((Route(0, "bench.w1", connection, dispatcher),), (0,),
+                           can_grow=False)
+        submit = dispatcher.submit
+
+        def one() -> None:
+            future = submit(Echo, arguments, None, None)
+            receive(b"%s-Answer: %s\r\n\r\n" % (front, next(tags)))
+            future.get()
+
+        return one
+    call = connection.call_with
+
+    def one_alone() -> None:
+        future = call(Echo, arguments)
+        receive(b"%s-Answer: %s\r\n\r\n" % (front, next(tags)))
+        future.get()
+
+    return one_alone
+
+
+def path(count: int, repeat: int) -> None:
+    """Print the pool's and the connection's microseconds per request, best of ``repeat``."""
+    best = {}
+    for name, through_pool in (("connection", False), ("pool", True)):
+        best[name] = min(timeit.repeat(_one_request(through_pool), number=count,
+                                       repeat=repeat)) / count
+    added = best["pool"] - best["connection"]
+    print(f"path: connection {best['connection'] * 1e6:.2f} us, pool {best['pool'] * 1e6:.2f} us"
+          f" per request; the pool adds {added * 1e6:.2f} us (best of {repeat})")
+
+
+def _windowed(call: Callable[[], Any], count: int) -> None:
+    pending: deque[Any] = deque()
+    for _ in range(count):
+        pending.append(call())
+        if len(pending) >= WINDOW:
+            pending.popleft().get(timeout=30)
+    while pending:
+        pending.popleft().get(timeout=30)
+
+
+def _child(pid: int) -> tuple[float, int]:
+    """The child's CPU seconds (schedstat, in nanoseconds) and how often it slept."""
+    with open(f"/proc/{pid}/schedstat") as stat:
+        cpu = int(stat.read().split()[0]) / 1e9
+    with open(f"/proc/{pid}/status") as status:
+        sleeps = next(int(line.split()[1]) for line in status
+                      if line.startswith("voluntary_ctxt_switches"))
+    return cpu, sleeps
+
+
+def _measure(call: Callable[[], Any], count: int, pid: int) -> tuple[float, ...]:
+    """Requests per second, and per request: parent CPU seconds, child CPU seconds, and how
+    often the child slept waiting for input."""
+    before, child_before = os.times(), _child(pid)
+    _windowed(call, count)
+    after, child_after = os.times(), _child(pid)
+    cpu = (after.user - before.user) + (after.system - before.system)
+    return (count / (after.elapsed - before.elapsed), cpu / count,
+            (child_after[0] - child_before[0]) / count,
+            (child_after[1] - child_before[1]) / count)
+
+
+def live(count: int, repeat: int) -> None:
+    """Print the rates and parent CPU per request of a controller and a one-worker pool."""
+    figures: dict[str, list[tuple[float, ...]]] = {"controller": [], "pool": []}
+    with ProcessController.start(WORKER, cwd=str(ROOT)) as controller, \
+            ProcessPool.start(WORKER, size=1, cwd=str(ROOT)) as pool:
+        connection = controller.get_process().get(timeout=30)
+        calls: dict[str, Callable[[], Any]] = {
+            "controller": lambda: connection.call(Echo, value=SMALL),
+            "pool": lambda: pool.call(Echo, value=SMALL),
+        }
+        for call in calls.values():
+            _windowed(call, 2000)  # warm: the pool's worker starts on its first call
+        pids = {"controller": connection.pid, "pool": pool.stats()["workers"][0]["pid"]}
+        for _ in range(repeat):
+            for name, call in calls.items():
+                figures[name].append(_measure(call, count, pids[name]))
+    medians = {
+        name: tuple(statistics.median(run[index] for run in runs) for index in range(4))
+        for name, runs in figures.items()
+    }
+    for name, (rate, cpu, child_cpu, sleeps) in medians.items():
+        print(f"live {name}: {rate:,.0f} req/s; per request: parent CPU {cpu * 1e6:.1f} us, "
+              f"child CPU {child_cpu * 1e6:.1f} us, child sleeps {sleeps:.2f}")
+    print(f"live pool/controller: throughput {medians['pool'][0] / medians['controller'][0]:.2f}x,"
+          f" CPU {medians['pool'][1] / medians['controller'][1]:.2f}x (medians of {repeat}, "
+          f"{WINDOW} outstanding, load average {os.getloadavg()[0]:.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--part", default="both", choices=["path", "live", "both"])
+    parser.add_argument("--count", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=0)
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    if args.part in ("path", "both"):
+        path(args.count or 500, args.repeat or 100)
+    if args.part in ("live", "both"):
+        live(args.count or 20000, args.repeat or 7)
+
+
+if __name__ == "__main__":
+    main()

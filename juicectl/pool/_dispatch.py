@@ -1,0 +1,732 @@
+"""A pool's request path: callers pick a worker and write to it on their own thread.
+
+Theory of operation
+-------------------
+The pool actor decides which workers serve; it does not carry requests. It publishes a
+*routing snapshot* (``Dispatcher.publish``): a tuple of ``Route``s, one per worker that takes
+requests, each with the worker's ``Connection``. A caller's ``call()`` reads the snapshot,
+picks a route under the dispatch lock (least loaded, in turn, or the key's worker), counts the
+request on it, lets go of the lock and writes on the connection itself, as a caller of one
+controller does: no actor hop per request (``docs/performance.md``: a hop halves throughput).
+The caller then waits on its ``PoolFuture`` as on any future: ``get()`` waits on the
+connection's own future, so the caller reads its own answer as it would with one controller.
+
+The actor hears about outcomes through the routes' counts and a few notices, never per
+request: a route's ``settled`` callback (on whichever thread settled the request) takes it off
+the count, writes a request the pool held back if there is one, and tells the actor when a
+retiring worker has nothing left in flight (``RouteDrained``); a call that finds every worker
+busy asks for one more (``GrowWanted``, once until the next snapshot); the call that reaches
+``recycle_after_calls`` on a worker says so (``RecycleWanted``).
+
+The pool holds a request back (its *queue*, at most ``max_queued``) when no worker can take
+it: none is ready, each has ``max_per_worker`` in flight, or the key's worker is busy or
+restarting. A held request is written by whoever frees room first: the thread that settles an
+answer on a worker, or the actor as it publishes a snapshot with a new worker.
+
+After a loss
+------------
+When a worker's connection ends, its requests fail with ``ProcessUnavailable`` on the
+connection (their ``PoolFuture``s do not: they wait), and the route stops taking requests.
+The pool actor decides what becomes of each once the child is known to be gone, from the
+connection's ``lost_requests`` (in write order, each written or not) and what the child said
+of itself (``peer_concurrency``): ``settle_lost`` re-sends what the child cannot have started
+and fails the rest with the connection's error. Each ``PoolFuture`` is re-sent at most once
+per loss, and only while it still points at the lost request: never twice.
+
+Locking
+-------
+One lock, the *dispatch lock*, guards the routes' counts and flags, the queue and the
+figures. It is held to pick and count, to queue, or to uncount: never while writing, waiting
+or running a callback. ``get()`` on a request the pool holds, or one whose fate a loss left
+open, waits on a condition of that lock; the actor and the settling threads notify it only
+on those rare paths.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from juicectl._future import ReplyFuture
+from juicectl._reading import RequestFuture
+from juicectl._timer import TimerHandle, call_later
+from juicectl.connection import Connection
+from juicectl.exceptions import (
+    ArgumentError,
+    ProcessUnavailable,
+    RequestTimeout,
+    TooManyRequests,
+)
+from juicectl.juice import Command
+from juicectl.policy import check_timeout
+
+__all__ = [
+    "Dispatcher",
+    "GrowWanted",
+    "PoolFuture",
+    "RecycleWanted",
+    "Route",
+    "RouteDrained",
+]
+
+_reply_future_init = ReplyFuture.__init__
+# ``RequestFuture.notify`` is this: called without its frame, once per request.
+_notify = ReplyFuture.add_done_callback
+
+
+# --- notices the request path sends the pool actor --------------------------------------------
+
+
+@dataclass(frozen=True)
+class GrowWanted:
+    """Every worker that takes requests is busy (or none is ready): one more would help."""
+
+
+@dataclass(frozen=True)
+class RecycleWanted:
+    """A worker has served ``recycle_after_calls`` requests."""
+
+    worker: str
+    """The worker's name."""
+
+
+@dataclass(frozen=True)
+class RouteDrained:
+    """A retiring worker has no request in flight any more."""
+
+    worker: str
+    """The worker's name."""
+
+
+# --- routes and futures -----------------------------------------------------------------------
+
+
+class Route:
+    """One worker as callers see it: its connection, and its counts under the dispatch lock.
+
+    Made by the pool actor when a worker is ready; the flags ``accepting`` and ``retiring``
+    are set by the actor (and ``accepting`` cleared by a settling thread that met the loss of
+    the connection), always under the dispatch lock.
+    """
+
+    __slots__ = (
+        "accepting",
+        "calls",
+        "connection",
+        "in_flight",
+        "recycle_asked",
+        "retiring",
+        "settled",
+        "slot",
+        "worker",
+    )
+
+    def __init__(self, slot: int, worker: str, connection: Connection, dispatcher: Dispatcher):
+        self.slot = slot
+        """The worker's place in the pool (its replacement takes the same)."""
+        self.worker = worker
+        """The worker's name (its controller's)."""
+        self.connection = connection
+        self.in_flight = 0
+        self.calls = 0
+        self.accepting = True
+        self.retiring = False
+        self.recycle_asked = False
+        #: The callback each request written on this route gets: made once, not per request.
+        self.settled: Callable[[ReplyFuture[dict[str, Any]]], None] = functools.partial(
+            dispatcher.settled, self
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Route {self.worker} slot={self.slot} in_flight={self.in_flight} "
+            f"calls={self.calls} accepting={self.accepting}>"
+        )
+
+
+def _lost(future: ReplyFuture[Any]) -> bool:
+    """Whether ``future`` failed because its connection ended."""
+    return isinstance(future.exception(), ProcessUnavailable)
+
+
+class PoolFuture(ReplyFuture[dict[str, Any]]):
+    """The future of a request sent through a ``ProcessPool``: a ``ReplyFuture`` of the
+    response fields.
+
+    It fails as a connection's request does (the declared exception, ``RemoteJuiceError``,
+    ``RequestTimeout``, ``ArgumentError`` for arguments only the worker's codec rejects), and
+    with ``ProcessUnavailable`` only if the worker died with the request started (see
+    ``docs/pools.md``): a request the worker cannot have started is sent again elsewhere.
+
+    Attributes:
+        command: the command sent.
+        key: the sticky key it was sent with, or None.
+        resends: how many times it was sent again after a worker died.
+    """
+
+    # The state of a future not yet written, as class-level defaults (see ReplyFuture).
+    _inner: RequestFuture | None = None
+    _relay = False  # someone wants callbacks: the connection's futures must be read for it
+    _expiry: TimerHandle | None = None  # the request timeout while the pool holds it
+    _slot: int | None = None  # the key's slot while held, as of _slots_seen
+    _slots_seen: tuple[int, ...] | None = None
+    resends = 0
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        command: type[Command],
+        arguments: Mapping[str, Any],
+        key: Any,
+        timeout: float | None,
+        deadline: float | None,
+    ) -> None:
+        _reply_future_init(self)
+        self._dispatcher = dispatcher
+        self.command = command
+        self.arguments = arguments
+        self.key = key
+        self._timeout = timeout
+        self._deadline = deadline
+
+    @property
+    def worker_future(self) -> RequestFuture | None:
+        """The connection's future of the request as last written (None while the pool holds
+        it)."""
+        return self._inner
+
+    def done(self) -> bool:
+        """Whether the outcome is known (a loss that may be re-sent is not an outcome)."""
+        if self._settled:
+            return True
+        inner = self._inner
+        return inner is not None and inner.done() and not _lost(inner)
+
+    def exception(self) -> BaseException | None:
+        """The exception a settled future holds, or None."""
+        if self._settled:
+            return self._error
+        inner = self._inner
+        if inner is not None and inner.done() and not _lost(inner):
+            return inner.exception()
+        return None
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        """The response fields (or raise); wait up to ``timeout`` seconds (None: forever).
+
+        Raises:
+            pykka.Timeout: no outcome within ``timeout``.
+        """
+        if self._hooked:
+            return ReplyFuture.get(self, timeout=timeout)
+        inner = self._inner
+        if inner is not None and not self._settled:
+            try:
+                return inner.get(timeout=timeout)  # the caller reads its own answer
+            except ProcessUnavailable:
+                pass  # the worker died: the pool decides whether it goes again
+        return self._dispatcher.wait(self, timeout)
+
+    def add_done_callback(self, callback: Callable[[ReplyFuture[dict[str, Any]]], None]) -> None:
+        """Call ``callback(future)`` once the outcome is known (at once if it is)."""
+        self._relay = True
+        ReplyFuture.add_done_callback(self, callback)
+        inner = self._inner
+        if inner is not None:
+            inner.add_done_callback(self.relay_from)
+
+    def relay_from(self, inner: ReplyFuture[dict[str, Any]]) -> None:
+        """Settle this future with the outcome of ``inner``, the connection's future, unless
+        that is a loss (the pool decides then) or a request since replaced."""
+        if inner is not self._inner:
+            return
+        error = inner.exception()
+        if error is None:
+            self.try_set(inner.get(timeout=0))
+        elif not isinstance(error, ProcessUnavailable):
+            self.try_set_exception(error)
+
+    def _remaining(self) -> float | None:
+        deadline = self._deadline
+        if deadline is None:
+            return None
+        return deadline - time.monotonic()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "held" if self._inner is None else "written"
+        return f"<PoolFuture {self.command.command_name} {state} resends={self.resends}>"
+
+
+# --- the dispatcher ---------------------------------------------------------------------------
+
+
+class Dispatcher:
+    """The routing snapshot, the queue and the dispatch lock of one pool (see the module
+    docstring). Callers use ``submit``; the pool actor ``publish``es, ``settle_lost``s and
+    ``close``s.
+
+    Args:
+        name: the pool's name (for errors).
+        max_per_worker, max_queued, least_loaded, recycle_after_calls: from ``PoolOptions``.
+        default_timeout: the request timeout when a call gives none (the connections').
+        tell: sends a notice to the pool actor (from any thread).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_per_worker: int,
+        max_queued: int,
+        least_loaded: bool,
+        recycle_after_calls: int | None,
+        default_timeout: float | None,
+        tell: Callable[[object], None],
+    ) -> None:
+        self.name = name
+        self._cap = max_per_worker
+        self._max_queued = max_queued
+        self._least_loaded = least_loaded
+        self._recycle_after = recycle_after_calls or 0
+        self._default_timeout = default_timeout
+        self._tell = tell
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._routes: tuple[Route, ...] = ()
+        self._slots: tuple[int, ...] = ()
+        self._can_grow = False
+        self._grow_asked = False
+        self._queue: deque[PoolFuture] = deque()
+        self._closed: BaseException | None = None
+        self._unserved: BaseException | None = None  # set while no worker can ever come
+        self._turn = 0
+        # Figures (under the lock).
+        self.written = 0
+        self.held = 0
+        self.resent = 0
+        self.failed_at_loss = 0
+
+    # --- the callers' side ------------------------------------------------------------------
+
+    def submit(
+        self,
+        command: type[Command],
+        arguments: Mapping[str, Any],
+        key: Any,
+        timeout: float | None,
+    ) -> PoolFuture:
+        """Send one request through the pool (see ``ProcessPool.call``)."""
+        if not (isinstance(command, type) and issubclass(command, Command)):
+            raise ArgumentError(f"call() needs a Command subclass, not {command!r}")
+        deadline = None
+        if timeout is None:
+            timeout = self._default_timeout
+        else:
+            try:
+                timeout = check_timeout(timeout, "timeout")
+            except (TypeError, ValueError) as error:
+                raise ArgumentError(f"{command.command_name} not sent: {error}") from None
+        if timeout is not None:
+            deadline = time.monotonic() + timeout
+        future = PoolFuture(self, command, arguments, key, timeout, deadline)
+        if key is None:
+            # The common case, without ``_place``'s loop and notices: a route with room and
+            # nothing to tell the actor. Anything else (closed, none free, a notice due, a
+            # connection ended at the door) goes the whole way below.
+            with self._lock:
+                route = self._pick(None) if self._closed is None else None
+                if route is not None:
+                    in_flight = route.in_flight
+                    calls = route.calls + 1
+                    if (calls == self._recycle_after
+                            or (in_flight and self._can_grow and not self._grow_asked)):
+                        route = None  # a notice to send: the whole path below
+                    else:
+                        route.in_flight = in_flight + 1
+                        route.calls = calls
+                        self.written += 1
+            if route is not None and self._write(future, route, first=True):
+                return future
+        self._place(future, first=True)
+        return future
+
+    def _place(self, future: PoolFuture, *, first: bool) -> None:
+        """Write ``future`` on the best route, or hold it; ``first``: for its caller, who gets
+        bad arguments and a full queue as exceptions (later, they fail the future)."""
+        while True:
+            grow = recycle = False
+            with self._lock:
+                closed = self._closed
+                route = None if closed is not None else self._pick(future.key)
+                if route is not None:
+                    in_flight = route.in_flight
+                    route.in_flight = in_flight + 1
+                    calls = route.calls = route.calls + 1
+                    self.written += 1
+                    if in_flight and self._can_grow and not self._grow_asked:
+                        grow = self._grow_asked = True
+                    if calls == self._recycle_after and not route.recycle_asked:
+                        recycle = route.recycle_asked = True
+                elif closed is None and self._unserved is not None:
+                    closed = self._unserved
+                elif closed is None:
+                    self._hold(future, first=first)
+                    if self._can_grow and not self._grow_asked:
+                        grow = self._grow_asked = True
+            if closed is not None:
+                error = (
+                    _copy_error(closed) if closed is self._unserved
+                    else ProcessUnavailable(f"pool {self.name!r} is closed; request not sent")
+                )
+                if first:
+                    raise error
+                future.try_set_exception(error)
+                return
+            if grow:
+                self._tell(GrowWanted())
+            if route is None:
+                return
+            if recycle:
+                self._tell(RecycleWanted(route.worker))
+            if self._write(future, route, first=first):
+                return
+            # That worker's connection had ended already: nothing was written; go elsewhere.
+
+    def _pick(self, key: Any) -> Route | None:
+        # Called with the lock held.
+        routes = self._routes
+        cap = self._cap
+        if key is not None:
+            slot = _slot_for(key, self._slots)
+            for route in routes:
+                if route.slot == slot and route.accepting and route.in_flight < cap:
+                    return route
+            return None
+        count = len(routes)
+        if count == 1:
+            route = routes[0]
+            return route if route.accepting and route.in_flight < cap else None
+        start = self._turn = (self._turn + 1) % count if count else 0
+        best = None
+        for index in range(start, start + count):
+            route = routes[index % count]
+            if not route.accepting or route.in_flight >= cap:
+                continue
+            if not self._least_loaded:
+                return route
+            if best is None or route.in_flight < best.in_flight:
+                best = route
+                if not route.in_flight:
+                    break
+        return best
+
+    def _hold(self, future: PoolFuture, *, first: bool, front: bool = False) -> None:
+        # Called with the lock held: keep ``future`` until a worker can take it.
+        if first:
+            # Checked here, as the connection checks them at the write: bad arguments fail
+            # their caller at once, not when a worker takes them.
+            future.command.make_arguments(future.arguments)
+        if first and len(self._queue) >= self._max_queued:
+            raise TooManyRequests(
+                f"pool {self.name!r} holds {len(self._queue)} requests already (max_queued) "
+                f"and no worker can take another; {future.command.command_name} not sent"
+            )
+        if front:
+            self._queue.appendleft(future)
+        else:
+            self._queue.append(future)
+        self.held += 1
+        future._inner = None
+        remaining = future._remaining()
+        if remaining is not None and future._expiry is None:
+            future._expiry = call_later(max(remaining, 0.0), lambda: self._expire(future))
+
+    def _write(self, future: PoolFuture, route: Route, *, first: bool) -> bool:
+        """Write ``future`` on ``route`` (already counted there); False if the route's
+        connection had ended before the write (nothing sent: the caller tries elsewhere)."""
+        if future.resends or not first:
+            timeout = future._remaining()
+            if timeout is not None and timeout <= 0:
+                self._uncount(route)
+                future.try_set_exception(RequestTimeout(
+                    f"{future.command.command_name} got no answer within {future._timeout}s"
+                ))
+                return True
+        else:
+            timeout = future._timeout
+        connection = route.connection
+        try:
+            inner: RequestFuture = connection.call_with(  # type: ignore[assignment]
+                future.command, future.arguments, timeout=timeout, wait_for_slot=False,
+                context=future,
+            )
+        except TooManyRequests:
+            # The connection's own bound (its max_in_flight, or a child not reading its
+            # input): the pool holds the request instead.
+            self._uncount(route)
+            with self._lock:
+                self._hold(future, first=first)
+            return True
+        except BaseException as error:
+            self._uncount(route)
+            if first:
+                raise
+            future.try_set_exception(error)
+            return True
+        future._inner = inner
+        _notify(inner, route.settled)
+        if future._relay:
+            inner.add_done_callback(future.relay_from)
+        if inner.done() and _lost(inner):
+            lost = connection.lost_requests
+            if lost is None or all(entry.future is not inner for entry in lost):
+                return False  # refused at the door: the connection had ended
+        return True
+
+    def _uncount(self, route: Route) -> None:
+        with self._lock:
+            route.in_flight -= 1
+            route.calls -= 1
+            self.written -= 1
+
+    def settled(self, route: Route, inner: ReplyFuture[dict[str, Any]]) -> None:
+        """A request written on ``route`` has its outcome (any thread): uncount it, write a
+        held request if there is one, tell the actor when a retiring route is empty."""
+        with self._lock:
+            in_flight = route.in_flight = route.in_flight - 1
+            if isinstance(inner.exception(), ProcessUnavailable):
+                route.accepting = False  # its connection has ended: pick it no more
+            # The common case reads two attributes and returns: nothing retires, none held.
+            drained = not in_flight and route.retiring
+            held = self._queue and self._closed is None
+        if drained:
+            self._tell(RouteDrained(route.worker))
+        if held:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Write held requests while some worker can take one, in the order they came."""
+        while True:
+            with self._lock:
+                if self._closed is not None or not self._queue:
+                    return
+                found = route = None
+                room = {r.slot: r for r in self._routes if r.accepting and r.in_flight < self._cap}
+                if room:
+                    for future in self._queue:
+                        if future.key is None:
+                            found = future
+                            break
+                        if future._slots_seen is not self._slots:
+                            future._slot = _slot_for(future.key, self._slots)
+                            future._slots_seen = self._slots
+                        if future._slot in room:
+                            found = future
+                            break
+                if found is None:
+                    return
+                self._queue.remove(found)
+                route = self._pick(found.key)
+                assert route is not None
+                route.in_flight += 1
+                route.calls += 1
+                self.written += 1
+                recycle = route.calls == self._recycle_after and not route.recycle_asked
+                if recycle:
+                    route.recycle_asked = True
+            if found._expiry is not None:
+                found._expiry.cancel()
+                found._expiry = None
+            if recycle:
+                self._tell(RecycleWanted(route.worker))
+            if found.done():
+                self._uncount(route)
+            elif not self._write(found, route, first=False):
+                self._place(found, first=False)
+            with self._changed:
+                self._changed.notify_all()  # its caller may be waiting: it reads now
+
+    def _expire(self, future: PoolFuture) -> None:
+        with self._lock:
+            try:
+                self._queue.remove(future)
+            except ValueError:
+                return  # written meanwhile: the connection times it
+            future._expiry = None
+        future.try_set_exception(RequestTimeout(
+            f"{future.command.command_name} got no answer within {future._timeout}s "
+            "(no worker could take it)"
+        ))
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait(self, future: PoolFuture, timeout: float | None) -> Any:
+        """``future.get()`` when it is held, or its fate after a loss is open."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if future._settled:
+                return ReplyFuture.get(future, timeout=0)
+            inner = future._inner
+            if inner is not None and not (inner.done() and _lost(inner)):
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    return inner.get(timeout=remaining)
+                except ProcessUnavailable:
+                    continue
+            with self._changed:
+                while not future._settled and future._inner is inner:
+                    if self._closed is not None and inner is not None:
+                        # The pool is closed: no decision will send it again.
+                        return inner.get(timeout=0)
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise pykka.Timeout(f"{timeout} seconds")
+                    self._changed.wait(remaining)
+
+    # --- the pool actor's side --------------------------------------------------------------
+
+    def publish(
+        self,
+        routes: tuple[Route, ...],
+        slots: tuple[int, ...],
+        *,
+        can_grow: bool,
+        unserved: BaseException | None = None,
+    ) -> None:
+        """A new snapshot: the routes callers may pick, the slots keys map to, and whether the
+        pool may grow; ``unserved``: why no worker can ever come (requests then fail). Then
+        write what it holds, if a new worker can take it."""
+        with self._lock:
+            self._routes = routes
+            self._slots = slots
+            self._can_grow = can_grow
+            self._grow_asked = False
+            self._unserved = unserved
+            held = bool(self._queue)
+        if unserved is not None:
+            self.fail_held(_copy_error(unserved))
+        elif held:
+            self._drain()
+
+    def retire(self, route: Route) -> bool:
+        """Stop picking ``route``; True if nothing is in flight on it (else a ``RouteDrained``
+        comes once its last request is settled)."""
+        with self._lock:
+            route.accepting = False
+            route.retiring = True
+            return not route.in_flight
+
+    def settle_lost(self, connection: Connection, *, order_known: bool) -> tuple[int, int]:
+        """A worker's connection ended and its child is gone: send again each of its requests
+        that the child cannot have started, fail the others. Returns (re-sent, failed).
+
+        Never written: it never reached the child, so it goes again. Written, to a child that
+        runs one request at a time and answers each before it starts the next
+        (``peer_concurrency == 1``), when ``order_known`` (the connection ended after the
+        child had exited and its output was read to the end): only the oldest of them can have
+        started; the others go again. Any other written request fails with the connection's
+        ``ProcessUnavailable``.
+        """
+        lost = connection.lost_requests or ()
+        one_at_a_time = order_known and connection.peer_concurrency == 1
+        again: list[PoolFuture] = []
+        failed: list[tuple[PoolFuture, BaseException]] = []
+        oldest_seen = False
+        for entry in lost:
+            future = entry.future.context
+            mine = isinstance(future, PoolFuture) and future._inner is entry.future
+            if mine and not future._settled:
+                if not entry.written or (one_at_a_time and oldest_seen):
+                    again.append(future)
+                else:
+                    error = entry.future.exception() or ProcessUnavailable(
+                        f"worker of pool {self.name!r} lost"
+                    )
+                    failed.append((future, error))
+            if entry.written:
+                oldest_seen = True
+        with self._lock:
+            self.resent += len(again)
+            self.failed_at_loss += len(failed)
+        for future, error in failed:
+            future.try_set_exception(error)
+        for future in again:
+            future.resends += 1
+            future._inner = None
+            self._place(future, first=False)
+        with self._changed:
+            self._changed.notify_all()
+        return len(again), len(failed)
+
+    def fail_held(self, error: BaseException) -> None:
+        """Fail every request the pool holds with ``error`` (no worker will take them)."""
+        with self._lock:
+            held = list(self._queue)
+            self._queue.clear()
+        for future in held:
+            if future._expiry is not None:
+                future._expiry.cancel()
+            future.try_set_exception(_copy_error(error))
+        with self._changed:
+            self._changed.notify_all()
+
+    def close(self, error: BaseException) -> None:
+        """No more requests: ``call()`` fails, held requests fail with ``error``."""
+        with self._lock:
+            if self._closed is not None:
+                return
+            self._closed = error
+            self._routes = ()
+        self.fail_held(error)
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._closed is not None
+
+    def stats(self) -> dict[str, Any]:
+        """Figures: held now, and in all written, held, re-sent, failed at a loss; per route
+        in flight and calls."""
+        with self._lock:
+            return {
+                "queued": len(self._queue),
+                "written": self.written,
+                "held": self.held,
+                "resent": self.resent,
+                "failed_at_loss": self.failed_at_loss,
+                "routes": {
+                    route.worker: {"in_flight": route.in_flight, "calls": route.calls,
+                                   "accepting": route.accepting}
+                    for route in self._routes
+                },
+            }
+
+
+def _copy_error(error: BaseException) -> BaseException:
+    """A fresh instance of ``error`` for one more caller (a raised exception's traceback is
+    changed by every thread that raises it); the same one if it cannot be copied."""
+    import copy
+
+    try:
+        return copy.copy(error).with_traceback(None)
+    except Exception:
+        return error
+
+
+def _slot_for(key: Any, slots: tuple[int, ...]) -> int | None:
+    """The slot ``key`` belongs to: the highest of ``hash((key, slot))`` (rendezvous hashing:
+    a slot that comes or goes moves only the keys that were or will be its own)."""
+    best: int | None = None
+    best_score = 0
+    for slot in slots:
+        score = hash((key, slot))
+        if best is None or score > best_score:
+            best, best_score = slot, score
+    return best

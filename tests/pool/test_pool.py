@@ -1,0 +1,224 @@
+"""ProcessPool with real workers: dispatch, a worker killed with requests outstanding,
+recycling, growing and shrinking, sticky keys, the queue's bound, stopping while busy."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from collections.abc import Callable
+
+import pykka
+import pytest
+
+from juicectl import (
+    ControllerClosed,
+    ProcessPool,
+    ProcessUnavailable,
+    RequestTimeout,
+    TooManyRequests,
+)
+from juicectl.juice import ArgumentError
+from juicectl.messages import ModeChanged
+
+from .conftest import CONCURRENT, pids_or_failed, ready_pids, wait_until
+from .workers import Count, Echo, Pid, Slow
+
+pytestmark = pytest.mark.timeout(60)
+
+MakePool = Callable[..., ProcessPool]
+
+
+def test_requests_are_answered_by_both_workers(make_pool: MakePool) -> None:
+    pool = make_pool(size=2)
+    wait_until(lambda: pool.stats()["size"] == 2)
+    futures = [pool.call(Echo, value=str(i)) for i in range(500)]
+    assert [f.get(timeout=20)["value"] for f in futures] == [str(i) for i in range(500)]
+    stats = pool.stats()
+    assert stats["size"] == 2
+    assert sorted(w["calls"] > 0 for w in stats["workers"]) == [True, True]
+    assert all(w["one_at_a_time"] for w in stats["workers"])
+    assert stats["written"] == 500
+
+
+def test_least_loaded_spreads_slow_requests(make_pool: MakePool) -> None:
+    pool = make_pool(size=2)
+    wait_until(lambda: pool.stats()["size"] == 2)
+    futures = [pool.call(Slow, seconds=0.05, n=i) for i in range(8)]
+    pids = Counter(f.get(timeout=20)["pid"] for f in futures)
+    assert sorted(pids.values()) == [4, 4]
+
+
+def test_sigkill_with_8_outstanding_fails_only_the_started_one(make_pool: MakePool) -> None:
+    pool = make_pool(size=2)
+    wait_until(lambda: pool.stats()["size"] == 2)
+    victim, survivor = ready_pids(pool)
+    # Eight on each worker; each takes 0.2 s, so the victim is running its first.
+    futures = [pool.call(Slow, seconds=0.2, n=i) for i in range(16)]
+    wait_until(lambda: all(w["in_flight"] == 8 for w in pool.stats()["workers"]))
+    os.kill(victim, signal.SIGKILL)
+    outcomes = pids_or_failed(futures)
+    assert outcomes.count("failed") == 1
+    assert victim not in outcomes
+    stats = pool.stats()
+    assert stats["resent"] == 7 and stats["failed_at_loss"] == 1
+    assert all(f.resends <= 1 for f in futures)
+    # The dead worker is restarted under its policy: the pool is whole again.
+    wait_until(lambda: pool.stats()["size"] == 2 and victim not in ready_pids(pool))
+    assert survivor in ready_pids(pool)
+
+
+def test_a_concurrent_worker_killed_fails_every_written_request(make_pool: MakePool) -> None:
+    pool = make_pool(CONCURRENT, size=1)
+    wait_until(lambda: pool.stats()["size"] == 1)
+    (victim,) = ready_pids(pool)
+    assert pool.stats()["workers"][0]["one_at_a_time"] is False
+    futures = [pool.call(Slow, seconds=0.5, n=i) for i in range(8)]
+    wait_until(lambda: pool.stats()["workers"][0]["in_flight"] == 8)
+    os.kill(victim, signal.SIGKILL)
+    failed = 0
+    for future in futures:
+        with pytest.raises(ProcessUnavailable):
+            future.get(timeout=30)
+        failed += 1
+    assert failed == 8 and pool.stats()["resent"] == 0
+
+
+def test_recycling_every_50_calls_fails_nothing(make_pool: MakePool) -> None:
+    pool = make_pool(size=2, recycle_after_calls=50)
+    wait_until(lambda: pool.stats()["size"] == 2)
+    first = set(ready_pids(pool))
+    seen: set[int] = set()
+
+    def run(count: int) -> None:
+        pending = []
+        for _ in range(count):
+            pending.append(pool.call(Pid))
+            if len(pending) >= 16:
+                seen.add(pending.pop(0).get(timeout=30)["pid"])  # raises if any failed
+        for future in pending:
+            seen.add(future.get(timeout=30)["pid"])
+
+    run(200)
+    # The replacements start first and take over once ready; the old ones serve meanwhile.
+    wait_until(lambda: pool.stats()["recycled"] >= 2)
+    run(200)
+    stats = pool.stats()
+    assert stats["failed_at_loss"] == 0 and stats["resent"] == 0
+    assert seen - first, "no request reached a replacement"
+    wait_until(lambda: pool.stats()["size"] == 2)
+
+
+def test_the_pool_grows_while_busy_and_shrinks_when_idle(make_pool: MakePool) -> None:
+    pool = make_pool(min_size=1, max_size=2, max_idle=0.2)
+    assert pool.call(Echo, value="x").get(timeout=20) == {"value": "x"}
+    assert pool.stats()["slots"] == 1
+    futures = [pool.call(Slow, seconds=0.1, n=i) for i in range(20)]
+    wait_until(lambda: pool.stats()["size"] == 2)
+    assert {f.get(timeout=30)["n"] for f in futures} == set(range(20))
+    assert pool.stats()["grown"] == 1
+    wait_until(lambda: pool.stats()["size"] == 1 and pool.stats()["slots"] == 1)
+    assert pool.stats()["shrunk"] == 1
+    assert pool.call(Echo, value="after").get(timeout=20) == {"value": "after"}
+
+
+def test_a_pool_of_none_starts_one_for_the_first_request(make_pool: MakePool) -> None:
+    pool = make_pool(min_size=0, max_size=2)
+    assert pool.stats()["slots"] == 0
+    assert pool.call(Echo, value="cold").get(timeout=20) == {"value": "cold"}
+    assert pool.stats()["slots"] == 1
+
+
+def test_sticky_keys_go_to_one_worker_each(make_pool: MakePool) -> None:
+    pool = make_pool(size=2)
+    wait_until(lambda: pool.stats()["size"] == 2)
+    owner: dict[str, set[int]] = {}
+    for round_no in range(1, 4):
+        futures = {f"user{k}": pool.call(Count, key=f"user{k}", name=f"user{k}")
+                   for k in range(32)}
+        for key, future in futures.items():
+            answer = future.get(timeout=20)
+            assert answer["count"] == round_no  # its own worker kept the count
+            owner.setdefault(key, set()).add(answer["pid"])
+    assert all(len(pids) == 1 for pids in owner.values())
+    assert len(set().union(*owner.values())) == 2
+
+
+def test_past_max_queued_calls_are_refused(make_pool: MakePool) -> None:
+    pool = make_pool(size=1, max_per_worker=1, max_queued=2)
+    wait_until(lambda: pool.stats()["size"] == 1)
+    running = pool.call(Slow, seconds=0.3, n=0)
+    held = [pool.call(Slow, seconds=0.0, n=i) for i in (1, 2)]
+    assert pool.stats()["queued"] == 2
+    with pytest.raises(TooManyRequests, match="max_queued"):
+        pool.call(Echo, value="one too many")
+    assert running.get(timeout=20)["n"] == 0
+    assert [f.get(timeout=20)["n"] for f in held] == [1, 2]
+
+
+def test_a_held_request_times_out(make_pool: MakePool) -> None:
+    pool = make_pool(size=1, max_per_worker=1)
+    wait_until(lambda: pool.stats()["size"] == 1)
+    running = pool.call(Slow, seconds=0.5, n=0)
+    held = pool.call(Echo, value="late", timeout=0.1)
+    with pytest.raises(RequestTimeout):
+        held.get(timeout=20)
+    assert running.get(timeout=20)["n"] == 0
+
+
+def test_stop_with_workers_busy(make_pool: MakePool) -> None:
+    pool = make_pool(size=2, max_per_worker=2)
+    wait_until(lambda: pool.stats()["size"] == 2)
+    in_flight = [pool.call(Slow, seconds=0.3, n=i) for i in range(4)]
+    held = [pool.call(Echo, value=str(i)) for i in range(3)]
+    result = pool.close()
+    assert result is not None and len(result) == 2
+    # Shutdown is answered after the requests before it: those in flight were answered.
+    assert sorted(f.get(timeout=20)["n"] for f in in_flight) == [0, 1, 2, 3]
+    for future in held:
+        with pytest.raises(ControllerClosed):
+            future.get(timeout=20)
+    with pytest.raises(ProcessUnavailable, match="closed"):
+        pool.call(Echo, value="after close")
+    assert pool.stats()["state"] == "closed"
+
+
+def test_bad_arguments_are_refused_at_the_door(make_pool: MakePool) -> None:
+    pool = make_pool(size=1)
+    with pytest.raises(ArgumentError):
+        pool.call(Echo, value=3)
+    with pytest.raises(ArgumentError):
+        pool.call("Echo")  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match="timeout"):
+        pool.call(Echo, value="x", timeout=-1)
+    assert pool.call(Echo, value="fine").get(timeout=20) == {"value": "fine"}
+
+
+def test_workers_stop_in_parallel(make_pool: MakePool) -> None:
+    # Each worker is busy for seconds when the pool stops, and answers Shutdown only after
+    # its request: closed one after another, the first would be stopped before the last
+    # began to stop. In parallel, every one is stopping before any has stopped.
+    modes: list[tuple[str, str]] = []
+
+    class Listener(pykka.ThreadingActor):
+        def on_receive(self, message: object) -> None:
+            if isinstance(message, ModeChanged):
+                modes.append((message.controller, message.new))
+
+    listener = Listener.start()
+    try:
+        pool = make_pool(size=3, max_per_worker=1, worker_subscribers=[listener])
+        wait_until(lambda: pool.stats()["size"] == 3)
+        busy = [pool.call(Slow, seconds=2.0, n=i) for i in range(3)]
+        wait_until(lambda: all(w["in_flight"] == 1 for w in pool.stats()["workers"]))
+        result = pool.close()
+        assert result is not None and sorted(r.how for r in result.values() if r) == [
+            "clean"] * 3
+        assert sorted(f.get(timeout=20)["n"] for f in busy) == [0, 1, 2]
+        wait_until(lambda: sum(new == "stopped" for _, new in modes) >= 3)
+        stopping = [i for i, (_, new) in enumerate(modes) if new == "stopping"]
+        stopped = [i for i, (_, new) in enumerate(modes) if new == "stopped"]
+        assert len({modes[i][0] for i in stopping}) == 3
+        assert max(stopping) < min(stopped), modes
+    finally:
+        listener.stop()

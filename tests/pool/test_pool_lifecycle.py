@@ -1,0 +1,202 @@
+"""A pool's options checked at the door, workers that cannot start or give up, the CPU
+budget's rule, a worker that does not say how it runs, and no orphan after the parent dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import pykka
+import pytest
+
+from juicectl import LaunchSpec, ProcessLaunchError, ProcessPool, ProcessUnavailable, RestartPolicy
+from juicectl.child._runtime import BUSY_POLL_ENV
+from juicectl.pool import WorkerGaveUp, WorkerLost, spin_plan
+
+from ..conftest import ROOT
+from .conftest import WORKER, wait_until
+from .workers import Echo, Pid
+
+pytestmark = pytest.mark.timeout(60)
+
+MakePool = Callable[..., ProcessPool]
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"size": 0}, ValueError, "size must be >= 1"),
+        ({"size": "2"}, TypeError, "size must be an int"),
+        ({"size": 2, "max_size": 3}, TypeError, "not both"),
+        ({"min_size": 3, "max_size": 2}, ValueError, r"min_size \(3\)"),
+        ({"min_size": -1, "max_size": 2}, ValueError, "min_size must be >= 0"),
+        ({"size": 1, "max_idle": 0}, ValueError, "max_idle must be > 0"),
+        ({"size": 1, "recycle_after_calls": 0}, ValueError, "recycle_after_calls"),
+        ({"size": 1, "recycle_after_seconds": -1}, ValueError, "recycle_after_seconds"),
+        ({"size": 1, "dispatch": "random"}, ValueError, "dispatch must be"),
+        ({"size": 1, "max_per_worker": 0}, ValueError, "max_per_worker"),
+        ({"size": 1, "max_queued": -1}, ValueError, "max_queued"),
+        ({"size": 1, "on_give_up": "retry"}, ValueError, "on_give_up"),
+        ({"size": 1, "restart": "permanent"}, TypeError, "restart must be a RestartPolicy"),
+        ({"size": 1, "worker_busy_poll": 1}, ValueError, "busy_poll"),
+        ({"size": 1, "startup_timeout": 0}, ValueError, "startup_timeout"),
+    ],
+)
+def test_bad_options_are_named(options: dict[str, object], error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        ProcessPool.start(WORKER, **options)  # type: ignore[arg-type]
+    assert not pykka.ActorRegistry.get_all()
+
+
+def test_launch_options_beside_a_launch_spec_are_refused() -> None:
+    with pytest.raises(TypeError, match="env, startup_timeout: give these in the LaunchSpec"):
+        ProcessPool.start(LaunchSpec(argv=WORKER), size=1, env={}, startup_timeout=3)
+
+
+def test_a_launch_spec_runs(make_pool: MakePool) -> None:
+    pool = make_pool(LaunchSpec(argv=WORKER, startup_timeout=20), size=1)
+    assert pool.call(Echo, value="spec").get(timeout=20) == {"value": "spec"}
+
+
+def test_a_worker_that_cannot_be_launched_fails_the_calls_with_why(make_pool: MakePool) -> None:
+    pool = make_pool(["/nonexistent/worker"], size=1)
+    with pytest.raises(ProcessLaunchError, match="/nonexistent/worker"):
+        pool.call(Echo, value="x").get(timeout=20)
+
+
+def test_a_worker_that_gives_up_leaves_and_the_pool_says_so(make_pool: MakePool) -> None:
+    events: list[object] = []
+
+    class Listener(pykka.ThreadingActor):
+        def on_receive(self, message: object) -> None:
+            events.append(message)
+
+    listener = Listener.start()
+    policy = RestartPolicy(initial_delay=0.0, jitter=0.0, max_restarts=1, window=60)
+    pool = make_pool([sys.executable, "-c", "import sys; sys.exit(3)"], size=1,
+                     restart=policy, on_give_up="leave", subscribers=[listener])
+    with pytest.raises(ProcessUnavailable):
+        pool.call(Echo, value="x").get(timeout=20)
+    wait_until(lambda: any(isinstance(e, WorkerGaveUp) for e in events))
+    gave_up = next(e for e in events if isinstance(e, WorkerGaveUp))
+    assert gave_up.replaced is False
+    wait_until(lambda: pool.stats()["slots"] == 0)
+    with pytest.raises(ProcessUnavailable, match="no worker left"):
+        pool.call(Echo, value="y")
+
+
+def test_a_worker_that_gives_up_is_replaced(make_pool: MakePool, tmp_path: object) -> None:
+    # The first child of each slot fails at start until a flag file exists; then they work.
+    flag = os.path.join(str(tmp_path), "ok")
+    script = (
+        "import os, sys\n"
+        f"if not os.path.exists({flag!r}): sys.exit(3)\n"
+        "from juicectl.child._main import main\n"
+        "main(['tests.pool.workers:PoolWorker'])\n"
+    )
+    policy = RestartPolicy(initial_delay=0.0, jitter=0.0, max_restarts=1, window=60)
+    events: list[object] = []
+
+    class Listener(pykka.ThreadingActor):
+        def on_receive(self, message: object) -> None:
+            events.append(message)
+            if isinstance(message, WorkerGaveUp):
+                open(flag, "w").close()
+
+    pool = make_pool([sys.executable, "-c", script], size=1, restart=policy,
+                     subscribers=[Listener.start()])
+    wait_until(lambda: pool.stats()["size"] == 1)
+    assert any(isinstance(e, WorkerGaveUp) and e.replaced for e in events)
+    assert pool.stats()["replaced"] == 1
+    assert pool.call(Echo, value="back").get(timeout=20) == {"value": "back"}
+
+
+def test_the_lost_event_says_what_became_of_the_requests(make_pool: MakePool) -> None:
+    events: list[object] = []
+
+    class Listener(pykka.ThreadingActor):
+        def on_receive(self, message: object) -> None:
+            events.append(message)
+
+    pool = make_pool(size=1, subscribers=[Listener.start()])
+    pid = pool.call(Pid).get(timeout=20)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: any(isinstance(e, WorkerLost) for e in events))
+    lost = next(e for e in events if isinstance(e, WorkerLost))
+    assert lost.reason.signal == signal.SIGKILL and (lost.resent, lost.failed) == (0, 0)
+    assert pool.call(Pid).get(timeout=20)["pid"] != pid
+
+
+def test_the_cpu_rule() -> None:
+    # The parent spins (one, whatever its threads); workers too while all fit in the cores.
+    assert spin_plan(1, 2).worker is None and spin_plan(1, 2).spinners == 2
+    assert spin_plan(2, 2).worker == 0.0 and spin_plan(2, 2).spinners == 1
+    assert spin_plan(3, 4).worker is None and spin_plan(3, 4).spinners == 4
+    assert spin_plan(2, 2, parent=0.0).worker is None
+    assert spin_plan(2, 2, worker=0.0001).worker == 0.0001
+
+
+def test_workers_are_launched_with_the_plan(make_pool: MakePool) -> None:
+    pool = make_pool(size=(os.cpu_count() or 1) + 1)
+    assert pool.spin_plan.worker == 0.0
+    assert pool.spec.env is not None and pool.spec.env[BUSY_POLL_ENV] == "0.0"
+    pool.close()
+    user_env = {**os.environ, BUSY_POLL_ENV: "0.0005"}
+    kept = make_pool(size=(os.cpu_count() or 1) + 1, env=user_env)
+    assert kept.spec.env is not None and kept.spec.env[BUSY_POLL_ENV] == "0.0005"
+
+
+@pytest.mark.interop
+def test_a_worker_that_does_not_say_how_it_runs(make_pool: MakePool) -> None:
+    pytest.importorskip("epsilon.juice")
+    child = [sys.executable, str(ROOT / "tests" / "peers" / "epsilon_child.py")]
+    pool = make_pool(child, size=1)
+    wait_until(lambda: pool.stats()["size"] == 1)
+    # The reference peer negotiates without the extra field: nothing is assumed of it.
+    assert pool.stats()["workers"][0]["one_at_a_time"] is None
+
+
+ORPHAN_SCRIPT = """
+import sys, time
+sys.path.insert(0, {root!r})
+from juicectl import ProcessPool
+from tests.pool.workers import Pid
+pool = ProcessPool.start({worker!r}, size=2)
+pids = sorted({{pool.call(Pid).get(timeout=20)["pid"] for _ in range(50)}})
+while len(pids) < 2:
+    pids = sorted(set(pids) | {{pool.call(Pid).get(timeout=20)["pid"]}})
+print(" ".join(map(str, pids)), flush=True)
+time.sleep(60)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_no_worker_outlives_a_parent_killed_with_sigkill() -> None:
+    script = ORPHAN_SCRIPT.format(root=str(ROOT), worker=WORKER)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()
+        pids = [int(pid) for pid in line.split()]
+        assert len(pids) == 2 and all(alive(pid) for pid in pids)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(alive(pid) for pid in pids)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(timeout=10)
