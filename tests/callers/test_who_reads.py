@@ -483,3 +483,18 @@ def test_a_request_future_maps_and_joins_like_any_pykka_future(pipe: Pipe) -> No
     both = first.join(second)
     assert value.get(timeout=10) == "first"
     assert both.get(timeout=10) == [{"value": "first"}, {"value": "second"}]
+
+
+def test_a_callback_can_be_added_to_a_mapped_future_before_it_settles() -> None:
+    # A future made by map() has no connection of its own to read for it: adding a callback
+    # before it settles must not ask one to, and the future still maps its answer.
+    pipe = Pipe(echo=False)
+    try:
+        first = pipe.connection.call(Echo, value="first")
+        value = first.map(lambda answer: answer["value"])
+        value.add_done_callback(lambda _: None)
+        pipe.answer(pipe.held.pop())
+        assert value.get(timeout=10) == "first"
+    finally:
+        pipe.connection.connection_lost(ProcessUnavailable("the test ended"))
+        pipe.close()
