@@ -170,7 +170,7 @@ class Route:
         dispatcher = self.dispatcher
         if self.retiring:
             dispatcher.check_drained(self)
-        if dispatcher.holds_requests:
+        if dispatcher._queue:  # read without the lock: drain() looks again under it
             dispatcher.drain()
 
     def __repr__(self) -> str:
@@ -204,6 +204,9 @@ class PoolFuture(RequestFuture):
     _expiry: TimerHandle | None = None  # the request timeout while the pool holds it
     _slot: int | None = None  # the key's slot while held, as of _slots_seen
     _slots_seen: tuple[int, ...] | None = None
+    _timeout: float | None = None
+    _deadline: float | None = None
+    key: Any = None
     resends = 0
 
     def __init__(
@@ -219,9 +222,12 @@ class PoolFuture(RequestFuture):
         self._dispatcher = dispatcher
         self.command = command
         self.arguments = arguments
-        self.key = key
-        self._timeout = timeout
-        self._deadline = deadline
+        # Stored only when given: the class defaults say None for the common call.
+        if key is not None:
+            self.key = key
+        if timeout is not None:
+            self._timeout = timeout
+            self._deadline = deadline
 
     @property
     def worker_future(self) -> RequestFuture | None:
@@ -414,7 +420,9 @@ class Dispatcher:
         count = len(routes)
         if count == 1:
             route = routes[0]
-            return route if route.accepting and route.in_flight < route.cap else None
+            # Route.in_flight, inlined: this is every call's pick with one worker.
+            load = route.connection.in_flight + len(route.writing)
+            return route if route.accepting and load < route.cap else None
         start = self._turn = (self._turn + 1) % count if count else 0
         best = None
         best_load = 0
@@ -525,12 +533,6 @@ class Dispatcher:
                 return
             route.drained = True
         self._tell(RouteDrained(route.worker))
-
-    @property
-    def holds_requests(self) -> bool:
-        """Whether the pool holds requests no worker has taken yet (read without the lock:
-        ``drain`` looks again under it)."""
-        return bool(self._queue)
 
     def drain(self) -> None:
         """Write held requests while some worker can take one, in the order they came."""
