@@ -97,6 +97,7 @@ MUTATE_TESTS: dict[str, list[str]] = {
         "tests/chaos/test_connection_races.py",
     ],
     "juicectl/_reading.py": ["tests/callers", "tests/chaos/test_connection_races.py"],
+    "juicectl/_pipe.py": ["tests/callers", "tests/chaos/test_connection_races.py"],
     "juicectl/child/_runtime.py": ["tests/child"],
 }
 #: Mutants judged equivalent, each with its reason (see the file itself).

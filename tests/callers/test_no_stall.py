@@ -207,3 +207,27 @@ def test_a_callback_that_writes_on_the_reader_thread_finishes(pair: InMemoryChil
     assert done.wait(BOUND), "the reader thread is stuck writing"
     answers = finishes(lambda: [future.get(timeout=BOUND) for future in sent])
     assert answers == [{"value": f"{n}{BIG}"} for n in range(IN_FLIGHT)]
+
+
+def test_a_writer_behind_a_reading_caller_leaves_the_accounts_as_it_found_them(
+    pair: InMemoryChild,
+) -> None:
+    # As above, with a future waited on by a callback meanwhile (a second watcher). Once all
+    # is answered nobody is counted as waiting, and the reader thread, having served a writer
+    # that waited behind it, parks again: the next caller reads its own answer.
+    connection = pair.connection
+    callers_read(pair)
+    slept = connection.call(Sleep, seconds=1.0)
+    reading = threading.Thread(target=slept.get, kwargs={"timeout": BOUND}, daemon=True)
+    reading.start()
+    wait_until(lambda: connection._reading.role is Role.CALLER)
+    watched = connection.call(Echo, value="watched")
+    called = threading.Event()
+    watched.add_done_callback(lambda _: called.set())
+    futures = finishes(lambda: [connection.call(Echo, value=BIG) for _ in range(IN_FLIGHT)])
+    reading.join(BOUND)
+    answers = finishes(lambda: [future.get(timeout=BOUND) for future in futures])
+    assert answers == [{"value": BIG}] * IN_FLIGHT
+    assert called.wait(BOUND) and watched.get(timeout=0) == {"value": "watched"}
+    wait_until(lambda: connection._reading.watchers == 0)
+    wait_until(lambda: connection._reading.role is Role.FREE)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pykka
 import pytest
+import structlog.testing
 
 from juicectl import _reading as reading_module
 from juicectl._busy_poll import DEFAULT_BUSY_POLL
@@ -498,3 +499,173 @@ def test_a_callback_can_be_added_to_a_mapped_future_before_it_settles() -> None:
     finally:
         pipe.connection.connection_lost(ProcessUnavailable("the test ended"))
         pipe.close()
+
+
+def test_without_a_wake_pipe_the_warning_names_the_cause(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_pipe = os.pipe
+    pipes_left = [1]  # the test's own pipe (the "child's stdout"), then none
+
+    def pipe_while_fds_last() -> tuple[int, int]:
+        if not pipes_left:
+            raise OSError(24, "Too many open files")
+        pipes_left.pop()
+        return real_pipe()
+
+    monkeypatch.setattr(reading_module.os, "pipe", pipe_while_fds_last)
+    with structlog.testing.capture_logs() as logs:
+        pipe = Pipe()
+        try:
+            assert echo(pipe.connection, "one") == "one"
+        finally:
+            pipe.connection.connection_lost(ProcessUnavailable("the test ended"))
+            monkeypatch.undo()
+            pipe.close()
+    warnings = [entry for entry in logs if entry["event"] == "callers_do_not_read"]
+    assert len(warnings) == 1
+    assert warnings[0]["log_level"] == "warning"
+    assert warnings[0]["error"] == "[Errno 24] Too many open files"
+
+
+@pytest.fixture
+def wake_pipe_on_descriptor_zero(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The wake pipe's read end is descriptor 0, as in a host whose stdin is closed (a
+    daemon's): a new pipe takes the lowest free numbers. Yields the wake pipe's write end."""
+    real_pipe = os.pipe
+    saved_stdin = os.dup(0)
+    made: list[int] = []
+    pipes = [0]
+
+    def second_pipe_on_zero() -> tuple[int, int]:
+        read_end, write_end = real_pipe()
+        pipes[0] += 1
+        if pipes[0] != 2:  # the first is the test's own (the "child's stdout")
+            return read_end, write_end
+        os.dup2(read_end, 0)
+        os.close(read_end)
+        made.append(write_end)
+        return 0, write_end
+
+    monkeypatch.setattr(reading_module.os, "pipe", second_pipe_on_zero)
+    try:
+        yield made
+    finally:
+        monkeypatch.undo()
+        os.dup2(saved_stdin, 0)
+        os.close(saved_stdin)
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_a_wake_pipe_on_descriptor_zero_serves_callers_and_is_closed_at_the_end(
+    wake_pipe_on_descriptor_zero: list[int], reads: list[tuple[int, int]]
+) -> None:
+    pipe = Pipe(request_timeout=0.2)
+    try:
+        callers_read(pipe)
+        assert wake_pipe_on_descriptor_zero, "the wake pipe was not made"
+        reads.clear()
+        assert echo(pipe.connection, "mine") == "mine"
+        assert {thread for thread, fd in reads if fd == pipe.read_fd} == {threading.get_ident()}
+        # A caller reading is woken through descriptor 0 when its request times out.
+        pipe.echo = False
+        with pytest.raises(RequestTimeout):
+            pipe.connection.call(Echo, value="never answered").get(timeout=5)
+    finally:
+        pipe.connection.connection_lost(ProcessUnavailable("the test ended"))
+        pipe.close()
+    (write_end,) = wake_pipe_on_descriptor_zero
+    for fd in (0, write_end):
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed by the reader thread as it ended
+
+
+def _two_unanswered(pipe: Pipe) -> tuple[ReplyFuture[dict[str, object]], ...]:
+    """Two requests whose answers the test holds back: ``mine`` (a caller will read for it)
+    and ``other`` (another thread will wait for it behind that caller)."""
+    pipe.echo = False
+    mine = pipe.connection.call(Echo, value="mine")
+    other = pipe.connection.call(Echo, value="other")
+    return mine, other
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_a_reading_caller_keeps_its_deadline_after_reading_for_another_thread(pipe: Pipe) -> None:
+    # Once a read settled another thread's future, the reading caller sleeps on the pipe
+    # (no spin: the other thread needs the GIL), and still only until its own deadline.
+    callers_read(pipe)
+    mine, other = _two_unanswered(pipe)
+    outcome: list[BaseException] = []
+
+    def read_for_mine() -> None:
+        try:
+            mine.get(timeout=1.0)
+        except BaseException as error:
+            outcome.append(error)
+
+    reading = threading.Thread(target=read_for_mine, daemon=True)
+    reading.start()
+    wait_until(lambda: pipe.connection._reading.role is Role.CALLER)
+    waiting = threading.Thread(target=other.get, kwargs={"timeout": 10}, daemon=True)
+    waiting.start()
+    wait_until(lambda: pipe.connection._reading.watchers == 1)
+    pipe.answer(pipe.held[1])  # the other's answer only: read by the caller reading
+    waiting.join(10)
+    assert other.get(timeout=0) == {"value": "other"}
+    reading.join(10)
+    assert not reading.is_alive(), "the reading caller overslept its deadline"
+    assert len(outcome) == 1 and isinstance(outcome[0], pykka.Timeout)
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_a_reading_caller_without_a_deadline_reads_for_another_thread_then_itself(
+    pipe: Pipe,
+) -> None:
+    callers_read(pipe)
+    mine, other = _two_unanswered(pipe)
+    got: list[object] = []
+    reading = threading.Thread(target=lambda: got.append(mine.get()), daemon=True)
+    reading.start()
+    wait_until(lambda: pipe.connection._reading.role is Role.CALLER)
+    waiting = threading.Thread(target=other.get, kwargs={"timeout": 10}, daemon=True)
+    waiting.start()
+    wait_until(lambda: pipe.connection._reading.watchers == 1)
+    pipe.answer(pipe.held[1])
+    waiting.join(10)
+    assert other.get(timeout=0) == {"value": "other"}
+    pipe.answer(pipe.held[0])
+    reading.join(10)
+    assert got == [{"value": "mine"}]
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_bad_bytes_met_by_a_caller_are_reported_from_the_start_of_their_read(
+    pipe: Pipe,
+) -> None:
+    # A long bad read: its first 80 bytes are the sample; what the child writes afterwards
+    # (read by the reader thread, which drains the pipe) changes nothing of the report.
+    callers_read(pipe)
+    pipe.echo = False
+    future = pipe.connection.call(Echo, value="never answered")
+    bad = b"no separator, " * 20 + b"\r\n\r\n"
+    threading.Timer(0.1, pipe.answer, [bad]).start()
+    threading.Timer(0.4, pipe.answer, [b"more of the same, later\r\n\r\n"]).start()
+    with pytest.raises((pykka.Timeout, ProcessUnavailable)):
+        future.get(timeout=0.8)
+    wait_until(lambda: bool(pipe.losses))
+    (loss,) = pipe.losses
+    assert loss.cause == "protocol_error"
+    assert loss.sample == bad[:80]
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_the_reader_thread_asked_back_reads_on_until_a_caller_waits_behind_it(
+    pipe: Pipe,
+) -> None:
+    # A callback asks the parked reader thread back; having read it, the reader thread keeps
+    # the pipe (nobody waited behind it since), so an answer nobody waits for is read too.
+    callers_read(pipe)
+    settled = threading.Event()
+    pipe.connection.call(Echo, value="watched").add_done_callback(lambda _: settled.set())
+    assert settled.wait(10)
+    unwatched = pipe.connection.call(Echo, value="unwatched")
+    wait_until(unwatched.done)
+    assert unwatched.get(timeout=0) == {"value": "unwatched"}
