@@ -2,15 +2,16 @@
 """Instructions per small request on each side, counted by callgrind: repeatable on a busy
 machine, whatever else runs.
 
-    .venv/bin/python benchmarks/instructions.py [--value-size N] [parent|child|timeout ...]
+    .venv/bin/python benchmarks/instructions.py [--value-size N] [parent|timeout|pool|child ...]
 
 The paths are ``path_cost.py``'s (no pipes, no threads): the parent's is a real
 ``Connection`` whose write goes nowhere (``call()``, ``data_received()`` of the answer,
-``get()``), ``timeout`` the same with a request timeout; the child's is its runtime's work for
-one request. Each figure runs the path under ``valgrind --tool=callgrind`` twice, for
-``SHORT`` and ``LONG`` requests, and divides the difference by ``LONG - SHORT``, so that
-start-up and imports cancel out. About half a minute per figure; needs valgrind.
-``--value-size N`` echoes a value of ``N`` characters instead of the small one.
+``get()``), ``timeout`` the same with a request timeout, ``pool`` the same connection as the
+one route of a pool's ``Dispatcher`` (``pool_cost.py --part path``); the child's is its
+runtime's work for one request. Each figure runs the path under ``valgrind
+--tool=callgrind`` twice, for ``SHORT`` and ``LONG`` requests, and divides the difference by
+``LONG - SHORT``, so that start-up and imports cancel out. About half a minute per figure;
+needs valgrind. ``--value-size N`` echoes a value of ``N`` characters instead of the small one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks._common import ROOT, SMALL
 
 SHORT, LONG = 200, 1200
-SIDES = ("parent", "timeout", "child")
+SIDES = ("parent", "timeout", "pool", "child")
 
 
 def run(side: str, count: int, value: str) -> None:
@@ -47,6 +48,22 @@ def run(side: str, count: int, value: str) -> None:
     front = answer_bytes("0", Echo.make_response({"value": value}))
     front = front[: front.rindex(b"-Answer: 0")]
     timeout = 30.0 if side == "timeout" else None
+    arguments = {"value": value}
+    if side == "pool":
+        from juicectl.pool._dispatch import Dispatcher, Route
+
+        dispatcher = Dispatcher(
+            "bench", max_per_worker=64, max_queued=1024, least_loaded=True,
+            recycle_after_calls=None, default_timeout=None, tell=lambda message: None,
+        )
+        dispatcher.publish((Route(0, "bench.w1", connection, dispatcher),), (0,),
+                           can_grow=False)
+        submit = dispatcher.submit
+        for tag in range(1, count + 1):
+            future = submit(Echo, arguments, None, None)
+            connection.data_received(b"%s-Answer: %x\r\n\r\n" % (front, tag))
+            future.get()
+        return
     for tag in range(1, count + 1):
         future = connection.call(Echo, value=value, timeout=timeout)
         connection.data_received(b"%s-Answer: %x\r\n\r\n" % (front, tag))

@@ -179,6 +179,12 @@ class RequestFuture(ReplyFuture[dict[str, Any]]):
             reading.watch(self)
         super().add_done_callback(callback)
 
+    def lost(self, reason: BaseException) -> None:
+        """The connection ended with this request outstanding (``Connection.connection_lost``,
+        after ``lost_requests`` is set): fail with ``reason``. A subclass whose owner decides
+        what becomes of a lost request (a pool that sends it again) keeps it open instead."""
+        self.try_set_exception(reason)
+
     def notify(self, callback: Callable[[ReplyFuture[dict[str, Any]]], None]) -> None:
         """Call ``callback(future)`` once settled, like ``add_done_callback``, without making
         the reader thread read for it: for an owner that counts requests while its callers

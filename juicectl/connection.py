@@ -229,6 +229,11 @@ class Connection:
         its ``Negotiate`` answer said (``negotiate()``); None until then, or if it did not say.
         """
         self._lost: tuple[LostRequest, ...] | None = None
+        self.when_request_done: Callable[[], None] | None = None
+        """Called with no lock held each time a request left the table answered or timed out
+        (its future settled by then; not at the end of the connection): an owner counting on
+        ``in_flight`` learns of room without a callback per request (a pool's held requests).
+        It must be quick: it runs on the thread that read the answer."""
 
         self._pending: list[bytes] = []
         self._unwritten = 0  # bytes queued or being written (under _pending_lock)
@@ -294,11 +299,18 @@ class Connection:
         timeout: float | None = None,
         wait_for_slot: bool = True,
         context: Any = None,
+        future: RequestFuture | None = None,
     ) -> ReplyFuture[dict[str, Any]]:
         """Like ``call()``, with the arguments as a mapping (for arguments named ``timeout``).
 
         ``context`` is kept on the request's future (``RequestFuture.context``) and given back
         in ``lost_requests`` if the connection ends first.
+
+        ``future``: the request's future, made by the caller (an unsettled ``RequestFuture``,
+        or a subclass that overrides ``lost``), returned and settled by this connection as its
+        own would be: an owner that keeps its own record of a request (a pool) needs no second
+        future chained to this one. On a connection that has ended it raises
+        ``ProcessUnavailable`` instead, with nothing sent and ``future`` left as it was.
         """
         if not (isinstance(command, type) and issubclass(command, Command)):
             raise ArgumentError(f"call() needs a Command subclass, not {command!r}")
@@ -317,7 +329,9 @@ class Connection:
                 f"child {self.pid} is not reading its input: {unwritten} bytes wait to be "
                 f"written; {command.command_name} not sent"
             )
-        future = RequestFuture()
+        given = future is not None
+        if future is None:
+            future = RequestFuture()
         future.reading = self._reading
         if context is not None:
             future.context = context
@@ -326,6 +340,8 @@ class Connection:
             with self._lock:
                 closed = self._closed
             if closed is not None:
+                if given:
+                    raise ProcessUnavailable(str(closed))
                 future.try_set_exception(closed)
                 return future
             self._send(request_bytes(command, None, fields, self._limits))
@@ -335,14 +351,18 @@ class Connection:
         with self._lock:
             if len(self._table) >= self._max_in_flight:
                 self._wait_for_slot(timeout, wait_for_slot, command)
-            if self._closed is not None:
-                future.try_set_exception(self._closed)
-                return future
-            tag = self._table.open(command, future)
-            self.sent += 1
-            if timeout is not None:
-                future.timed = True
-                self._deadlines.add(time.monotonic() + timeout, tag, timeout, self._table)
+            closed = self._closed
+            if closed is None:
+                tag = self._table.open(command, future)
+                self.sent += 1
+                if timeout is not None:
+                    future.timed = True
+                    self._deadlines.add(time.monotonic() + timeout, tag, timeout, self._table)
+        if closed is not None:
+            if given:
+                raise ProcessUnavailable(str(closed))
+            future.try_set_exception(closed)
+            return future
         try:
             data = request_bytes(command, tag, fields, self._limits)
         except BaseException:
@@ -401,6 +421,9 @@ class Connection:
             )
         if expired:
             self._reading.wake()
+            done = self.when_request_done
+            if done is not None:
+                done()
 
     def _send(self, data: bytes, future: RequestFuture | None = None) -> None:
         """Queue ``data`` for the child's stdin; the first idle caller writes the queue.
@@ -477,14 +500,15 @@ class Connection:
         """The requests outstanding when the connection ended, in the order they were written
         (those never written last), each with whether it was written; None while it is open.
 
-        Set before their futures fail, so whoever sees such a failure can read it."""
+        Set before their futures are told (``RequestFuture.lost``: they fail, unless their
+        owner decides), so whoever sees such a failure can read it."""
         return self._lost
 
     @property
     def in_flight(self) -> int:
-        """How many requests await an answer."""
-        with self._lock:
-            return len(self._table)
+        """How many requests await an answer (read without the lock: a dict's length is read
+        whole, and a reader that needs it exact counts what it adds itself)."""
+        return len(self._table)
 
     @property
     def closed(self) -> bool:
@@ -593,6 +617,9 @@ class Connection:
             # Only the thread holding the read role counts answers: no lock needed for that.
             self.answered += 1
             future.try_set(outcome)
+        done = self.when_request_done
+        if done is not None:
+            done()
 
     def _request(self, request: Request) -> None:
         # Under the lock: connection_lost shuts down the dispatcher it finds once closed,
@@ -680,7 +707,7 @@ class Connection:
             handed = self._handed
         self._lost = _in_write_order(waiting, handed)
         for future in waiting:
-            future.try_set_exception(reason)
+            future.lost(reason)
         self._reading.wake()
         self._reading.end()
         if self._dispatcher is not None:

@@ -8,43 +8,52 @@ requests, each with the worker's ``Connection``. A caller's ``call()`` reads the
 picks a route under the dispatch lock (least loaded, in turn, or the key's worker), counts the
 request on it, lets go of the lock and writes on the connection itself, as a caller of one
 controller does: no actor hop per request (``docs/performance.md``: a hop halves throughput).
-The caller then waits on its ``PoolFuture`` as on any future: ``get()`` waits on the
-connection's own future, so the caller reads its own answer as it would with one controller.
+One future per request: the ``PoolFuture`` is the connection's own (a ``RequestFuture``,
+handed to ``call_with``), settled by the connection that answers it, and ``get()`` reads its
+own answer as a caller of one controller does.
 
-The actor hears about outcomes through the routes' counts and a few notices, never per
-request: a route's ``settled`` callback (on whichever thread settled the request) takes it off
-the count, writes a request the pool held back if there is one, and tells the actor when a
-retiring worker has nothing left in flight (``RouteDrained``); a call that finds every worker
-busy asks for one more (``GrowWanted``, once until the next snapshot); the call that reaches
-``recycle_after_calls`` on a worker says so (``RecycleWanted``).
+Nothing on the pool's side runs per request once it is written. A worker's load is its
+connection's count of requests awaiting an answer (``Connection.in_flight``) plus the picks on
+their way there (``Route.writing``). The connection calls its route's ``request_done`` after
+each answer, which costs an attribute check unless there is work: a request the pool held
+back to write, or a retiring worker with nothing left in flight to report (``RouteDrained``).
+A call that finds every worker busy asks for one more (``GrowWanted``, once until the next
+snapshot); the call that reaches ``recycle_after_calls`` on a worker says so
+(``RecycleWanted``).
 
 The pool holds a request back (its *queue*, at most ``max_queued``) when no worker can take
 it: none is ready, each has ``max_per_worker`` in flight, or the key's worker is busy or
 restarting. A held request is written by whoever frees room first: the thread that settles an
-answer on a worker, or the actor as it publishes a snapshot with a new worker.
+answer on a worker, or the actor as it publishes a snapshot with a new worker. A caller that
+holds a request looks for room once more after queueing it: an answer settled between its
+pick and its queueing found the queue empty.
 
 After a loss
 ------------
-When a worker's connection ends, its requests fail with ``ProcessUnavailable`` on the
-connection (their ``PoolFuture``s do not: they wait), and the route stops taking requests.
+When a worker's connection ends, it tells each outstanding request so
+(``RequestFuture.lost``); a ``PoolFuture`` keeps the connection's error and stays open, and
+the route stops taking requests once the actor retires it (or a write finds it closed).
 The pool actor decides what becomes of each once the child is known to be gone, from the
 connection's ``lost_requests`` (in write order, each written or not) and what the child said
 of itself (``peer_concurrency``): ``settle_lost`` re-sends what the child cannot have started
 and fails the rest with the connection's error. Each ``PoolFuture`` is re-sent at most once
-per loss, and only while it still points at the lost request: never twice.
+per loss, and only while it still names the lost connection as its last: never twice. A
+caller may be blocked on a re-sent future without reading; the new connection's reader thread
+is asked to read for it (``ReadRole.watch``), as for a future with callbacks.
 
 Locking
 -------
 One lock, the *dispatch lock*, guards the routes' counts and flags, the queue and the
 figures. It is held to pick and count, to queue, or to uncount: never while writing, waiting
-or running a callback. ``get()`` on a request the pool holds, or one whose fate a loss left
-open, waits on a condition of that lock; the actor and the settling threads notify it only
-on those rare paths.
+or running a callback. ``Route.writing`` is a deque so that a writer takes its pick off it
+without the lock (``deque.pop`` is atomic); pickers read it, and the connection's count,
+under the lock, which makes the count a bound, never lower than the truth. ``get()`` on a
+request the pool holds, or one whose fate a loss left open, waits on a condition of that
+lock; the actor and the writing threads notify it only on those rare paths.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections import deque
@@ -77,8 +86,8 @@ __all__ = [
 ]
 
 _reply_future_init = ReplyFuture.__init__
-# ``RequestFuture.notify`` is this: called without its frame, once per request.
-_notify = ReplyFuture.add_done_callback
+_reply_get = ReplyFuture.get
+_request_get = RequestFuture.get
 
 
 # --- notices the request path sends the pool actor --------------------------------------------
@@ -111,21 +120,24 @@ class RouteDrained:
 class Route:
     """One worker as callers see it: its connection, and its counts under the dispatch lock.
 
-    Made by the pool actor when a worker is ready; the flags ``accepting`` and ``retiring``
-    are set by the actor (and ``accepting`` cleared by a settling thread that met the loss of
-    the connection), always under the dispatch lock.
+    Made by the pool actor when a worker is ready, which makes it its connection's
+    ``when_request_done``; the flags ``accepting`` and ``retiring`` are set by the actor (and
+    ``accepting`` cleared by a writer that found the connection ended), always under the
+    dispatch lock.
     """
 
     __slots__ = (
         "accepting",
         "calls",
+        "cap",
         "connection",
-        "in_flight",
+        "dispatcher",
+        "drained",
         "recycle_asked",
         "retiring",
-        "settled",
         "slot",
         "worker",
+        "writing",
     )
 
     def __init__(self, slot: int, worker: str, connection: Connection, dispatcher: Dispatcher):
@@ -134,15 +146,32 @@ class Route:
         self.worker = worker
         """The worker's name (its controller's)."""
         self.connection = connection
-        self.in_flight = 0
+        self.dispatcher = dispatcher
+        #: The most requests in flight here: the pool's cap, or the connection's if lower.
+        self.cap = min(dispatcher.max_per_worker, connection.max_in_flight)
         self.calls = 0
         self.accepting = True
         self.retiring = False
+        self.drained = False  # RouteDrained told, or retire() found it empty
         self.recycle_asked = False
-        #: The callback each request written on this route gets: made once, not per request.
-        self.settled: Callable[[ReplyFuture[dict[str, Any]]], None] = functools.partial(
-            dispatcher.settled, self
-        )
+        #: One entry per request picked for this route and not yet in its connection's table.
+        self.writing: deque[None] = deque()
+        connection.when_request_done = self.request_done
+
+    @property
+    def in_flight(self) -> int:
+        """Requests on this worker: awaiting an answer on its connection, or picked and on
+        their way there."""
+        return self.connection.in_flight + len(self.writing)
+
+    def request_done(self) -> None:
+        """The connection settled a request (on its reading thread): write what the pool holds
+        if any, report a retiring route once it is empty; nothing else."""
+        dispatcher = self.dispatcher
+        if self.retiring:
+            dispatcher.check_drained(self)
+        if dispatcher._queue:  # read without the lock: drain() looks again under it
+            dispatcher.drain()
 
     def __repr__(self) -> str:
         return (
@@ -151,12 +180,7 @@ class Route:
         )
 
 
-def _lost(future: ReplyFuture[Any]) -> bool:
-    """Whether ``future`` failed because its connection ended."""
-    return isinstance(future.exception(), ProcessUnavailable)
-
-
-class PoolFuture(ReplyFuture[dict[str, Any]]):
+class PoolFuture(RequestFuture):
     """The future of a request sent through a ``ProcessPool``: a ``ReplyFuture`` of the
     response fields.
 
@@ -164,6 +188,8 @@ class PoolFuture(ReplyFuture[dict[str, Any]]):
     ``RequestTimeout``, ``ArgumentError`` for arguments only the worker's codec rejects), and
     with ``ProcessUnavailable`` only if the worker died with the request started (see
     ``docs/pools.md``): a request the worker cannot have started is sent again elsewhere.
+    Once written it is the connection's own future of the request (``RequestFuture``): the
+    connection that answers settles it.
 
     Attributes:
         command: the command sent.
@@ -172,11 +198,15 @@ class PoolFuture(ReplyFuture[dict[str, Any]]):
     """
 
     # The state of a future not yet written, as class-level defaults (see ReplyFuture).
-    _inner: RequestFuture | None = None
-    _relay = False  # someone wants callbacks: the connection's futures must be read for it
+    _connection: Connection | None = None  # where it was last written; None while held
+    _loss: BaseException | None = None  # that connection ended with it open: the pool decides
+    _relay = False  # someone wants callbacks: its connection's reader must read for it
     _expiry: TimerHandle | None = None  # the request timeout while the pool holds it
     _slot: int | None = None  # the key's slot while held, as of _slots_seen
     _slots_seen: tuple[int, ...] | None = None
+    _timeout: float | None = None
+    _deadline: float | None = None
+    key: Any = None
     resends = 0
 
     def __init__(
@@ -192,31 +222,18 @@ class PoolFuture(ReplyFuture[dict[str, Any]]):
         self._dispatcher = dispatcher
         self.command = command
         self.arguments = arguments
-        self.key = key
-        self._timeout = timeout
-        self._deadline = deadline
+        # Stored only when given: the class defaults say None for the common call.
+        if key is not None:
+            self.key = key
+        if timeout is not None:
+            self._timeout = timeout
+            self._deadline = deadline
 
     @property
     def worker_future(self) -> RequestFuture | None:
-        """The connection's future of the request as last written (None while the pool holds
-        it)."""
-        return self._inner
-
-    def done(self) -> bool:
-        """Whether the outcome is known (a loss that may be re-sent is not an outcome)."""
-        if self._settled:
-            return True
-        inner = self._inner
-        return inner is not None and inner.done() and not _lost(inner)
-
-    def exception(self) -> BaseException | None:
-        """The exception a settled future holds, or None."""
-        if self._settled:
-            return self._error
-        inner = self._inner
-        if inner is not None and inner.done() and not _lost(inner):
-            return inner.exception()
-        return None
+        """The connection's future of the request as last written: this future itself (None
+        while the pool holds it)."""
+        return self if self._connection is not None else None
 
     def get(self, *, timeout: float | None = None) -> Any:
         """The response fields (or raise); wait up to ``timeout`` seconds (None: forever).
@@ -224,34 +241,23 @@ class PoolFuture(ReplyFuture[dict[str, Any]]):
         Raises:
             pykka.Timeout: no outcome within ``timeout``.
         """
-        if self._hooked:
-            return ReplyFuture.get(self, timeout=timeout)
-        inner = self._inner
-        if inner is not None and not self._settled:
-            try:
-                return inner.get(timeout=timeout)  # the caller reads its own answer
-            except ProcessUnavailable:
-                pass  # the worker died: the pool decides whether it goes again
+        if self._loss is None and self.reading is not None:
+            return _request_get(self, timeout=timeout)  # the caller reads its own answer
+        if self._settled or self._hooked:
+            return _reply_get(self, timeout=timeout)
         return self._dispatcher.wait(self, timeout)
 
     def add_done_callback(self, callback: Callable[[ReplyFuture[dict[str, Any]]], None]) -> None:
         """Call ``callback(future)`` once the outcome is known (at once if it is)."""
         self._relay = True
-        ReplyFuture.add_done_callback(self, callback)
-        inner = self._inner
-        if inner is not None:
-            inner.add_done_callback(self.relay_from)
+        RequestFuture.add_done_callback(self, callback)
 
-    def relay_from(self, inner: ReplyFuture[dict[str, Any]]) -> None:
-        """Settle this future with the outcome of ``inner``, the connection's future, unless
-        that is a loss (the pool decides then) or a request since replaced."""
-        if inner is not self._inner:
-            return
-        error = inner.exception()
-        if error is None:
-            self.try_set(inner.get(timeout=0))
-        elif not isinstance(error, ProcessUnavailable):
-            self.try_set_exception(error)
+    def lost(self, reason: BaseException) -> None:
+        """Its connection ended with it outstanding: keep ``reason`` and wait for the pool's
+        decision (``Dispatcher.settle_lost``), unless the pool is closed and none will come."""
+        self._loss = reason
+        if self._dispatcher.closed:
+            self.try_set_exception(reason)
 
     def _remaining(self) -> float | None:
         deadline = self._deadline
@@ -260,7 +266,7 @@ class PoolFuture(ReplyFuture[dict[str, Any]]):
         return deadline - time.monotonic()
 
     def __repr__(self) -> str:
-        state = "done" if self.done() else "held" if self._inner is None else "written"
+        state = "done" if self._settled else "held" if self._connection is None else "written"
         return f"<PoolFuture {self.command.command_name} {state} resends={self.resends}>"
 
 
@@ -291,7 +297,7 @@ class Dispatcher:
         tell: Callable[[object], None],
     ) -> None:
         self.name = name
-        self._cap = max_per_worker
+        self.max_per_worker = max_per_worker
         self._max_queued = max_queued
         self._least_loaded = least_loaded
         self._recycle_after = recycle_after_calls or 0
@@ -343,14 +349,14 @@ class Dispatcher:
             with self._lock:
                 route = self._pick(None) if self._closed is None else None
                 if route is not None:
-                    in_flight = route.in_flight
                     calls = route.calls + 1
-                    if (calls == self._recycle_after
-                            or (in_flight and self._can_grow and not self._grow_asked)):
+                    if calls == self._recycle_after or (
+                        self._can_grow and not self._grow_asked and route.in_flight
+                    ):
                         route = None  # a notice to send: the whole path below
                     else:
-                        route.in_flight = in_flight + 1
                         route.calls = calls
+                        route.writing.append(None)
                         self.written += 1
             if route is not None and self._write(future, route, first=True):
                 return future
@@ -361,13 +367,13 @@ class Dispatcher:
         """Write ``future`` on the best route, or hold it; ``first``: for its caller, who gets
         bad arguments and a full queue as exceptions (later, they fail the future)."""
         while True:
-            grow = recycle = False
+            grow = recycle = held = False
             with self._lock:
                 closed = self._closed
                 route = None if closed is not None else self._pick(future.key)
                 if route is not None:
                     in_flight = route.in_flight
-                    route.in_flight = in_flight + 1
+                    route.writing.append(None)
                     calls = route.calls = route.calls + 1
                     self.written += 1
                     if in_flight and self._can_grow and not self._grow_asked:
@@ -378,6 +384,7 @@ class Dispatcher:
                     closed = self._unserved
                 elif closed is None:
                     self._hold(future, first=first)
+                    held = True
                     if self._can_grow and not self._grow_asked:
                         grow = self._grow_asked = True
             if closed is not None:
@@ -391,8 +398,10 @@ class Dispatcher:
                 return
             if grow:
                 self._tell(GrowWanted())
-            if route is None:
+            if held:
+                self.drain()  # room freed between the pick and the queueing is not missed
                 return
+            assert route is not None
             if recycle:
                 self._tell(RecycleWanted(route.worker))
             if self._write(future, route, first=first):
@@ -402,29 +411,31 @@ class Dispatcher:
     def _pick(self, key: Any) -> Route | None:
         # Called with the lock held.
         routes = self._routes
-        cap = self._cap
         if key is not None:
             slot = _slot_for(key, self._slots)
             for route in routes:
-                if route.slot == slot and route.accepting and route.in_flight < cap:
+                if route.slot == slot and route.accepting and route.in_flight < route.cap:
                     return route
             return None
         count = len(routes)
         if count == 1:
             route = routes[0]
-            return route if route.accepting and route.in_flight < cap else None
+            # Route.in_flight, inlined: this is every call's pick with one worker.
+            load = route.connection.in_flight + len(route.writing)
+            return route if route.accepting and load < route.cap else None
         start = self._turn = (self._turn + 1) % count if count else 0
         best = None
+        best_load = 0
         for index in range(start, start + count):
             route = routes[index % count]
-            if not route.accepting or route.in_flight >= cap:
+            if not route.accepting:
                 continue
-            if not self._least_loaded:
+            load = route.in_flight
+            if load >= route.cap or (best is not None and load >= best_load):
+                continue
+            if not self._least_loaded or not load:
                 return route
-            if best is None or route.in_flight < best.in_flight:
-                best = route
-                if not route.in_flight:
-                    break
+            best, best_load = route, load
         return best
 
     def _hold(self, future: PoolFuture, *, first: bool, front: bool = False) -> None:
@@ -443,7 +454,8 @@ class Dispatcher:
         else:
             self._queue.append(future)
         self.held += 1
-        future._inner = None
+        future._connection = None
+        future.reading = None
         remaining = future._remaining()
         if remaining is not None and future._expiry is None:
             future._expiry = call_later(max(remaining, 0.0), lambda: self._expire(future))
@@ -462,63 +474,74 @@ class Dispatcher:
         else:
             timeout = future._timeout
         connection = route.connection
+        # Named before the write: a loss decided while this thread is still in call_with()
+        # must find the future as this connection's.
+        future._connection = connection
         try:
-            inner: RequestFuture = connection.call_with(  # type: ignore[assignment]
+            connection.call_with(
                 future.command, future.arguments, timeout=timeout, wait_for_slot=False,
-                context=future,
+                future=future,
             )
         except TooManyRequests:
             # The connection's own bound (its max_in_flight, or a child not reading its
             # input): the pool holds the request instead.
             self._uncount(route)
+            # Rare: a route's cap is its connection's bound too (``Route.cap``), so this is
+            # a child that stopped reading; its next answer, or the next snapshot, drains.
             with self._lock:
                 self._hold(future, first=first)
             return True
+        except ProcessUnavailable:
+            # Refused at the door: the connection had ended. Nothing was sent.
+            future._connection = None
+            future.reading = None
+            self._uncount(route, ended=True)
+            return False
         except BaseException as error:
+            future._connection = None
+            future.reading = None
             self._uncount(route)
             if first:
                 raise
             future.try_set_exception(error)
             return True
-        future._inner = inner
-        _notify(inner, route.settled)
-        if future._relay:
-            inner.add_done_callback(future.relay_from)
-        if inner.done() and _lost(inner):
-            lost = connection.lost_requests
-            if lost is None or all(entry.future is not inner for entry in lost):
-                return False  # refused at the door: the connection had ended
+        route.writing.pop()
+        if route.retiring:
+            self.check_drained(route)
+        if future._relay or future.resends:
+            # Someone may wait on it without reading this connection (callbacks, or a caller
+            # blocked since an earlier write): its reader thread reads for them.
+            reading = future.reading
+            if reading is not None:
+                reading.watch(future)
         return True
 
-    def _uncount(self, route: Route) -> None:
+    def _uncount(self, route: Route, *, ended: bool = False) -> None:
+        route.writing.pop()
         with self._lock:
-            route.in_flight -= 1
             route.calls -= 1
             self.written -= 1
-
-    def settled(self, route: Route, inner: ReplyFuture[dict[str, Any]]) -> None:
-        """A request written on ``route`` has its outcome (any thread): uncount it, write a
-        held request if there is one, tell the actor when a retiring route is empty."""
-        with self._lock:
-            in_flight = route.in_flight = route.in_flight - 1
-            if isinstance(inner.exception(), ProcessUnavailable):
+            if ended:
                 route.accepting = False  # its connection has ended: pick it no more
-            # The common case reads two attributes and returns: nothing retires, none held.
-            drained = not in_flight and route.retiring
-            held = self._queue and self._closed is None
-        if drained:
-            self._tell(RouteDrained(route.worker))
-        if held:
-            self._drain()
+        if route.retiring:
+            self.check_drained(route)
 
-    def _drain(self) -> None:
+    def check_drained(self, route: Route) -> None:
+        """Tell the actor once a retiring ``route`` has nothing in flight (any thread)."""
+        with self._lock:
+            if route.drained or route.in_flight:
+                return
+            route.drained = True
+        self._tell(RouteDrained(route.worker))
+
+    def drain(self) -> None:
         """Write held requests while some worker can take one, in the order they came."""
         while True:
             with self._lock:
                 if self._closed is not None or not self._queue:
                     return
                 found = route = None
-                room = {r.slot: r for r in self._routes if r.accepting and r.in_flight < self._cap}
+                room = {r.slot: r for r in self._routes if r.accepting and r.in_flight < r.cap}
                 if room:
                     for future in self._queue:
                         if future.key is None:
@@ -535,7 +558,7 @@ class Dispatcher:
                 self._queue.remove(found)
                 route = self._pick(found.key)
                 assert route is not None
-                route.in_flight += 1
+                route.writing.append(None)
                 route.calls += 1
                 self.written += 1
                 recycle = route.calls == self._recycle_after and not route.recycle_asked
@@ -568,27 +591,21 @@ class Dispatcher:
             self._changed.notify_all()
 
     def wait(self, future: PoolFuture, timeout: float | None) -> Any:
-        """``future.get()`` when it is held, or its fate after a loss is open."""
+        """``future.get()`` while the pool holds it, or its fate after a loss is open: wait
+        until it is written or settled, then as a connection's future."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if future._settled:
-                return ReplyFuture.get(future, timeout=0)
-            inner = future._inner
-            if inner is not None and not (inner.done() and _lost(inner)):
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    return inner.get(timeout=remaining)
-                except ProcessUnavailable:
-                    continue
-            with self._changed:
-                while not future._settled and future._inner is inner:
-                    if self._closed is not None and inner is not None:
-                        # The pool is closed: no decision will send it again.
-                        return inner.get(timeout=0)
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise pykka.Timeout(f"{timeout} seconds")
-                    self._changed.wait(remaining)
+        with self._changed:
+            while not future._settled and (future._loss is not None or future.reading is None):
+                if self._closed is not None and future._loss is not None:
+                    # The pool is closed: no decision will send it again.
+                    future.try_set_exception(future._loss)
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise pykka.Timeout(f"{timeout} seconds")
+                self._changed.wait(remaining)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return future.get(timeout=remaining)
 
     # --- the pool actor's side --------------------------------------------------------------
 
@@ -613,7 +630,7 @@ class Dispatcher:
         if unserved is not None:
             self.fail_held(_copy_error(unserved))
         elif held:
-            self._drain()
+            self.drain()
 
     def retire(self, route: Route) -> bool:
         """Stop picking ``route``; True if nothing is in flight on it (else a ``RouteDrained``
@@ -621,7 +638,10 @@ class Dispatcher:
         with self._lock:
             route.accepting = False
             route.retiring = True
-            return not route.in_flight
+            empty = not route.in_flight
+            if empty:
+                route.drained = True  # the actor moves on now: no RouteDrained to come
+            return empty
 
     def settle_lost(self, connection: Connection, *, order_known: bool) -> tuple[int, int]:
         """A worker's connection ended and its child is gone: send again each of its requests
@@ -640,13 +660,13 @@ class Dispatcher:
         failed: list[tuple[PoolFuture, BaseException]] = []
         oldest_seen = False
         for entry in lost:
-            future = entry.future.context
-            mine = isinstance(future, PoolFuture) and future._inner is entry.future
-            if mine and not future._settled:
+            future = entry.future
+            if (isinstance(future, PoolFuture) and future._connection is connection
+                    and not future._settled):
                 if not entry.written or (one_at_a_time and oldest_seen):
                     again.append(future)
                 else:
-                    error = entry.future.exception() or ProcessUnavailable(
+                    error = future._loss or ProcessUnavailable(
                         f"worker of pool {self.name!r} lost"
                     )
                     failed.append((future, error))
@@ -655,11 +675,18 @@ class Dispatcher:
         with self._lock:
             self.resent += len(again)
             self.failed_at_loss += len(failed)
+            for future in again:
+                # As a future never written: the new connection gives it its own.
+                future.resends += 1
+                future.reading = None
+                future._connection = None
+                future._loss = None
+                future.seq = None
+                future.timed = False
+                future.watched = False
         for future, error in failed:
             future.try_set_exception(error)
         for future in again:
-            future.resends += 1
-            future._inner = None
             self._place(future, first=False)
         with self._changed:
             self._changed.notify_all()

@@ -1,0 +1,235 @@
+"""The pool's request path with no pipes: one future per request (the connection's own), loads
+read from the connections, and what a loss, a full worker and a retiring one do to it.
+
+Each test drives a ``Dispatcher`` over in-memory ``Connection``s whose writes are recorded and
+whose answers are fed back with ``data_received``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from juicectl import ProcessUnavailable, RequestTimeout
+from juicectl._reading import RequestFuture
+from juicectl.connection import Connection
+from juicectl.juice import Box, BoxParser, Command, String, answer_bytes
+from juicectl.policy import ConnectionOptions
+from juicectl.pool._dispatch import Dispatcher, PoolFuture, Route, RouteDrained
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Echo(Command):
+    arguments = [("value", String())]
+    response = [("value", String())]
+
+
+class Worker:
+    """One in-memory worker: a connection whose requests are recorded, answered on demand."""
+
+    def __init__(self, name: str, **options: Any) -> None:
+        self.written: list[bytes] = []
+        self.connection = Connection(
+            self.written.append, pid=1, generation=1, name=name,
+            options=ConnectionOptions(**options), on_lost=lambda loss: None,
+        )
+        self.name = name
+        self._answered = 0
+
+    def requests(self) -> list[Box]:
+        return list(BoxParser().feed(b"".join(self.written)))
+
+    def answer_next(self) -> None:
+        """Answer the oldest request not answered yet, echoing its value."""
+        request = self.requests()[self._answered]
+        self._answered += 1
+        self.connection.data_received(
+            answer_bytes(request["_ask"], Box(value=request["value"]))
+        )
+
+
+def dispatcher(*workers: Worker, max_per_worker: int = 64,
+               told: list[object] | None = None) -> tuple[Dispatcher, list[Route]]:
+    notices = told if told is not None else []
+    made = Dispatcher(
+        "test", max_per_worker=max_per_worker, max_queued=16, least_loaded=True,
+        recycle_after_calls=None, default_timeout=None, tell=notices.append,
+    )
+    routes = [Route(slot, w.name, w.connection, made) for slot, w in enumerate(workers)]
+    made.publish(tuple(routes), tuple(range(len(routes))), can_grow=False)
+    return made, routes
+
+
+def test_the_caller_gets_the_connections_own_future() -> None:
+    worker = Worker("w1")
+    pool, _ = dispatcher(worker)
+    future = pool.submit(Echo, {"value": "a"}, None, None)
+    assert isinstance(future, RequestFuture)
+    assert future.worker_future is future
+    worker.connection.connection_lost(ProcessUnavailable("gone"))
+    lost = worker.connection.lost_requests
+    assert lost is not None and [entry.future for entry in lost] == [future]
+
+
+def test_the_connection_settles_the_pool_future_itself() -> None:
+    worker = Worker("w1")
+    pool, _ = dispatcher(worker)
+    future = pool.submit(Echo, {"value": "a"}, None, None)
+    assert not future.done()
+    worker.answer_next()
+    assert future.done()
+    assert future.get(timeout=0) == {"value": "a"}
+
+
+def test_in_flight_per_worker_is_the_connections_count() -> None:
+    worker = Worker("w1")
+    pool, (route,) = dispatcher(worker)
+    for value in "abc":
+        pool.submit(Echo, {"value": value}, None, None)
+    assert route.in_flight == worker.connection.in_flight == 3
+    worker.answer_next()
+    worker.answer_next()
+    assert pool.stats()["routes"]["w1"]["in_flight"] == worker.connection.in_flight == 1
+
+
+def test_least_loaded_goes_by_the_connections_counts() -> None:
+    first, second = Worker("first"), Worker("second")
+    pool, _ = dispatcher(first, second)
+    pool.submit(Echo, {"value": "a"}, None, None)
+    pool.submit(Echo, {"value": "b"}, None, None)
+    assert len(first.written) == len(second.written) == 1
+    first.answer_next()
+    # "first" has nothing in flight now, "second" one request: both next go to "first".
+    pool.submit(Echo, {"value": "c"}, None, None)
+    assert (len(first.written), len(second.written)) == (2, 1)
+
+
+def test_a_held_request_is_written_by_the_answer_that_frees_room() -> None:
+    worker = Worker("w1")
+    pool, _ = dispatcher(worker, max_per_worker=1)
+    first = pool.submit(Echo, {"value": "a"}, None, None)
+    second = pool.submit(Echo, {"value": "b"}, None, None)
+    assert pool.stats()["queued"] == 1 and second.worker_future is None
+    assert [box["value"] for box in worker.requests()] == ["a"]
+    worker.answer_next()
+    assert first.get(timeout=0) == {"value": "a"}
+    assert [box["value"] for box in worker.requests()] == ["a", "b"]
+    worker.answer_next()
+    assert second.get(timeout=1) == {"value": "b"}
+
+
+def test_the_connections_own_bound_caps_a_worker_as_the_pool_does() -> None:
+    worker = Worker("w1", max_in_flight=2)
+    pool, (route,) = dispatcher(worker, max_per_worker=64)
+    assert route.cap == 2
+    futures = [pool.submit(Echo, {"value": v}, None, None) for v in "abc"]
+    assert pool.stats()["queued"] == 1
+    worker.answer_next()
+    worker.answer_next()
+    worker.answer_next()
+    assert [f.get(timeout=1) for f in futures] == [{"value": v} for v in "abc"]
+
+
+def test_a_timed_out_request_frees_room_for_a_held_one() -> None:
+    worker = Worker("w1")
+    pool, _ = dispatcher(worker, max_per_worker=1)
+    stuck = pool.submit(Echo, {"value": "a"}, None, 0.05)
+    held = pool.submit(Echo, {"value": "b"}, None, None)
+    with pytest.raises(RequestTimeout):
+        stuck.get(timeout=10)
+    worker.answer_next()  # the late answer of "a", dropped
+    worker.answer_next()
+    assert held.get(timeout=10) == {"value": "b"}
+
+
+def test_a_lost_request_stays_open_until_the_pool_decides() -> None:
+    worker = Worker("w1")
+    pool, _ = dispatcher(worker)
+    future = pool.submit(Echo, {"value": "a"}, None, None)
+    worker.connection.connection_lost(ProcessUnavailable("gone"))
+    assert not future.done()
+    pool.settle_lost(worker.connection, order_known=False)
+    with pytest.raises(ProcessUnavailable, match="gone"):
+        future.get(timeout=0)
+
+
+def test_a_request_the_child_cannot_have_started_goes_once_to_another_worker() -> None:
+    lost, other = Worker("lost"), Worker("other")
+    pool, (_, other_route) = dispatcher(lost, other)
+    pool.retire(other_route)  # both requests go to "lost"
+    running = pool.submit(Echo, {"value": "a"}, None, None)
+    waiting = pool.submit(Echo, {"value": "b"}, None, None)
+    lost.connection.peer_concurrency = 1
+    lost.connection.connection_lost(ProcessUnavailable("gone"))
+    pool.publish((Route(1, "other", other.connection, pool),), (1,), can_grow=False)
+    assert pool.settle_lost(lost.connection, order_known=True) == (1, 1)
+    with pytest.raises(ProcessUnavailable):
+        running.get(timeout=0)
+    assert waiting.resends == 1 and waiting.worker_future is waiting
+    assert [box["value"] for box in other.requests()] == ["b"]
+    other.answer_next()
+    assert waiting.get(timeout=1) == {"value": "b"}
+    # Deciding the same loss again sends nothing twice.
+    assert pool.settle_lost(lost.connection, order_known=True) == (0, 0)
+    assert len(other.requests()) == 1
+
+
+def test_a_given_future_is_refused_at_an_ended_connection_and_left_as_it_was() -> None:
+    worker = Worker("w1")
+    worker.connection.connection_lost(ProcessUnavailable("gone"))
+    future = RequestFuture()
+    with pytest.raises(ProcessUnavailable, match="gone"):
+        worker.connection.call_with(Echo, {"value": "a"}, future=future)
+    assert not future.done()
+    assert worker.written == []
+
+
+def test_a_write_refused_at_the_door_goes_to_another_worker() -> None:
+    ended, open_ = Worker("ended"), Worker("open")
+    pool, (ended_route, _) = dispatcher(ended, open_)
+    ended.connection.connection_lost(ProcessUnavailable("gone"))
+    futures = [pool.submit(Echo, {"value": v}, None, None) for v in "ab"]
+    assert [box["value"] for box in open_.requests()] == ["a", "b"]
+    assert not ended_route.accepting
+    assert all(isinstance(f, PoolFuture) and not f.done() for f in futures)
+
+
+def test_when_request_done_runs_after_answers_and_timeouts_not_at_the_loss() -> None:
+    worker = Worker("w1")
+    calls: list[int] = []
+    worker.connection.when_request_done = lambda: calls.append(worker.connection.in_flight)
+    worker.connection.call(Echo, value="a")
+    timed = worker.connection.call(Echo, value="b", timeout=0.05)
+    worker.connection.call(Echo, value="c")
+    worker.answer_next()
+    assert calls == [2]
+    with pytest.raises(RequestTimeout):
+        timed.get(timeout=10)
+    assert calls == [2, 1]
+    worker.connection.connection_lost(ProcessUnavailable("gone"))
+    assert calls == [2, 1]
+
+
+def test_a_retiring_worker_reports_drained_once_its_last_answer_comes() -> None:
+    worker = Worker("w1")
+    told: list[object] = []
+    pool, (route,) = dispatcher(worker, told=told)
+    pool.submit(Echo, {"value": "a"}, None, None)
+    pool.submit(Echo, {"value": "b"}, None, None)
+    assert pool.retire(route) is False
+    worker.answer_next()
+    assert told == []
+    worker.answer_next()
+    assert told == [RouteDrained("w1")]
+
+
+def test_an_empty_worker_retires_at_once_and_reports_nothing_more() -> None:
+    worker = Worker("w1")
+    told: list[object] = []
+    pool, (route,) = dispatcher(worker, told=told)
+    pool.submit(Echo, {"value": "a"}, None, None)
+    worker.answer_next()
+    assert pool.retire(route) is True
+    assert told == []
