@@ -92,9 +92,9 @@ MUTATE_TESTS: dict[str, list[str]] = {
     "juicectl/actors/controller.py": ["tests/actors"],
     "juicectl/policy.py": ["tests/policy", "tests/test_policy.py", "tests/actors"],
     "juicectl/connection.py": [
-        "tests/connection",
         "tests/callers",
         "tests/chaos/test_connection_races.py",
+        "tests/pool/test_request_path.py",  # what a pool asks of a connection
     ],
     "juicectl/_reading.py": ["tests/callers", "tests/chaos/test_connection_races.py"],
     "juicectl/_pipe.py": ["tests/callers", "tests/chaos/test_connection_races.py"],
