@@ -5,13 +5,14 @@ under a write."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Iterator
 
 import pytest
 
-from juicectl._pipe import PipeTransport, write_all
+from juicectl._pipe import PipeTransport, wait_writable, write_all
 from juicectl.child._io import OutputStream
 
 DATA = bytes(range(256)) * 1000  # 256,000 bytes: about four times what a pipe holds
@@ -149,3 +150,98 @@ def test_the_child_writes_its_answers_whole_with_the_same_loop() -> None:
     output.write(DATA)
     output.close()
     assert drain.result() == DATA
+
+
+def _fill(write_fd: int) -> int:
+    """Write into a non-blocking pipe until it is full; return how many bytes it took."""
+    taken = 0
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            taken += os.write(write_fd, b"f" * 65536)
+    return taken
+
+
+def test_wait_writable_returns_only_once_the_pipe_has_room(pipe: tuple[int, int]) -> None:
+    read_fd, write_fd = pipe
+    os.set_blocking(write_fd, False)
+    _fill(write_fd)
+    waiting = threading.Thread(target=wait_writable, args=(write_fd,), daemon=True)
+    waiting.start()
+    waiting.join(0.2)
+    assert waiting.is_alive(), "wait_writable returned while the pipe was full"
+    os.set_blocking(read_fd, False)
+    with contextlib.suppress(BlockingIOError):
+        while os.read(read_fd, 65536):
+            pass
+    waiting.join(10)
+    assert not waiting.is_alive()
+
+
+def test_write_all_waits_again_when_woken_without_room(pipe: tuple[int, int]) -> None:
+    # A wait for room may return before there is any (the connection's reads say "may have
+    # room"): the next write then meets the full pipe again, and the loop waits again.
+    read_fd, write_fd = pipe
+    os.set_blocking(write_fd, False)
+    filled = _fill(write_fd)
+    waits = [0]
+    drains: list[Drain] = []
+
+    def wait_for_room(fd: int) -> None:
+        waits[0] += 1
+        if waits[0] == 2:  # the first wait returns at once, with the pipe still full
+            drains.append(Drain(os.dup(read_fd)))
+        if waits[0] >= 2:
+            wait_writable(fd)
+
+    write_all(write_fd, DATA, wait_for_room)
+    os.close(write_fd)
+    assert waits[0] >= 2
+    assert drains[0].result() == b"f" * filled + DATA
+
+
+def test_a_closed_transport_says_its_pipe_is_broken_and_why() -> None:
+    read_fd, write_fd = os.pipe()
+    transport = PipeTransport(write_fd)
+    transport.close()
+    with pytest.raises(BrokenPipeError) as raised:
+        transport.write(b"late")
+    assert raised.value.errno == errno.EPIPE
+    assert str(raised.value) == "[Errno 32] the child's input is closed"
+    os.close(read_fd)
+
+
+def test_close_waits_for_every_write_in_progress() -> None:
+    # Two writers wait for room in a full pipe; close() comes meanwhile. The descriptor must
+    # stay open until the last of them is done, not the first.
+    read_fd, write_fd = os.pipe()
+    transport = PipeTransport(write_fd)
+    filled = _fill(write_fd)
+    entered = {name: threading.Event() for name in "ab"}
+    release = {name: threading.Event() for name in "ab"}
+    errors: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        def wait_for_room(fd: int) -> None:
+            entered[name].set()
+            assert release[name].wait(10)
+            wait_writable(fd)
+
+        try:
+            transport.write(name.encode() * 100_000, wait_for_room)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = {name: threading.Thread(target=writer, args=(name,), daemon=True) for name in "ab"}
+    for name, thread in threads.items():
+        thread.start()
+        assert entered[name].wait(10)
+    transport.close()
+    drain = Drain(read_fd)
+    release["a"].set()
+    threads["a"].join(10)
+    release["b"].set()
+    threads["b"].join(10)
+    assert errors == []
+    data = drain.result()  # ends: the last writer closed the descriptor
+    assert len(data) == filled + 200_000
+    assert data.count(b"a") == 100_000 and data.count(b"b") == 100_000
