@@ -565,10 +565,23 @@ def test_a_wake_pipe_on_descriptor_zero_serves_callers_and_is_closed_at_the_end(
         reads.clear()
         assert echo(pipe.connection, "mine") == "mine"
         assert {thread for thread, fd in reads if fd == pipe.read_fd} == {threading.get_ident()}
-        # A caller reading is woken through descriptor 0 when its request times out.
+        # A caller reading, with no deadline of its own, is woken through descriptor 0 when
+        # its request times out.
         pipe.echo = False
-        with pytest.raises(RequestTimeout):
-            pipe.connection.call(Echo, value="never answered").get(timeout=5)
+        future = pipe.connection.call(Echo, value="never answered")
+        outcome: list[BaseException] = []
+
+        def wait_for_ever() -> None:
+            try:
+                future.get()
+            except BaseException as error:
+                outcome.append(error)
+
+        waiting = threading.Thread(target=wait_for_ever, daemon=True)
+        waiting.start()
+        waiting.join(10)
+        assert not waiting.is_alive(), "the reading caller was never woken"
+        assert len(outcome) == 1 and isinstance(outcome[0], RequestTimeout)
     finally:
         pipe.connection.connection_lost(ProcessUnavailable("the test ended"))
         pipe.close()
@@ -669,3 +682,14 @@ def test_the_reader_thread_asked_back_reads_on_until_a_caller_waits_behind_it(
     unwatched = pipe.connection.call(Echo, value="unwatched")
     wait_until(unwatched.done)
     assert unwatched.get(timeout=0) == {"value": "unwatched"}
+
+
+def test_bad_bytes_met_by_the_reader_thread_are_reported_from_the_start_of_their_read(
+    pipe: Pipe,
+) -> None:
+    bad = b"no separator, " * 20 + b"\r\n\r\n"
+    pipe.answer(bad)
+    wait_until(lambda: bool(pipe.losses))
+    (loss,) = pipe.losses
+    assert loss.cause == "protocol_error"
+    assert loss.sample == bad[:80]
