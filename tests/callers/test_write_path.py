@@ -97,9 +97,9 @@ def test_one_writer_at_a_time_and_it_takes_the_queue_along(child: HeldChild) -> 
     first.join(10)
     # ...and the first writer writes them, all in one write, in the order they came.
     assert len(child.writes) == 2
-    assert [box["text"] for box in child.requests()] == ["first"] + [
-        f"queued {n}" for n in range(3)
-    ]
+    requests = child.requests()
+    assert [box["text"] for box in requests] == ["first"] + [f"queued {n}" for n in range(3)]
+    assert all(set(box) == {"_command", "_ask", "text"} for box in requests)  # bytes intact
     assert connection.stats()["sent"] == 4
     assert not any(future.done() for future in others)
     connection.connection_lost(ProcessUnavailable("the test ended"))
@@ -119,6 +119,24 @@ def test_lost_requests_tell_written_from_queued(child: HeldChild) -> None:
         ("first", True), ("queued 0", False), ("queued 1", False), ("queued 2", False)
     ]
     child.release.set()
+
+
+def test_lost_requests_written_with_the_queue_count_as_written(child: HeldChild) -> None:
+    connection = connection_to(child)
+    child.hold_first.set()
+    first = in_thread(connection.call_with, Note, {"text": "first"}, context="first")
+    assert child.in_first_write.wait(10)
+    for n in range(3):
+        connection.call_with(Note, {"text": f"queued {n}"}, context=f"queued {n}")
+    child.release.set()
+    first.join(10)
+    assert len(child.writes) == 2  # the queue went out with the first writer
+    connection.connection_lost(ProcessUnavailable("gone"))
+    lost = connection.lost_requests
+    assert lost is not None
+    assert [(request.future.context, request.written) for request in lost] == [
+        ("first", True), ("queued 0", True), ("queued 1", True), ("queued 2", True)
+    ]
 
 
 def test_bytes_waiting_past_the_bound_refuse_a_request_naming_the_cause(
@@ -231,3 +249,75 @@ def test_a_caller_waiting_for_a_slot_learns_when_the_connection_ends(child: Held
     with pytest.raises(ProcessUnavailable, match="gone"):
         future.get(timeout=0)
     assert len(child.requests()) == 1  # the second was never written
+
+
+class Tell(Command):
+    """A request that wants no answer."""
+
+    arguments = [("text", String())]
+    requires_answer = False
+
+
+def test_a_request_without_an_answer_is_done_once_written_or_fails_once_closed(
+    child: HeldChild,
+) -> None:
+    connection = connection_to(child)
+    assert connection.call(Tell, text="sent").get(timeout=0) == {}
+    assert [box["text"] for box in child.requests()] == ["sent"]
+    connection.connection_lost(ProcessUnavailable("gone"))
+    late = connection.call(Tell, text="late")
+    with pytest.raises(ProcessUnavailable, match=r"^gone$"):
+        late.get(timeout=0)
+    answered = connection.call(Note, text="late too")
+    with pytest.raises(ProcessUnavailable, match=r"^gone$"):
+        answered.get(timeout=0)
+    assert len(child.requests()) == 1
+
+
+@pytest.mark.parametrize("command", [Note, Tell])
+def test_a_future_of_the_callers_on_a_closed_connection_is_refused_untouched(
+    child: HeldChild, command: type[Command]
+) -> None:
+    from juicectl._reading import RequestFuture
+
+    connection = connection_to(child)
+    connection.connection_lost(ProcessUnavailable("gone"))
+    future = RequestFuture()
+    with pytest.raises(ProcessUnavailable) as refused:
+        connection.call_with(command, {"text": "x"}, future=future)
+    assert str(refused.value) == "gone"
+    assert not future.done()
+
+
+def test_a_timeout_of_zero_is_refused_before_anything_is_written(child: HeldChild) -> None:
+    from juicectl.juice import ArgumentError
+
+    connection = connection_to(child)
+    for timeout in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ArgumentError, match=r"^Note not sent: "):
+            connection.call(Note, text="x", timeout=timeout)
+    assert child.writes == []
+    connection.connection_lost(ProcessUnavailable("the test ended"))
+
+
+def test_every_caller_waiting_for_a_slot_gets_one_as_answers_free_them(
+    child: HeldChild,
+) -> None:
+    connection = connection_to(child, max_in_flight=2)
+    connection.call(Note, text="one")
+    connection.call(Note, text="two")
+    got: list[object] = []
+    # call_with waits for a slot by default, as call() does.
+    waiting = [
+        in_thread(lambda n=n: got.append(connection.call_with(Note, {"text": f"waits {n}"})))
+        for n in range(2)
+    ]
+    wait_until(lambda: connection._slot_waiters == 2)
+    for box in child.requests()[:2]:
+        answer(connection, box)
+    for thread in waiting:
+        thread.join(10)
+        assert not thread.is_alive(), "a caller still waits for a slot an answer freed"
+    assert len(got) == 2
+    assert sorted(box["text"] for box in child.requests()[2:]) == ["waits 0", "waits 1"]
+    connection.connection_lost(ProcessUnavailable("the test ended"))
