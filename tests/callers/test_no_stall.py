@@ -153,26 +153,6 @@ def test_a_writer_at_a_full_pipe_reads_the_answers_itself(
     assert answers == [{"value": BIG}] * IN_FLIGHT
 
 
-def test_a_writer_behind_a_reading_caller_gets_its_bytes_out_after_it_leaves(
-    pair: InMemoryChild,
-) -> None:
-    # One caller holds the role, reading for the answer to a Sleep (the child reads nothing
-    # meanwhile); another starts writing many large requests, meets the full pipe, and waits
-    # behind the one reading. The Sleep's answer comes, and the reading caller leaves with the
-    # pipe still full: the writer, counted as a watcher, has the reader thread take over.
-    connection = pair.connection
-    callers_read(pair)
-    slept = connection.call(Sleep, seconds=1.0)
-    reading = threading.Thread(target=slept.get, kwargs={"timeout": BOUND}, daemon=True)
-    reading.start()
-    wait_until(lambda: connection._reading.role is Role.CALLER)
-    futures = finishes(lambda: [connection.call(Echo, value=BIG) for _ in range(IN_FLIGHT)])
-    reading.join(BOUND)
-    assert slept.get(timeout=0) == {}
-    answers = finishes(lambda: [future.get(timeout=BOUND) for future in futures])
-    assert answers == [{"value": BIG}] * IN_FLIGHT
-
-
 def test_a_callback_that_writes_while_its_thread_reads_finishes(pair: InMemoryChild) -> None:
     # A future's callback runs on the thread that reads its answer (here a caller), and sends
     # more large requests than the pipes hold: that thread must read while it writes, and
@@ -209,12 +189,16 @@ def test_a_callback_that_writes_on_the_reader_thread_finishes(pair: InMemoryChil
     assert answers == [{"value": f"{n}{BIG}"} for n in range(IN_FLIGHT)]
 
 
-def test_a_writer_behind_a_reading_caller_leaves_the_accounts_as_it_found_them(
+def test_a_writer_behind_a_reading_caller_gets_its_bytes_out_after_it_leaves(
     pair: InMemoryChild,
 ) -> None:
-    # As above, with a future waited on by a callback meanwhile (a second watcher). Once all
-    # is answered nobody is counted as waiting, and the reader thread, having served a writer
-    # that waited behind it, parks again: the next caller reads its own answer.
+    # One caller holds the role, reading for the answer to a Sleep (the child reads nothing
+    # meanwhile); another starts writing many large requests, meets the full pipe, and waits
+    # behind the one reading. The Sleep's answer comes, and the reading caller leaves with the
+    # pipe still full: the writer, counted as a watcher, has the reader thread take over.
+    # A future waited on by a callback meanwhile is a second watcher. Once all is answered
+    # nobody is counted as waiting, and the reader thread, having served a writer that waited
+    # behind it, parks again.
     connection = pair.connection
     callers_read(pair)
     slept = connection.call(Sleep, seconds=1.0)

@@ -342,13 +342,11 @@ def test_a_raising_callback_does_not_cost_a_reading_caller_its_answer(pipe: Pipe
     assert other.get(timeout=0) == {"value": "other"}
 
 
-def test_without_a_wake_pipe_the_reader_thread_reads_everything(
-    monkeypatch: pytest.MonkeyPatch, reads: list[tuple[int, int]]
-) -> None:
-    # No file descriptor left for the wake pipe: callers must not read (nothing could wake
-    # one whose request times out), and everything still gets answered.
+def no_pipe_after_the_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """File descriptors run out after the test's own pipe (the "child's stdout"): the wake
+    pipe cannot be made."""
     real_pipe = os.pipe
-    pipes_left = [1]  # the test's own pipe (the "child's stdout"), then none
+    pipes_left = [1]
 
     def pipe_while_fds_last() -> tuple[int, int]:
         if not pipes_left:
@@ -357,6 +355,14 @@ def test_without_a_wake_pipe_the_reader_thread_reads_everything(
         return real_pipe()
 
     monkeypatch.setattr(reading_module.os, "pipe", pipe_while_fds_last)
+
+
+def test_without_a_wake_pipe_the_reader_thread_reads_everything(
+    monkeypatch: pytest.MonkeyPatch, reads: list[tuple[int, int]]
+) -> None:
+    # No file descriptor left for the wake pipe: callers must not read (nothing could wake
+    # one whose request times out), and everything still gets answered.
+    no_pipe_after_the_first(monkeypatch)
     pipe = Pipe(request_timeout=5)
     try:
         for index in range(20):
@@ -502,16 +508,7 @@ def test_a_callback_can_be_added_to_a_mapped_future_before_it_settles() -> None:
 
 
 def test_without_a_wake_pipe_the_warning_names_the_cause(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_pipe = os.pipe
-    pipes_left = [1]  # the test's own pipe (the "child's stdout"), then none
-
-    def pipe_while_fds_last() -> tuple[int, int]:
-        if not pipes_left:
-            raise OSError(24, "Too many open files")
-        pipes_left.pop()
-        return real_pipe()
-
-    monkeypatch.setattr(reading_module.os, "pipe", pipe_while_fds_last)
+    no_pipe_after_the_first(monkeypatch)
     with structlog.testing.capture_logs() as logs:
         pipe = Pipe()
         try:
