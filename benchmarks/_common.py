@@ -234,3 +234,17 @@ def rss_kib(pid: int | None = None) -> int:
 def thread_count(pid: int | None = None) -> int:
     """OS threads of a process (default: this one), from /proc."""
     return len(os.listdir(f"/proc/{pid or os.getpid()}/task"))
+
+
+def one_route_submit(connection: Any) -> Callable[..., Any]:
+    """``submit`` of a pool's ``Dispatcher`` whose one route is ``connection``: a pool's
+    request path with no actor and no child (``pool_cost.py --part path``,
+    ``instructions.py parent pool``)."""
+    from juicectl.pool._dispatch import Dispatcher, Route
+
+    dispatcher = Dispatcher(
+        "bench", max_per_worker=64, max_queued=1024, least_loaded=True,
+        recycle_after_calls=None, default_timeout=None, tell=lambda message: None,
+    )
+    dispatcher.publish((Route(0, "bench.w1", connection, dispatcher),), (0,), can_grow=False)
+    return dispatcher.submit

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import ROOT, SMALL
+from benchmarks._common import ROOT, SMALL, one_route_submit
 
 SHORT, LONG = 200, 1200
 SIDES = ("parent", "timeout", "pool", "child")
@@ -50,15 +50,7 @@ def run(side: str, count: int, value: str) -> None:
     timeout = 30.0 if side == "timeout" else None
     arguments = {"value": value}
     if side == "pool":
-        from juicectl.pool._dispatch import Dispatcher, Route
-
-        dispatcher = Dispatcher(
-            "bench", max_per_worker=64, max_queued=1024, least_loaded=True,
-            recycle_after_calls=None, default_timeout=None, tell=lambda message: None,
-        )
-        dispatcher.publish((Route(0, "bench.w1", connection, dispatcher),), (0,),
-                           can_grow=False)
-        submit = dispatcher.submit
+        submit = one_route_submit(connection)
         for tag in range(1, count + 1):
             future = submit(Echo, arguments, None, None)
             connection.data_received(b"%s-Answer: %x\r\n\r\n" % (front, tag))

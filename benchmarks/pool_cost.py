@@ -34,12 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import structlog
 
-from benchmarks._common import ROOT, SMALL, WINDOW
+from benchmarks._common import ROOT, SMALL, WINDOW, one_route_submit
 from benchmarks.workload import Echo
 from juicectl import ProcessController, ProcessPool
 from juicectl.connection import Connection
 from juicectl.juice import answer_bytes
-from juicectl.pool._dispatch import Dispatcher, Route
 
 WORKER = [sys.executable, "-m", "juicectl.child", "benchmarks.workload:EchoWorker"]
 
@@ -53,13 +52,7 @@ def _one_request(through_pool: bool) -> Callable[[], None]:
     receive = connection.data_received
     arguments = {"value": SMALL}
     if through_pool:
-        dispatcher = Dispatcher(
-            "bench", max_per_worker=64, max_queued=1024, least_loaded=True,
-            recycle_after_calls=None, default_timeout=None, tell=lambda message: None,
-        )
-        dispatcher.publish((Route(0, "bench.w1", connection, dispatcher),), (0,),
-                           can_grow=False)
-        submit = dispatcher.submit
+        submit = one_route_submit(connection)
 
         def one() -> None:
             future = submit(Echo, arguments, None, None)
