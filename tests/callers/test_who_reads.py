@@ -607,7 +607,8 @@ def test_a_reading_caller_keeps_its_deadline_after_reading_for_another_thread(pi
 
     def read_for_mine() -> None:
         try:
-            mine.get(timeout=1.0)
+            # Long enough for the other thread to start waiting behind this one first.
+            mine.get(timeout=3.0)
         except BaseException as error:
             outcome.append(error)
 
@@ -620,7 +621,7 @@ def test_a_reading_caller_keeps_its_deadline_after_reading_for_another_thread(pi
     pipe.answer(pipe.held[1])  # the other's answer only: read by the caller reading
     waiting.join(10)
     assert other.get(timeout=0) == {"value": "other"}
-    reading.join(10)
+    reading.join(15)
     assert not reading.is_alive(), "the reading caller overslept its deadline"
     assert len(outcome) == 1 and isinstance(outcome[0], pykka.Timeout)
 
