@@ -259,6 +259,12 @@ class PoolFuture(RequestFuture):
         if self._dispatcher.closed:
             self.try_set_exception(reason)
 
+    def _unwritten(self) -> None:
+        """Written on no connection (held, refused, or about to be sent again): no reader
+        reads for it until a connection takes it."""
+        self._connection = None
+        self.reading = None
+
     def _remaining(self) -> float | None:
         deadline = self._deadline
         if deadline is None:
@@ -454,8 +460,7 @@ class Dispatcher:
         else:
             self._queue.append(future)
         self.held += 1
-        future._connection = None
-        future.reading = None
+        future._unwritten()
         remaining = future._remaining()
         if remaining is not None and future._expiry is None:
             future._expiry = call_later(max(remaining, 0.0), lambda: self._expire(future))
@@ -493,13 +498,11 @@ class Dispatcher:
             return True
         except ProcessUnavailable:
             # Refused at the door: the connection had ended. Nothing was sent.
-            future._connection = None
-            future.reading = None
+            future._unwritten()
             self._uncount(route, ended=True)
             return False
         except BaseException as error:
-            future._connection = None
-            future.reading = None
+            future._unwritten()
             self._uncount(route)
             if first:
                 raise
@@ -678,8 +681,7 @@ class Dispatcher:
             for future in again:
                 # As a future never written: the new connection gives it its own.
                 future.resends += 1
-                future.reading = None
-                future._connection = None
+                future._unwritten()
                 future._loss = None
                 future.seq = None
                 future.timed = False
