@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import pykka
 
 from juicectl._log import get_logger
+from juicectl._main_thread import acquire
 
 T = TypeVar("T")
 _log = get_logger(__name__)
@@ -83,10 +84,8 @@ class ReplyFuture(pykka.Future[T]):
             if self._hooked:
                 return pykka.Future.get(self, timeout=timeout)  # runs the hook, once
             done = self._done
-            if timeout is None:
-                acquired = done.acquire()
-            elif timeout > 0:
-                acquired = done.acquire(True, timeout)
+            if timeout is None or timeout > 0:
+                acquired = acquire(done, timeout)  # in slices on the main thread: Ctrl-C raises
             else:
                 acquired = done.acquire(False)
             if acquired:

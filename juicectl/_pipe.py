@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from juicectl._main_thread import poll_slice
+
 __all__ = ["PipeTransport", "Transport", "wait_writable", "write_all"]
 
 WaitForRoom = Callable[[int], None]
@@ -26,10 +28,11 @@ WaitForRoom = Callable[[int], None]
 
 
 def wait_writable(fd: int) -> None:
-    """Sleep until ``fd`` has room, or is broken (the next write then says how)."""
+    """Sleep until ``fd`` has room, or is broken (the next write then says how), or for
+    ``MAIN_THREAD_SLICE`` on the main thread (``juicectl._main_thread``)."""
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
-    poller.poll()
+    poller.poll(poll_slice())  # on the main thread, a slice: its caller waits again
 
 
 def write_all(

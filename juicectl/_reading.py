@@ -90,6 +90,7 @@ from typing import Any
 
 from juicectl._busy_poll import BusyPoll
 from juicectl._future import ReplyFuture
+from juicectl._main_thread import MAIN_THREAD_SLICE, on_main_thread, poll_slice
 from juicectl._pipe import wait_writable
 from juicectl.juice import ProtocolError
 
@@ -348,10 +349,13 @@ class ReadRole:
         assert poll is not None
         busy_wait = self.busy_poll.wait
         others_waited = False
+        main = on_main_thread()
         while not future.done():
             timeout = None if deadline is None else deadline - time.monotonic()
             if timeout is not None and timeout <= 0:
                 return
+            if main and (timeout is None or timeout > MAIN_THREAD_SLICE):
+                timeout = MAIN_THREAD_SLICE  # back to Python now and then: Ctrl-C raises
             # A spin holds the GIL: none right after a read that may have settled the futures
             # of other threads, which need the GIL to go on.
             if others_waited:
@@ -473,9 +477,10 @@ class ReadRole:
         poller = select.poll()
         poller.register(write_fd, select.POLLOUT)
         poller.register(fd, select.POLLIN)
+        timeout = poll_slice()
         while True:
             room = readable = False
-            for event_fd, _ in poller.poll():
+            for event_fd, _ in poller.poll(timeout):
                 if event_fd == write_fd:
                     room = True  # or broken: the write says which
                 else:
@@ -495,9 +500,10 @@ class ReadRole:
         poller.register(write_fd, select.POLLOUT)
         if fd >= 0:
             poller.register(fd, select.POLLIN)
+        timeout = poll_slice()
         while True:
             room = False
-            for event_fd, _ in poller.poll():
+            for event_fd, _ in poller.poll(timeout):
                 if event_fd == write_fd:
                     room = True
                     continue

@@ -64,6 +64,7 @@ from typing import Any
 import pykka
 
 from juicectl._future import ReplyFuture
+from juicectl._main_thread import one_slice
 from juicectl._reading import RequestFuture
 from juicectl._timer import TimerHandle, call_later
 from juicectl.connection import Connection
@@ -606,7 +607,7 @@ class Dispatcher:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise pykka.Timeout(f"{timeout} seconds")
-                self._changed.wait(remaining)
+                self._changed.wait(one_slice(remaining))  # Ctrl-C raises on the main thread
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         return future.get(timeout=remaining)
 
