@@ -18,8 +18,11 @@ the answers, dispatch the child's requests), and reads again.
   waited behind it, with nobody waiting now, and decides so under the same lock as it parks. It
   takes the role back at once when asked: a thread waits without reading (another holds the
   role), a future gets callbacks, a caller met end of file or bad bytes (the reader thread
-  handles both), the connection is lost; and otherwise after ``PARK``, the bound on how late an
-  answer nobody waits for, a request from the child or end of file is read.
+  handles both), the connection is lost; and otherwise once nobody has read for ``PARK``: the
+  bound on how late an answer nobody waits for, a request from the child or end of file is
+  read. While callers keep taking the role, the reader thread stays parked: waking it to read
+  an answer a caller would have read anyway costs two cold wake-ups (the reader's, then the
+  caller's on its future) instead of one, most of a request's CPU when work is slow.
 
 A caller's read never outlives its wait: a timeout or a lost connection wakes it through a pipe
 of the role's own (without one, for want of file descriptors, callers never read and the reader
@@ -59,7 +62,7 @@ code moves by):
 | state | trigger | next state | fired by: when |
 |---|---|---|---|
 | reader | park | free | the reader thread: it served a caller that waited behind it (1) |
-| free | resume | reader | the parked reader thread: asked to (2), or the park ran out |
+| free | resume | reader | the parked reader thread: asked to (2), or nobody read for ``PARK`` |
 | free | take | caller | a caller in ``get()``, or a writer at a full pipe: callers may read |
 | caller | leave | free | that thread: done waiting, or it met end of file or bad bytes |
 | reader | end | ended | the reader thread: end of file, or a protocol error |
@@ -98,8 +101,8 @@ __all__ = ["PARK", "READ_SIZE", "TRANSITIONS", "ReadRole", "RequestFuture", "Rol
 
 # Bytes asked of the child's stdout per read: a whole burst of answers in one system call.
 READ_SIZE = 1 << 16
-# How long the reader thread leaves the pipe to callers who read their own answers, before it
-# reads again if nobody does (seconds).
+# How long the parked reader thread leaves the pipe to callers who read their own answers once
+# nobody reads, before it reads again itself (seconds).
 PARK = 0.01
 
 
@@ -190,7 +193,7 @@ class RequestFuture(ReplyFuture[dict[str, Any]]):
         """Call ``callback(future)`` once settled, like ``add_done_callback``, without making
         the reader thread read for it: for an owner that counts requests while its callers
         wait in ``get()``, which reads. An answer nobody waits for is still read, within
-        ``PARK``."""
+        ``PARK`` of the last caller's read."""
         ReplyFuture.add_done_callback(self, callback)
 
 
@@ -222,6 +225,9 @@ class ReadRole:
         self.watchers = 0
         self._callers_waited = False
         self._reader_wanted = False
+        # When the role was last let go (or the reader thread parked): the parked reader thread
+        # takes it back once nobody has read for PARK since.
+        self._read_at = 0.0
         self._callers_may_read = True
         self._caller_failure: Failure | None = None
         # Read by the holder while it waited for room inside a callback of its own read, for
@@ -278,12 +284,17 @@ class ReadRole:
                 if self._callers_waited and not self.watchers and self._callers_may_read:
                     self._fire(Trigger.PARK)
                     self._callers_waited = False
-                    until = time.monotonic() + PARK
-                    while not (
-                        self.role is Role.FREE
-                        and (self._reader_wanted or time.monotonic() >= until)
-                    ):
-                        self._changed.wait(PARK)
+                    self._read_at = time.monotonic()
+                    while True:
+                        if self.role is Role.FREE:
+                            if self._reader_wanted:
+                                break
+                            left = self._read_at + PARK - time.monotonic()
+                            if left <= 0:
+                                break  # nobody has read for PARK
+                        else:
+                            left = PARK  # a caller reads: look again once it may have left
+                        self._changed.wait(left)
                     self._fire(Trigger.RESUME)
                     self._reader_wanted = False
                 if self._caller_failure is not None:
@@ -338,6 +349,7 @@ class ReadRole:
     def _leave(self) -> None:
         with self._lock:
             self._fire(Trigger.LEAVE)
+            self._read_at = time.monotonic()
             if self.watchers or not self._callers_may_read:
                 self._reader_wanted = True
                 self._changed.notify()

@@ -174,6 +174,50 @@ def test_an_answer_nobody_waits_for_is_read_once_the_park_runs_out(pipe: Pipe) -
 
 
 @pytest.mark.usefixtures("parked_for_good")
+class FrozenClock:
+    """The role's ``time`` module, with a ``monotonic()`` that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_the_reader_stays_parked_while_callers_keep_reading(
+    pipe: Pipe, reads: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    park = 0.02
+    monkeypatch.setattr(reading_module, "PARK", park)
+    clock = FrozenClock()
+    monkeypatch.setattr(reading_module, "time", clock)
+    role = pipe.connection._reading
+    callers_read(pipe)
+    reads.clear()
+
+    def look_again() -> None:  # the parked reader thread decides again, on the clock's time
+        with role._lock:
+            role._changed.notify()
+
+    # Ten parks' worth of the role's time, a caller reading within every 0.6 of a park: the
+    # reader thread never reads (before, it took the role back once a park after parking).
+    for index in range(10):
+        clock.now += 0.6 * park
+        look_again()
+        assert echo(pipe.connection, f"value {index}") == f"value {index}"
+    threading.Event().wait(3 * park)  # real time for it to take the role back, if it would
+    look_again()
+    assert role.role is Role.FREE
+    assert {thread for thread, fd in reads if fd == pipe.read_fd} == {threading.get_ident()}
+    # Nobody reads for a park: it takes the role back, and reads what nobody waits for.
+    clock.now += park
+    look_again()
+    wait_until(lambda: role.role is Role.READER)
+    future = pipe.connection.call(Echo, value="unwatched")
+    wait_until(future.done)
+    assert pipe.reader.ident in {thread for thread, fd in reads if fd == pipe.read_fd}
+
+
 def test_a_callback_wakes_the_parked_reader(pipe: Pipe) -> None:
     callers_read(pipe)
     settled = threading.Event()
