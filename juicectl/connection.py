@@ -460,6 +460,21 @@ class Connection:
                     self._flushing = False
                 self._lose(ConnectionLoss("write_failed", error))
                 return
+            except BaseException as error:
+                # Interrupted while it waited for room (Ctrl-C on the main thread): the child
+                # may hold the start of a box, which nothing can follow. End the connection
+                # rather than leave the queue flushing for ever, and let the interrupt go on.
+                self._log.warning("write_interrupted", error=type(error).__name__)
+                with self._pending_lock:
+                    self._pending.clear()
+                    self._unwritten = 0
+                    self._flushing = False
+                cut = InterruptedError(
+                    f"a write to the child's input was interrupted ({type(error).__name__}): "
+                    "it may hold part of a request"
+                )
+                self._lose(ConnectionLoss("write_failed", cut))
+                raise
             with self._pending_lock:
                 self._unwritten -= len(chunk)
                 if not self._pending or self._sealed:

@@ -9,6 +9,7 @@ import pykka
 import pytest
 
 from juicectl._future import ReplyFuture, has_get_hook
+from tests.main_thread import Interrupted, interrupted_in
 
 
 def test_value_is_returned_every_time() -> None:
@@ -158,3 +159,13 @@ def test_a_settled_future_takes_no_get_hook() -> None:
         future.set_get_hook(lambda timeout: 2)
     assert not future.has_get_hook()
     assert future.get(timeout=0) == 1
+
+
+@pytest.mark.parametrize("timeout", [None, 3600.0])
+def test_ctrl_c_raises_in_a_get_on_the_main_thread(timeout: float | None) -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    with pytest.raises(Interrupted), interrupted_in("acquire", lambda: future.set(1)) as seen:
+        future.get(timeout=timeout)
+    assert seen.raised_before_release
+    future.try_set(2)
+    assert future.get(timeout=0) == 2

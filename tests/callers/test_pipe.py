@@ -14,6 +14,7 @@ import pytest
 
 from juicectl._pipe import PipeTransport, wait_writable, write_all
 from juicectl.child._io import OutputStream
+from tests.main_thread import Interrupted, interrupted_in
 
 DATA = bytes(range(256)) * 1000  # 256,000 bytes: about four times what a pipe holds
 
@@ -245,3 +246,16 @@ def test_close_waits_for_every_write_in_progress() -> None:
     data = drain.result()  # ends: the last writer closed the descriptor
     assert len(data) == filled + 200_000
     assert data.count(b"a") == 100_000 and data.count(b"b") == 100_000
+
+
+def test_a_wait_for_room_on_the_main_thread_lets_ctrl_c_raise(pipe: tuple[int, int]) -> None:
+    read_fd, write_fd = pipe
+    os.set_blocking(write_fd, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write_fd, DATA)  # full
+    drain: list[Drain] = []
+    with pytest.raises(Interrupted), \
+            interrupted_in("wait_writable", lambda: drain.append(Drain(read_fd))) as seen:
+        write_all(write_fd, DATA)
+    assert seen.raised_before_release
