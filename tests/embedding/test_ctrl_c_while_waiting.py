@@ -88,6 +88,17 @@ print("child", connection.pid, flush=True)
 waiting.set()
 connection.call(Sleep, seconds=3600).get()  # the wait
 ''',
+    "a write to a child that reads nothing": f'''
+from juicectl import ProcessController
+from juicectl.examples.echo import Echo, Sleep
+controller = ProcessController.start({ECHO_WORKER})
+connection = controller.get_process().get(timeout=30)
+print("child", connection.pid, flush=True)
+connection.call(Sleep, seconds=3600)  # one at a time: the child reads nothing meanwhile
+waiting.set()
+for _ in range(64):
+    connection.call(Echo, value="x" * 60_000)  # the wait
+''',
     "a closing controller": f'''
 from juicectl import ProcessController
 from juicectl.examples.echo import Sleep
