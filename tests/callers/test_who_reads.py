@@ -218,6 +218,33 @@ def test_the_reader_stays_parked_while_callers_keep_reading(
     assert pipe.reader.ident in {thread for thread, fd in reads if fd == pipe.read_fd}
 
 
+def test_the_parked_reader_reads_again_once_a_long_reading_caller_has_left(
+    pipe: Pipe, reads: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    park = 0.05
+    monkeypatch.setattr(reading_module, "PARK", park)
+    role = pipe.connection._reading
+    callers_read(pipe)
+    pipe.echo = False
+    future = pipe.connection.call(Echo, value="long")
+
+    def answer_later() -> None:
+        wait_until(lambda: role.role is Role.CALLER)  # this thread reads for its answer
+        threading.Event().wait(4 * park)  # meanwhile the parked reader thread looks, and waits
+        pipe.answer(pipe.held.pop())
+
+    answering = threading.Thread(target=answer_later)
+    answering.start()
+    assert future.get(timeout=10) == {"value": "long"}
+    answering.join(10)
+    # The caller let go and nobody waits: the reader thread takes the role back by itself (no
+    # one asks it to) and reads an answer nobody waits for.
+    pipe.echo = True
+    unwatched = pipe.connection.call(Echo, value="unwatched")
+    wait_until(unwatched.done)
+    assert pipe.reader.ident in {thread for thread, fd in reads if fd == pipe.read_fd}
+
+
 def test_a_callback_wakes_the_parked_reader(pipe: Pipe) -> None:
     callers_read(pipe)
     settled = threading.Event()
