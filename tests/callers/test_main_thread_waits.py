@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from juicectl import _reading as reading_module
 from juicectl._future import ReplyFuture
@@ -28,6 +29,9 @@ from tests.workers.runtime import Block, Echo, TestWorker
 BOUND = 20.0
 BIG = "x" * 60_000
 IN_FLIGHT = 64
+#: Why the requests of a connection whose write was cut fail.
+CUT = (r"a write to the child's input was interrupted \(Interrupted\): it may hold part of a "
+       r"request")
 
 
 @pytest.fixture(autouse=True)
@@ -97,16 +101,20 @@ def test_a_writer_at_a_full_pipe_ends_the_connection(pair: InMemoryChild) -> Non
     callers_read(pair)
     blocked = connection.call(Block)  # the child reads nothing more until released
     futures: list[ReplyFuture[dict[str, Any]]] = []
-    with pytest.raises(Interrupted), \
+    with structlog.testing.capture_logs() as logs, pytest.raises(Interrupted), \
             interrupted_in("_read_until_room", lambda: release(pair)) as seen:
         for _ in range(IN_FLIGHT):
             futures.append(connection.call(Echo, value=BIG))
     assert seen.raised_before_release
+    warned = [entry for entry in logs if entry["event"] == "write_interrupted"]
+    assert [(entry["log_level"], entry["error"]) for entry in warned] == [
+        ("warning", "Interrupted")
+    ]
     assert connection._reading.role is not Role.CALLER  # let go
     # Part of a request may be in the pipe: the connection ended, and every request fails.
     wait_until(lambda: connection.closed)
     for future in [blocked, *futures]:
-        with pytest.raises(ProcessUnavailable):
+        with pytest.raises(ProcessUnavailable, match=CUT):
             future.get(timeout=BOUND)
     with pytest.raises(ProcessUnavailable):
         connection.call(Echo, value="after").get(timeout=BOUND)
