@@ -38,9 +38,18 @@ class Interruption:
         self.raised_before_release: bool | None = None
 
 
+def _plain_name(code_name: str) -> str:
+    """A function's own name, also as mutmut renames it (``xǁClassǁname__mutmut_orig``,
+    ``x_name__mutmut_3``) when it runs these tests on mutants."""
+    if "__mutmut_" not in code_name:
+        return code_name
+    name = code_name.split("__mutmut_")[0].rsplit("ǁ", 1)[-1]
+    return name.removeprefix("x_")
+
+
 def _inside(frame: FrameType | None, function: str) -> bool:
     while frame is not None:
-        if frame.f_code.co_name == function:
+        if _plain_name(frame.f_code.co_name) == function:
             return True
         frame = frame.f_back
     return False

@@ -89,7 +89,7 @@ def test_a_caller_waiting_behind_another_reader(pair: InMemoryChild) -> None:
     # The reader thread holds the role (nobody parked it): the caller waits on its future.
     connection = pair.connection
     blocked = connection.call(Block)
-    with pytest.raises(Interrupted), interrupted_in("get", lambda: release(pair)) as seen:
+    with pytest.raises(Interrupted), interrupted_in("acquire", lambda: release(pair)) as seen:
         blocked.get(timeout=3600)
     assert seen.raised_before_release
     release(pair)
