@@ -63,7 +63,7 @@ def interrupted_in(function: str, release: Callable[[], object]) -> Iterator[Int
     outcome says so). The block must raise ``Interrupted``."""
     assert threading.current_thread() is threading.main_thread()
     outcome = Interruption()
-    main = threading.main_thread().ident
+    main = threading.get_ident()  # the main thread: asserted above
     done = threading.Event()
     handled = threading.Event()
 

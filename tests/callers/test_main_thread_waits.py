@@ -20,6 +20,7 @@ import structlog.testing
 from juicectl import _reading as reading_module
 from juicectl._future import ReplyFuture
 from juicectl._reading import Role
+from juicectl.connection import ConnectionLoss
 from juicectl.exceptions import ProcessUnavailable
 from juicectl.testing import InMemoryChild, connect
 from tests.callers.test_who_reads import wait_until
@@ -96,9 +97,20 @@ def test_a_caller_waiting_behind_another_reader(pair: InMemoryChild) -> None:
     assert blocked.get(timeout=BOUND) == {"released": True}
 
 
-def test_a_writer_at_a_full_pipe_ends_the_connection(pair: InMemoryChild) -> None:
+def test_a_writer_at_a_full_pipe_ends_the_connection(
+    pair: InMemoryChild, monkeypatch: pytest.MonkeyPatch
+) -> None:
     connection = pair.connection
     callers_read(pair)
+    losses: list[ConnectionLoss] = []
+    tell_owner = connection._on_lost
+    assert tell_owner is not None
+
+    def recorded(loss: ConnectionLoss) -> None:
+        losses.append(loss)
+        tell_owner(loss)
+
+    monkeypatch.setattr(connection, "_on_lost", recorded)
     blocked = connection.call(Block)  # the child reads nothing more until released
     futures: list[ReplyFuture[dict[str, Any]]] = []
     with structlog.testing.capture_logs() as logs, pytest.raises(Interrupted), \
@@ -111,6 +123,9 @@ def test_a_writer_at_a_full_pipe_ends_the_connection(pair: InMemoryChild) -> Non
         ("warning", "Interrupted")
     ]
     assert connection._reading.role is not Role.CALLER  # let go
+    # The owner is told the child's input broke (the process actor then ends the child).
+    assert [loss.cause for loss in losses] == ["write_failed"]
+    assert isinstance(losses[0].error, InterruptedError)
     # Part of a request may be in the pipe: the connection ended, and every request fails.
     wait_until(lambda: connection.closed)
     for future in [blocked, *futures]:
