@@ -10,7 +10,6 @@ ever, every request fails).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from juicectl._reading import Role
 from juicectl.connection import ConnectionLoss
 from juicectl.exceptions import ProcessUnavailable
 from juicectl.testing import InMemoryChild, connect
+from tests.callers.test_no_stall import callers_read
 from tests.callers.test_who_reads import wait_until
 from tests.main_thread import Interrupted, interrupted_in
 from tests.workers.runtime import Block, Echo, TestWorker
@@ -51,21 +51,6 @@ def pair() -> Iterator[InMemoryChild]:
         child.worker.release.set()  # type: ignore[attr-defined]
         child.kill("the test ended")
         child.stop()
-
-
-def callers_read(child: InMemoryChild) -> None:
-    """The reader thread reads an answer a caller waits for behind it, then parks."""
-    connection = child.connection
-    blocked = connection.call(Block)
-
-    def release_once_waited_for() -> None:
-        wait_until(lambda: connection._reading.watchers == 1)
-        child.worker.release.set()  # type: ignore[attr-defined]
-
-    threading.Thread(target=release_once_waited_for, daemon=True).start()
-    assert blocked.get(timeout=BOUND) == {"released": True}
-    child.worker.release.clear()  # type: ignore[attr-defined]
-    wait_until(lambda: connection._reading.role is Role.FREE)
 
 
 def release(child: InMemoryChild) -> None:
