@@ -31,7 +31,10 @@ thread reads everything).
 A caller reading may poll the pipe for up to ``busy_poll`` seconds before it sleeps on it, while
 that brings answers sooner (``juicectl._busy_poll``): on an idle machine a sleeper is woken tens
 of microseconds late. Never right after a read that may have woken other threads waiting on
-this connection: a spin holds the GIL they need.
+this connection: a spin holds the GIL they need. And only while the answer it waits for is the
+only one outstanding: with more in flight, answers keep coming without a spin, and a sleep lets
+them gather into fewer, larger reads, where a spin takes a CPU from the child and reads them one
+by one (64 in flight on two cores: about 1.4x the requests a second with no spin).
 
 No stall, by construction
 -------------------------
@@ -104,6 +107,11 @@ READ_SIZE = 1 << 16
 # How long the parked reader thread leaves the pipe to callers who read their own answers once
 # nobody reads, before it reads again itself (seconds).
 PARK = 0.01
+
+
+def _one() -> int:
+    """The count of requests outstanding when nobody says: one, so a reading caller may spin."""
+    return 1
 
 
 class Role(enum.Enum):
@@ -205,10 +213,20 @@ class ReadRole:
             ``ProtocolError`` if the bytes break the protocol.
         busy_poll: how long a caller reading may poll the pipe before it sleeps on it.
         log: where to log (the connection's bound logger).
+        outstanding: how many requests are in flight now; a caller spins only while it is 1
+            (None: as if it were always 1).
     """
 
-    def __init__(self, feed: Callable[[bytes], None], *, busy_poll: float, log: Any) -> None:
+    def __init__(
+        self,
+        feed: Callable[[bytes], None],
+        *,
+        busy_poll: float,
+        log: Any,
+        outstanding: Callable[[], int] | None = None,
+    ) -> None:
         self._feed = feed
+        self._outstanding = outstanding if outstanding is not None else _one
         self._log = log
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -360,6 +378,7 @@ class ReadRole:
         fd, wake_r, poll = self._fd, self._wake_r, self._poll
         assert poll is not None
         busy_wait = self.busy_poll.wait
+        outstanding = self._outstanding
         others_waited = False
         main = on_main_thread()
         while not future.done():
@@ -370,7 +389,7 @@ class ReadRole:
                 timeout = MAIN_THREAD_SLICE  # back to Python now and then: Ctrl-C raises
             # A spin holds the GIL: none right after a read that may have settled the futures
             # of other threads, which need the GIL to go on.
-            if others_waited:
+            if others_waited or outstanding() > 1:
                 events = poll(None if timeout is None else timeout * 1000.0)
             else:
                 events = busy_wait(poll, timeout)

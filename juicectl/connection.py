@@ -243,7 +243,8 @@ class Connection:
         self._handed = 0  # writes handed to the transport, the first ones (under _pending_lock)
         self._sealed = False  # the connection ended: nothing more is written (_pending_lock)
 
-        self._reading = ReadRole(self.data_received, busy_poll=options.busy_poll, log=self._log)
+        self._reading = ReadRole(self.data_received, busy_poll=options.busy_poll, log=self._log,
+                                 outstanding=self._table.__len__)
         self._wait_for_room = self._reading.wait_for_room
 
     @property

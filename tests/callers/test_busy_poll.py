@@ -29,6 +29,7 @@ from juicectl._busy_poll import (
     BusyPoll,
     check_busy_poll,
 )
+from juicectl._reading import Role
 from juicectl.child import _io as child_io
 from juicectl.child import run, serve
 from juicectl.exceptions import ProcessUnavailable
@@ -362,6 +363,28 @@ def test_no_spin_right_after_a_read_that_woke_another_thread(waits: list[float |
         reading.join(10)
         assert first.get(timeout=0) == {"value": "first"}
         # The first caller's wait after that read was a plain poll, not a spin.
+        assert len(waits) == 1
+
+
+@pytest.mark.usefixtures("parked_for_good")
+def test_no_spin_while_other_requests_are_in_flight(waits: list[float | None]) -> None:
+    with reading_pipe() as pipe:
+        connection = pipe.connection
+        pipe.echo = False
+        waits.clear()
+        first = connection.call(Echo, value="first")
+        second = connection.call(Echo, value="second")
+        reading = threading.Thread(target=first.get, kwargs={"timeout": 10})
+        reading.start()
+        wait_until(lambda: connection._reading.role is Role.CALLER and len(pipe.held) == 2)
+        first_answer, second_answer = pipe.held
+        pipe.answer(second_answer)  # read by the first caller, while two were in flight
+        wait_until(second.done)
+        # Only now, its own request alone in flight, does the caller wait through BusyPoll.
+        wait_until(lambda: len(waits) == 1)
+        pipe.answer(first_answer)
+        reading.join(10)
+        assert first.get(timeout=0) == {"value": "first"}
         assert len(waits) == 1
 
 
