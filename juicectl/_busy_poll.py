@@ -3,15 +3,24 @@
 On an idle machine, a thread that sleeps in ``poll()`` or ``read()`` is woken tens of
 microseconds after the data arrives: its CPU has gone idle, and leaving an idle state costs.
 A round trip to a child pays that twice (the child wakes for the request, the parent for the
-answer), which is most of a small request's time. Asking ``poll(0)`` in a loop for up to
-``budget`` seconds first catches the data as it arrives. On a busy machine the loop does the
-opposite: it takes a CPU that the other side needs, and the data comes later.
+answer), which is most of a small request's time, and the Python that runs after a wake-up
+runs slower (cold caches). Asking ``poll(0)`` in a loop for up to ``budget`` seconds first
+catches the data as it arrives. When the data comes later than that (a slow handler), or the
+spin itself keeps the other side from running (a busy machine: it takes the CPU the other side
+needs), the spin is CPU spent for nothing.
 
-So ``BusyPoll`` measures. It keeps a moving average of how long waits took with a spin first
-and with none, uses the faster way, and tries the other way one wait in ``EXPLORE_EVERY`` to
-notice when the machine changes. Spinning must win clearly (``SPIN_MUST_SAVE``), since it
-costs CPU. A wait longer than ``budget`` counts as twice the budget at most: a spin could not
-have shortened it, and idle gaps would otherwise swamp the averages.
+So ``BusyPoll`` counts what its spins find. It keeps a moving average of their *hits* (a spin
+that found the data within the budget) and spins while at least ``HIT_SHARE`` of them hit. Once
+they miss, waits sleep, and a trial spin now and then (one wait in ``EXPLORE_EVERY``, ever
+further apart while trials find nothing, up to one in ``MAX_QUIET``) notices when spinning
+would pay again.
+
+Why hits, and not the lengths of the waits with a spin and without: each side's wait is the
+other side's turn. While the child sleeps, the parent's spin waits for the child's wake-up too
+and looks no faster than a sleep, and the same holds the other way; two sides that each chose
+the shorter wait settled on both sleeping, at about two thirds of the round trips a second
+of both spinning (``docs/performance.md``). A spin that hits costs no more CPU than the wait
+it replaces.
 
 Only the standard library is used here: the child runtime imports it. A ``BusyPoll`` is used
 by one thread at a time (whoever reads the pipe), so it has no lock.
@@ -28,14 +37,13 @@ from collections.abc import Callable
 DEFAULT_BUSY_POLL = 0.0001
 # The largest budget accepted: a spin that long is a sleep that burns a CPU.
 MAX_BUSY_POLL = 0.01
-# One wait in this many uses the way not currently preferred, to keep its average fresh.
+# While sleeping is preferred, one wait in this many spins, to see whether spinning pays again.
 EXPLORE_EVERY = 64
-# While sleeping is preferred, trial spins that find nothing come ever further apart, up to one
-# in this many waits.
+# Trial spins that find nothing come ever further apart, up to one in this many waits.
 MAX_QUIET = 4096
-# Spinning is preferred only when its waits are shorter than this share of the others.
-SPIN_MUST_SAVE = 0.8
-# Weight of each new wait in its way's moving average.
+# Spinning is kept while at least this share of the recent spins found the data.
+HIT_SHARE = 0.5
+# Weight of each new spin in the moving average of hits.
 _WEIGHT = 0.25
 
 Poll = Callable[[float | None], list[tuple[int, int]]]
@@ -51,30 +59,19 @@ def check_busy_poll(value: object) -> float:
 
 
 class BusyPoll:
-    """Waits on a ``select.poll`` object, spinning on ``poll(0)`` first when that pays.
+    """Waits on a ``select.poll`` object, spinning on ``poll(0)`` first while that pays.
 
     ``budget`` (seconds) bounds each spin; 0 never spins. See the module docstring.
     """
 
-    __slots__ = (
-        "_clock",
-        "_count",
-        "_explore_in",
-        "_quiet_for",
-        "_sleep_average",
-        "_spin_average",
-        "budget",
-        "spins",
-    )
+    __slots__ = ("_clock", "_explore_in", "_hits", "_quiet_for", "budget", "spins")
 
     def __init__(
         self, budget: float = DEFAULT_BUSY_POLL, *, clock: Callable[[], float] = time.perf_counter
     ) -> None:
         self.budget = check_busy_poll(budget)
         self._clock = clock
-        self._count = 0
-        self._spin_average: float | None = None
-        self._sleep_average: float | None = None
+        self._hits: float | None = None  # moving average: 1 for a spin that found data, 0 not
         # While sleeping is preferred: waits until the next trial spin, and the gap after it
         # (doubled by each trial that finds nothing, so that a spin that never pays costs
         # almost nothing; back to EXPLORE_EVERY when one finds data).
@@ -83,82 +80,61 @@ class BusyPoll:
         self.spins = 0  # waits that started with a spin: for tests and benchmarks
 
     def prefers_spinning(self) -> bool:
-        """Whether waits start with a spin, trials of the other way aside."""
-        spin, sleep = self._spin_average, self._sleep_average
+        """Whether waits start with a spin, trials aside: while the recent spins hit."""
         if self.budget <= 0:
             return False
-        if spin is None:
-            return True
-        return sleep is not None and spin < sleep * SPIN_MUST_SAVE
+        hits = self._hits
+        return hits is None or hits >= HIT_SHARE
 
     def _spin_next(self) -> bool:
-        """Whether this wait spins: the preferred way, or now and then a trial of the other."""
-        preferred = self.prefers_spinning()
-        if self._sleep_average is None:
-            return preferred  # the first wait spins, the second sleeps: both get measured
-        if preferred:
-            self._count += 1
-            return self._count % EXPLORE_EVERY != 0
+        """Whether this wait spins: while spinning pays, or now and then a trial."""
+        if self.prefers_spinning():
+            return True
         if self.budget <= 0:
             return False
         self._explore_in -= 1
         return self._explore_in <= 0
 
     def _spin(self, poll: Poll, start: float, limit: float) -> list[tuple[int, int]]:
-        """``poll(0)`` until it has events or ``limit`` seconds from ``start`` have passed."""
+        """``poll(0)`` until it has events or ``limit`` seconds from ``start`` have passed;
+        counted as a hit or a miss."""
         self.spins += 1
         clock = self._clock
         end = start + limit
         while not (events := poll(0)):
             if clock() >= end:
+                self._hit(0.0)
                 # Found nothing: while sleeping is preferred, the next trial comes later.
                 self._quiet_for = min(self._quiet_for * 2, MAX_QUIET)
                 self._explore_in = self._quiet_for
                 return events
+        self._hit(1.0)
         self._quiet_for = self._explore_in = EXPLORE_EVERY
         return events
 
+    def _hit(self, sample: float) -> None:
+        hits = self._hits
+        self._hits = sample if hits is None else hits + (sample - hits) * _WEIGHT
+
     def wait(self, poll: Poll, timeout: float | None) -> list[tuple[int, int]]:
         """``poll(milliseconds)``'s events once there are some, or ``[]`` after ``timeout``
-        seconds (None: no limit), spinning on ``poll(0)`` first when that pays."""
-        clock = self._clock
-        start = clock()
-        spun = self._spin_next()
-        if spun:
+        seconds (None: no limit), spinning on ``poll(0)`` first while that pays."""
+        if self._spin_next():
+            clock = self._clock
+            start = clock()
             limit = self.budget if timeout is None else min(self.budget, timeout)
             events = self._spin(poll, start, limit)
             if events:
-                self._record(True, clock() - start)
                 return events
-        if timeout is None:
-            events = poll(None)
-        else:
-            left = start + timeout - clock()
-            events = poll(left * 1000.0) if left > 0 else poll(0)
-        if events:
-            self._record(spun, clock() - start)
-        return events
+            if timeout is not None:
+                left = start + timeout - clock()
+                return poll(left * 1000.0) if left > 0 else poll(0)
+            return poll(None)
+        return poll(None if timeout is None else timeout * 1000.0)
 
     def read(self, poll: Poll, read: Callable[[], bytes]) -> bytes:
-        """``read()``, once ``poll`` says there is something to read when spinning first pays;
+        """``read()``, once ``poll`` says there is something to read while spinning pays;
         otherwise at once (one blocking system call, where polling first would be two)."""
-        clock = self._clock
-        start = clock()
-        spun = self._spin_next()
-        if spun:
-            self._spin(poll, start, self.budget)
-        data = read()
-        self._record(spun, clock() - start)
-        return data
-
-    def _record(self, spun: bool, elapsed: float) -> None:
-        elapsed = min(elapsed, 2 * self.budget)
-        if spun:
-            self._spin_average = _moved(self._spin_average, elapsed)
-        else:
-            self._sleep_average = _moved(self._sleep_average, elapsed)
-
-
-def _moved(average: float | None, sample: float) -> float:
-    """A moving average after one more sample (the first sample starts it)."""
-    return sample if average is None else average + (sample - average) * _WEIGHT
+        if self._spin_next():
+            self._spin(poll, self._clock(), self.budget)
+        return read()
