@@ -99,6 +99,7 @@ MUTATE_TESTS: dict[str, list[str]] = {
     "juicectl/_reading.py": ["tests/callers", "tests/chaos/test_connection_races.py"],
     "juicectl/_pipe.py": ["tests/callers", "tests/chaos/test_connection_races.py"],
     "juicectl/child/_runtime.py": ["tests/child"],
+    "juicectl/_busy_poll.py": ["tests/callers/test_busy_poll.py"],
 }
 #: Mutants judged equivalent, each with its reason (see the file itself).
 EQUIVALENTS = ROOT / "tests" / "mutation.md"

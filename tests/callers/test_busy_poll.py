@@ -73,6 +73,7 @@ class Peer:
         self.arrives = self.now + (self.latency if latency is None else latency)
 
     def poll(self, ms: float | None) -> list[tuple[int, int]]:
+        assert ms is None or ms >= 0, f"poll({ms}): a negative timeout waits for ever"
         if ms == 0:
             self.spin_polls += 1
             self.now += self.step
@@ -186,7 +187,17 @@ def test_a_timeout_shorter_than_the_budget_bounds_the_spin() -> None:
     assert busy.wait(peer.poll, 20 * US) == []
     assert peer.now - start == pytest.approx(20 * US, abs=1.5 * US)
     assert peer.spin_polls == pytest.approx(20, abs=1)
-    assert all(ms is not None and ms <= 0.001 for ms in peer.sleeps)
+    assert peer.sleeps == []  # the spin used the whole timeout: no sleep after it
+
+
+def test_a_spin_that_overshoots_the_timeout_ends_with_poll_0_not_a_negative_wait() -> None:
+    # Each poll(0) costs 3 us: the spin ends 1 us past a 20 us timeout. A poll() given the
+    # negative time left would wait for ever (the fake poll refuses one).
+    peer = Peer(math.inf, step=3 * US)
+    busy = BusyPoll(BUDGET, clock=peer.clock)
+    assert busy.wait(peer.poll, 20 * US) == []
+    assert peer.sleeps == []
+    assert peer.spin_polls == 8  # seven in the spin, then poll(0) for the time left
 
 
 def test_the_sleep_after_a_spin_gets_the_time_left() -> None:
@@ -197,6 +208,19 @@ def test_the_sleep_after_a_spin_gets_the_time_left() -> None:
     assert len(peer.sleeps) == 1
     assert peer.sleeps[0] == pytest.approx((1.0 - BUDGET) * 1000, abs=0.002)
     assert peer.now - start == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("budget", [0.0, BUDGET], ids=["no-budget", "spins-missed"])
+def test_a_wait_that_does_not_spin_sleeps_for_the_whole_timeout(budget: float) -> None:
+    peer = Peer(math.inf)
+    busy = BusyPoll(budget, clock=peer.clock)
+    if budget:
+        assert busy.wait(peer.poll, 1e-3) == []  # a spin that finds nothing turns it off
+        peer.sleeps.clear()
+    start = peer.now
+    assert busy.wait(peer.poll, 0.25) == []
+    assert peer.sleeps == [pytest.approx(250.0)]  # one poll, in milliseconds
+    assert peer.now - start == pytest.approx(0.25)
 
 
 def test_read_sleeps_in_read_itself_when_it_does_not_spin() -> None:
