@@ -395,19 +395,29 @@ def test_a_connection_with_a_zero_budget_never_spins(waits: list[float | None]) 
         assert pipe.connection._reading.busy_poll.spins == 0  # ...which never spins
 
 
+def _held_calls(pipe: Pipe, waits: list[float | None], *values: str) -> list[Any]:
+    """Echo calls whose answers the test writes itself; the record of waits starts empty."""
+    pipe.echo = False
+    waits.clear()
+    return [pipe.connection.call(Echo, value=value) for value in values]
+
+
+def _getting(future: Any) -> threading.Thread:
+    """A thread blocked in ``future.get()`` (10 s at most)."""
+    thread = threading.Thread(target=future.get, kwargs={"timeout": 10})
+    thread.start()
+    return thread
+
+
 @pytest.mark.usefixtures("parked_for_good")
 def test_no_spin_right_after_a_read_that_woke_another_thread(waits: list[float | None]) -> None:
     with reading_pipe() as pipe:
         connection = pipe.connection
-        pipe.echo = False
-        waits.clear()
-        first = connection.call(Echo, value="first")
-        reading = threading.Thread(target=first.get, kwargs={"timeout": 10})
-        reading.start()
+        [first] = _held_calls(pipe, waits, "first")
+        reading = _getting(first)
         wait_until(lambda: len(waits) == 1)  # the first caller reads, and waits
         second = connection.call(Echo, value="second")
-        waiting = threading.Thread(target=second.get, kwargs={"timeout": 10})
-        waiting.start()
+        waiting = _getting(second)
         wait_until(lambda: connection._reading.watchers == 1)  # the second waits without reading
         first_answer, second_answer = pipe.held
         pipe.answer(second_answer)  # read by the first caller: it wakes the second thread
@@ -424,12 +434,8 @@ def test_no_spin_right_after_a_read_that_woke_another_thread(waits: list[float |
 def test_no_spin_while_other_requests_are_in_flight(waits: list[float | None]) -> None:
     with reading_pipe() as pipe:
         connection = pipe.connection
-        pipe.echo = False
-        waits.clear()
-        first = connection.call(Echo, value="first")
-        second = connection.call(Echo, value="second")
-        reading = threading.Thread(target=first.get, kwargs={"timeout": 10})
-        reading.start()
+        first, second = _held_calls(pipe, waits, "first", "second")
+        reading = _getting(first)
         wait_until(lambda: connection._reading.role is Role.CALLER and len(pipe.held) == 2)
         first_answer, second_answer = pipe.held
         pipe.answer(second_answer)  # read by the first caller, while two were in flight
