@@ -34,7 +34,7 @@ of microseconds late. Never right after a read that may have woken other threads
 this connection: a spin holds the GIL they need. And only while the answer it waits for is the
 only one outstanding: with more in flight, answers keep coming without a spin, and a sleep lets
 them gather into fewer, larger reads, where a spin takes a CPU from the child and reads them one
-by one (64 in flight on two cores: about 1.4x the requests a second with no spin).
+by one (64 in flight on two cores: about 1.3x the requests a second with no spin).
 
 No stall, by construction
 -------------------------
@@ -388,7 +388,9 @@ class ReadRole:
             if main and (timeout is None or timeout > MAIN_THREAD_SLICE):
                 timeout = MAIN_THREAD_SLICE  # back to Python now and then: Ctrl-C raises
             # A spin holds the GIL: none right after a read that may have settled the futures
-            # of other threads, which need the GIL to go on.
+            # of other threads, which need the GIL to go on. None with other requests in
+            # flight either: their answers come anyway (the count is read without a lock: a
+            # hint).
             if others_waited or outstanding() > 1:
                 events = poll(None if timeout is None else timeout * 1000.0)
             else:
