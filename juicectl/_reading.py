@@ -109,11 +109,6 @@ READ_SIZE = 1 << 16
 PARK = 0.01
 
 
-def _one() -> int:
-    """The count of requests outstanding when nobody says: one, so a reading caller may spin."""
-    return 1
-
-
 class Role(enum.Enum):
     """Who holds the read role (see the module docstring)."""
 
@@ -213,8 +208,7 @@ class ReadRole:
             ``ProtocolError`` if the bytes break the protocol.
         busy_poll: how long a caller reading may poll the pipe before it sleeps on it.
         log: where to log (the connection's bound logger).
-        outstanding: how many requests are in flight now; a caller spins only while it is 1
-            (None: as if it were always 1).
+        outstanding: how many requests are in flight now; a caller spins only while it is 1.
     """
 
     def __init__(
@@ -223,10 +217,10 @@ class ReadRole:
         *,
         busy_poll: float,
         log: Any,
-        outstanding: Callable[[], int] | None = None,
+        outstanding: Callable[[], int],
     ) -> None:
         self._feed = feed
-        self._outstanding = outstanding if outstanding is not None else _one
+        self._outstanding = outstanding
         self._log = log
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)

@@ -85,7 +85,9 @@ def held_role(descriptor_zero: bool = False) -> Iterator[Held]:
             if data == b"first":
                 held.role.wait_for_room(input_w)  # on the thread reading: it holds the role
 
-        role = ReadRole(feed, busy_poll=0.0, log=structlog.get_logger("test"))
+        role = ReadRole(
+            feed, busy_poll=0.0, log=structlog.get_logger("test"), outstanding=lambda: 1
+        )
         held = Held(role, output_w, input_r)
 
         def serve() -> None:

@@ -48,7 +48,9 @@ def test_every_state_and_trigger_takes_part() -> None:
 
 @pytest.mark.parametrize(("role", "trigger"), PAIRS, ids=lambda v: v.value)
 def test_the_role_moves_by_the_table_and_only_by_it(role: Role, trigger: Trigger) -> None:
-    reading = ReadRole(lambda data: None, busy_poll=0, log=structlog.get_logger())
+    reading = ReadRole(
+        lambda data: None, busy_poll=0, log=structlog.get_logger(), outstanding=lambda: 1
+    )
     reading.role = role
     expected = TRANSITIONS.get((role, trigger))
     with reading._lock:
@@ -65,6 +67,8 @@ def test_the_role_moves_by_the_table_and_only_by_it(role: Role, trigger: Trigger
 
 def test_a_new_role_belongs_to_the_reader_thread() -> None:
     # Until serve() runs, callers wait rather than read: nobody could wake one that read.
-    reading = ReadRole(lambda data: None, busy_poll=0, log=structlog.get_logger())
+    reading = ReadRole(
+        lambda data: None, busy_poll=0, log=structlog.get_logger(), outstanding=lambda: 1
+    )
     assert reading.role is Role.READER
     assert reading.watchers == 0
