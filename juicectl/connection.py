@@ -455,10 +455,7 @@ class Connection:
                 # with why the child went, or once the owner stops a child that merely
                 # stopped reading. Without one, they fail now.
                 self._log.debug("write_failed", error=str(error))
-                with self._pending_lock:
-                    self._pending.clear()
-                    self._unwritten = 0
-                    self._flushing = False
+                self._drop_queued()
                 self._lose(ConnectionLoss("write_failed", error))
                 return
             except BaseException as error:
@@ -466,10 +463,7 @@ class Connection:
                 # may hold the start of a box, which nothing can follow. End the connection
                 # rather than leave the queue flushing for ever, and let the interrupt go on.
                 self._log.warning("write_interrupted", error=type(error).__name__)
-                with self._pending_lock:
-                    self._pending.clear()
-                    self._unwritten = 0
-                    self._flushing = False
+                self._drop_queued()
                 cut = InterruptedError(
                     f"a write to the child's input was interrupted ({type(error).__name__}): "
                     "it may hold part of a request"
@@ -485,6 +479,13 @@ class Connection:
                 chunk = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
                 self._pending.clear()
                 self._handed = self._queued
+
+    def _drop_queued(self) -> None:
+        """A write failed: nothing queued is written any more (the connection ends)."""
+        with self._pending_lock:
+            self._pending.clear()
+            self._unwritten = 0
+            self._flushing = False
 
     def negotiate(self, timeout: float | None = None) -> ReplyFuture[int]:
         """Ask the child for ``Negotiate`` (version 1); a future of the version it chose.
