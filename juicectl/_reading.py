@@ -18,11 +18,14 @@ the answers, dispatch the child's requests), and reads again.
   waited behind it, with nobody waiting now, and decides so under the same lock as it parks. It
   takes the role back at once when asked: a thread waits without reading (another holds the
   role), a future gets callbacks, a caller met end of file or bad bytes (the reader thread
-  handles both), the connection is lost; and otherwise once nobody has read for ``PARK``: the
-  bound on how late an answer nobody waits for, a request from the child or end of file is
-  read. While callers keep taking the role, the reader thread stays parked: waking it to read
-  an answer a caller would have read anyway costs two cold wake-ups (the reader's, then the
-  caller's on its future) instead of one, most of a request's CPU when work is slow.
+  handles both), the connection is lost; and otherwise once nobody has read for ``PARK``.
+  While callers keep taking the role, the reader thread stays parked: waking it to read an
+  answer a caller would have read anyway costs two cold wake-ups (the reader's, then the
+  caller's on its future) instead of one, most of a request's CPU when work is slow. Each look
+  it takes meanwhile is a wake-up too, so while callers keep reading it looks twice as late
+  each time, up to ``LOOK_LIMIT`` parks apart: an answer nobody waits for, a request from the
+  child or end of file is read within ``LOOK_LIMIT + 1`` parks (90 ms) of the last caller's
+  read.
 
 A caller's read never outlives its wait: a timeout or a lost connection wakes it through a pipe
 of the role's own (without one, for want of file descriptors, callers never read and the reader
@@ -65,7 +68,7 @@ code moves by):
 | state | trigger | next state | fired by: when |
 |---|---|---|---|
 | reader | park | free | the reader thread: it served a caller that waited behind it (1) |
-| free | resume | reader | the parked reader thread: asked to (2), or nobody read for ``PARK`` |
+| free | resume | reader | the parked reader thread: asked to (2), or nobody read for ``PARK`` (3) |
 | free | take | caller | a caller in ``get()``, or a writer at a full pipe: callers may read |
 | caller | leave | free | that thread: done waiting, or it met end of file or bad bytes |
 | reader | end | ended | the reader thread: end of file, or a protocol error |
@@ -73,6 +76,8 @@ code moves by):
 (1) since the last park, with no thread waiting without reading now, while callers may read.
 (2) ``reader_wanted``: a thread waits without reading, a caller let go of the role while one
 does, callers may read no more, or the connection is lost.
+(3) as seen at its next look: at the end of the park, or, while callers keep reading, up to
+``LOOK_LIMIT`` parks after the previous look.
 
 The flags beside the state, all under the role's lock: ``callers_waited`` (a thread waited
 behind the holder since the last park), ``reader_wanted`` (the parked reader thread must take
@@ -100,13 +105,26 @@ from juicectl._main_thread import MAIN_THREAD_SLICE, on_main_thread, poll_slice
 from juicectl._pipe import wait_writable
 from juicectl.juice import ProtocolError
 
-__all__ = ["PARK", "READ_SIZE", "TRANSITIONS", "ReadRole", "RequestFuture", "Role", "Trigger"]
+__all__ = [
+    "LOOK_LIMIT",
+    "PARK",
+    "READ_SIZE",
+    "TRANSITIONS",
+    "ReadRole",
+    "RequestFuture",
+    "Role",
+    "Trigger",
+]
 
 # Bytes asked of the child's stdout per read: a whole burst of answers in one system call.
 READ_SIZE = 1 << 16
 # How long the parked reader thread leaves the pipe to callers who read their own answers once
 # nobody reads, before it reads again itself (seconds).
 PARK = 0.01
+# The longest the parked reader thread sleeps between two looks while callers keep reading, in
+# parks: an answer nobody waits for is read within LOOK_LIMIT + 1 parks of the last caller's
+# read.
+LOOK_LIMIT = 8
 
 
 class Role(enum.Enum):
@@ -297,16 +315,7 @@ class ReadRole:
                     self._fire(Trigger.PARK)
                     self._callers_waited = False
                     self._read_at = time.monotonic()
-                    while True:
-                        if self.role is Role.FREE:
-                            if self._reader_wanted:
-                                break
-                            left = self._read_at + PARK - time.monotonic()
-                            if left <= 0:
-                                break  # nobody has read for PARK
-                        else:
-                            left = PARK  # a caller reads: look again once it may have left
-                        self._changed.wait(left)
+                    self._stay_parked()
                     self._fire(Trigger.RESUME)
                     self._reader_wanted = False
                 if self._caller_failure is not None:
@@ -321,6 +330,28 @@ class ReadRole:
                 return error, data[:80]
             if not data:
                 return None
+
+    def _stay_parked(self) -> None:
+        # Called with the lock held, just parked: return once the reader thread must take the
+        # role back, asked to or because nobody has read for PARK. Each look is a wake-up of
+        # this thread, hundreds of microseconds of CPU after milliseconds asleep: while callers
+        # keep reading (one holds the role, or one came and went since the last look) the
+        # looks come twice as far apart each time, up to LOOK_LIMIT parks.
+        look = PARK
+        seen = self._read_at
+        while True:
+            if self.role is Role.FREE:
+                if self._reader_wanted:
+                    return
+                left = self._read_at + PARK - time.monotonic()
+                if left <= 0:
+                    return  # nobody has read for PARK
+                if self._read_at == seen:
+                    self._changed.wait(left)  # quiet since the last look: wait out the park
+                    continue
+            seen = self._read_at
+            self._changed.wait(look)
+            look = min(2 * look, LOOK_LIMIT * PARK)
 
     def _feed_all(self, data: bytes) -> None:
         """Feed ``data``, then what this thread read while a callback of that feed waited for

@@ -218,6 +218,71 @@ def test_the_reader_stays_parked_while_callers_keep_reading(
     assert pipe.reader.ident in {thread for thread, fd in reads if fd == pipe.read_fd}
 
 
+class LooksRecorded(threading.Condition):
+    """The role's condition, noting how long the reader thread asks to sleep at each look."""
+
+    def __init__(self, lock: threading.Lock, reader: threading.Thread) -> None:
+        super().__init__(lock)
+        self.reader = reader
+        self.sleeps: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if threading.current_thread() is self.reader:
+            self.sleeps.append(timeout)
+        return super().wait(timeout)
+
+
+def test_the_parked_reader_looks_less_often_while_callers_keep_reading(
+    pipe: Pipe, reads: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A park far longer than the test, on a clock that moves only when told: the reader
+    # thread looks again only when notified, and its sleeps are what it asked for.
+    park = 100.0
+    monkeypatch.setattr(reading_module, "PARK", park)
+    clock = FrozenClock()
+    monkeypatch.setattr(reading_module, "time", clock)
+    role = pipe.connection._reading
+    looks = LooksRecorded(role._lock, pipe.reader)
+    with role._lock:  # the reader thread is in os.read, not on the condition
+        role._changed = looks
+
+    def look_again(count: int) -> None:
+        with role._lock:
+            role._changed.notify()
+        wait_until(lambda: len(looks.sleeps) == count)
+
+    callers_read(pipe)
+    wait_until(lambda: len(looks.sleeps) == 1)
+    assert looks.sleeps == [park]  # parked: quiet so far, it waits out the park
+    # A caller reads within each park: every look finds callers reading, and the next one
+    # comes twice as late, up to LOOK_LIMIT parks.
+    for index in range(6):
+        clock.now += 0.6 * park
+        assert echo(pipe.connection, f"value {index}") == f"value {index}"
+        look_again(index + 2)
+    limit = reading_module.LOOK_LIMIT * park
+    assert looks.sleeps == [park, park, 2 * park, 4 * park, limit, limit, limit]
+    # Quiet since that look, with part of the park left: it waits out just that part.
+    clock.now += 0.25 * park
+    look_again(8)
+    assert looks.sleeps[-1] == pytest.approx(0.75 * park)
+    assert role.role is Role.FREE
+    # Nobody has read for a park: it takes the role back and reads what nobody waits for.
+    clock.now += park
+    with role._lock:
+        role._changed.notify()
+    wait_until(lambda: role.role is Role.READER)
+    reads.clear()
+    unwatched = pipe.connection.call(Echo, value="unwatched")
+    wait_until(unwatched.done)
+    assert {thread for thread, fd in reads if fd == pipe.read_fd} == {pipe.reader.ident}
+    # Parked again after serving a caller: its looks start again from one park.
+    looks.sleeps.clear()
+    callers_read(pipe)
+    wait_until(lambda: len(looks.sleeps) >= 1)
+    assert looks.sleeps[-1] == park
+
+
 def test_the_parked_reader_reads_again_once_a_long_reading_caller_has_left(
     pipe: Pipe, reads: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
