@@ -184,34 +184,44 @@ class FrozenClock:
         return self.now
 
 
+def park_on_a_frozen_clock(
+    pipe: Pipe, monkeypatch: pytest.MonkeyPatch, park: float
+) -> tuple[FrozenClock, reading_module.ReadRole]:
+    """``PARK`` set to ``park``, and the role's clock frozen (it moves only when told to):
+    the clock, and the pipe's read role."""
+    monkeypatch.setattr(reading_module, "PARK", park)
+    clock = FrozenClock()
+    monkeypatch.setattr(reading_module, "time", clock)
+    return clock, pipe.connection._reading
+
+
+def look_again(role: reading_module.ReadRole) -> None:
+    """Have the parked reader thread decide again, on the clock's time."""
+    with role._lock:
+        role._changed.notify()
+
+
 def test_the_reader_stays_parked_while_callers_keep_reading(
     pipe: Pipe, reads: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     park = 0.02
-    monkeypatch.setattr(reading_module, "PARK", park)
-    clock = FrozenClock()
-    monkeypatch.setattr(reading_module, "time", clock)
-    role = pipe.connection._reading
+    clock, role = park_on_a_frozen_clock(pipe, monkeypatch, park)
     callers_read(pipe)
     reads.clear()
-
-    def look_again() -> None:  # the parked reader thread decides again, on the clock's time
-        with role._lock:
-            role._changed.notify()
 
     # Ten parks' worth of the role's time, a caller reading within every 0.6 of a park: the
     # reader thread never reads (before, it took the role back once a park after parking).
     for index in range(10):
         clock.now += 0.6 * park
-        look_again()
+        look_again(role)
         assert echo(pipe.connection, f"value {index}") == f"value {index}"
     threading.Event().wait(3 * park)  # real time for it to take the role back, if it would
-    look_again()
+    look_again(role)
     assert role.role is Role.FREE
     assert {thread for thread, fd in reads if fd == pipe.read_fd} == {threading.get_ident()}
     # Nobody reads for a park: it takes the role back, and reads what nobody waits for.
     clock.now += park
-    look_again()
+    look_again(role)
     wait_until(lambda: role.role is Role.READER)
     future = pipe.connection.call(Echo, value="unwatched")
     wait_until(future.done)
@@ -238,17 +248,13 @@ def test_the_parked_reader_looks_less_often_while_callers_keep_reading(
     # A park far longer than the test, on a clock that moves only when told: the reader
     # thread looks again only when notified, and its sleeps are what it asked for.
     park = 100.0
-    monkeypatch.setattr(reading_module, "PARK", park)
-    clock = FrozenClock()
-    monkeypatch.setattr(reading_module, "time", clock)
-    role = pipe.connection._reading
+    clock, role = park_on_a_frozen_clock(pipe, monkeypatch, park)
     looks = LooksRecorded(role._lock, pipe.reader)
     with role._lock:  # the reader thread is in os.read, not on the condition
         role._changed = looks
 
-    def look_again(count: int) -> None:
-        with role._lock:
-            role._changed.notify()
+    def look_again_seen(count: int) -> None:
+        look_again(role)
         wait_until(lambda: len(looks.sleeps) == count)
 
     callers_read(pipe)
@@ -259,18 +265,17 @@ def test_the_parked_reader_looks_less_often_while_callers_keep_reading(
     for index in range(6):
         clock.now += 0.6 * park
         assert echo(pipe.connection, f"value {index}") == f"value {index}"
-        look_again(index + 2)
+        look_again_seen(index + 2)
     limit = reading_module.LOOK_LIMIT * park
     assert looks.sleeps == [park, park, 2 * park, 4 * park, limit, limit, limit]
     # Quiet since that look, with part of the park left: it waits out just that part.
     clock.now += 0.25 * park
-    look_again(8)
+    look_again_seen(8)
     assert looks.sleeps[-1] == pytest.approx(0.75 * park)
     assert role.role is Role.FREE
     # Nobody has read for a park: it takes the role back and reads what nobody waits for.
     clock.now += park
-    with role._lock:
-        role._changed.notify()
+    look_again(role)
     wait_until(lambda: role.role is Role.READER)
     reads.clear()
     unwatched = pipe.connection.call(Echo, value="unwatched")
