@@ -214,7 +214,7 @@ class RequestFuture(ReplyFuture[dict[str, Any]]):
         """Call ``callback(future)`` once settled, like ``add_done_callback``, without making
         the reader thread read for it: for an owner that counts requests while its callers
         wait in ``get()``, which reads. An answer nobody waits for is still read, within
-        ``PARK`` of the last caller's read."""
+        ``LOOK_LIMIT + 1`` parks of the last caller's read."""
         ReplyFuture.add_done_callback(self, callback)
 
 
