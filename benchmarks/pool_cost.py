@@ -2,6 +2,7 @@
 """What a ``ProcessPool`` adds to a request, against one controller's connection alone.
 
     .venv/bin/python benchmarks/pool_cost.py [--part path|live|both] [--count N] [--repeat R]
+                                             [--workers W]
 
 ``path``: microseconds of Python per request with no pipes and no threads, as
 ``path_cost.py`` measures the connection: a real ``Connection`` whose write goes nowhere, its
@@ -9,12 +10,12 @@ answer fed back with ``data_received()``, then ``get()``; once called on the con
 through a pool's ``Dispatcher`` with that connection as its one route. The best of
 ``--repeat``: on a shared machine the minimum is what the code costs.
 
-``live``: echo tasks, 64 outstanding, to one child: through one ``ProcessController``'s
-connection, then through a ``ProcessPool`` of one worker, alternating ``--repeat`` times;
-requests per second, and per request the parent's CPU (``os.times()``: every thread of the
-parent, the reader's included), the child's CPU and how often the child slept waiting for
-input (its voluntary context switches), medians. A CPU figure holds up on a busy machine far
-better than a rate does.
+``live``: echo tasks, 64 outstanding: through one ``ProcessController``'s connection, then
+through a ``ProcessPool`` of ``--workers`` workers (one by default), alternating ``--repeat``
+times; requests per second, and per request the parent's CPU (``os.times()``: every thread of
+the parent, the readers' included), the children's CPU and how often they slept waiting for
+input (their voluntary context switches, all children together), medians. A CPU figure holds
+up on a busy machine far better than a rate does.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 import os
 import statistics
 import sys
+import time
 import timeit
 from collections import deque
 from collections.abc import Callable
@@ -101,31 +103,43 @@ def _child(pid: int) -> tuple[float, int]:
     return cpu, sleeps
 
 
-def _measure(call: Callable[[], Any], count: int, pid: int) -> tuple[float, ...]:
-    """Requests per second, and per request: parent CPU seconds, child CPU seconds, and how
-    often the child slept waiting for input."""
-    before, child_before = os.times(), _child(pid)
+def _children(pids: list[int]) -> tuple[float, int]:
+    """The children's CPU seconds and how often they slept, all together."""
+    figures = [_child(pid) for pid in pids]
+    return sum(cpu for cpu, _ in figures), sum(sleeps for _, sleeps in figures)
+
+
+def _measure(call: Callable[[], Any], count: int, pids: list[int]) -> tuple[float, ...]:
+    """Requests per second, and per request: parent CPU seconds, the children's CPU seconds,
+    and how often they slept waiting for input."""
+    before, child_before = os.times(), _children(pids)
     _windowed(call, count)
-    after, child_after = os.times(), _child(pid)
+    after, child_after = os.times(), _children(pids)
     cpu = (after.user - before.user) + (after.system - before.system)
     return (count / (after.elapsed - before.elapsed), cpu / count,
             (child_after[0] - child_before[0]) / count,
             (child_after[1] - child_before[1]) / count)
 
 
-def live(count: int, repeat: int) -> None:
-    """Print the rates and parent CPU per request of a controller and a one-worker pool."""
+def live(count: int, repeat: int, workers: int) -> None:
+    """Print the rates and CPU per request of a controller and a pool of ``workers``."""
     figures: dict[str, list[tuple[float, ...]]] = {"controller": [], "pool": []}
     with ProcessController.start(WORKER, cwd=str(ROOT)) as controller, \
-            ProcessPool.start(WORKER, size=1, cwd=str(ROOT)) as pool:
+            ProcessPool.start(WORKER, size=workers, cwd=str(ROOT)) as pool:
         connection = controller.get_process().get(timeout=30)
         calls: dict[str, Callable[[], Any]] = {
             "controller": lambda: connection.call(Echo, value=SMALL),
             "pool": lambda: pool.call(Echo, value=SMALL),
         }
         for call in calls.values():
-            _windowed(call, 2000)  # warm: the pool's worker starts on its first call
-        pids = {"controller": connection.pid, "pool": pool.stats()["workers"][0]["pid"]}
+            _windowed(call, 2000)  # warm: the pool's workers start on its first calls
+        deadline = time.monotonic() + 30
+        while pool.stats()["size"] < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the pool did not get its workers ready")
+            time.sleep(0.01)
+        pids = {"controller": [connection.pid],
+                "pool": [worker["pid"] for worker in pool.stats()["workers"]]}
         for _ in range(repeat):
             for name, call in calls.items():
                 figures[name].append(_measure(call, count, pids[name]))
@@ -134,7 +148,8 @@ def live(count: int, repeat: int) -> None:
         for name, runs in figures.items()
     }
     for name, (rate, cpu, child_cpu, sleeps) in medians.items():
-        print(f"live {name}: {rate:,.0f} req/s; per request: parent CPU {cpu * 1e6:.1f} us, "
+        label = f"pool x{workers}" if name == "pool" else name
+        print(f"live {label}: {rate:,.0f} req/s; per request: parent CPU {cpu * 1e6:.1f} us, "
               f"child CPU {child_cpu * 1e6:.1f} us, child sleeps {sleeps:.2f}")
     print(f"live pool/controller: throughput {medians['pool'][0] / medians['controller'][0]:.2f}x,"
           f" CPU {medians['pool'][1] / medians['controller'][1]:.2f}x (medians of {repeat}, "
@@ -146,12 +161,15 @@ def main() -> None:
     parser.add_argument("--part", default="both", choices=["path", "live", "both"])
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="the pool's size (live)")
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, not {args.workers}")
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     if args.part in ("path", "both"):
         path(args.count or 500, args.repeat or 100)
     if args.part in ("live", "both"):
-        live(args.count or 20000, args.repeat or 7)
+        live(args.count or 20000, args.repeat or 7, args.workers)
 
 
 if __name__ == "__main__":
