@@ -2,7 +2,7 @@
 """What a ``ProcessPool`` adds to a request, against one controller's connection alone.
 
     .venv/bin/python benchmarks/pool_cost.py [--part path|live|both] [--count N] [--repeat R]
-                                             [--workers W]
+                                             [--workers W] [--dispatch D]
 
 ``path``: microseconds of Python per request with no pipes and no threads, as
 ``path_cost.py`` measures the connection: a real ``Connection`` whose write goes nowhere, its
@@ -11,11 +11,12 @@ through a pool's ``Dispatcher`` with that connection as its one route. The best 
 ``--repeat``: on a shared machine the minimum is what the code costs.
 
 ``live``: echo tasks, 64 outstanding: through one ``ProcessController``'s connection, then
-through a ``ProcessPool`` of ``--workers`` workers (one by default), alternating ``--repeat``
-times; requests per second, and per request the parent's CPU (``os.times()``: every thread of
-the parent, the readers' included), the children's CPU and how often they slept waiting for
-input (their voluntary context switches, all children together), medians. A CPU figure holds
-up on a busy machine far better than a rate does.
+through a ``ProcessPool`` of ``--workers`` workers (one by default; ``--dispatch`` as the
+pool's ``dispatch``), alternating ``--repeat`` times; requests per second, and per request the
+parent's CPU (``os.times()``: every thread of the parent, the readers' included), the
+children's CPU and how often they slept waiting for input (their voluntary context switches,
+all children together), medians. A CPU figure holds up on a busy machine far better than a
+rate does.
 """
 
 from __future__ import annotations
@@ -121,11 +122,11 @@ def _measure(call: Callable[[], Any], count: int, pids: list[int]) -> tuple[floa
             (child_after[1] - child_before[1]) / count)
 
 
-def live(count: int, repeat: int, workers: int) -> None:
+def live(count: int, repeat: int, workers: int, dispatch: str) -> None:
     """Print the rates and CPU per request of a controller and a pool of ``workers``."""
     figures: dict[str, list[tuple[float, ...]]] = {"controller": [], "pool": []}
     with ProcessController.start(WORKER, cwd=str(ROOT)) as controller, \
-            ProcessPool.start(WORKER, size=workers, cwd=str(ROOT)) as pool:
+            ProcessPool.start(WORKER, size=workers, dispatch=dispatch, cwd=str(ROOT)) as pool:
         connection = controller.get_process().get(timeout=30)
         calls: dict[str, Callable[[], Any]] = {
             "controller": lambda: connection.call(Echo, value=SMALL),
@@ -148,7 +149,7 @@ def live(count: int, repeat: int, workers: int) -> None:
         for name, runs in figures.items()
     }
     for name, (rate, cpu, child_cpu, sleeps) in medians.items():
-        label = f"pool x{workers}" if name == "pool" else name
+        label = f"pool x{workers} ({dispatch})" if name == "pool" else name
         print(f"live {label}: {rate:,.0f} req/s; per request: parent CPU {cpu * 1e6:.1f} us, "
               f"child CPU {child_cpu * 1e6:.1f} us, child sleeps {sleeps:.2f}")
     print(f"live pool/controller: throughput {medians['pool'][0] / medians['controller'][0]:.2f}x,"
@@ -162,6 +163,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1, help="the pool's size (live)")
+    parser.add_argument("--dispatch", default="least_loaded",
+                        choices=["least_loaded", "round_robin"], help="the pool's (live)")
     args = parser.parse_args()
     if args.workers < 1:
         parser.error(f"--workers must be at least 1, not {args.workers}")
@@ -169,7 +172,7 @@ def main() -> None:
     if args.part in ("path", "both"):
         path(args.count or 500, args.repeat or 100)
     if args.part in ("live", "both"):
-        live(args.count or 20000, args.repeat or 7, args.workers)
+        live(args.count or 20000, args.repeat or 7, args.workers, args.dispatch)
 
 
 if __name__ == "__main__":
