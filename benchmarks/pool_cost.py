@@ -26,7 +26,6 @@ import logging
 import os
 import statistics
 import sys
-import time
 import timeit
 from collections import deque
 from collections.abc import Callable
@@ -38,8 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import structlog
 
 from benchmarks._common import ROOT, SMALL, WINDOW, one_route_submit
+from benchmarks.pools import ready_pool
 from benchmarks.workload import Echo
-from juicectl import ProcessController, ProcessPool
+from juicectl import ProcessController
 from juicectl.connection import Connection
 from juicectl.juice import answer_bytes
 
@@ -126,19 +126,14 @@ def live(count: int, repeat: int, workers: int, dispatch: str) -> None:
     """Print the rates and CPU per request of a controller and a pool of ``workers``."""
     figures: dict[str, list[tuple[float, ...]]] = {"controller": [], "pool": []}
     with ProcessController.start(WORKER, cwd=str(ROOT)) as controller, \
-            ProcessPool.start(WORKER, size=workers, dispatch=dispatch, cwd=str(ROOT)) as pool:
+            ready_pool(workers, WORKER, dispatch=dispatch, cwd=str(ROOT)) as pool:
         connection = controller.get_process().get(timeout=30)
         calls: dict[str, Callable[[], Any]] = {
             "controller": lambda: connection.call(Echo, value=SMALL),
             "pool": lambda: pool.call(Echo, value=SMALL),
         }
         for call in calls.values():
-            _windowed(call, 2000)  # warm: the pool's workers start on its first calls
-        deadline = time.monotonic() + 30
-        while pool.stats()["size"] < workers:
-            if time.monotonic() > deadline:
-                raise RuntimeError("the pool did not get its workers ready")
-            time.sleep(0.01)
+            _windowed(call, 2000)  # warm
         pids = {"controller": [connection.pid],
                 "pool": [worker["pid"] for worker in pool.stats()["workers"]]}
         for _ in range(repeat):

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.pool_workload import BURN, Burn
-from benchmarks.pools import _juicectl_pool, windowed
+from benchmarks.pools import ready_pool, windowed
 
 
 def _threads() -> dict[int, tuple[str, int, int]]:
@@ -55,7 +55,7 @@ def _workers_cpu(pids: list[int]) -> int:
 def main(argv: list[str]) -> None:
     count = int(argv[0]) if argv else 800
     size = int(argv[1]) if len(argv) > 1 else 2
-    pool = _juicectl_pool(size)
+    pool = ready_pool(size)
     try:
         pids = [worker["pid"] for worker in pool.stats()["workers"]]
         windowed(lambda: pool.call(Burn, n=BURN), lambda f: f.get(), 2 * size)

@@ -71,10 +71,12 @@ def windowed(submit: Callable[[], Any], wait: Callable[[Any], Any], count: int) 
 # --- juicectl ---------------------------------------------------------------------------------
 
 
-def _juicectl_pool(size: int, **options: Any) -> Any:
+def ready_pool(size: int, worker: list[str] | None = None, **options: Any) -> Any:
+    """A ``ProcessPool`` of ``size`` workers (``worker``: the argv, ``WORKER`` by default),
+    returned once all of them are ready (bounded)."""
     from juicectl import ProcessPool
 
-    pool = ProcessPool.start(WORKER, size=size, **options)
+    pool = ProcessPool.start(worker or WORKER, size=size, **options)
     deadline = time.monotonic() + 30
     while pool.stats()["size"] < size:
         if time.monotonic() > deadline:
@@ -102,7 +104,7 @@ def juicectl(scenario: str, count: int, size: int = SIZE, **options: Any) -> Non
     if scenario == "pool_orphan":
         juicectl_orphans()
         return
-    pool = _juicectl_pool(size, **options)
+    pool = ready_pool(size, **options)
     try:
         if scenario in ("pool_echo", "pool_recycle"):
             windowed(lambda: pool.call(Echo, value=SMALL), lambda f: f.get(), WARMUP)
@@ -168,7 +170,7 @@ def juicectl_kill(count: int) -> None:
     for _ in range(count):
         # A fresh pool for each kill: a second restart within the policy's window backs off
         # longer (0.2 s, 0.4 s...), and the bound is the first restart's.
-        pool = _juicectl_pool(SIZE, restart=policy)
+        pool = ready_pool(SIZE, restart=policy)
         try:
             futures = [pool.call(Sleep, ms=50) for _ in range(2 * KILL_OUTSTANDING)]
             deadline = time.monotonic() + 10
