@@ -43,6 +43,8 @@ A *slot* is a place in the pool; sticky keys map to slots (``_dispatch._slot_for
 worker's replacement (recycling, or after giving up) takes its slot; growing adds a slot;
 shrinking (``idle``) and leaving remove one. ``max_size`` bounds the slots, and each worker
 that leaves lowers it for good, so that a worker that cannot start is not replaced for ever.
+Each routing snapshot also counts the slots with a worker on its way and none serving
+(``coming``): the request path then keeps each serving worker to its even share.
 
 After a loss
 ------------
@@ -753,6 +755,13 @@ class PoolActor(pykka.ThreadingActor):
         )
         slots = tuple(sorted(self._slots))
         can_grow = not self._stopping and len(self._slots) < self._max_size
+        # Slots with a worker on its way and none serving: starting, restarting, or to be
+        # replaced after giving up (not one whose worker leaves with its slot).
+        serving = {w.slot for w in self._workers.values() if w.state is WorkerState.READY}
+        leaving = {w.slot for w in self._workers.values() if w.leaves_slot}
+        coming = 0 if self._stopping else sum(
+            1 for number in self._slots if number not in serving and number not in leaving
+        )
         unserved: BaseException | None = None
         if not self._stopping and not self._slots and not can_grow:
             unserved = ProcessUnavailable(
@@ -760,7 +769,8 @@ class PoolActor(pykka.ThreadingActor):
             )
         elif not routes and self._launch_error is not None:
             unserved = self._launch_error
-        self._dispatcher.publish(routes, slots, can_grow=can_grow, unserved=unserved)
+        self._dispatcher.publish(routes, slots, can_grow=can_grow, coming=coming,
+                                 unserved=unserved)
 
     def _publish(self, event: object) -> None:
         for subscriber in publish(self._subscribers, event):

@@ -23,10 +23,14 @@ snapshot); the call that reaches ``recycle_after_calls`` on a worker says so
 
 The pool holds a request back (its *queue*, at most ``max_queued``) when no worker can take
 it: none is ready, each has ``max_per_worker`` in flight, or the key's worker is busy or
-restarting. A held request is written by whoever frees room first: the thread that settles an
-answer on a worker, or the actor as it publishes a snapshot with a new worker. A caller that
-holds a request looks for room once more after queueing it: an answer settled between its
-pick and its queueing found the queue empty.
+restarting. While some slot's worker is on its way (the snapshot's ``coming``: starting,
+restarting, to be replaced), a request without a key also waits once every worker serving has
+its even share of the pool's requests (``_share``: in flight and held, over the workers serving
+and coming), and behind any held already: a batch sent before the last worker is ready is
+split, not taken whole by the first one ready. A held request is written by whoever frees
+room first: the thread that settles an answer on a worker, or the actor as it publishes a
+snapshot with a new worker. A caller that holds a request looks for room once more after
+queueing it: an answer settled between its pick and its queueing found the queue empty.
 
 After a loss
 ------------
@@ -316,6 +320,7 @@ class Dispatcher:
         self._slots: tuple[int, ...] = ()
         self._can_grow = False
         self._grow_asked = False
+        self._coming = 0  # slots whose worker is on its way (starting, restarting)
         self._queue: deque[PoolFuture] = deque()
         self._closed: BaseException | None = None
         self._unserved: BaseException | None = None  # set while no worker can ever come
@@ -415,8 +420,8 @@ class Dispatcher:
                 return
             # That worker's connection had ended already: nothing was written; go elsewhere.
 
-    def _pick(self, key: Any) -> Route | None:
-        # Called with the lock held.
+    def _pick(self, key: Any, *, queued: bool = False) -> Route | None:
+        # Called with the lock held; ``queued``: the request is in the queue already.
         routes = self._routes
         if key is not None:
             slot = _slot_for(key, self._slots)
@@ -424,12 +429,18 @@ class Dispatcher:
                 if route.slot == slot and route.accepting and route.in_flight < route.cap:
                     return route
             return None
+        share = None
+        if self._coming:
+            if self._queue and not queued:
+                return None  # behind those held: they go first, in the order they came
+            share = self._share(queued)
         count = len(routes)
         if count == 1:
             route = routes[0]
             # Route.in_flight, inlined: this is every call's pick with one worker.
             load = route.connection.in_flight + len(route.writing)
-            return route if route.accepting and load < route.cap else None
+            cap = route.cap if share is None else min(route.cap, share)
+            return route if route.accepting and load < cap else None
         start = self._turn = (self._turn + 1) % count if count else 0
         best = None
         best_load = 0
@@ -440,10 +451,23 @@ class Dispatcher:
             load = route.in_flight
             if load >= route.cap or (best is not None and load >= best_load):
                 continue
+            if share is not None and load >= share:
+                continue
             if not self._least_loaded or not load:
                 return route
             best, best_load = route, load
         return best
+
+    def _share(self, queued: bool) -> int:
+        # Called with the lock held, while a slot's worker is on its way (``_coming``): the
+        # most requests one worker that serves may have, its even share of all the pool has
+        # (in flight, held, and this one unless ``queued``) among the workers that serve and
+        # those to come. Without it the first worker ready takes a whole batch, up to its cap,
+        # and the next one finds nothing left to do.
+        total = len(self._queue) + (0 if queued else 1)
+        for route in self._routes:
+            total += route.in_flight
+        return -(-total // (len(self._routes) + self._coming))
 
     def _hold(self, future: PoolFuture, *, first: bool, front: bool = False) -> None:
         # Called with the lock held: keep ``future`` until a worker can take it.
@@ -544,24 +568,29 @@ class Dispatcher:
             with self._lock:
                 if self._closed is not None or not self._queue:
                     return
-                found = route = None
+                found: PoolFuture | None = None
+                route: Route | None = None
                 room = {r.slot: r for r in self._routes if r.accepting and r.in_flight < r.cap}
                 if room:
+                    looked = False  # for a worker to take a request without a key
+                    anyone: Route | None = None
                     for future in self._queue:
                         if future.key is None:
-                            found = future
+                            if not looked:
+                                anyone, looked = self._pick(None, queued=True), True
+                            if anyone is None:
+                                continue  # every worker has its share: a keyed one may go
+                            found, route = future, anyone
                             break
                         if future._slots_seen is not self._slots:
                             future._slot = _slot_for(future.key, self._slots)
                             future._slots_seen = self._slots
                         if future._slot in room:
-                            found = future
+                            found, route = future, room[future._slot]
                             break
-                if found is None:
+                if found is None or route is None:
                     return
                 self._queue.remove(found)
-                route = self._pick(found.key)
-                assert route is not None
                 route.writing.append(None)
                 route.calls += 1
                 self.written += 1
@@ -619,15 +648,19 @@ class Dispatcher:
         slots: tuple[int, ...],
         *,
         can_grow: bool,
+        coming: int = 0,
         unserved: BaseException | None = None,
     ) -> None:
-        """A new snapshot: the routes callers may pick, the slots keys map to, and whether the
-        pool may grow; ``unserved``: why no worker can ever come (requests then fail). Then
-        write what it holds, if a new worker can take it."""
+        """A new snapshot: the routes callers may pick, the slots keys map to, whether the
+        pool may grow, and how many slots have a worker on its way but none serving yet (while
+        there are some, a worker that serves takes at most its even share: ``_share``);
+        ``unserved``: why no worker can ever come (requests then fail). Then write what it
+        holds, if a new worker can take it."""
         with self._lock:
             self._routes = routes
             self._slots = slots
             self._can_grow = can_grow
+            self._coming = coming
             self._grow_asked = False
             self._unserved = unserved
             held = bool(self._queue)

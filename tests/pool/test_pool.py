@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections import Counter
 from collections.abc import Callable
 
@@ -12,10 +13,12 @@ import pykka
 import pytest
 
 from juicectl import (
+    Connection,
     ControllerClosed,
     ProcessPool,
     ProcessUnavailable,
     RequestTimeout,
+    RestartPolicy,
     TooManyRequests,
 )
 from juicectl.juice import ArgumentError
@@ -47,6 +50,48 @@ def test_least_loaded_spreads_slow_requests(make_pool: MakePool) -> None:
     futures = [pool.call(Slow, seconds=0.05, n=i) for i in range(8)]
     pids = Counter(f.get(timeout=20)["pid"] for f in futures)
     assert sorted(pids.values()) == [4, 4]
+
+
+def test_a_batch_sent_before_the_second_worker_is_ready_is_split(make_pool: MakePool) -> None:
+    # The second worker's prepare step waits for the test: it is on its way, not serving.
+    prepared: list[int] = []
+    gate = threading.Event()
+
+    def prepare(connection: Connection) -> None:
+        prepared.append(connection.pid)
+        if len(prepared) == 2:
+            assert gate.wait(30)
+
+    pool = make_pool(size=2, prepare=prepare)
+    wait_until(lambda: pool.stats()["size"] == 1 and len(prepared) == 2)
+    futures = [pool.call(Slow, seconds=2.0, n=i) for i in range(4)]
+    # The worker serving takes its even share; the rest wait for the one on its way ...
+    stats = pool.stats()
+    assert stats["queued"] == 2
+    assert [w["in_flight"] for w in stats["workers"] if w["state"] == "ready"] == [2]
+    gate.set()
+    # ... which takes them once it is ready: the batch is not left to the first worker.
+    first, second = prepared
+    assert pids_or_failed(futures) == [first, first, second, second]
+
+
+def test_a_request_sent_again_after_a_crash_waits_for_the_restart_if_the_other_is_busy(
+    make_pool: MakePool,
+) -> None:
+    pool = make_pool(size=2, restart=RestartPolicy(initial_delay=1.0, jitter=0.0))
+    wait_until(lambda: pool.stats()["size"] == 2)
+    victim, survivor = ready_pids(pool)
+    futures = [pool.call(Slow, seconds=2.0, n=i) for i in range(4)]  # two on each
+    wait_until(lambda: all(w["in_flight"] == 2 for w in pool.stats()["workers"]))
+    os.kill(victim, signal.SIGKILL)
+    # Its running request fails, the one it had not started goes again: not onto the
+    # survivor, which has its share already, but to the victim's slot once it has restarted.
+    wait_until(lambda: pool.stats()["resent"] == 1)
+    assert pool.stats()["queued"] == 1
+    outcomes = pids_or_failed(futures)
+    assert outcomes.count("failed") == 1 and outcomes.count(survivor) == 2
+    restarted = [pid for pid in outcomes if pid not in ("failed", survivor)]
+    assert len(restarted) == 1 and restarted[0] != victim
 
 
 def test_sigkill_with_8_outstanding_fails_only_the_started_one(make_pool: MakePool) -> None:

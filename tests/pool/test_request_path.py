@@ -16,7 +16,7 @@ from juicectl._reading import RequestFuture
 from juicectl.connection import Connection
 from juicectl.juice import Box, BoxParser, Command, String, answer_bytes
 from juicectl.policy import ConnectionOptions
-from juicectl.pool._dispatch import Dispatcher, PoolFuture, Route, RouteDrained
+from juicectl.pool._dispatch import Dispatcher, PoolFuture, Route, RouteDrained, _slot_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -50,7 +50,7 @@ class Worker:
         )
 
 
-def dispatcher(*workers: Worker, max_per_worker: int = 64,
+def dispatcher(*workers: Worker, max_per_worker: int = 64, coming: int = 0,
                told: list[object] | None = None) -> tuple[Dispatcher, list[Route]]:
     notices = told if told is not None else []
     made = Dispatcher(
@@ -58,7 +58,8 @@ def dispatcher(*workers: Worker, max_per_worker: int = 64,
         recycle_after_calls=None, default_timeout=None, tell=notices.append,
     )
     routes = [Route(slot, w.name, w.connection, made) for slot, w in enumerate(workers)]
-    made.publish(tuple(routes), tuple(range(len(routes))), can_grow=False)
+    made.publish(tuple(routes), tuple(range(len(routes) + coming)), can_grow=False,
+                 coming=coming)
     return made, routes
 
 
@@ -233,3 +234,61 @@ def test_an_empty_worker_retires_at_once_and_reports_nothing_more() -> None:
     worker.answer_next()
     assert pool.retire(route) is True
     assert told == []
+
+
+def values(worker: Worker) -> list[str]:
+    return [box["value"] for box in worker.requests()]
+
+
+def test_while_a_worker_is_on_its_way_the_one_serving_takes_only_its_share() -> None:
+    first, second = Worker("first"), Worker("second")
+    pool, (route,) = dispatcher(first, coming=1)
+    futures = [pool.submit(Echo, {"value": value}, None, None) for value in "abcdef"]
+    # Three for the worker that serves, three held for the one on its way ...
+    assert values(first) == ["a", "b", "c"] and pool.stats()["queued"] == 3
+    pool.publish((route, Route(1, "second", second.connection, pool)), (0, 1), can_grow=False)
+    # ... which takes them once it serves: the batch is split, not left to the first.
+    assert values(second) == ["d", "e", "f"] and pool.stats()["queued"] == 0
+    for _ in range(3):
+        first.answer_next()
+        second.answer_next()
+    assert [future.get(timeout=1)["value"] for future in futures] == list("abcdef")
+
+
+def test_a_lone_request_is_never_held_for_a_worker_on_its_way() -> None:
+    worker = Worker("w1")
+    pool, _ = dispatcher(worker, coming=3)
+    for value in "abc":
+        pool.submit(Echo, {"value": value}, None, None)
+        assert values(worker)[-1] == value and pool.stats()["queued"] == 0
+        worker.answer_next()
+
+
+def test_the_worker_serving_takes_more_as_it_answers_if_the_other_never_comes() -> None:
+    worker = Worker("w1")
+    pool, _ = dispatcher(worker, coming=1)
+    futures = [pool.submit(Echo, {"value": value}, None, None) for value in "abcd"]
+    assert values(worker) == ["a", "b"]
+    worker.answer_next()  # 1 in flight and 2 held: its share of 3 is 2, so one more goes
+    assert values(worker) == ["a", "b", "c"] and pool.stats()["queued"] == 1
+    for _ in range(3):
+        worker.answer_next()
+    assert [future.get(timeout=1)["value"] for future in futures] == list("abcd")
+    assert pool.stats()["queued"] == 0
+
+
+def test_a_held_keyed_request_goes_while_keyless_ones_wait_for_their_share() -> None:
+    worker = Worker("w1")
+    pool, _ = dispatcher(worker, max_per_worker=4, coming=1)
+    key = next(k for k in range(100) if _slot_for(k, (0, 1)) == 0)  # the serving worker's
+    for value in "abcd":
+        pool.submit(Echo, {"value": value}, key, None)  # keyed: past any share, up to the cap
+    pool.submit(Echo, {"value": "free"}, None, None)
+    keyed = pool.submit(Echo, {"value": "mine"}, key, None)
+    assert values(worker) == list("abcd") and pool.stats()["queued"] == 2
+    worker.answer_next()
+    # 3 in flight, 2 held: the keyless one waits (a share of 3), the keyed one is written.
+    assert values(worker) == [*"abcd", "mine"] and pool.stats()["queued"] == 1
+    for _ in range(4):
+        worker.answer_next()
+    assert keyed.get(timeout=1) == {"value": "mine"}
