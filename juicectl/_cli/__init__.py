@@ -118,9 +118,9 @@ def _parser() -> _Parser:
 
     demo = commands.add_parser(
         "demo",
-        help="run the demo: supervision, a crash, the restart, and a clean stop",
+        help="run the demo: supervision, a crash, the restart, a clean stop; then a pool",
         description="Supervise the demo indexer worker, kill it mid-way and watch the "
-        "controller recover.",
+        "controller recover; then the same with a pool of two workers.",
     )
     demo.add_argument(
         "--documents", type=int, default=40, metavar="N", help="documents to index (default 40)"

@@ -1,4 +1,4 @@
-"""``juicectl demo``: a controller supervising the indexer worker through a crash.
+"""``juicectl demo``: a controller supervising the indexer worker through a crash, then a pool.
 
 What it shows, as it happens: every mode change (a subscriber actor prints ``ModeChanged``
 events), the ``prepare`` step pointing each new child at the store, the work going out with a
@@ -6,6 +6,8 @@ progress bar, the child killed with SIGKILL half-way, the requests that were in 
 with ``ProcessUnavailable`` and being sent again, the automatic restart, a clean stop, and a
 summary. Every figure in the summary comes from what happened (the connections' counters, the
 controller's ``stats()``, the worker's own answers); the exit status is 1 if a check fails.
+The second part, a ``ProcessPool`` of two of these workers through a crash, is
+``juicectl._cli._demo_pool``.
 
 This is a program, not the library, so it configures structlog (the library never does): the
 controller's own log lines that tell the story are shown, the rest are filtered out.
@@ -28,6 +30,7 @@ from typing import Any, TextIO
 import pykka
 import structlog
 
+from juicectl._cli._demo_pool import pool_summary, run_pool_act
 from juicectl._cli._demo_worker import Index, Search, SetStore
 from juicectl._future import ReplyFuture
 from juicectl.connection import Connection
@@ -218,7 +221,7 @@ def run_demo(documents: int = 40, *, stream: TextIO | None = None) -> int:
     seen: list[object] = []
     narrator = Narrator.start(console, seen)
     argv = [sys.executable, "-m", "juicectl.child", "juicectl._cli._demo_worker:IndexWorker"]
-    console.line("juicectl demo: a ProcessController supervising an indexer worker")
+    console.line("juicectl demo, part 1: a ProcessController supervising an indexer worker")
     console.line(f"  child: {' '.join(['python', *argv[1:]])}")
     console.line(f"  plan: index {documents} documents ({WINDOW} requests in flight), kill the "
                  f"child with SIGKILL after {kill_after}, let the controller restart it, stop.")
@@ -239,8 +242,18 @@ def run_demo(documents: int = 40, *, stream: TextIO | None = None) -> int:
         finally:
             controller.close()
             narrator.stop(block=True, timeout=10)
-    elapsed = time.monotonic() - started
-    return _summary(console, run, docs, outcome, seen, elapsed)
+        problems = _summary(console, run, docs, outcome, seen)
+        pool_act = run_pool_act(console, docs, Path(store) / "pool", COST)
+    pool_summary(console, pool_act)
+    problems += pool_act.problems(len(docs))
+    console.line("")
+    console.line(f"time {time.monotonic() - started:.1f} s, both parts")
+    if problems:
+        for problem in problems:
+            console.line(f"demo FAILED: {problem}")
+        return 1
+    console.line("demo OK")
+    return 0
 
 
 def _drive(
@@ -310,8 +323,8 @@ def _summary(
     docs: list[tuple[str, str]],
     outcome: dict[str, Any],
     seen: list[object],
-    elapsed: float,
-) -> int:
+) -> list[str]:
+    """Print part 1's summary; return what went wrong in it, in words."""
     totals = {"sent": 0, "answered": 0, "failed": 0}
     for connection in run.connections.values():
         for key in totals:
@@ -362,13 +375,7 @@ def _summary(
                  "each one started")
     console.line(f"  mode changes        {len(modes)}")
     console.line(f"  stop                {outcome['stop'].how}")
-    console.line(f"  time                {elapsed:.1f} s")
-    if problems:
-        for problem in problems:
-            console.line(f"demo FAILED: {problem}")
-        return 1
-    console.line("demo OK")
-    return 0
+    return problems
 
 
 if __name__ == "__main__":

@@ -43,10 +43,11 @@ class SetStore(Command):
 
 
 class Index(Command):
-    """Index the document ``name`` (its ``text``); ``cost`` seconds of pretend work."""
+    """Index the document ``name`` (its ``text``); ``cost`` seconds of pretend work. The answer
+    says which worker process did it (``pid``)."""
 
     arguments = [("name", String()), ("text", String()), ("cost", Float(optional=True))]
-    response = [("words", Integer()), ("distinct", Integer())]
+    response = [("words", Integer()), ("distinct", Integer()), ("pid", Integer())]
     errors = {NoStore: "NO_STORE"}
 
 
@@ -84,7 +85,7 @@ class IndexWorker(JuiceChild):
         temporary = store / "index.json.tmp"
         temporary.write_text(json.dumps(self.index), "utf-8")
         os.replace(temporary, store / "index.json")
-        return {"words": sum(counts.values()), "distinct": len(counts)}
+        return {"words": sum(counts.values()), "distinct": len(counts), "pid": os.getpid()}
 
     @Search.responder
     def search(self, word: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from juicectl._cli import _demo
+from juicectl._cli import _demo, _demo_pool
 from tests.conftest import ROOT
 
 
@@ -37,6 +37,15 @@ def test_the_demo_runs_and_exits_0() -> None:
         "40/40 documents",
         "stopped: clean",
         "summary",
+        # Part 2: the pool.
+        "juicectl demo, part 2: a ProcessPool of two indexer workers",
+        "starting -> ready    (ready)",
+        "KILL    demo-pool.w",
+        "ready -> lost     (lost)",
+        "40/40 documents",
+        "stopped: demo-pool.w",
+        "pool summary",
+        "stop                clean, clean (in parallel)",
         "demo OK",
     ]
     position = 0
@@ -48,6 +57,10 @@ def test_the_demo_runs_and_exits_0() -> None:
     assert re.search(r"children +2 started, 1 automatic restart", out)
     assert re.search(r"requests +\d+ sent, \d+ answered, [1-9]\d* failed", out)
     assert re.search(r"time +\d+\.\d s", out)
+    assert re.search(r"lost    demo-pool\.w\d: child \d+ killed by SIGKILL, a signal juicectl did "
+                     r"not send; \d+ sent again to another worker, [01] failed", out)
+    assert re.search(r"documents indexed   40 by [23] worker processes", out)
+    assert re.search(r"workers +2 started, 1 lost and restarted; 2 serving before the stop", out)
     # No terminal: the progress bar is printed as lines, not redrawn with carriage returns.
     assert "\r" not in out
 
@@ -56,9 +69,30 @@ def test_the_summary_comes_from_what_happened() -> None:
     stream = io.StringIO()
     assert _demo.run_demo(documents=6, stream=stream) == 0
     out = stream.getvalue()
-    retried = int(re.search(r"failures retried +(\d+)", out).group(1))  # type: ignore[union-attr]
-    assert retried == out.count("  retry   ")
+    part_1 = out.split("juicectl demo, part 2")[0]
+    retried = int(re.search(r"failures retried +(\d+)", part_1).group(1))  # type: ignore[union-attr]
+    assert retried == part_1.count("  retry   ")
     assert "documents indexed   6 of 6" in out
+
+
+def test_the_pool_summary_comes_from_what_happened() -> None:
+    stream = io.StringIO()
+    assert _demo.run_demo(documents=6, stream=stream) == 0
+    part_2 = stream.getvalue().split("juicectl demo, part 2")[1]
+    lost = re.search(r"(\d+) sent again to another worker, (\d+) failed", part_2)
+    assert lost is not None
+    # The demo sends again what failed at the kill, and says so once for each.
+    assert part_2.count("  retry   ") == int(lost.group(2))
+    indexed = re.search(r"documents indexed   6 by \d+ worker processes \((.*)\)", part_2)
+    assert indexed is not None
+    assert sum(int(n) for n in re.findall(r"pid \d+: (\d+)", indexed.group(1))) == 6
+
+
+def test_a_pool_worker_never_killed_makes_the_demo_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_demo_pool, "_kill_busiest", lambda *args: None)
+    stream = io.StringIO()
+    assert _demo.run_demo(documents=4, stream=stream) == 1
+    assert "demo FAILED: no pool worker was killed" in stream.getvalue()
 
 
 def test_a_failed_check_makes_the_demo_fail(monkeypatch: pytest.MonkeyPatch) -> None:
