@@ -110,6 +110,17 @@ class PipeTransport:
         """Whether ``close()`` was called (the descriptor may still serve a write)."""
         return self._fd is None
 
+    def has_room(self) -> bool:
+        """Whether a write of at most ``select.PIPE_BUF`` bytes would go in at once: the pipe
+        is open, its reader is there, and it is not full."""
+        with self._lock:
+            fd = self._fd
+            if fd is None:
+                return False
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            return any(events == select.POLLOUT for _, events in poller.poll(0))
+
     def write(self, data: bytes, wait_for_room: WaitForRoom = wait_writable) -> None:
         """Write every byte of ``data`` (see ``write_all``). Raises ``BrokenPipeError`` once
         closed, or if the child closed its end."""

@@ -85,6 +85,7 @@ import pykka
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
 from juicectl._pipe import PipeTransport
+from juicectl._threads import start_daemon
 from juicectl._timer import TimerHandle, call_later
 from juicectl.connection import READ_SIZE, Connection, ConnectionLoss
 from juicectl.exceptions import (
@@ -718,17 +719,21 @@ class ProcessActor(pykka.ThreadingActor):
         if step == "shutdown":
             self._log.info("stop_step", step=step)
             connection = self._connection
-            if connection is not None and not connection.closed:
-                # Written from a thread of its own: a child that stopped reading its stdin
-                # leaves no room in the pipe, and the write would block this actor, and with
-                # it every later step of the escalation.
-                threading.Thread(
-                    target=self._send_shutdown,
-                    args=(connection,),
-                    name=f"juicectl-{self._name}-{child.pid}-shutdown",
-                    daemon=True,
-                ).start()
             wait = spec.stop_timeout
+            # Written from a thread of its own: a child that stopped reading its stdin leaves
+            # no room in the pipe, and the write would block this actor, and with it every
+            # later step of the escalation.
+            if connection is not None and not connection.closed and not start_daemon(
+                self._send_shutdown, f"juicectl-{self._name}-{child.pid}-shutdown", connection
+            ):
+                # No thread to be had (at interpreter exit, on Python 3.12). A pipe with room
+                # takes the small Shutdown box at once, so this actor writes it; otherwise the
+                # next step, end of input, is the polite stop, and it comes at once.
+                if self._stdin is not None and self._stdin.has_room():
+                    self._send_shutdown(connection)
+                else:
+                    self._log.info("stop_step_skipped", step=step, why="no thread to write it")
+                    wait = 0.0
         elif step == "close_stdin":
             self._log.info("stop_step", step=step)
             self._close_stdin()

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +71,7 @@ import pykka
 
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
+from juicectl._threads import start_daemon
 from juicectl._timer import TimerHandle, call_later
 from juicectl.actors.controller import ControllerActor, EndOfLife
 from juicectl.actors.process import ProcessActor
@@ -652,7 +652,8 @@ class PoolActor(pykka.ThreadingActor):
             finally:
                 _tell(me, WorkerClosed(name, result))
 
-        threading.Thread(target=close, name=f"juicectl-pool-close-{name}", daemon=True).start()
+        if not start_daemon(close, f"juicectl-pool-close-{name}"):
+            close()  # no thread to be had (at interpreter exit, on Python 3.12): here
 
     def _depart(self, worker: _Worker, message: Any) -> None:
         slot = self._slots.get(worker.slot)
@@ -865,8 +866,8 @@ class PoolActor(pykka.ThreadingActor):
                 self._dispatcher.settle_lost(connection, order_known=False)
             if worker.state is not WorkerState.STOPPING:
                 parts = (worker.controller, worker.hooks, worker.session)
-                threading.Thread(target=_close_worker, args=parts, daemon=True,
-                                 name=f"juicectl-pool-close-{worker.name}").start()
+                if not start_daemon(_close_worker, f"juicectl-pool-close-{worker.name}", *parts):
+                    _close_worker(*parts)  # no thread to be had: here, one at a time
         for waiter in self._stop_waiters:
             waiter.try_set(dict(self._results))
         self._stop_waiters = []

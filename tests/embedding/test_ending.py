@@ -122,3 +122,66 @@ def test_unhandled_ctrl_c_still_stops_the_child_at_exit(tmp_path: Path) -> None:
     # Python ends an unhandled KeyboardInterrupt by dying of SIGINT, as the shell expects.
     assert process.returncode == -signal.SIGINT
     wait_for(lambda: not alive(pid), what=f"child {pid} gone")
+
+
+# Python 3.12 refuses to start a thread from an atexit handler; 3.11 and 3.13 allow it. Run
+# last registered, first run, this makes any Python refuse as 3.12 does, before juicectl's own
+# exit handlers run.
+REFUSE_THREADS_AT_EXIT = '''
+import threading
+def refuse_threads():
+    def start(self):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+    threading.Thread.start = start
+atexit.register(refuse_threads)
+'''
+
+POOL_AT_EXIT = '''
+import atexit, os, sys, time
+def report():
+    gone = [pid for pid in pids if not os.path.exists(f"/proc/{pid}")
+            or open(f"/proc/{pid}/stat").read().split()[2] == "Z"]
+    print("at exit: workers gone", sorted(gone) == sorted(pids), flush=True)
+atexit.register(report)
+from juicectl import ProcessPool
+from juicectl.examples.echo import Echo
+argv = [sys.executable, "-m", "juicectl.child", "juicectl.examples.echo:EchoWorker"]
+pool = ProcessPool.start(argv, size=2, name="app")
+deadline = time.monotonic() + 30
+while pool.stats()["size"] < 2 and time.monotonic() < deadline:
+    time.sleep(0.01)
+pids = [w["pid"] for w in pool.stats()["workers"]]
+print("pid", pids[0], flush=True)
+print(pool.call(Echo, value="hi").get(timeout=10)["value"], flush=True)
+'''
+
+
+def test_interpreter_exit_stops_the_child_cleanly_where_no_thread_may_start(
+    tmp_path: Path,
+) -> None:
+    process, pid = start_app(tmp_path, REPORT_AT_EXIT + START + REFUSE_THREADS_AT_EXIT)
+    stdout, stderr = finish(process)
+    # The Shutdown that a helper thread writes is written by the process actor itself.
+    assert stdout == "at exit: clean True\n"
+    assert stderr == ""
+    assert process.returncode == 0
+    wait_for(lambda: not alive(pid), what=f"child {pid} gone")
+
+
+def test_interpreter_exit_stops_an_open_pools_workers(tmp_path: Path) -> None:
+    process, _ = start_app(tmp_path, POOL_AT_EXIT)
+    stdout, stderr = finish(process)
+    assert stdout == "at exit: workers gone True\n"
+    assert stderr == ""
+    assert process.returncode == 0
+
+
+def test_interpreter_exit_stops_an_open_pools_workers_where_no_thread_may_start(
+    tmp_path: Path,
+) -> None:
+    # Without a thread each, the pool closes its workers one at a time, on its own thread.
+    process, _ = start_app(tmp_path, POOL_AT_EXIT + REFUSE_THREADS_AT_EXIT)
+    stdout, stderr = finish(process)
+    assert stdout == "at exit: workers gone True\n"
+    assert stderr == ""
+    assert process.returncode == 0

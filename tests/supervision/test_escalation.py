@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -17,10 +18,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from juicectl import ProcessController, ProcessUnavailable
+from juicectl.actors import process as process_actor
 from juicectl.messages import GaveUp, ProcessTerminated
 from tests.supervision import children
 from tests.supervision.conftest import FAST, Events, alive, policy, wait_for
-from tests.workers.commands import Echo
+from tests.workers.commands import Echo, Sleep
 from tests.workers.scripts import CRASH_AT_START, python, worker
 
 Supervise = Callable[..., ProcessController]
@@ -80,6 +82,45 @@ def test_each_step_ends_the_child_that_ignored_the_one_before(
     assert took >= at_least * 0.9  # each step waited its turn (timers may fire a hair early)
     assert not alive(conn.pid)
     assert ctl.mode == "stopped"
+
+
+def test_without_a_thread_for_it_the_actor_writes_shutdown_itself(
+    supervise: Supervise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As at interpreter exit on Python 3.12, which starts no thread for an atexit handler.
+    monkeypatch.setattr(process_actor, "start_daemon", lambda *args: False)
+    with capture_logs() as logs:
+        ctl = supervise(worker())
+        conn = ctl.get_process().get(timeout=10)
+        result = ctl.stop_process().get(timeout=10)
+    assert result.how == "clean"
+    assert stop_steps(logs) == ["shutdown"]
+    assert not alive(conn.pid)
+
+
+def test_without_a_thread_a_full_input_pipe_skips_shutdown_for_end_of_input(
+    supervise: Supervise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(process_actor, "start_daemon", lambda *args: False)
+    with capture_logs() as logs:
+        ctl = supervise(worker())
+        conn = ctl.get_process().get(timeout=10)
+        conn.call(Sleep, seconds=30)  # the child runs it and reads nothing meanwhile
+        # A writer fills the child's input pipe and waits there for room.
+        writer = threading.Thread(
+            target=lambda: [conn.call(Echo, value="x" * 60_000) for _ in range(3)], daemon=True
+        )
+        writer.start()
+        transport = conn._transport  # the child's stdin
+        wait_for(lambda: not transport.has_room(), what="the child's input pipe full")
+        result = ctl.stop_process().get(timeout=10)
+        writer.join(timeout=10)
+    # No room for Shutdown and no thread to wait for room: end of input at once, then the
+    # signals, for a child busy with its request.
+    assert "stop_step_skipped" in [entry["event"] for entry in logs]
+    assert stop_steps(logs) == ["shutdown", "close_stdin", "sigterm"]
+    assert result.how == "terminated"
+    assert not alive(conn.pid)
 
 
 def test_close_takes_the_same_path(supervise: Supervise) -> None:
