@@ -127,8 +127,14 @@ def run_pool_act(console: Console, docs: list[tuple[str, str]], store: Path,
     )
     try:
         _drive_pool(console, pool, docs, cost, act)
+        # The batch may be done before the pool has seen the kill: wait for the loss to be
+        # seen and the worker restarted, or the stop would find the child dead already.
+        lost = 1 if act.killed is not None else 0
         deadline = time.monotonic() + 15
-        while pool.stats()["size"] < 2 and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            stats = pool.stats()
+            if stats["lost"] >= lost and stats["size"] == 2:
+                break
             time.sleep(0.02)
         act.stats = pool.stats()
         act.whole_again = act.stats["size"] == 2

@@ -67,7 +67,7 @@ def test_the_demo_runs_and_exits_0() -> None:
 
 def test_the_summary_comes_from_what_happened() -> None:
     stream = io.StringIO()
-    assert _demo.run_demo(documents=6, stream=stream) == 0
+    assert _demo.run_demo(documents=6, stream=stream) == 0, stream.getvalue()
     out = stream.getvalue()
     part_1 = out.split("juicectl demo, part 2")[0]
     retried = int(re.search(r"failures retried +(\d+)", part_1).group(1))  # type: ignore[union-attr]
@@ -77,7 +77,7 @@ def test_the_summary_comes_from_what_happened() -> None:
 
 def test_the_pool_summary_comes_from_what_happened() -> None:
     stream = io.StringIO()
-    assert _demo.run_demo(documents=6, stream=stream) == 0
+    assert _demo.run_demo(documents=6, stream=stream) == 0, stream.getvalue()
     part_2 = stream.getvalue().split("juicectl demo, part 2")[1]
     lost = re.search(r"(\d+) sent again to another worker, (\d+) failed", part_2)
     assert lost is not None
