@@ -118,7 +118,10 @@ def _configure_structlog(console: Console) -> None:
         raise structlog.DropEvent
 
     def trim(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
-        for key in ("controller", "argv", "generation", "timestamp"):
+        controller = event.pop("controller", None)
+        if controller not in (None, "demo") and "worker" not in event:
+            event["worker"] = controller  # part 2: which of the pool's workers says it
+        for key in ("argv", "generation", "timestamp"):
             event.pop(key, None)
         if isinstance(event.get("delay"), float):
             event["delay"] = round(event["delay"], 2)

@@ -262,12 +262,16 @@ def test_a_lone_request_is_never_held_for_a_worker_on_its_way() -> None:
         pool.submit(Echo, {"value": value}, None, None)
         assert values(worker)[-1] == value and pool.stats()["queued"] == 0
         worker.answer_next()
+    assert pool.stats()["held"] == 0  # written at once, not by way of the queue
 
 
 def test_the_worker_serving_takes_more_as_it_answers_if_the_other_never_comes() -> None:
     worker = Worker("w1")
     pool, _ = dispatcher(worker, coming=1)
-    futures = [pool.submit(Echo, {"value": value}, None, None) for value in "abcd"]
+    futures = [pool.submit(Echo, {"value": value}, None, None) for value in "ab"]
+    # One in flight: the second's share of two is one each, so it waits for the other.
+    assert values(worker) == ["a"] and pool.stats()["queued"] == 1
+    futures += [pool.submit(Echo, {"value": value}, None, None) for value in "cd"]
     assert values(worker) == ["a", "b"]
     worker.answer_next()  # 1 in flight and 2 held: its share of 3 is 2, so one more goes
     assert values(worker) == ["a", "b", "c"] and pool.stats()["queued"] == 1
@@ -292,3 +296,30 @@ def test_a_held_keyed_request_goes_while_keyless_ones_wait_for_their_share() -> 
     for _ in range(4):
         worker.answer_next()
     assert keyed.get(timeout=1) == {"value": "mine"}
+
+
+def test_two_serving_and_one_on_its_way_each_take_a_third() -> None:
+    first, second, third = Worker("first"), Worker("second"), Worker("third")
+    pool, routes = dispatcher(first, second, coming=1)
+    for value in "abcdef":
+        pool.submit(Echo, {"value": value}, None, None)
+    assert (len(first.written), len(second.written)) == (2, 2)
+    assert pool.stats()["queued"] == 2
+    pool.publish((*routes, Route(2, "third", third.connection, pool)), (0, 1, 2),
+                 can_grow=False)
+    assert len(third.written) == 2 and pool.stats()["queued"] == 0
+
+
+def test_a_worker_below_its_share_takes_the_request_when_another_is_at_it() -> None:
+    first, second = Worker("first"), Worker("second")
+    pool, _ = dispatcher(first, second, coming=1)
+    for value in "abcd":
+        pool.submit(Echo, {"value": value}, None, None)
+    assert (len(first.written), len(second.written)) == (2, 2)
+    first.answer_next()
+    held = pool.stats()["held"]
+    # Three in flight and this one: a share of two across three workers. "first" has one,
+    # "second" two: whichever the pick looks at first, "first" takes it at once.
+    pool.submit(Echo, {"value": "e"}, None, None)
+    assert (len(first.written), len(second.written)) == (3, 2)
+    assert pool.stats()["held"] == held
