@@ -259,3 +259,25 @@ def test_a_wait_for_room_on_the_main_thread_lets_ctrl_c_raise(pipe: tuple[int, i
             interrupted_in("wait_writable", lambda: drain.append(Drain(read_fd))) as seen:
         write_all(write_fd, DATA)
     assert seen.raised_before_release
+
+
+def test_has_room_while_the_pipe_has_room_and_its_reader_is_there() -> None:
+    read_fd, write_fd = os.pipe()
+    transport = PipeTransport(write_fd)
+    try:
+        assert transport.has_room()
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                os.write(write_fd, DATA)  # non-blocking now: until the pipe is full
+        assert not transport.has_room()
+        os.read(read_fd, 65536)
+        assert transport.has_room()
+        os.close(read_fd)  # nobody reads it any more: a write would break
+        read_fd = -1
+        assert not transport.has_room()
+        transport.close()
+        assert not transport.has_room()
+    finally:
+        transport.close()
+        if read_fd >= 0:
+            os.close(read_fd)
