@@ -310,16 +310,19 @@ def test_two_serving_and_one_on_its_way_each_take_a_third() -> None:
     assert len(third.written) == 2 and pool.stats()["queued"] == 0
 
 
-def test_a_worker_below_its_share_takes_the_request_when_another_is_at_it() -> None:
-    first, second = Worker("first"), Worker("second")
-    pool, _ = dispatcher(first, second, coming=1)
-    for value in "abcd":
+def test_a_worker_below_its_share_takes_the_request_when_others_are_at_it() -> None:
+    workers = [Worker("first"), Worker("second"), Worker("third")]
+    pool, _ = dispatcher(*workers, coming=1)
+    for value in "abcdef":
         pool.submit(Echo, {"value": value}, None, None)
-    assert (len(first.written), len(second.written)) == (2, 2)
-    first.answer_next()
+    assert [len(w.written) for w in workers] == [2, 2, 2]
+    # The next pick looks at routes[looks_first], then the one after it, then the last: that
+    # last one answers a request, so the two looked at first are at their share (two of six,
+    # across four workers) and the last below it.
+    looks_first = (pool._turn + 1) % 3
+    below = workers[(looks_first + 2) % 3]
+    below.answer_next()
     held = pool.stats()["held"]
-    # Three in flight and this one: a share of two across three workers. "first" has one,
-    # "second" two: whichever the pick looks at first, "first" takes it at once.
-    pool.submit(Echo, {"value": "e"}, None, None)
-    assert (len(first.written), len(second.written)) == (3, 2)
-    assert pool.stats()["held"] == held
+    pool.submit(Echo, {"value": "g"}, None, None)
+    assert sorted(len(w.written) for w in workers) == [2, 2, 3] and len(below.written) == 3
+    assert pool.stats()["held"] == held  # taken at once, not by way of the queue
