@@ -30,7 +30,6 @@ from typing import Any, TextIO
 import pykka
 import structlog
 
-from juicectl._cli._demo_pool import pool_summary, run_pool_act
 from juicectl._cli._demo_worker import Index, Search, SetStore
 from juicectl._future import ReplyFuture
 from juicectl.connection import Connection
@@ -150,16 +149,22 @@ class Narrator(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         self._seen.append(message)
-        say = self._console.line
+        line = self.describe(message)
+        if line is not None:
+            self._console.line(line)
+        return None
+
+    def describe(self, message: object) -> str | None:
+        """The line an event is told in (None: kept, not told)."""
         if isinstance(message, ModeChanged):
-            say(f"  mode    {message.old:>13} -> {message.new:<13} "
-                f"({message.cause}, child #{message.generation})")
-        elif isinstance(message, ProcessStarted):
-            say(f"  ready   child #{message.generation} is pid {message.pid}")
-        elif isinstance(message, ProcessTerminated):
-            say(f"  ended   child #{message.generation}: {message.reason.describe()}")
-        elif isinstance(message, GaveUp):
-            say(f"  gave up after {message.restarts} restarts: {message.last.describe()}")
+            return (f"  mode    {message.old:>13} -> {message.new:<13} "
+                    f"({message.cause}, child #{message.generation})")
+        if isinstance(message, ProcessStarted):
+            return f"  ready   child #{message.generation} is pid {message.pid}"
+        if isinstance(message, ProcessTerminated):
+            return f"  ended   child #{message.generation}: {message.reason.describe()}"
+        if isinstance(message, GaveUp):
+            return f"  gave up after {message.restarts} restarts: {message.last.describe()}"
         return None
 
 
@@ -246,6 +251,9 @@ def run_demo(documents: int = 40, *, stream: TextIO | None = None) -> int:
             controller.close()
             narrator.stop(block=True, timeout=10)
         problems = _summary(console, run, docs, outcome, seen)
+        # Imported here: part 2 builds on this module's console and narrator.
+        from juicectl._cli._demo_pool import pool_summary, run_pool_act
+
         pool_act = run_pool_act(console, docs, Path(store) / "pool", COST)
     pool_summary(console, pool_act)
     problems += pool_act.problems(len(docs))

@@ -20,18 +20,14 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import pykka
-
+from juicectl._cli._demo import Console, Narrator
 from juicectl._cli._demo_worker import Index, SetStore
 from juicectl.connection import Connection
 from juicectl.exceptions import ProcessUnavailable
 from juicectl.policy import RestartPolicy
 from juicectl.pool import PoolFuture, ProcessPool, WorkerChanged, WorkerGaveUp, WorkerLost
-
-if TYPE_CHECKING:
-    from juicectl._cli._demo import Console
 
 __all__ = ["POOL_WINDOW", "PoolAct", "pool_summary", "run_pool_act"]
 
@@ -43,25 +39,19 @@ POOL_NAME = "demo-pool"
 _WORD = re.compile(r"\w+")
 
 
-class PoolNarrator(pykka.ThreadingActor):
+class PoolNarrator(Narrator):
     """Subscribed to the pool: prints each pool event as it happens and keeps them."""
 
-    def __init__(self, console: Console, seen: list[object]) -> None:
-        super().__init__()
-        self._console = console
-        self._seen = seen
-
-    def on_receive(self, message: Any) -> Any:
-        self._seen.append(message)
-        say = self._console.line
+    def describe(self, message: object) -> str | None:
+        """The line a pool event is told in (None: kept, not told)."""
         if isinstance(message, WorkerChanged):
-            say(f"  pool    {message.worker}: {message.old:>8} -> {message.new:<8} "
-                f"({message.cause})")
-        elif isinstance(message, WorkerLost):
-            say(f"  lost    {message.worker}: {message.reason.describe()}; "
-                f"{message.resent} sent again to another worker, {message.failed} failed")
-        elif isinstance(message, WorkerGaveUp):
-            say(f"  gave up {message.worker} (replaced: {message.replaced})")
+            return (f"  pool    {message.worker}: {message.old:>8} -> {message.new:<8} "
+                    f"({message.cause})")
+        if isinstance(message, WorkerLost):
+            return (f"  lost    {message.worker}: {message.reason.describe()}; "
+                    f"{message.resent} sent again to another worker, {message.failed} failed")
+        if isinstance(message, WorkerGaveUp):
+            return f"  gave up {message.worker} (replaced: {message.replaced})"
         return None
 
 

@@ -15,6 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.supervision.conftest import alive, wait_for
 
 START = '''
@@ -62,6 +64,19 @@ atexit.register(report)
 '''
 
 
+# Python 3.12 refuses to start a thread from an atexit handler; 3.11 and 3.13 allow it. Run
+# last registered, first run, this makes any Python refuse as 3.12 does, before juicectl's own
+# exit handlers run.
+REFUSE_THREADS_AT_EXIT = '''
+import threading
+def refuse_threads():
+    def start(self):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+    threading.Thread.start = start
+atexit.register(refuse_threads)
+'''
+
+
 def start_app(tmp_path: Path, source: str) -> tuple[subprocess.Popen[str], int]:
     """Run ``source`` as ``app.py``; return it, once it has printed its child's pid and the
     answer, with that pid."""
@@ -101,8 +116,12 @@ def test_ctrl_c_in_a_pykka_application_stops_the_child_cleanly(tmp_path: Path) -
     wait_for(lambda: not alive(pid), what=f"child {pid} gone")
 
 
-def test_interpreter_exit_without_close_stops_the_child_cleanly(tmp_path: Path) -> None:
-    process, pid = start_app(tmp_path, REPORT_AT_EXIT + START)
+@pytest.mark.parametrize("threads", ["", REFUSE_THREADS_AT_EXIT], ids=["threads", "no-threads"])
+def test_interpreter_exit_without_close_stops_the_child_cleanly(
+    tmp_path: Path, threads: str
+) -> None:
+    # Without a helper thread, the Shutdown that one writes is written by the process actor.
+    process, pid = start_app(tmp_path, REPORT_AT_EXIT + START + threads)
     stdout, stderr = finish(process)
     assert stdout == "at exit: clean True\n"
     assert stderr == ""
@@ -122,19 +141,6 @@ def test_unhandled_ctrl_c_still_stops_the_child_at_exit(tmp_path: Path) -> None:
     # Python ends an unhandled KeyboardInterrupt by dying of SIGINT, as the shell expects.
     assert process.returncode == -signal.SIGINT
     wait_for(lambda: not alive(pid), what=f"child {pid} gone")
-
-
-# Python 3.12 refuses to start a thread from an atexit handler; 3.11 and 3.13 allow it. Run
-# last registered, first run, this makes any Python refuse as 3.12 does, before juicectl's own
-# exit handlers run.
-REFUSE_THREADS_AT_EXIT = '''
-import threading
-def refuse_threads():
-    def start(self):
-        raise RuntimeError("can't create new thread at interpreter shutdown")
-    threading.Thread.start = start
-atexit.register(refuse_threads)
-'''
 
 POOL_AT_EXIT = '''
 import atexit, os, sys, time
@@ -156,31 +162,10 @@ print(pool.call(Echo, value="hi").get(timeout=10)["value"], flush=True)
 '''
 
 
-def test_interpreter_exit_stops_the_child_cleanly_where_no_thread_may_start(
-    tmp_path: Path,
-) -> None:
-    process, pid = start_app(tmp_path, REPORT_AT_EXIT + START + REFUSE_THREADS_AT_EXIT)
-    stdout, stderr = finish(process)
-    # The Shutdown that a helper thread writes is written by the process actor itself.
-    assert stdout == "at exit: clean True\n"
-    assert stderr == ""
-    assert process.returncode == 0
-    wait_for(lambda: not alive(pid), what=f"child {pid} gone")
-
-
-def test_interpreter_exit_stops_an_open_pools_workers(tmp_path: Path) -> None:
-    process, _ = start_app(tmp_path, POOL_AT_EXIT)
-    stdout, stderr = finish(process)
-    assert stdout == "at exit: workers gone True\n"
-    assert stderr == ""
-    assert process.returncode == 0
-
-
-def test_interpreter_exit_stops_an_open_pools_workers_where_no_thread_may_start(
-    tmp_path: Path,
-) -> None:
+@pytest.mark.parametrize("threads", ["", REFUSE_THREADS_AT_EXIT], ids=["threads", "no-threads"])
+def test_interpreter_exit_stops_an_open_pools_workers(tmp_path: Path, threads: str) -> None:
     # Without a thread each, the pool closes its workers one at a time, on its own thread.
-    process, _ = start_app(tmp_path, POOL_AT_EXIT + REFUSE_THREADS_AT_EXIT)
+    process, _ = start_app(tmp_path, POOL_AT_EXIT + threads)
     stdout, stderr = finish(process)
     assert stdout == "at exit: workers gone True\n"
     assert stderr == ""

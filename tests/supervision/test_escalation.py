@@ -84,24 +84,28 @@ def test_each_step_ends_the_child_that_ignored_the_one_before(
     assert ctl.mode == "stopped"
 
 
-def test_without_a_thread_for_it_the_actor_writes_shutdown_itself(
-    supervise: Supervise, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # As at interpreter exit on Python 3.12, which starts no thread for an atexit handler.
+@pytest.fixture
+def no_helper_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python starts no helper thread, as at interpreter exit on Python 3.12 (none for an
+    atexit handler)."""
     monkeypatch.setattr(process_actor, "start_daemon", lambda *args: False)
+
+
+@pytest.mark.usefixtures("no_helper_thread")
+def test_without_a_thread_for_it_the_actor_writes_shutdown_itself(supervise: Supervise) -> None:
+    ctl = supervise(worker())
+    conn = ctl.get_process().get(timeout=10)
     with capture_logs() as logs:
-        ctl = supervise(worker())
-        conn = ctl.get_process().get(timeout=10)
         result = ctl.stop_process().get(timeout=10)
     assert result.how == "clean"
     assert stop_steps(logs) == ["shutdown"]
     assert not alive(conn.pid)
 
 
+@pytest.mark.usefixtures("no_helper_thread")
 def test_without_a_thread_a_full_input_pipe_skips_shutdown_for_end_of_input(
-    supervise: Supervise, monkeypatch: pytest.MonkeyPatch
+    supervise: Supervise,
 ) -> None:
-    monkeypatch.setattr(process_actor, "start_daemon", lambda *args: False)
     with capture_logs() as logs:
         ctl = supervise(worker())
         conn = ctl.get_process().get(timeout=10)
