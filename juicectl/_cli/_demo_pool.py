@@ -61,13 +61,12 @@ class PoolAct:
 
     indexed: dict[str, int] = field(default_factory=dict)  # name -> pid that indexed it
     wrong_counts: list[str] = field(default_factory=list)
-    retried: list[str] = field(default_factory=list)
-    killed: tuple[str, int, int] | None = None  # (worker, pid, requests on it)
+    retried: list[str] = field(default_factory=list)  # failed at the kill, sent again
+    killed: tuple[str, int] | None = None  # (worker, pid)
     stats: dict[str, Any] = field(default_factory=dict)
     stop_how: dict[str, str] = field(default_factory=dict)
     seen: list[object] = field(default_factory=list)
     whole_again: bool = False
-    prepared: list[int] = field(default_factory=list)  # pids, in the order they were prepared
 
     def problems(self, documents: int) -> list[str]:
         """What went wrong, in words (nothing: the act did what it shows)."""
@@ -84,6 +83,9 @@ class PoolAct:
         elif lost[0].failed > 1:
             found.append(f"{lost[0].failed} requests failed at the kill; a one-at-a-time "
                          "worker runs one")
+        elif len(self.retried) != lost[0].failed:
+            found.append(f"{len(self.retried)} requests failed with ProcessUnavailable, the "
+                         f"pool said {lost[0].failed} would")
         if not self.whole_again:
             found.append("the pool was not back to two workers before the stop")
         if not self.stop_how or set(self.stop_how.values()) != {"clean"}:
@@ -102,7 +104,6 @@ def run_pool_act(console: Console, docs: list[tuple[str, str]], store: Path,
         # Each worker keeps its own store: two children never write one index file.
         folder = store / f"worker-{connection.pid}"
         connection.call(SetStore, path=folder).get(timeout=10)
-        act.prepared.append(connection.pid)
 
     console.line("")
     console.line(f"juicectl demo, part 2: a ProcessPool of two indexer workers ({POOL_NAME})")
@@ -174,7 +175,7 @@ def _kill_busiest(console: Console, pool: ProcessPool, act: PoolAct) -> None:
     if not workers:
         return  # none serving this moment: the next answer tries again
     busiest = max(workers, key=lambda w: w["in_flight"])
-    act.killed = (busiest["name"], busiest["pid"], busiest["in_flight"])
+    act.killed = (busiest["name"], busiest["pid"])
     console.line(f"  KILL    {busiest['name']} (pid {busiest['pid']}) with SIGKILL, "
                  f"{busiest['in_flight']} requests on it")
     os.kill(busiest["pid"], signal.SIGKILL)
@@ -191,7 +192,7 @@ def pool_summary(console: Console, act: PoolAct) -> None:
                  + "); every word count checked against the demo's own")
     lost = [e for e in act.seen if isinstance(e, WorkerLost)]
     if act.killed is not None and lost:
-        worker, pid, _ = act.killed
+        worker, pid = act.killed
         console.line(f"  crash               {worker} (pid {pid}) killed: {lost[0].resent} "
                      "requests it had not started were sent again by the pool, "
                      f"{lost[0].failed} it was running failed and the demo sent it again")
