@@ -757,12 +757,10 @@ class PoolActor(pykka.ThreadingActor):
         slots = tuple(sorted(self._slots))
         can_grow = not self._stopping and len(self._slots) < self._max_size
         # Slots with a worker on its way and none serving: starting, restarting, or to be
-        # replaced after giving up (not one whose worker leaves with its slot).
+        # replaced after giving up. (A worker that leaves takes its slot out of _slots as it
+        # goes, and slot numbers are never used again.)
         serving = {w.slot for w in self._workers.values() if w.state is WorkerState.READY}
-        leaving = {w.slot for w in self._workers.values() if w.leaves_slot}
-        coming = 0 if self._stopping else sum(
-            1 for number in self._slots if number not in serving and number not in leaving
-        )
+        coming = 0 if self._stopping else sum(1 for number in self._slots if number not in serving)
         unserved: BaseException | None = None
         if not self._stopping and not self._slots and not can_grow:
             unserved = ProcessUnavailable(
