@@ -5,6 +5,8 @@ interpreter shutdown"; 3.11 and 3.13 allow it), and any Python refuses when the 
 run out of threads. The library closes what it supervises from an ``atexit`` handler, so every
 helper thread that handler may need is started through ``start_daemon``, and its caller does
 the work another way when it returns False: never an exception that leaves a child running.
+The shared timer thread (``juicectl._timer``) is not among them: every launch arms a timer
+before anything else, so it runs long before there is a child to stop, and never ends.
 """
 
 from __future__ import annotations
