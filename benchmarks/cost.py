@@ -66,7 +66,10 @@ def main() -> None:
     parser.add_argument("--busy-poll", type=float, default=None)
     args = parser.parse_args()
     count = args.count or {"seq": 10000, "c64": 30000, "big": 2000, "big64": 2000}[args.scenario]
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),  # stdout carries results
+    )
     argv = [sys.executable, "-m", "juicectl.child", "benchmarks.workload:EchoWorker"]
     options: dict[str, Any] = {}
     if args.busy_poll is not None:

@@ -160,7 +160,10 @@ def main() -> None:
             _busy_poll = float(flag.partition("=")[2])
     # Benchmarks may configure logging (the library never does): warnings only, as in
     # production, so that the measured path is not the console's.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),  # stdout carries results
+    )
     if scenario == "cold":
         _cold(count)
     elif scenario == "restart":

@@ -51,7 +51,10 @@ def main() -> None:
     for name in ("count", "ms", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"{name.upper()} must be at least 1, not {getattr(args, name)}")
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),  # stdout carries results
+    )
     seconds = []
     for number in range(1, args.rounds + 1):
         elapsed, split = one_round(args.count, args.ms)

@@ -437,7 +437,10 @@ IMPLS: dict[str, Callable[[str, int], None]] = {
 def main() -> None:
     if len(sys.argv) != 4 or sys.argv[3] not in IMPLS:
         sys.exit(f"usage: {sys.argv[0]} SCENARIO COUNT {{{','.join(IMPLS)}}}")
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(30),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),  # stdout carries results
+    )
     IMPLS[sys.argv[3]](sys.argv[1], int(sys.argv[2]))
 
 

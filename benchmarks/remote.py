@@ -423,7 +423,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds (default 5, quick 3)")
     parser.add_argument("--quick", action="store_true", help="fewer requests, 3 rounds")
     args = parser.parse_args(argv)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),  # stdout carries results
+    )
     rounds = args.rounds or (3 if args.quick else 5)
     print(f"remote: {rounds} rounds on a loopback sshd, python {PYTHON}", flush=True)
     report(run(rounds, args.quick))

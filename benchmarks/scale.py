@@ -94,7 +94,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         options["busy_poll"] = args.busy_poll
     seconds = 2.0 if args.quick else args.seconds
     count = args.controllers
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),  # stdout carries results
+    )
     # Warm the imports and the shared timer thread, so that the figures are per controller.
     with ProcessController.start(ARGV, cwd=str(ROOT)) as warm:
         warm.get_process().get(timeout=30).call(Echo, value=SMALL).get(timeout=30)

@@ -44,7 +44,10 @@ def call(ctl: ProcessController, command: type[Command], **arguments: Any) -> di
 
 def main(argv: list[str]) -> int:
     # Examples may configure structlog; the library never does.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),  # stdout carries results
+    )
     files = [Path(arg) for arg in argv] or sorted((ROOT / "examples").glob("*.py"))
 
     with tempfile.TemporaryDirectory(prefix="juicectl-index-") as store:

@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     # Examples may configure structlog; the library never does.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),  # stdout carries results
+    )
     ctl = ProcessController.start(
         [
             sys.executable,

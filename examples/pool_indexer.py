@@ -64,7 +64,10 @@ def main(argv: list[str]) -> int:
     from juicectl import ProcessPool, ProcessUnavailable
 
     # Examples may configure structlog; the library never does.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),  # stdout carries results
+    )
     files = [Path(arg) for arg in argv] or sorted(ROOT.glob("juicectl/**/*.py"))
     worker = [sys.executable, "-m", "juicectl.child", "examples.pool_indexer:WordCounter"]
 

@@ -31,7 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     # Examples may configure structlog; the library never does.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),  # stdout carries results
+    )
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("host", nargs="?", help="[user@]host to run the worker on")
     parser.add_argument("--here", action="store_true",
