@@ -97,6 +97,9 @@ def scenario(
     closed = ctl.close()
     figures.append(ctl.stats())
     wait_for(lambda: startups.count == 2 and terminations.count == 1)
+    # Subscribers hear of a change after the caller's future resolves, in their own time: the
+    # stop's last event may still be on its way to the recorder.
+    wait_for(lambda: ("stopping", "stopped") in events.modes(), 10.0, "the stop's last event")
     story = Story(
         events=[told(event) for event in events.of(object)],
         startups=startups.count,
