@@ -50,15 +50,19 @@ GUARD_SHELL = "/bin/sh"
 # The guard's program. Ignoring TERM keeps it through the escalation's SIGTERM to the group;
 # HUP, INT and QUIT come from a terminal (or a user signalling the group) and change nothing.
 # Until the traps are set those signals would kill it, so it says "armed" on its stdout once
-# they are, and closes it. `read` returns non-zero at end of file only; a stray line is read
-# and ignored.
+# they are, and closes it. PIPE: a parent that dies before the guard says "armed" leaves that
+# word a pipe nobody reads, and SIGPIPE would end the guard before it could end the group; with
+# PIPE ignored the word fails quietly and the guard goes on to `read`, which sees the end of
+# file at once. `read` returns non-zero at end of file only; a stray line is read and ignored.
 _SCRIPT = (
-    "trap '' HUP INT QUIT TERM; echo armed; exec >&-; "
+    "trap '' HUP INT QUIT TERM PIPE; echo armed; exec >&-; "
     "while read -r line; do :; done; kill -s KILL 0"
 )
 
 #: The signals the guard ignores once armed.
-TRAPPED_SIGNALS = frozenset({signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM})
+TRAPPED_SIGNALS = frozenset(
+    {signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGPIPE}
+)
 
 # Seconds to wait for a guard to be reaped once its group was killed (it is a shell blocked in
 # `read`: it dies at once; the bound is there so that nothing can hang on it).

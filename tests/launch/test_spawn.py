@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -14,7 +16,8 @@ import pytest
 import structlog
 
 from juicectl import ProcessLaunchError
-from juicectl.launch import Invocation, spawn
+from juicectl.launch import GUARD_SHELL, Invocation, spawn
+from tests.conftest import ROOT
 from tests.supervision.conftest import alive, wait_for
 
 SLEEPER = (sys.executable, "-c", "import time; time.sleep(60)")
@@ -117,3 +120,31 @@ def test_a_failed_spawn_leaves_no_guard_behind(tmp_path: Path) -> None:
         spawn(invocation(cwd=gone))
     assert f"the working directory (cwd) {gone!r} does not exist" in str(info.value)
     # The autouse fixture fails the test if the guard is left running or unreaped.
+
+
+def test_a_guard_whose_parent_dies_before_it_is_armed_still_ends_the_group(tmp_path: Path) -> None:
+    # The parent dies the moment the child is spawned, before its guard (a shell slowed down
+    # here, as a loaded machine slows it) says "armed" on a pipe nobody reads any more.
+    slow_shell = tmp_path / "slow-sh"
+    slow_shell.write_text(f'#!/bin/sh\nsleep 0.3\nexec {GUARD_SHELL} "$@"\n')
+    slow_shell.chmod(0o755)
+    parent = textwrap.dedent(f"""
+        import os, signal
+        from juicectl.launch import Invocation, spawn
+        argv = {SLEEPER!r}
+        child = spawn(Invocation(argv=argv, env=None, cwd=None, command=argv),
+                      guard_shell={str(slow_shell)!r})
+        print(child.guard.pid, child.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    out = subprocess.run([sys.executable, "-c", parent], cwd=ROOT, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    guard, child = map(int, out.stdout.split())
+    try:
+        wait_for(lambda: not alive(child), timeout=10, what="the child gone")
+        wait_for(lambda: not alive(guard), timeout=10, what="the guard gone")
+    finally:
+        for pid in (child, guard):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
