@@ -14,7 +14,7 @@ from typing import Any
 import pykka
 import pytest
 import structlog
-from controller_harness import WAIT, FakeConnection, Harness, Recorder, outcome
+from controller_harness import WAIT, FakeConnection, Harness, Recorder, outcome, wait_until
 
 from juicectl._future import ReplyFuture
 from juicectl.exceptions import ControllerClosed
@@ -125,6 +125,9 @@ def test_behind_a_finished_close_a_stop_gets_the_close_result(harness: Harness) 
     gate.release()
     assert h.ref.actor_stopped.wait(WAIT)
     assert closer.get(timeout=WAIT) == StopResult("clean", reason)
+    # The close is answered before the drain of the inbox answers what came behind it.
+    wait_until(lambda: all(future.done() for future in
+                           (late.get, late.stop, late.close, late.mode, late.stats)))
     assert outcome(late.stop) == StopResult("clean", reason)
     assert outcome(late.close) == StopResult("clean", reason)
     assert isinstance(outcome(late.get), ControllerClosed)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from controller_harness import WAIT, Harness, ManualClock, into, outcome
+from controller_harness import WAIT, Harness, ManualClock, into, outcome, wait_until
 
 from juicectl.exceptions import ControllerClosed, ProcessUnavailable
 from juicectl.messages import ChildProcessCreated, StopResult, _RestartDue
@@ -181,6 +181,9 @@ def test_a_controller_that_crashes_logs_why_and_stops_its_child(
     with structlog.testing.capture_logs() as logs:
         h.created()  # getting ready reads the clock: the action raises
         assert h.ref.actor_stopped.wait(WAIT)
+        # pykka marks the actor stopped before on_failure runs: the log lines, the child's
+        # stop and the waiter's answer come after, the waiter's last.
+        wait_until(waiter.done)
     [failed] = lines(logs, "controller_failed")
     assert failed["log_level"] == "error"
     kind, error, _ = failed["exc_info"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import structlog
-from controller_harness import SPEC, WAIT, FakeConnection, Harness, into, outcome
+from controller_harness import SPEC, WAIT, FakeConnection, Harness, into, outcome, wait_until
 
 from juicectl.actors import TRANSITIONS, Mode
 from juicectl.exceptions import ControllerClosed, ProcessLaunchError, ProcessUnavailable
@@ -525,6 +525,9 @@ def test_messages_queued_behind_a_close_are_all_answered(harness: Harness) -> No
     late = [h.get(), h.stop()]
     closer.get(timeout=WAIT)
     h.ref.actor_stopped.wait(WAIT)
+    # Told after the close was handled, they are answered by the drain of the inbox, after the
+    # close's own answer and after pykka marks the actor stopped.
+    wait_until(lambda: all(future.done() for future in late))
     assert isinstance(late[0].exception(), ControllerClosed)
     assert outcome(late[1]) == StopResult("not_running")
 
@@ -567,7 +570,8 @@ def test_a_crashing_controller_leaves_no_future_hanging(harness: Harness) -> Non
     with structlog.testing.capture_logs() as logs:
         h.created()  # publishing ModeChanged raises inside the actor
         assert h.ref.actor_stopped.wait(WAIT)
-    assert isinstance(_wait(getter), ControllerClosed)
+        # on_failure logs and settles after pykka marks the actor stopped: wait for its end.
+        assert isinstance(_wait(getter), ControllerClosed)
     assert "controller_failed" in [e["event"] for e in logs]
     launch = h.factory.launches[0]
     assert StopChild(1) in launch.ref.ask("received", timeout=WAIT)

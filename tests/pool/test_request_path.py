@@ -17,6 +17,7 @@ from juicectl.connection import Connection
 from juicectl.juice import Box, BoxParser, Command, String, answer_bytes
 from juicectl.policy import ConnectionOptions
 from juicectl.pool._dispatch import Dispatcher, PoolFuture, Route, RouteDrained, _slot_for
+from tests.supervision.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -140,6 +141,8 @@ def test_a_timed_out_request_frees_room_for_a_held_one() -> None:
     held = pool.submit(Echo, {"value": "b"}, None, None)
     with pytest.raises(RequestTimeout):
         stuck.get(timeout=10)
+    # The timer thread fails the future, then tells the pool of the room: "b" goes after.
+    wait_for(lambda: len(worker.requests()) == 2, 10.0, "the held request written")
     worker.answer_next()  # the late answer of "a", dropped
     worker.answer_next()
     assert held.get(timeout=10) == {"value": "b"}
@@ -208,6 +211,8 @@ def test_when_request_done_runs_after_answers_and_timeouts_not_at_the_loss() -> 
     assert calls == [2]
     with pytest.raises(RequestTimeout):
         timed.get(timeout=10)
+    # The timer thread fails the future first, then calls when_request_done.
+    wait_for(lambda: len(calls) == 2, 10.0, "when_request_done after the timeout")
     assert calls == [2, 1]
     worker.connection.connection_lost(ProcessUnavailable("gone"))
     assert calls == [2, 1]
