@@ -74,6 +74,7 @@ from juicectl._timer import TimerHandle, call_later
 from juicectl.connection import Connection
 from juicectl.exceptions import (
     ArgumentError,
+    ControllerClosed,
     ProcessUnavailable,
     RequestTimeout,
     TooManyRequests,
@@ -402,7 +403,9 @@ class Dispatcher:
             if closed is not None:
                 error = (
                     _copy_error(closed) if closed is self._unserved
-                    else ProcessUnavailable(f"pool {self.name!r} is closed; request not sent")
+                    # Permanent, as a closed controller's: not a ProcessUnavailable, which
+                    # callers retry.
+                    else ControllerClosed(f"pool {self.name!r} is closed; request not sent")
                 )
                 if first:
                     raise error

@@ -251,7 +251,8 @@ class ProcessPool:
         Raises:
             ArgumentError: bad arguments or ``timeout``.
             TooManyRequests: the pool already holds ``max_queued`` requests no worker can take.
-            ProcessUnavailable: the pool is closed, or every worker left it.
+            ControllerClosed: the pool is closed.
+            ProcessUnavailable: every worker left the pool.
         """
         return self._dispatcher.submit(command, arguments, key, timeout)
 
