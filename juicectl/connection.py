@@ -224,6 +224,10 @@ class Connection:
         self.sent = 0
         self.answered = 0
         self.failed = 0
+        self.reads = 0
+        """How many reads of the child's output brought bytes (counted, as ``answered`` is, by
+        the thread holding the read role). ``answered`` over it says whether answers wait to
+        be read (several a read: this side is behind the child) or the child is the slower."""
         self.peer_concurrency: int | None = None
         """How many requests the child says it runs at once (1: one at a time, in order), as
         its ``Negotiate`` answer said (``negotiate()``); None until then, or if it did not say.
@@ -576,6 +580,7 @@ class Connection:
         if not data:
             self._output_ended()
             return
+        self.reads += 1
         for box in self._parser.feed(data):
             # An answer (what nearly every box is) goes straight to its future, '-' headers
             # and all (see answer_outcome). That is classify()'s first test; anything else

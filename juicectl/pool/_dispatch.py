@@ -5,7 +5,7 @@ Theory of operation
 The pool actor decides which workers serve; it does not carry requests. It publishes a
 *routing snapshot* (``Dispatcher.publish``): a tuple of ``Route``s, one per worker that takes
 requests, each with the worker's ``Connection``. A caller's ``call()`` reads the snapshot,
-picks a route under the dispatch lock (least loaded, in turn, or the key's worker), counts the
+picks a route under the dispatch lock (least loaded, round robin, or the key's worker), counts the
 request on it, lets go of the lock and writes on the connection itself, as a caller of one
 controller does: no actor hop per request (``docs/performance.md``: a hop halves throughput).
 One future per request: the ``PoolFuture`` is the connection's own (a ``RequestFuture``,
@@ -20,6 +20,14 @@ back to write, or a retiring worker with nothing left in flight to report (``Rou
 A call that finds every worker busy asks for one more (``GrowWanted``, once until the next
 snapshot); the call that reaches ``recycle_after_calls`` on a worker says so
 (``RecycleWanted``).
+
+Least loaded, in the steady state (``_pick_least_loaded``): an idle route takes the request
+(the next in turn); else the route that *keeps up* (the first in the pool's order); else the
+least loaded. A route keeps up when, over its last ``_KEEPS_UP_READS`` reads of the child's output
+(``Connection.reads``), the reads brought at least ``_KEEPS_UP_ANSWERS`` answers each: the
+answers wait for this side, which is the slower, and a second child would only cost it a
+process to wake per request. Measured when a pick looks at a busy route, from two counters the
+reading thread keeps anyway: no clock, nothing per request.
 
 The pool holds a request back (its *queue*, at most ``max_queued``) when no worker can take
 it: none is ready, each has ``max_per_worker`` in flight, or the key's worker is busy or
@@ -91,6 +99,11 @@ __all__ = [
     "RouteDrained",
 ]
 
+# A worker "keeps up" (``Dispatcher._pick_least_loaded``) when, over its last
+# ``_KEEPS_UP_READS`` reads, the reads brought at least ``_KEEPS_UP_ANSWERS`` answers each.
+_KEEPS_UP_READS = 32
+_KEEPS_UP_ANSWERS = 2
+
 _reply_future_init = ReplyFuture.__init__
 _reply_get = ReplyFuture.get
 _request_get = RequestFuture.get
@@ -139,8 +152,11 @@ class Route:
         "connection",
         "dispatcher",
         "drained",
+        "keeps_up",
         "recycle_asked",
         "retiring",
+        "seen_answered",
+        "seen_reads",
         "slot",
         "worker",
         "writing",
@@ -162,6 +178,10 @@ class Route:
         self.recycle_asked = False
         #: One entry per request picked for this route and not yet in its connection's table.
         self.writing: deque[None] = deque()
+        #: Whether its answers wait to be read (see ``Dispatcher._pick``): False until measured.
+        self.keeps_up = False
+        self.seen_reads = connection.reads
+        self.seen_answered = connection.answered
         connection.when_request_done = self.request_done
 
     @property
@@ -444,6 +464,8 @@ class Dispatcher:
             load = route.connection.in_flight + len(route.writing)
             cap = route.cap if share is None else min(route.cap, share)
             return route if route.accepting and load < cap else None
+        if share is None and self._least_loaded:
+            return self._pick_least_loaded(routes)
         start = self._turn = (self._turn + 1) % count if count else 0
         best = None
         best_load = 0
@@ -460,6 +482,45 @@ class Dispatcher:
                 return route
             best, best_load = route, load
         return best
+
+    def _pick_least_loaded(self, routes: tuple[Route, ...]) -> Route | None:
+        # Called with the lock held, every worker serving. An idle worker takes it (the next
+        # in turn, when several are): a request must not wait behind another, maybe a long
+        # one, while a worker has nothing to do. Else the worker that keeps up (the first in
+        # the pool's order, so that the load stays on one); else the least loaded. A worker
+        # keeps up when its answers wait to be read (several a read): this side, not the
+        # child, is the slower, and spreading the load would only add a second child to wake
+        # for each request, on CPUs the parent needs. A child that is the slower (an answer a
+        # read: each read waited for it) shares the load evenly.
+        count = len(routes)
+        if not count:
+            return None  # no worker serves yet
+        start = self._turn = (self._turn + 1) % count
+        best = None
+        best_load = 0
+        keeping_up = None
+        for index in range(start, start + count):
+            route = routes[index % count]
+            if not route.accepting:
+                continue
+            connection = route.connection
+            load = connection.in_flight + len(route.writing)
+            if load >= route.cap:
+                continue
+            if not load:
+                return route
+            reads = connection.reads - route.seen_reads
+            if reads >= _KEEPS_UP_READS:
+                answered = connection.answered
+                route.keeps_up = answered - route.seen_answered >= _KEEPS_UP_ANSWERS * reads
+                route.seen_reads += reads
+                route.seen_answered = answered
+            if route.keeps_up:
+                if keeping_up is None or route.slot < keeping_up.slot:
+                    keeping_up = route
+            elif best is None or load < best_load:
+                best, best_load = route, load
+        return keeping_up if keeping_up is not None else best
 
     def _share(self, queued: bool) -> int:
         # Called with the lock held, while a slot's worker is on its way (``_coming``): the

@@ -42,13 +42,23 @@ class Worker:
     def requests(self) -> list[Box]:
         return list(BoxParser().feed(b"".join(self.written)))
 
-    def answer_next(self) -> None:
-        """Answer the oldest request not answered yet, echoing its value."""
-        request = self.requests()[self._answered]
-        self._answered += 1
-        self.connection.data_received(
-            answer_bytes(request["_ask"], Box(value=request["value"]))
-        )
+    def answer_next(self, count: int = 1) -> None:
+        """Answer the ``count`` oldest requests not answered yet, echoing their values, in one
+        read of the child's output."""
+        requests = self.requests()[self._answered:self._answered + count]
+        assert len(requests) == count, "fewer requests in flight than answers asked for"
+        self._answered += count
+        self.connection.data_received(b"".join(
+            answer_bytes(request["_ask"], Box(value=request["value"])) for request in requests
+        ))
+
+    def served(self, reads: int, answers_per_read: int) -> None:
+        """Serve ``reads`` x ``answers_per_read`` requests sent on the connection itself (not
+        through the pool), ``answers_per_read`` answers to each read."""
+        for _ in range(reads):
+            for _ in range(answers_per_read):
+                self.connection.call(Echo, value="direct")
+            self.answer_next(answers_per_read)
 
 
 def dispatcher(*workers: Worker, max_per_worker: int = 64, coming: int = 0,
@@ -331,3 +341,67 @@ def test_a_worker_below_its_share_takes_the_request_when_others_are_at_it() -> N
     pool.submit(Echo, {"value": "g"}, None, None)
     assert sorted(len(w.written) for w in workers) == [2, 2, 3] and len(below.written) == 3
     assert pool.stats()["held"] == held  # taken at once, not by way of the queue
+
+
+def values_of(worker: Worker) -> list[str]:
+    return [box["value"] for box in worker.requests() if box["value"] != "direct"]
+
+
+def busy(*workers: Worker) -> None:
+    """One request on each worker's connection, sent around the pool and left unanswered."""
+    for worker in workers:
+        worker.connection.call(Echo, value="direct")
+
+
+def test_an_idle_worker_goes_before_one_that_keeps_up() -> None:
+    # Whatever "first" is busy with may be long: nothing waits behind it while "second" idles.
+    first, second = Worker("first"), Worker("second")
+    pool, _ = dispatcher(first, second)
+    first.served(reads=32, answers_per_read=4)
+    busy(first)
+    pool.submit(Echo, {"value": "next"}, None, None)
+    assert (values_of(first), values_of(second)) == ([], ["next"])
+
+
+def test_among_busy_workers_one_whose_answers_wait_to_be_read_takes_the_next() -> None:
+    # Answers that wait to be read, two or more a read over the last 32 reads: this side is
+    # the slower, and "first" takes the next requests though "second" has fewer in flight.
+    first, second = Worker("first"), Worker("second")
+    pool, _ = dispatcher(first, second)
+    first.served(reads=32, answers_per_read=2)
+    busy(first, second)
+    for value in "abc":
+        pool.submit(Echo, {"value": value}, None, None)
+    assert (values_of(first), values_of(second)) == (["a", "b", "c"], [])
+
+
+def test_among_busy_workers_the_least_loaded_when_each_read_waited_for_its_answer() -> None:
+    # One answer a read: the child is the slower, and the load is shared.
+    first, second = Worker("first"), Worker("second")
+    pool, _ = dispatcher(first, second)
+    first.served(reads=32, answers_per_read=1)
+    busy(first, second)
+    for value in "abcd":
+        pool.submit(Echo, {"value": value}, None, None)
+    assert (len(values_of(first)), len(values_of(second))) == (2, 2)
+
+
+def test_a_worker_that_kept_up_shares_again_once_its_reads_bring_one_answer_each() -> None:
+    first, second = Worker("first"), Worker("second")
+    pool, _ = dispatcher(first, second)
+    first.served(reads=32, answers_per_read=3)
+    busy(first, second)
+    for value in "ab":  # first keeps up: both go there
+        pool.submit(Echo, {"value": value}, None, None)
+    first.served(reads=32, answers_per_read=1)  # as many in flight as before: 3
+    for value in "cd":  # first no longer keeps up: second, the least loaded, takes both
+        pool.submit(Echo, {"value": value}, None, None)
+    assert (values_of(first), values_of(second)) == (["a", "b"], ["c", "d"])
+
+
+def test_the_connection_counts_the_reads_that_brought_bytes() -> None:
+    worker = Worker("w1")
+    worker.served(reads=3, answers_per_read=2)
+    assert (worker.connection.reads, worker.connection.answered) == (3, 6)
+    worker.connection.data_received(b"")  # end of file: no bytes, not counted
+    assert worker.connection.reads == 3
