@@ -52,6 +52,10 @@ class Worker:
             answer_bytes(request["_ask"], Box(value=request["value"])) for request in requests
         ))
 
+    def pending(self) -> int:
+        """Requests written to it and not answered yet."""
+        return len(self.requests()) - self._answered
+
     def served(self, reads: int, answers_per_read: int) -> None:
         """Serve ``reads`` x ``answers_per_read`` requests sent on the connection itself (not
         through the pool), ``answers_per_read`` answers to each read."""
@@ -405,3 +409,65 @@ def test_the_connection_counts_the_reads_that_brought_bytes() -> None:
     assert (worker.connection.reads, worker.connection.answered) == (3, 6)
     worker.connection.data_received(b"")  # end of file: no bytes, not counted
     assert worker.connection.reads == 3
+
+
+def test_idle_workers_take_one_request_at_a_time_in_turn() -> None:
+    first, second = Worker("first"), Worker("second")
+    pool, _ = dispatcher(first, second)
+    for value in "abcd":
+        pool.submit(Echo, {"value": value}, None, None)
+        for worker in (first, second):
+            if worker.pending():
+                worker.answer_next()
+    assert sorted([values_of(first), values_of(second)]) == [["a", "c"], ["b", "d"]]
+
+
+def test_workers_that_take_no_requests_are_passed_over() -> None:
+    # Four retired after the one serving: the pick (and the pool's looks after it: again,
+    # then once more after holding it) starts at each in turn, and none may stop it.
+    serving, *retired = [Worker(name) for name in ("serving", "r1", "r2", "r3", "r4")]
+    pool, (_, *retired_routes) = dispatcher(serving, *retired)
+    for route in retired_routes:
+        pool.retire(route)
+    for value in "abcde":
+        pool.submit(Echo, {"value": value}, None, None)
+        assert pool.stats()["queued"] == 0
+        serving.answer_next()
+    assert values_of(serving) == list("abcde")
+    assert all(values_of(worker) == [] for worker in retired)
+
+
+def test_full_workers_are_passed_over_and_the_next_is_held_when_all_are() -> None:
+    free, *full = [Worker(name) for name in ("free", "f1", "f2", "f3", "f4")]
+    pool, _ = dispatcher(free, *full, max_per_worker=1)
+    busy(*full)
+    for value in "abcde":  # wherever the pick starts, the free worker takes it
+        pool.submit(Echo, {"value": value}, None, None)
+        assert pool.stats()["queued"] == 0
+        free.answer_next()
+    busy(free)  # all full: the next is held
+    pool.submit(Echo, {"value": "f"}, None, None)
+    assert pool.stats()["queued"] == 1
+    assert values_of(free) == list("abcde")
+    assert all(values_of(worker) == [] for worker in full)
+
+
+def test_picks_on_their_way_to_a_worker_count_as_its_load() -> None:
+    first, second = Worker("first"), Worker("second")
+    pool, (first_route, _) = dispatcher(first, second)
+    busy(first, first, second, second)
+    first_route.writing.append(None)  # a pick written by another thread any moment now
+    pool.submit(Echo, {"value": "a"}, None, None)
+    assert (values_of(first), values_of(second)) == ([], ["a"])
+
+
+def test_keeping_up_is_measured_over_the_reads_since_the_window_before() -> None:
+    first, second = Worker("first"), Worker("second")
+    first.served(reads=32, answers_per_read=1)  # before the pool: not part of any window
+    pool, _ = dispatcher(first, second)
+    first.served(reads=32, answers_per_read=3)
+    busy(first, second)
+    pool.submit(Echo, {"value": "a"}, None, None)  # the window is measured: first keeps up
+    first.served(reads=16, answers_per_read=1)  # half a window: not measured yet
+    pool.submit(Echo, {"value": "b"}, None, None)
+    assert (values_of(first), values_of(second)) == (["a", "b"], [])
