@@ -43,18 +43,10 @@ from juicectl import (
     RestartPolicy,
     TooManyRequests,
 )
+from tests.hostile.harness import pid_alive as alive
 
 #: Seconds a request may take before it counts as hung.
 HUNG = 30.0
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, waiting for its reaper, does not)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def main(argv: list[str] | None = None) -> int:
