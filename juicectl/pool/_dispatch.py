@@ -5,9 +5,10 @@ Theory of operation
 The pool actor decides which workers serve; it does not carry requests. It publishes a
 *routing snapshot* (``Dispatcher.publish``): a tuple of ``Route``s, one per worker that takes
 requests, each with the worker's ``Connection``. A caller's ``call()`` reads the snapshot,
-picks a route under the dispatch lock (least loaded, round robin, or the key's worker), counts the
-request on it, lets go of the lock and writes on the connection itself, as a caller of one
-controller does: no actor hop per request (``docs/performance.md``: a hop halves throughput).
+picks a route under the dispatch lock (least loaded, round robin, or the key's worker),
+counts the request on it, lets go of the lock and writes on the connection itself, as a
+caller of one controller does: no actor hop per request (``docs/performance.md``: a hop
+halves throughput).
 One future per request: the ``PoolFuture`` is the connection's own (a ``RequestFuture``,
 handed to ``call_with``), settled by the connection that answers it, and ``get()`` reads its
 own answer as a caller of one controller does.
@@ -23,8 +24,8 @@ snapshot); the call that reaches ``recycle_after_calls`` on a worker says so
 
 Least loaded, in the steady state (``_pick_least_loaded``): an idle route takes the request
 (the next in turn); else the route that *keeps up* (the first in the pool's order); else the
-least loaded. A route keeps up when, over its last ``_KEEPS_UP_READS`` reads of the child's output
-(``Connection.reads``), the reads brought at least ``_KEEPS_UP_ANSWERS`` answers each: the
+least loaded. A route keeps up when, over its last ``_KEEPS_UP_READS`` reads of the child's
+output (``Connection.reads``), the reads brought at least ``_KEEPS_UP_ANSWERS`` answers each: the
 answers wait for this side, which is the slower, and a second child would only cost it a
 process to wake per request. Measured when a pick looks at a busy route, from two counters the
 reading thread keeps anyway: no clock, nothing per request.
@@ -178,7 +179,7 @@ class Route:
         self.recycle_asked = False
         #: One entry per request picked for this route and not yet in its connection's table.
         self.writing: deque[None] = deque()
-        #: Whether its answers wait to be read (see ``Dispatcher._pick``): False until measured.
+        #: Whether its answers wait to be read (``Dispatcher._pick_least_loaded``); False at first.
         self.keeps_up = False
         self.seen_reads = connection.reads
         self.seen_answered = connection.answered
