@@ -1,8 +1,10 @@
-"""``tasks.py`` swaps the editable install's import hook for a plain path entry.
+"""``tasks.py`` makes the dev install start fast: no import hook, bytecode written.
 
 The hook imports ``importlib.resources`` and more at every interpreter start (about 23 ms
 here, for every child the tests and benchmarks start); a ``.pth`` naming a folder that holds
 only a link to the package costs nothing and exposes the package alone, as the hook does.
+Where ``PYTHONDONTWRITEBYTECODE`` is set, nothing writes the checkout's bytecode and every
+child compiles what it imports: ``tasks.py`` writes it, as pip does for an installed package.
 """
 
 from __future__ import annotations
@@ -89,3 +91,18 @@ def test_an_interpreter_of_the_dev_venv_imports_no_hook() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["juicectl", "False"]
+
+
+def test_the_checkouts_bytecode_is_written_even_where_python_would_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tasks = _tasks()
+    root = tmp_path / "checkout"
+    (root / "juicectl").mkdir(parents=True)
+    source = root / "juicectl" / "module.py"
+    source.write_text("VALUE = 1\n")
+    monkeypatch.setattr(tasks, "ROOT", root)
+    monkeypatch.setattr(tasks, "PYTHON", Path(sys.executable))
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # as on the machines that set it
+    tasks._compile_bytecode()
+    assert Path(importlib.util.cache_from_source(str(source))).is_file()
