@@ -15,7 +15,6 @@ import abc
 import base64
 import binascii
 import os
-import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -193,6 +192,10 @@ class Path(Argument):
         return text
 
     def from_string(self, text: str) -> Any:
+        # Imported here: pathlib (with fnmatch, urllib.parse, ipaddress) is about 5 ms of a
+        # worker's start, and most workers never receive a path.
+        import pathlib
+
         return pathlib.Path(text)
 
 
