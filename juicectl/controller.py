@@ -8,10 +8,8 @@ callers choose how long to wait, and an actor that holds a controller never bloc
 from __future__ import annotations
 
 import atexit
-import inspect
 import itertools
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +17,13 @@ import pykka
 
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
+from juicectl._start_checks import (
+    check_callable,
+    check_hook,
+    checked_name,
+    checked_policy,
+    checked_subscribers,
+)
 from juicectl.actors.controller import ControllerActor, EndOfLife, Mode
 from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import subscriber_for
@@ -45,7 +50,9 @@ log = get_logger(__name__)
 _DEFAULTS = ConnectionOptions()
 
 _names = itertools.count(1)
-_open_controllers: weakref.WeakSet[ProcessController] = weakref.WeakSet()
+# Held strongly until close(): a handle the application dropped still has its actors and
+# its child, which the exit-time close must stop as it stops the others.
+_open_controllers: set[ProcessController] = set()
 _open_lock = threading.Lock()
 
 Hook = Callable[[], Any] | pykka.ActorRef[Any] | None
@@ -164,10 +171,10 @@ class ProcessController:
             ),
         )
         # Every option is checked before any actor starts: a bad one starts nothing.
-        name = _checked_name(name)
-        policy = _checked_policy(restart)
-        _check_callable(prepare, "prepare", 1, "a callable taking the Connection, or None")
-        _check_callable(
+        name = checked_name(name, lambda: f"controller-{next(_names)}")
+        policy = checked_policy(restart)
+        check_callable(prepare, "prepare", 1, "a callable taking the Connection, or None")
+        check_callable(
             process_factory,
             "process_factory",
             3,
@@ -178,8 +185,8 @@ class ProcessController:
             "on_process_termination": (on_process_termination, ProcessTerminated),
         }
         for option, (hook, _) in hooks_wanted.items():
-            _check_hook(hook, option)
-        refs = _checked_subscribers(subscribers)
+            check_hook(hook, option)
+        refs = checked_subscribers(subscribers)
 
         session = open_session(spec.launcher, name)
         hooks: list[pykka.ActorRef[Any]] = []
@@ -379,80 +386,6 @@ class ProcessController:
 
     def __repr__(self) -> str:
         return f"<ProcessController {self.name} argv={list(self.spec.argv)!r}>"
-
-
-def _checked_name(name: object) -> str:
-    """``start(name=...)``: None (a name is made up) or a non-empty str."""
-    if name is None:
-        return f"controller-{next(_names)}"
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str or None, not {type(name).__name__} {name!r}")
-    if not name:
-        raise ValueError("name must be a non-empty str or None (for a made-up name), not ''")
-    return name
-
-
-def _checked_policy(restart: object) -> RestartPolicy:
-    """``start(restart=...)``: None (the default policy) or a ``RestartPolicy``."""
-    if restart is None:
-        return RestartPolicy()
-    if not isinstance(restart, RestartPolicy):
-        raise TypeError(f"restart must be a juicectl.RestartPolicy or None, not {restart!r}")
-    return restart
-
-
-def _check_callable(value: object, option: str, arguments: int, expected: str) -> None:
-    """``value`` must be None, or a callable that can be called with ``arguments``
-    positional arguments (when its signature can be read)."""
-    if value is None:
-        return
-    if not callable(value):
-        raise TypeError(f"{option} must be {expected}, not {value!r}")
-    try:
-        signature = inspect.signature(value)
-    except (TypeError, ValueError):
-        return  # a builtin without a signature: it will say so itself
-    try:
-        signature.bind(*range(arguments))
-    except TypeError:
-        label = getattr(value, "__name__", type(value).__name__)
-        raise TypeError(
-            f"{option} must be {expected}: {label}{signature} cannot be called with "
-            f"{arguments} argument{'s' if arguments != 1 else ''}"
-        ) from None
-
-
-def _check_hook(hook: object, option: str) -> None:
-    """A hook: None, a ``pykka.ActorRef`` of a running actor, or a no-argument callable."""
-    if isinstance(hook, pykka.ActorRef):
-        if not hook.is_alive():
-            raise ValueError(f"{option} is an ActorRef of an actor that has stopped: {hook!r}")
-        return
-    _check_callable(hook, option, 0, "a no-argument callable or a pykka.ActorRef, or None")
-
-
-def _checked_subscribers(subscribers: object) -> list[pykka.ActorRef[Any]]:
-    """``start(subscribers=...)``: an iterable of ``pykka.ActorRef``s of running actors."""
-    if isinstance(subscribers, pykka.ActorRef):
-        raise TypeError(
-            f"subscribers must be an iterable of pykka.ActorRef, not one ActorRef: write "
-            f"subscribers=[{subscribers!r}]"
-        )
-    if isinstance(subscribers, str | bytes | Mapping) or not isinstance(subscribers, Iterable):
-        raise TypeError(f"subscribers must be an iterable of pykka.ActorRef, not {subscribers!r}")
-    refs = list(subscribers)
-    for index, ref in enumerate(refs):
-        if not isinstance(ref, pykka.ActorRef):
-            hint = (
-                " (a callable: give it as on_process_startup or on_process_termination, or "
-                "wrap it in an actor)"
-                if callable(ref)
-                else ""
-            )
-            raise TypeError(f"subscribers[{index}] must be a pykka.ActorRef, not {ref!r}{hint}")
-        if not ref.is_alive():
-            raise ValueError(f"subscribers[{index}] is an actor that has stopped: {ref!r}")
-    return refs
 
 
 @atexit.register

@@ -78,7 +78,7 @@ from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import publish, subscriber_for
 from juicectl.connection import Connection
 from juicectl.controller import ProcessController
-from juicectl.exceptions import ControllerClosed, ProcessLaunchError, ProcessUnavailable
+from juicectl.exceptions import ControllerClosed, ProcessUnavailable
 from juicectl.launch import LaunchSession, open_session
 from juicectl.messages import (
     GaveUp,
@@ -355,12 +355,15 @@ class PoolActor(pykka.ThreadingActor):
         self._slot_numbers = itertools.count(0)
         self._max_size = options.max_size  # lowered for good by each worker that leaves
         self._stopping = False
-        self._launch_error: ProcessLaunchError | None = None  # the last, until one serves
+        # Why the last start failed, until a worker serves: calls fail with it meanwhile.
+        self._start_error: ProcessUnavailable | None = None
+        self._last_failure: str | None = None  # the last start failure or loss, for messages
         self._stop_waiters: list[ReplyFuture[dict[str, StopResult | None]]] = []
         self._results: dict[str, StopResult | None] = {}
         self._timers: list[TimerHandle] = []
         self._recycles_due: list[_Worker] = []  # waiting for the replacement starting now
         self._tick: TimerHandle | None = None
+        self._ended = False  # _end_of_life() has run
         self._figures = {"started": 0, "recycled": 0, "replaced": 0, "left": 0, "grown": 0,
                          "shrunk": 0, "lost": 0}
 
@@ -368,10 +371,18 @@ class PoolActor(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         """Start ``min_size`` workers at once, and the timer if idle or age limits are set."""
-        for _ in range(self._options.min_size):
-            self._add_slot()
-        self._publish_routes()
-        self._arm_tick()
+        try:
+            for _ in range(self._options.min_size):
+                self._add_slot()
+            self._publish_routes()
+            self._arm_tick()
+        except Exception:
+            # pykka stops an actor whose on_start raised without on_stop or on_failure: the
+            # requests held for the first workers would wait forever, and the workers
+            # started before the failure would run on.
+            self._log.exception("pool_failed")
+            self._end_of_life()
+            self.stop()
 
     # --- dispatch ---------------------------------------------------------------------------
 
@@ -564,7 +575,7 @@ class PoolActor(pykka.ThreadingActor):
         worker.route = Route(worker.slot, worker.name, connection, self._dispatcher)
         worker.ready_at = self._clock()
         worker.idle_ticks, worker.calls_seen = 0, 0
-        self._launch_error = None
+        self._start_error = None
         if self._stopping:
             return (worker, Event.STOP)
         old = worker.replacing
@@ -587,10 +598,12 @@ class PoolActor(pykka.ThreadingActor):
 
     def _note_start_failed(self, worker: _Worker, message: WorkerStartFailed) -> None:
         self._log.warning("worker_start_failed", worker=worker.name, error=str(message.error))
-        if isinstance(message.error, ProcessLaunchError):
-            # It could not be launched at all: requests would wait for restarts that fail
-            # alike. While no worker serves, they fail at once, with the reason.
-            self._launch_error = message.error
+        if isinstance(message.error, ProcessUnavailable):
+            # It could not be launched, or its child ended before it was ready: requests would
+            # wait for restarts that likely fail alike. While no worker serves, they fail at
+            # once, with the reason, as a lone controller's do.
+            self._start_error = message.error
+            self._last_failure = f"{worker.name}: {message.error}"
             self._publish_routes()
 
     def _settle_loss(self, worker: _Worker, message: ProcessTerminated) -> None:
@@ -608,6 +621,7 @@ class PoolActor(pykka.ThreadingActor):
         # when the child ended by itself: then the write order says what it can have started.
         order_known = reason.how in ("exited", "signaled")
         resent, failed = self._dispatcher.settle_lost(connection, order_known=order_known)
+        self._last_failure = f"{worker.name}: {reason.describe()}"
         self._log.warning("worker_lost", worker=worker.name, reason=reason.describe(),
                           resent=resent, failed=failed)
         self._publish(WorkerLost(self._name, worker.name, reason, resent, failed))
@@ -763,11 +777,12 @@ class PoolActor(pykka.ThreadingActor):
         coming = 0 if self._stopping else sum(1 for number in self._slots if number not in serving)
         unserved: BaseException | None = None
         if not self._stopping and not self._slots and not can_grow:
+            last = f" (the last: {self._last_failure})" if self._last_failure else ""
             unserved = ProcessUnavailable(
-                f"pool {self._name!r} has no worker left: every one gave up and left"
+                f"pool {self._name!r} has no worker left: every one gave up and left{last}"
             )
-        elif not routes and self._launch_error is not None:
-            unserved = self._launch_error
+        elif not routes and self._start_error is not None:
+            unserved = self._start_error
         self._dispatcher.publish(routes, slots, can_grow=can_grow, coming=coming,
                                  unserved=unserved)
 
@@ -856,6 +871,14 @@ class PoolActor(pykka.ThreadingActor):
         self._end_of_life()
 
     def _end_of_life(self) -> None:
+        if not self._ended:  # once: on_start's failure, then pykka's own stop
+            self._ended = True
+            self._close_everything()
+        for waiter in self._stop_waiters:
+            waiter.try_set(dict(self._results))
+        self._stop_waiters = []
+
+    def _close_everything(self) -> None:
         self._cancel_timers()
         self._dispatcher.close(ControllerClosed(f"pool {self._name!r} is closed"))
         for worker in list(self._workers.values()):
@@ -866,9 +889,6 @@ class PoolActor(pykka.ThreadingActor):
                 parts = (worker.controller, worker.hooks, worker.session)
                 if not start_daemon(_close_worker, f"juicectl-pool-close-{worker.name}", *parts):
                     _close_worker(*parts)  # no thread to be had: here, one at a time
-        for waiter in self._stop_waiters:
-            waiter.try_set(dict(self._results))
-        self._stop_waiters = []
 
 
 def _where(spec: LaunchSpec) -> str:

@@ -120,7 +120,7 @@ class PoolOptions:
             min_size = max_size = os.cpu_count() or 1
         elif max_size is None:
             assert min_size is not None
-            max_size = max(min_size, 1)
+            max_size = max(_check_count("min_size", min_size, least=0), 1)
         elif min_size is None:
             min_size = min(1, max_size) if isinstance(max_size, int) else 1
         return cls(min_size=min_size, max_size=max_size, **options)  # type: ignore[arg-type]

@@ -13,7 +13,6 @@ import dataclasses
 import itertools
 import os
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -21,6 +20,12 @@ import pykka
 
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
+from juicectl._start_checks import (
+    check_hook,
+    checked_name,
+    checked_policy,
+    checked_subscribers,
+)
 from juicectl.child._runtime import BUSY_POLL_ENV
 from juicectl.connection import Connection
 from juicectl.exceptions import ControllerClosed
@@ -38,7 +43,9 @@ __all__ = ["ProcessPool"]
 log = get_logger(__name__)
 
 _names = itertools.count(1)
-_open_pools: weakref.WeakSet[ProcessPool] = weakref.WeakSet()
+# Held strongly until close(): a handle the application dropped still has its actors and
+# its child, which the exit-time close must stop as it stops the others.
+_open_pools: set[ProcessPool] = set()
 _open_lock = threading.Lock()
 
 Hook = Callable[[], Any] | pykka.ActorRef[Any] | None
@@ -189,15 +196,19 @@ class ProcessPool:
             max_queued=max_queued,
             on_give_up=on_give_up,
         )
-        policy = restart if restart is not None else RestartPolicy()
-        if not isinstance(policy, RestartPolicy):
-            raise TypeError(f"restart must be a RestartPolicy, not {policy!r}")
+        policy = checked_policy(restart)
+        # The workers' hooks and subscribers are checked here, as a controller's are: a bad
+        # one would otherwise fail each worker's start inside the pool actor.
+        check_hook(on_process_startup, "on_process_startup")
+        check_hook(on_process_termination, "on_process_termination")
+        worker_refs = checked_subscribers(worker_subscribers, "worker_subscribers")
+        pool_refs = checked_subscribers(subscribers)
+        name = checked_name(name, lambda: f"pool-{next(_names)}")
         plan = spin_plan(_local_workers(placements, options.max_size), os.cpu_count() or 1,
                          parent=spec.connection.busy_poll, worker=worker_busy_poll)
         placements = [_pool_spec(placement, plan, explicit=worker_busy_poll is not None)
                       for placement in placements]
         spec = placements[0]
-        name = name or f"pool-{next(_names)}"
 
         holder: list[pykka.ActorRef[Any]] = []
 
@@ -217,10 +228,10 @@ class ProcessPool:
         )
         actor_ref = PoolActor.start(
             name, placements, policy, options, dispatcher,
-            worker_subscribers=list(worker_subscribers),
+            worker_subscribers=worker_refs,
             on_process_startup=on_process_startup,
             on_process_termination=on_process_termination,
-            subscribers=list(subscribers),
+            subscribers=pool_refs,
         )
         holder.append(actor_ref)
         log.info("pool_started", pool=name, argv=list(spec.argv), min_size=options.min_size,

@@ -170,3 +170,49 @@ def test_interpreter_exit_stops_an_open_pools_workers(tmp_path: Path, threads: s
     assert stdout == "at exit: workers gone True\n"
     assert stderr == ""
     assert process.returncode == 0
+
+
+DROPPED = '''
+import atexit, gc, os, sys, time
+def report():
+    gone = [pid for pid in pids if not os.path.exists(f"/proc/{pid}")
+            or open(f"/proc/{pid}/stat").read().split()[2] == "Z"]
+    print("at exit: children gone", sorted(gone) == sorted(pids), flush=True)
+atexit.register(report)
+from juicectl import ProcessController, ProcessPool
+from juicectl.examples.echo import Echo
+argv = [sys.executable, "-m", "juicectl.child", "juicectl.examples.echo:EchoWorker"]
+
+def use_a_controller():
+    ctl = ProcessController.start(argv, name="dropped")
+    pid = ctl.get_process().get(timeout=30).pid
+    assert ctl.call(Echo, value="hi", timeout=10)["value"] == "hi"
+    return [pid]
+
+def use_a_pool():
+    pool = ProcessPool.start(argv, size=2, name="dropped")
+    deadline = time.monotonic() + 30
+    while pool.stats()["size"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool.call(Echo, value="hi").get(timeout=10)["value"] == "hi"
+    return [w["pid"] for w in pool.stats()["workers"]]
+
+pids = use_a_controller() if sys.argv[1:] == ["controller"] else use_a_pool()
+gc.collect()  # the handle is gone; its actors and children are not
+print("pid", pids[0], flush=True)
+print("hi", flush=True)
+'''
+
+
+@pytest.mark.parametrize("what", ["controller", "pool"])
+def test_interpreter_exit_stops_a_dropped_handles_children(tmp_path: Path, what: str) -> None:
+    # An application that let go of its handle without close() (as ``async def main()`` does
+    # with a local) still has its actors and children: exit stops them as any others.
+    app = tmp_path / "app.py"
+    app.write_text(DROPPED, "utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    done = subprocess.run([sys.executable, str(app), what], cwd=tmp_path, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "at exit: children gone True", done
+    assert done.stderr == ""
+    assert done.returncode == 0

@@ -41,7 +41,20 @@ MakePool = Callable[..., ProcessPool]
         ({"size": 1, "max_per_worker": 0}, ValueError, "max_per_worker"),
         ({"size": 1, "max_queued": -1}, ValueError, "max_queued"),
         ({"size": 1, "on_give_up": "retry"}, ValueError, "on_give_up"),
-        ({"size": 1, "restart": "permanent"}, TypeError, "restart must be a RestartPolicy"),
+        ({"size": 1, "restart": "permanent"}, TypeError,
+         "restart must be a juicectl.RestartPolicy"),
+        ({"min_size": "1"}, TypeError, "min_size must be an int"),
+        ({"size": 1, "on_process_startup": 5}, TypeError, "on_process_startup must be"),
+        ({"size": 1, "on_process_termination": "x"}, TypeError, "on_process_termination must"),
+        ({"size": 1, "on_process_startup": lambda event: None}, TypeError,
+         "on_process_startup must be .* cannot be called with 0 arguments"),
+        ({"size": 1, "worker_subscribers": [5]}, TypeError,
+         r"worker_subscribers\[0\] must be a pykka.ActorRef"),
+        ({"size": 1, "subscribers": [print]}, TypeError,
+         r"subscribers\[0\] must be a pykka.ActorRef, not .*\(a callable"),
+        ({"size": 1, "subscribers": 5}, TypeError, "subscribers must be an iterable"),
+        ({"size": 1, "name": 5}, TypeError, "name must be a str or None"),
+        ({"size": 1, "name": ""}, ValueError, "name must be a non-empty str"),
         ({"size": 1, "worker_busy_poll": 1}, ValueError, "busy_poll"),
         ({"size": 1, "startup_timeout": 0}, ValueError, "startup_timeout"),
     ],
@@ -85,8 +98,48 @@ def test_a_worker_that_gives_up_leaves_and_the_pool_says_so(make_pool: MakePool)
     gave_up = next(e for e in events if isinstance(e, WorkerGaveUp))
     assert gave_up.replaced is False
     wait_until(lambda: pool.stats()["slots"] == 0)
-    with pytest.raises(ProcessUnavailable, match="no worker left"):
+    with pytest.raises(ProcessUnavailable,
+                       match=r"no worker left: .*\(the last: .*exited with status 3\)"):
         pool.call(Echo, value="y")
+
+
+def test_a_worker_whose_child_ends_before_it_is_ready_fails_the_calls_with_why(
+    make_pool: MakePool,
+) -> None:
+    # As a lone controller fails them: held, they would wait for restarts that fail alike.
+    policy = RestartPolicy(initial_delay=1.0, jitter=0.0)
+    pool = make_pool([sys.executable, "-c", "import sys; sys.exit(3)"], size=2, restart=policy)
+    with pytest.raises(ProcessUnavailable, match="exited with status 3"):
+        pool.call(Echo, value="x").get(timeout=20)
+    with pytest.raises(ProcessUnavailable, match="exited with status 3"):
+        pool.call(Echo, value="y").get(timeout=20)
+
+
+def test_a_pool_whose_start_fails_midway_closes_what_it_started(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from juicectl.exceptions import ControllerClosed
+    from juicectl.pool._actor import PoolActor
+
+    started: list[ProcessPool] = []
+    add_slot = PoolActor._add_slot
+    calls = iter(range(10))
+
+    def second_fails(self: PoolActor) -> None:
+        if next(calls) == 1:
+            raise RuntimeError("no second slot")
+        add_slot(self)
+
+    monkeypatch.setattr(PoolActor, "_add_slot", second_fails)
+    pool = ProcessPool.start(WORKER, size=2)
+    started.append(pool)
+    try:
+        # pykka stops an actor whose on_start raised without on_stop: the pool closes itself.
+        with pytest.raises(ControllerClosed):
+            pool.call(Echo, value="x").get(timeout=20)
+        wait_until(lambda: not pykka.ActorRegistry.get_all())
+    finally:
+        pool.close()
 
 
 def test_a_worker_that_gives_up_is_replaced(make_pool: MakePool, tmp_path: object) -> None:
