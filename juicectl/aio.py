@@ -369,7 +369,9 @@ class AsyncProcessPool:
         return await asyncio.to_thread(self.pool.stats)
 
     async def close(self, timeout: float | None = None) -> dict[str, StopResult | None] | None:
-        """Stop every worker (in parallel) and the pool (waits on a worker thread)."""
+        """Stop every worker (in parallel) and the pool (waits on a worker thread); returns
+        what ``ProcessPool.close()`` returns."""
+        timeout = check_timeout(timeout, "timeout", none=True)
         return await asyncio.to_thread(self.pool.close, timeout)
 
     async def __aenter__(self) -> AsyncProcessPool:

@@ -42,7 +42,13 @@ from juicectl.messages import (
     _GetMode,
     _GetStats,
 )
-from juicectl.policy import ConnectionOptions, LaunchSpec, Readiness, RestartPolicy
+from juicectl.policy import (
+    ConnectionOptions,
+    LaunchSpec,
+    Readiness,
+    RestartPolicy,
+    check_timeout,
+)
 
 log = get_logger(__name__)
 
@@ -300,7 +306,13 @@ class ProcessController:
         ``StopResult`` (``"not_running"`` if no child ran), also when the actors were already
         stopped (``ActorRegistry.stop_all()`` stops the child the same way and closes the
         controller); None from a second call, or if the stop did not end within ``timeout``
-        (default: the escalation's bound)."""
+        (default: the escalation's bound; a number of seconds above 0). After a timed-out
+        close the stop goes on in the background and ends within the escalation's bound.
+
+        Raises:
+            TypeError, ValueError: ``timeout`` is not None or a number of seconds above 0.
+        """
+        timeout = check_timeout(timeout, "timeout", none=True)
         if self._closed:
             return None
         self._closed = True

@@ -32,7 +32,13 @@ from juicectl.exceptions import ControllerClosed
 from juicectl.juice import Command, Limits
 from juicectl.launch import Launcher, LocalLauncher
 from juicectl.messages import StopResult
-from juicectl.policy import ConnectionOptions, LaunchSpec, Readiness, RestartPolicy
+from juicectl.policy import (
+    ConnectionOptions,
+    LaunchSpec,
+    Readiness,
+    RestartPolicy,
+    check_timeout,
+)
 from juicectl.pool._actor import PoolActor
 from juicectl.pool._dispatch import Dispatcher, PoolFuture
 from juicectl.pool._messages import GetPoolStats, StopPool
@@ -315,7 +321,17 @@ class ProcessPool:
 
     def close(self, timeout: float | None = None) -> dict[str, StopResult | None] | None:
         """Stop the pool (``stop()``) and wait: one controller's stop bound, not one per
-        worker, since they stop in parallel. Idempotent; also run at interpreter exit."""
+        worker, since they stop in parallel. Idempotent; also run at interpreter exit.
+
+        Returns each worker's ``StopResult`` by name; None from a second call, or if the stop
+        did not end within ``timeout`` (default: one controller's stop bound; a number of
+        seconds above 0): then the workers' stops go on in the background and end within
+        their bound.
+
+        Raises:
+            TypeError, ValueError: ``timeout`` is not None or a number of seconds above 0.
+        """
+        timeout = check_timeout(timeout, "timeout", none=True)
         if self._closed:
             return None
         self._closed = True

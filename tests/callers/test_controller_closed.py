@@ -57,3 +57,23 @@ def test_the_fake_controller_agrees() -> None:
     with pytest.raises(ControllerClosed):
         shout(ctl, "again", attempts=1000, tries=tries)
     assert tries == [0]
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error", "message"),
+    [(-1, ValueError, "timeout must be > 0 seconds or None, not -1"),
+     (0, ValueError, "timeout must be > 0 seconds"),
+     ("1", TypeError, "timeout must be a number of seconds or None, not '1'")],
+)
+def test_a_bad_close_timeout_is_named_and_the_controller_stays_open(
+    timeout: object, error: type, message: str,
+) -> None:
+    controller = ProcessController.start(WORKER)
+    try:
+        assert controller.call(Echo, value="a", timeout=20) == {"value": "a"}
+        with pytest.raises(error, match=message):
+            controller.close(timeout=timeout)  # type: ignore[arg-type]
+        assert controller.call(Echo, value="b", timeout=20) == {"value": "b"}
+    finally:
+        result = controller.close()
+    assert result is not None and result.how == "clean"

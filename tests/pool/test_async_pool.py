@@ -42,3 +42,16 @@ async def test_awaited_requests_survive_a_killed_worker() -> None:
         failed = [r for r in results if isinstance(r, ProcessUnavailable)]
         assert len(failed) <= 1
         assert len([r for r in results if isinstance(r, dict)]) == 8 - len(failed)
+
+
+@pytest.mark.asyncio
+async def test_a_bad_close_timeout_is_named_and_the_pool_stays_open() -> None:
+    pool = AsyncProcessPool.start(WORKER, size=1, restart=QUICK)
+    try:
+        with pytest.raises(ValueError, match="timeout must be > 0 seconds or None, not -1"):
+            await pool.close(timeout=-1)
+        with pytest.raises(TypeError, match="timeout must be a number of seconds or None"):
+            pool.pool.close(timeout="x")  # type: ignore[arg-type]
+        assert await pool.call(Echo, value="still") == {"value": "still"}
+    finally:
+        await pool.close()
