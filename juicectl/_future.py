@@ -79,7 +79,10 @@ class ReplyFuture(pykka.Future[T]):
 
         Raises:
             pykka.Timeout: not settled within ``timeout``.
+            TypeError, ValueError: ``timeout`` is not None or a finite number >= 0.
         """
+        if timeout is not None:
+            check_wait(timeout)
         if not self._settled:
             if self._hooked:
                 return pykka.Future.get(self, timeout=timeout)  # runs the hook, once
@@ -174,6 +177,27 @@ class ReplyFuture(pykka.Future[T]):
                 # connection's reader, or a caller reading its own): a callback that raises
                 # must not stop it, nor lose the answers after this one.
                 _log.exception("future_callback_failed", callback=repr(callback))
+
+
+def check_wait(timeout: object) -> None:
+    """A ``get(timeout=...)`` other than None: a finite number of seconds, 0 or more (0: do
+    not wait); else ``TypeError`` or ``ValueError`` saying so."""
+    kind = type(timeout)
+    if kind is float:
+        if 0.0 <= timeout < _INFINITY:  # type: ignore[operator]  # a float, checked above
+            return
+    elif kind is int:
+        if timeout >= 0:  # type: ignore[operator]  # an int, checked above
+            return
+    elif isinstance(timeout, int | float) and not isinstance(timeout, bool):
+        check_wait(float(timeout))  # a subclass of int or float
+        return
+    else:
+        raise TypeError(f"timeout must be a number of seconds or None, not {timeout!r}")
+    raise ValueError(f"timeout must be a finite number of seconds, 0 or more, not {timeout!r}")
+
+
+_INFINITY = float("inf")
 
 
 def has_get_hook(future: pykka.Future[Any]) -> bool:

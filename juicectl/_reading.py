@@ -99,8 +99,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pykka
+
 from juicectl._busy_poll import BusyPoll
-from juicectl._future import ReplyFuture
+from juicectl._future import ReplyFuture, check_wait
 from juicectl._main_thread import MAIN_THREAD_SLICE, on_main_thread, poll_slice
 from juicectl._pipe import wait_writable
 from juicectl.juice import ProtocolError
@@ -191,11 +193,22 @@ class RequestFuture(ReplyFuture[dict[str, Any]]):
     context: Any = None
 
     def get(self, *, timeout: float | None = None) -> Any:
-        """The response fields (or raise); wait up to ``timeout`` seconds (None: forever)."""
+        """The response fields (or raise); wait up to ``timeout`` seconds (None: forever).
+
+        Raises:
+            pykka.Timeout: no answer within ``timeout``.
+            TypeError, ValueError: ``timeout`` is not None or a finite number >= 0.
+        """
         reading = self.reading
         if reading is not None and not self.done() and not self.has_get_hook():
-            timeout = reading.wait(self, timeout)
-        return _reply_get(self, timeout=timeout)  # ReplyFuture.get, without super()
+            if timeout is not None:
+                check_wait(timeout)  # before the read role is taken
+            try:
+                # ReplyFuture.get, without super(), for the time left after reading.
+                return _reply_get(self, timeout=reading.wait(self, timeout))
+            except pykka.Timeout:
+                raise pykka.Timeout(f"{timeout} seconds") from None  # the caller's, not 0.0
+        return _reply_get(self, timeout=timeout)
 
     def add_done_callback(self, callback: Callable[[ReplyFuture[dict[str, Any]]], None]) -> None:
         """Call ``callback(future)`` once settled (at once if it already is)."""
@@ -375,8 +388,10 @@ class ReadRole:
             else:
                 self._callers_waited = True
         if lead:
-            deadline = None if timeout is None else time.monotonic() + timeout
+            deadline = None
             try:
+                if timeout is not None:
+                    deadline = time.monotonic() + timeout
                 self._read_for(future, deadline)
             finally:
                 self._leave()

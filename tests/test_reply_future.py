@@ -169,3 +169,21 @@ def test_ctrl_c_raises_in_a_get_on_the_main_thread(timeout: float | None) -> Non
     assert seen.raised_before_release
     future.try_set(2)
     assert future.get(timeout=0) == 2
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error", "message"),
+    [("1", TypeError, "timeout must be a number of seconds or None, not '1'"),
+     (True, TypeError, "timeout must be a number of seconds or None, not True"),
+     (-1, ValueError, "timeout must be a finite number of seconds, 0 or more, not -1"),
+     (float("inf"), ValueError, "not inf"),
+     (float("nan"), ValueError, "not nan")],
+)
+def test_a_bad_get_timeout_is_named(timeout: object, error: type, message: str) -> None:
+    future: ReplyFuture[int] = ReplyFuture()
+    with pytest.raises(error, match=message):
+        future.get(timeout=timeout)  # type: ignore[arg-type]
+    future.try_set(1)
+    with pytest.raises(error, match=message):
+        future.get(timeout=timeout)  # type: ignore[arg-type]
+    assert future.get(timeout=0) == 1

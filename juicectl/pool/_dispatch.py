@@ -76,7 +76,7 @@ from typing import Any
 
 import pykka
 
-from juicectl._future import ReplyFuture
+from juicectl._future import ReplyFuture, check_wait
 from juicectl._main_thread import one_slice
 from juicectl._reading import RequestFuture
 from juicectl._timer import TimerHandle, call_later
@@ -272,7 +272,12 @@ class PoolFuture(RequestFuture):
             return _request_get(self, timeout=timeout)  # the caller reads its own answer
         if self._settled or self._hooked:
             return _reply_get(self, timeout=timeout)
-        return self._dispatcher.wait(self, timeout)
+        if timeout is not None:
+            check_wait(timeout)
+        try:
+            return self._dispatcher.wait(self, timeout)
+        except pykka.Timeout:
+            raise pykka.Timeout(f"{timeout} seconds") from None  # the caller's, not what was left
 
     def add_done_callback(self, callback: Callable[[ReplyFuture[dict[str, Any]]], None]) -> None:
         """Call ``callback(future)`` once the outcome is known (at once if it is)."""
