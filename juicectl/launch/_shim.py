@@ -20,6 +20,9 @@ What it does, and why:
   went away), or it gets SIGTERM, SIGHUP or SIGINT. On a hangup of stdin the worker saw end
   of input too, and gets ``grace`` seconds to exit by itself; in every other case it gets
   SIGTERM at once. Then, ``grace`` seconds after SIGTERM, SIGKILL.
+* **The worker dies with it:** the worker's parent-death signal is SIGKILL, so a shim killed
+  outright (which can end nothing itself) still takes the worker along; the worker's own
+  children are then left to the next subreaper, or init.
 * **It passes the worker's exit back:** once the worker has exited, what is left of its group
   and every re-parented descendant get SIGKILL and are reaped, then the shim exits with the
   worker's exit status, or with 128 + the signal that ended it, after a line on stderr that
@@ -145,12 +148,18 @@ def _start_worker(options: _Options) -> int:
     be started (the exec's error comes back through a close-on-exec pipe)."""
     report_r, report_w = os.pipe()
     env = options.environment()
+    shim = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: single-threaded (the shim starts no thread), so Python is safe
         stage = "setup"
         try:
             os.close(report_r)
             os.setpgid(0, 0)
+            # A shim killed outright (SIGKILL, the OOM killer) cannot end the worker: the
+            # kernel does then. Checked after, for a shim that died before the call.
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != shim:
+                os._exit(127)
             for signum in (*_ENDING, signal.SIGCHLD, signal.SIGPIPE):
                 signal.signal(signum, signal.SIG_DFL)
             if hasattr(signal, "SIGXFSZ"):

@@ -138,6 +138,21 @@ def test_a_signal_to_the_shim_ends_the_group(mark: str, signum: int) -> None:
     assert processes_marked(mark) == []
 
 
+def test_a_shim_killed_outright_takes_its_worker_along(mark: str) -> None:
+    # SIGKILL leaves the shim no time to end the group; the worker's parent-death signal
+    # ends the worker (grandchildren would be left to the subreaper above, or to init).
+    worker = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+              "print('ready', flush=True); time.sleep(600)")
+    process = shim(sys.executable, "-c", worker, mark=mark, stdin=subprocess.PIPE,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"ready\n"
+    assert len(processes_marked(mark)) == 2  # the shim and the worker
+    process.kill()
+    assert finish(process)[0] == -signal.SIGKILL
+    wait_for(lambda: not processes_marked(mark), GONE_WITHIN, "the worker gone")
+
+
 def test_the_death_of_its_parent_ends_the_group(mark: str) -> None:
     # The shim's stdin and stdout stay open (this test holds them): only its parent dies.
     parent_code = textwrap.dedent("""
