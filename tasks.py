@@ -45,18 +45,16 @@ def ensure_venv(extras: str) -> None:
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
     stamp = VENV / f".installed-{extras or 'base'}-{digest}"
-    if stamp.exists():
-        _plain_dev_path()  # a later pip install (another extra) writes the hook again
-        _compile_bytecode()
-        return
-    spec = f".[{extras}]" if extras else "."
-    quiet = ["-q"] if os.environ.get("CI") else []
-    if _run(PYTHON, "-m", "pip", "install", *quiet, "--disable-pip-version-check",
-            "-e", spec) != 0:
-        sys.exit("installing the package into .venv failed")
+    if not stamp.exists():
+        spec = f".[{extras}]" if extras else "."
+        quiet = ["-q"] if os.environ.get("CI") else []
+        if _run(PYTHON, "-m", "pip", "install", *quiet, "--disable-pip-version-check",
+                "-e", spec) != 0:
+            sys.exit("installing the package into .venv failed")
+        stamp.touch()
+    # Every run: a later pip install (another extra) writes the hook again, and sources change.
     _plain_dev_path()
     _compile_bytecode()
-    stamp.touch()
 
 
 #: The checkout's folders of Python that children of the tests and benchmarks import.
