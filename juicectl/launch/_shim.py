@@ -42,6 +42,10 @@ import select
 import sys
 import time
 
+TYPE_CHECKING = False  # `typing` is not imported at run time: the shim's start-up is short
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 try:  # the C module: `signal` imports enum, which costs a start-up 5 to 10 ms more
     import _signal as signal  # type: ignore[import-not-found]  # (no stubs)
 except ImportError:  # pragma: no cover - an interpreter without it
@@ -101,12 +105,40 @@ def _prctl(option: int, value: int) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(option, value, 0, 0, 0) == 0)
+        call = _prctl_call()
+        return bool(call(option, value) == 0)
     except Exception:
         return False
+
+
+_PRCTL: list[Callable[[int, int], int]] = []
+
+
+def _prctl_call() -> Callable[[int, int], int]:
+    """``prctl`` as a callable of (option, value), found once. Through ``_ctypes`` itself
+    where it can: ``import ctypes`` costs this start-up 3 to 5 ms more, and the shim's
+    start-up is on the path of every remote start."""
+    if not _PRCTL:
+        try:
+            import _ctypes
+
+            # None: the program itself, whose libc has prctl.
+            handle = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]
+            address = _ctypes.dlsym(handle, "prctl")
+            call_function = _ctypes.call_function
+
+            def call(option: int, value: int) -> int:
+                return int(call_function(address, (option, value, 0, 0, 0)))
+        except (ImportError, AttributeError, OSError):
+            import ctypes
+
+            prctl = ctypes.CDLL(None).prctl
+
+            def call(option: int, value: int) -> int:
+                return int(prctl(option, value, 0, 0, 0))
+
+        _PRCTL.append(call)
+    return _PRCTL[0]
 
 
 class _Options:

@@ -153,6 +153,29 @@ def test_a_shim_killed_outright_takes_its_worker_along(mark: str) -> None:
     wait_for(lambda: not processes_marked(mark), GONE_WITHIN, "the worker gone")
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_the_shim_starts_light_and_still_sets_the_parent_death_signal(mark: str) -> None:
+    # The shim's start-up is on the path of every remote start: ctypes (3 to 5 ms), typing
+    # and enum (5 to 10 ms) stay out of it, and prctl still reaches the kernel.
+    read_signal = (
+        "import ctypes; value = ctypes.c_int(); "
+        "ctypes.CDLL(None).prctl(2, ctypes.byref(value), 0, 0, 0); print(value.value)"
+    )
+    env = {**os.environ, MARK: mark}
+    env.pop("PYTHONPROFILEIMPORTTIME", None)
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-X", "importtime", "-c", shim_source(), "--",
+         sys.executable, "-I", "-c", read_signal],
+        env=env, capture_output=True, text=True, timeout=GONE_WITHIN,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(int(signal.SIGKILL))  # PR_GET_PDEATHSIG in the worker
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "posix" in imported  # the report is there: the shim's own imports are listed
+    assert not imported & {"ctypes", "typing", "enum", "signal"}
+
+
 def test_the_death_of_its_parent_ends_the_group(mark: str) -> None:
     # The shim's stdin and stdout stay open (this test holds them): only its parent dies.
     parent_code = textwrap.dedent("""
