@@ -7,14 +7,14 @@ callers choose how long to wait, and an actor that holds a controller never bloc
 
 from __future__ import annotations
 
-import atexit
+import functools
 import itertools
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pykka
 
+from juicectl import _exit as exit_close
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
 from juicectl._start_checks import (
@@ -56,10 +56,6 @@ log = get_logger(__name__)
 _DEFAULTS = ConnectionOptions()
 
 _names = itertools.count(1)
-# Held strongly until close(): a handle the application dropped still has its actors and
-# its child, which the exit-time close must stop as it stops the others.
-_open_controllers: set[ProcessController] = set()
-_open_lock = threading.Lock()
 
 Hook = Callable[[], Any] | pykka.ActorRef[Any] | None
 ProcessFactory = Callable[[pykka.ActorRef[Any], int, LaunchSpec], pykka.ActorRef[Any]]
@@ -79,9 +75,12 @@ class ProcessController:
         name: str,
         spec: LaunchSpec,
         end_of_life: ReplyFuture[EndOfLife] | None = None,
+        *,
+        owned: bool = False,
     ) -> None:
         """Use ``ProcessController.start()``; this wraps an already started controller actor
-        (``end_of_life``: the future that actor sets as it stops, if it was given one)."""
+        (``end_of_life``: the future that actor sets as it stops, if it was given one;
+        ``owned``: a pool's worker, which its pool closes, also at exit)."""
         self._actor = actor_ref
         self.name = name
         self.spec = spec
@@ -89,8 +88,8 @@ class ProcessController:
         self._hooks: list[pykka.ActorRef[Any]] = []
         self._end_of_life = end_of_life
         self._launch_session: LaunchSession | None = None
-        with _open_lock:
-            _open_controllers.add(self)
+        wave = exit_close.Wave.OWNED if owned else exit_close.Wave.OWNERS
+        exit_close.enter(wave, self, self._begin_close)
 
     @classmethod
     def start(
@@ -313,16 +312,29 @@ class ProcessController:
             TypeError, ValueError: ``timeout`` is not None or a number of seconds above 0.
         """
         timeout = check_timeout(timeout, "timeout", none=True)
+        finish = self._begin_close(timeout)
+        return None if finish is None else finish()
+
+    def _begin_close(self, timeout: float | None = None) -> Callable[[], StopResult | None] | None:
+        """Tell the actor to close, without waiting; the wait for the end, or None when
+        the controller was closed already (the exit-time close begins every close first)."""
         if self._closed:
             return None
         self._closed = True
-        with _open_lock:
-            _open_controllers.discard(self)
+        exit_close.leave(self)
         future: ReplyFuture[StopResult] = ReplyFuture()
         # No recheck: closing stops the actor, which settles this future as it stops.
         if not self._tell(_Close(future), future, recheck=False):
-            self._release()
-            return self._result_of_end()
+            return self._ended
+        return functools.partial(self._finish_close, future, timeout)
+
+    def _ended(self) -> StopResult | None:
+        self._release()
+        return self._result_of_end()
+
+    def _finish_close(
+        self, future: ReplyFuture[StopResult], timeout: float | None
+    ) -> StopResult | None:
         spec = self.spec
         bound = timeout if timeout is not None else (
             spec.stop_timeout + 2 * spec.kill_timeout + spec.startup_timeout + 5
@@ -334,16 +346,14 @@ class ProcessController:
             result: StopResult = future.get(timeout=bound)
         except pykka.Timeout:
             if not self._actor.is_alive():
-                self._release()
-                return self._result_of_end()
+                return self._ended()
             log.warning("close_timed_out", controller=self.name, timeout=bound)
             self._actor.stop(block=False)
             self._release()
             return None
         except ControllerClosed:
             # The actor stopped with a child still running (its process actor stops it).
-            self._release()
-            return self._result_of_end()
+            return self._ended()
         if self._actor.is_alive():
             self._actor.stop(block=True, timeout=5)
         self._release()
@@ -398,15 +408,3 @@ class ProcessController:
 
     def __repr__(self) -> str:
         return f"<ProcessController {self.name} argv={list(self.spec.argv)!r}>"
-
-
-@atexit.register
-def _close_all_at_exit() -> None:
-    """Interpreter exit: stop every child this process still supervises (no orphans)."""
-    with _open_lock:
-        controllers = list(_open_controllers)
-    for controller in controllers:
-        try:
-            controller.close()
-        except Exception:
-            log.exception("close_at_exit_failed", controller=controller.name)

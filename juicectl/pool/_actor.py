@@ -754,7 +754,7 @@ class PoolActor(pykka.ThreadingActor):
                 hook.stop(block=False)
             session.close()
             raise
-        controller = ProcessController(actor_ref, name, spec, end_of_life)
+        controller = ProcessController(actor_ref, name, spec, end_of_life, owned=True)
         worker = _Worker(name, slot.number, controller, hooks, session, replacing=replacing)
         self._workers[name] = worker
         self._figures["started"] += 1

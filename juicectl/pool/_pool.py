@@ -7,17 +7,17 @@ callers' own threads. Every method is thread-safe; ``call()`` returns a future a
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
+import functools
 import itertools
 import os
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pykka
 
+from juicectl import _exit as exit_close
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
 from juicectl._start_checks import (
@@ -49,10 +49,6 @@ __all__ = ["ProcessPool"]
 log = get_logger(__name__)
 
 _names = itertools.count(1)
-# Held strongly until close(): a handle the application dropped still has its actors and
-# its child, which the exit-time close must stop as it stops the others.
-_open_pools: set[ProcessPool] = set()
-_open_lock = threading.Lock()
 
 Hook = Callable[[], Any] | pykka.ActorRef[Any] | None
 
@@ -93,8 +89,7 @@ class ProcessPool:
         self.spin_plan = plan
         """Who busy-polls: the parent's budget and the workers' (see ``docs/pools.md``)."""
         self._closed = False
-        with _open_lock:
-            _open_pools.add(self)
+        exit_close.enter(exit_close.Wave.OWNERS, self, self._begin_close)
 
     @classmethod
     def start(
@@ -332,17 +327,29 @@ class ProcessPool:
             TypeError, ValueError: ``timeout`` is not None or a number of seconds above 0.
         """
         timeout = check_timeout(timeout, "timeout", none=True)
+        finish = self._begin_close(timeout)
+        return None if finish is None else finish()
+
+    def _begin_close(
+        self, timeout: float | None = None
+    ) -> Callable[[], dict[str, StopResult | None] | None] | None:
+        """Tell the pool to stop, without waiting; the wait for the end, or None when the pool
+        was closed already (the exit-time close begins every close first)."""
         if self._closed:
             return None
         self._closed = True
-        with _open_lock:
-            _open_pools.discard(self)
+        exit_close.leave(self)
+        return functools.partial(self._finish_close, self.stop(), timeout)
+
+    def _finish_close(
+        self, stopping: ReplyFuture[dict[str, StopResult | None]], timeout: float | None
+    ) -> dict[str, StopResult | None] | None:
         spec = self.spec
         bound = timeout if timeout is not None else (
             spec.stop_timeout + 2 * spec.kill_timeout + spec.startup_timeout + 10
         )
         try:
-            result = self.stop().get(timeout=bound)
+            result = stopping.get(timeout=bound)
         except pykka.Timeout:
             log.warning("pool_close_timed_out", pool=self.name, timeout=bound)
             self._actor.stop(block=False)
@@ -462,15 +469,3 @@ def _pool_spec(spec: LaunchSpec, plan: SpinPlan, *, explicit: bool = False) -> L
         prepare=prepare,
         connection=dataclasses.replace(spec.connection, busy_poll=plan.parent),
     )
-
-
-@atexit.register
-def _close_all_at_exit() -> None:
-    """Interpreter exit: stop every pool still open (before the controllers' own close)."""
-    with _open_lock:
-        pools = list(_open_pools)
-    for pool in pools:
-        try:
-            pool.close()
-        except Exception:
-            log.exception("pool_close_at_exit_failed", pool=pool.name)

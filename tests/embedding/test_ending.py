@@ -215,3 +215,85 @@ def test_interpreter_exit_stops_a_dropped_handles_children(tmp_path: Path, what:
     assert done.stdout.splitlines()[-1] == "at exit: children gone True", done
     assert done.stderr == ""
     assert done.returncode == 0
+
+
+# A worker whose SIGTERM is a rendezvous: it notes its pid in a shared file, then waits
+# (bounded, a little less than the stop's next step) until every child has noted its own,
+# says how many it saw, and exits. Children stopped one after another would each see only
+# the pids before them.
+RENDEZVOUS_WORKER = '''
+import os, signal, sys, time
+from juicectl.child import JuiceChild
+from juicectl.juice import Command, Float
+
+SEEN = os.environ["RENDEZVOUS"]
+EVERYONE = int(os.environ["RENDEZVOUS_OF"])
+
+def rendezvous(signum, frame):
+    with open(SEEN, "a") as seen:
+        seen.write(f"{os.getpid()}\\n")
+    deadline = time.monotonic() + 3.5
+    while time.monotonic() < deadline:
+        with open(SEEN) as seen:
+            count = len(seen.read().split())
+        if count >= EVERYONE:
+            break
+        time.sleep(0.02)
+    with open(SEEN + ".saw", "a") as saw:
+        saw.write(f"{count}\\n")
+    os._exit(0)
+
+signal.signal(signal.SIGTERM, rendezvous)
+
+class Busy(Command):
+    arguments = [("seconds", Float())]
+
+class Worker(JuiceChild):
+    @Busy.responder
+    def busy(self, seconds):
+        time.sleep(seconds)
+        return {}
+'''
+
+# Three busy children, left open at exit (the pools' workers among them, with a controller of
+# the application's own). Shutdown waits behind the busy request and end of input is not
+# read, so SIGTERM comes after stop_timeout + kill_timeout.
+LEFT_BUSY = '''
+import os, sys, time
+from juicectl import ProcessController, ProcessPool
+from rendezvous_worker import Busy
+argv = [sys.executable, "-m", "juicectl.child", "rendezvous_worker:Worker"]
+bounds = {"stop_timeout": 0.1, "kill_timeout": 4.0}
+if sys.argv[1] == "controllers":
+    for number in range(3):
+        ctl = ProcessController.start(argv, name=f"busy{number}", **bounds)
+        ctl.get_process().get(timeout=30).call(Busy, seconds=600)
+else:
+    for number in range(2):
+        pool = ProcessPool.start(argv, size=1, name=f"busy{number}", **bounds)
+        pool.call(Busy, seconds=600)
+    ctl = ProcessController.start(argv, name="alone", **bounds)
+    ctl.get_process().get(timeout=30).call(Busy, seconds=600)
+time.sleep(0.5)  # the calls written
+print("leaving", flush=True)
+'''
+
+
+@pytest.mark.parametrize("kind", ["controllers", "pools"])
+def test_interpreter_exit_stops_every_busy_child_at_once(tmp_path: Path, kind: str) -> None:
+    (tmp_path / "rendezvous_worker.py").write_text(RENDEZVOUS_WORKER)
+    app = tmp_path / "app.py"
+    app.write_text(LEFT_BUSY)
+    seen = tmp_path / "seen"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "RENDEZVOUS": str(seen),
+           "RENDEZVOUS_OF": "3"}
+    done = subprocess.run([sys.executable, str(app), kind], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "leaving\n"
+    pids = [int(pid) for pid in seen.read_text().split()]
+    assert len(pids) == 3
+    # Each child got its SIGTERM while the others were still there to get theirs.
+    assert (tmp_path / "seen.saw").read_text().split() == ["3", "3", "3"]
+    for pid in pids:
+        wait_for(lambda pid=pid: not alive(pid), what=f"child {pid} gone")
