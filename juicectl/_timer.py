@@ -86,7 +86,9 @@ class _Scheduler:
                     if wait <= 0:
                         handle = heapq.heappop(self._heap)[2]
                         break
-                    self._condition.wait(wait)
+                    # A deadline beyond what a lock can wait (a timeout of years) would
+                    # raise OverflowError here and end the shared thread.
+                    self._condition.wait(min(wait, threading.TIMEOUT_MAX))
             if handle.cancelled:
                 continue
             try:

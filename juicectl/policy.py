@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,12 +28,14 @@ Readiness = Literal["negotiate", "connected"]
 
 
 def check_timeout(value: object, name: str, *, none: bool = False) -> float | None:
-    """``value`` as a timeout: a finite number of seconds above 0 (or None, when ``none``).
+    """``value`` as a timeout: a number of seconds above 0 and at most
+    ``threading.TIMEOUT_MAX`` (about 292 years, the longest a thread can wait), or None when
+    ``none``.
 
     Raises:
         TypeError: ``value`` is not a number (a ``str``, a ``bool``...); the message names
             ``name`` and the value.
-        ValueError: it is 0 or less, infinite or NaN.
+        ValueError: it is 0 or less, above ``threading.TIMEOUT_MAX``, infinite or NaN.
     """
     if value is None and none:
         return None
@@ -42,6 +45,11 @@ def check_timeout(value: object, name: str, *, none: bool = False) -> float | No
     if not (math.isfinite(value) and value > 0):
         expected = "> 0 seconds or None" if none else "> 0 seconds"
         raise ValueError(f"{name} must be {expected}, not {value!r}")
+    if value > threading.TIMEOUT_MAX:
+        raise ValueError(
+            f"{name} must be at most {threading.TIMEOUT_MAX:.0f} seconds (the longest a "
+            f"thread can wait), not {value!r}"
+        )
     return float(value)
 
 

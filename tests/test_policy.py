@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from juicectl import ProcessController
 from juicectl.juice import Limits
 from juicectl.launch import LocalLauncher
 from juicectl.policy import ConnectionOptions, LaunchSpec, RestartPolicy, check_timeout
@@ -105,6 +106,10 @@ BAD_TIMEOUTS: list[tuple[Any, bool, type[Exception], str]] = [
     (math.inf, False, ValueError, "wait must be > 0 seconds, not inf"),
     (math.inf, True, ValueError, "wait must be > 0 seconds or None, not inf"),
     (math.nan, False, ValueError, "wait must be > 0 seconds, not nan"),
+    (1e10, False, ValueError,
+     "wait must be at most 9223372036 seconds (the longest a thread can wait), not 10000000000.0"),
+    (1e308, True, ValueError,
+     "wait must be at most 9223372036 seconds (the longest a thread can wait), not 1e+308"),
 ]
 
 
@@ -116,6 +121,12 @@ def test_check_timeout_refuses_naming_the_option_and_the_value(
     value: Any, none: bool, error: type[Exception], message: str
 ) -> None:
     assert refusal(check_timeout, value, "wait", none=none) == (error, message)
+
+
+def test_a_start_option_too_long_for_a_thread_to_wait_is_refused_at_the_door() -> None:
+    # Once taken, it ended the shared timer thread (OverflowError) when the start was timed.
+    with pytest.raises(ValueError, match="startup_timeout must be at most 9223372036 seconds"):
+        ProcessController.start(["true"], startup_timeout=1e308)
 
 
 def test_a_timeout_may_be_none_only_where_the_caller_says_so() -> None:

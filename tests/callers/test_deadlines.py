@@ -7,11 +7,12 @@ The waits are bounded so that a broken test fails instead of hanging; nothing is
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
-from juicectl._timer import Deadlines
+from juicectl._timer import Deadlines, call_later
 from juicectl.connection import Connection
 from juicectl.exceptions import ProcessUnavailable, RequestTimeout
 from juicectl.juice import answer_bytes
@@ -99,3 +100,20 @@ def test_deadlines_pop_what_is_due_in_order_and_rearm() -> None:
     deadlines.answered("c")
     assert len(deadlines) == 0
     deadlines.clear()
+
+
+def test_a_deadline_years_away_does_not_end_the_shared_timer_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A wait beyond threading.TIMEOUT_MAX raised OverflowError in the timer thread itself,
+    # which ended it, with the timers it held.
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+    far = call_later(1e300, lambda: None)
+    try:
+        near = threading.Event()
+        call_later(0.05, near.set)
+        assert near.wait(timeout=10)
+    finally:
+        far.cancel()
+    assert died == []
