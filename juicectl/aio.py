@@ -35,15 +35,15 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pykka
 
 from juicectl._future import has_get_hook
 from juicectl.connection import Connection
-from juicectl.controller import ProcessController
-from juicectl.exceptions import TooManyRequests
+from juicectl.controller import ProcessController, check_request, ready_bound
+from juicectl.exceptions import ProcessUnavailable, TooManyRequests
 from juicectl.juice import Command
 from juicectl.messages import StopResult
 from juicectl.policy import check_timeout
@@ -53,6 +53,7 @@ __all__ = [
     "AsyncProcessController",
     "AsyncProcessPool",
     "call",
+    "call_with",
     "get_process",
     "stop_process",
     "wrap_future",
@@ -201,21 +202,81 @@ async def call(
     The async form of ``connection.call(command, timeout=timeout, **arguments)``: it fails the
     same ways (the declared exception class, ``RemoteJuiceError``, ``RequestTimeout`` after
     ``timeout`` seconds, ``ProcessUnavailable``), and ``ArgumentError`` at once for bad
-    arguments. The request is written from the calling thread, as a write to the child's pipe;
-    when ``max_in_flight`` requests are already outstanding, the wait for a free slot happens on
-    a worker thread, never on the loop. A ``connection`` that is none raises ``TypeError``.
+    arguments. The request is written from the calling thread, as a write to the child's pipe.
+    When ``max_in_flight`` requests are already outstanding, the call awaits a free slot
+    without holding any thread (up to ``timeout``, then ``TooManyRequests``), and a call
+    cancelled while it waits sends nothing. A ``connection`` that is none raises
+    ``TypeError``.
     """
+    return await call_with(connection, command, arguments, timeout=timeout)
+
+
+async def call_with(
+    connection: Connection,
+    command: type[Command],
+    arguments: Mapping[str, Any],
+    *,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Like :func:`call`, with the arguments as a mapping (for a command with an argument
+    named ``timeout``)."""
     if not isinstance(connection, Connection):
         raise TypeError(
             f"connection must be a juicectl Connection (from get_process()), not {connection!r}"
         )
-    try:
-        future = connection.call_with(command, arguments, timeout=timeout, wait_for_slot=False)
-    except TooManyRequests:
-        future = await asyncio.to_thread(
-            connection.call_with, command, arguments, timeout=timeout, wait_for_slot=True
-        )
+    future = await _send(connection, command, arguments, timeout)
     return await wrap_future(future)
+
+
+async def _send(
+    connection: Connection,
+    command: type[Command],
+    arguments: Mapping[str, Any],
+    timeout: float | None,
+) -> pykka.Future[dict[str, Any]]:
+    """Write one request; while every slot is taken, await ``when_slot_free`` and try again."""
+    loop = asyncio.get_running_loop()
+    deadline: float | None = None
+    refused_with_a_free_slot = False
+    while True:
+        try:
+            return connection.call_with(command, arguments, timeout=timeout, wait_for_slot=False)
+        except TooManyRequests:
+            freed: asyncio.Future[None] = loop.create_future()
+
+            def wake(freed: asyncio.Future[None] = freed) -> None:
+                # On the thread that freed the slot, under the connection's lock: hand on only.
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                    loop.call_soon_threadsafe(_set_if_pending, freed)
+
+            withdraw = connection.when_slot_free(wake)
+            if withdraw is None:
+                # A slot is free: it was freed just now (try again), or the refusal was for
+                # something else (a child that does not read its input), which stands.
+                if refused_with_a_free_slot:
+                    raise
+                refused_with_a_free_slot = True
+                continue
+            refused_with_a_free_slot = False
+            if timeout is not None and deadline is None:
+                deadline = loop.time() + timeout
+            try:
+                if deadline is None:
+                    await freed
+                else:
+                    await asyncio.wait_for(freed, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise TooManyRequests(
+                    f"no free slot within {timeout}s ({connection.max_in_flight} requests in "
+                    f"flight to child {connection.pid}); {command.command_name} not sent"
+                ) from None
+            finally:
+                withdraw()
+
+
+def _set_if_pending(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class AsyncProcessController:
@@ -269,15 +330,33 @@ class AsyncProcessController:
     ) -> dict[str, Any]:
         """Get the process (launching it if needed) and ``await`` one request's answer.
 
-        ``timeout`` bounds the request (``RequestTimeout``); getting the process is bounded by
-        ``timeout`` or, without one, by the controller's ``startup_timeout`` plus a second
-        (``TimeoutError``).
+        ``timeout`` bounds the request (``RequestTimeout``), not the start: a child that
+        cannot start fails the call as :meth:`get_process` fails (``ProcessUnavailable``,
+        ``ProcessLaunchError``). Bad arguments raise ``ArgumentError`` before any child is
+        launched.
         """
-        timeout = check_timeout(timeout, "timeout", none=True)
-        connection = await self.get_process(
-            timeout=timeout or self.controller.spec.startup_timeout + 1
-        )
-        return await call(connection, command, timeout=timeout, **arguments)
+        return await self.call_with(command, arguments, timeout=timeout)
+
+    async def call_with(
+        self,
+        command: type[Command],
+        arguments: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Like :meth:`call`, with the arguments as a mapping (for a command with an argument
+        named ``timeout``)."""
+        check_request(command, arguments, timeout)
+        controller = self.controller
+        bound = ready_bound(controller.spec, getattr(controller, "restart", None))
+        try:
+            connection = await _wait(controller.get_process(), bound)
+        except TimeoutError:
+            # The controller settles get_process() well within the bound: a safety net.
+            raise ProcessUnavailable(
+                f"controller {self.name!r}: no child ready within {bound:.0f}s"
+            ) from None
+        return await call_with(connection, command, arguments, timeout=timeout)
 
     async def mode(self) -> str:
         """The controller's mode (asked of its actor on a worker thread)."""
@@ -321,7 +400,13 @@ class AsyncProcessPool:
     """
 
     def __init__(self, pool: ProcessPool) -> None:
-        """Wrap ``pool``; closing this object closes it."""
+        """Wrap ``pool``; closing this object closes it.
+
+        Raises:
+            TypeError: ``pool`` is not a ``ProcessPool``.
+        """
+        if not isinstance(pool, ProcessPool):
+            raise TypeError(f"pool must be a ProcessPool, not {pool!r}")
         self.pool = pool
 
     @classmethod
@@ -346,23 +431,26 @@ class AsyncProcessPool:
     ) -> dict[str, Any]:
         """``await`` one request's answer (see ``ProcessPool.call``): the request is written
         from the loop's thread, as ``pool.call`` writes it, and its outcome is handed to the
-        loop. ``TooManyRequests`` is raised at once when the pool's queue is full."""
-        return await wrap_future(
-            self.pool.call_with(command, arguments, key=key, timeout=timeout)
-        )
+        loop. ``TooManyRequests`` is raised at once when the pool's queue is full. A call
+        cancelled while the pool still holds its request (no worker could take it yet)
+        takes it back: it is never sent."""
+        return await self.call_with(command, arguments, key=key, timeout=timeout)
 
     async def call_with(
         self,
         command: type[Command],
-        arguments: dict[str, Any],
+        arguments: Mapping[str, Any],
         *,
         key: Any = None,
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Like :meth:`call`, with the arguments as a mapping."""
-        return await wrap_future(
-            self.pool.call_with(command, arguments, key=key, timeout=timeout)
-        )
+        future = self.pool.call_with(command, arguments, key=key, timeout=timeout)
+        try:
+            return await wrap_future(future)
+        except asyncio.CancelledError:
+            future.withdraw()
+            raise
 
     async def stats(self) -> dict[str, Any]:
         """The pool's figures (see ``ProcessPool.stats``), asked on a worker thread."""

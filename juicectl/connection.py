@@ -214,7 +214,10 @@ class Connection:
 
         self._lock = threading.Lock()
         self._slot_free = threading.Condition(self._lock)
-        self._slot_waiters = 0  # callers waiting in _wait_for_slot (under _lock)
+        # Callers waiting in _wait_for_slot, and slot watchers (under _lock): answers notify
+        # only when someone waits.
+        self._slot_waiters = 0
+        self._slot_watchers: list[Callable[[], object]] = []
         self._table: RequestTable[RequestFuture] = RequestTable()
         # The timeouts of the requests in flight, behind one timer (tag -> its timeout).
         self._deadlines: Deadlines[str, float] = Deadlines(self._expire_due)
@@ -382,7 +385,7 @@ class Connection:
             if self._table.pop(tag) is not None:
                 self.sent -= 1
                 if self._slot_waiters:
-                    self._slot_free.notify()
+                    self._slot_freed()
 
     def _wait_for_slot(self, timeout: float | None, wait: bool, command: type[Command]) -> bool:
         # Called with _lock held.
@@ -409,6 +412,45 @@ class Connection:
             )
         return True
 
+    def when_slot_free(self, callback: Callable[[], object]) -> Callable[[], None] | None:
+        """Have ``callback()`` called once a request slot frees up (``max_in_flight``), or the
+        connection ends: for a caller that must not block a thread on the wait (``juicectl.aio``
+        awaits it). Returns a function that withdraws the callback, or None, without
+        registering it, when a slot is free already or the connection has ended.
+
+        ``callback`` runs on the thread that frees the slot, with the connection's lock held:
+        it must only hand the news on (``loop.call_soon_threadsafe``, ``Event.set``), never
+        call the connection. Another caller may take the slot first: try again, and wait
+        again if it is gone.
+        """
+        with self._lock:
+            if len(self._table) < self._max_in_flight or self._closed is not None:
+                return None
+            self._slot_watchers.append(callback)
+            self._slot_waiters += 1
+
+        def withdraw() -> None:
+            with self._lock:
+                if callback in self._slot_watchers:
+                    self._slot_watchers.remove(callback)
+                    self._slot_waiters -= 1
+
+        return withdraw
+
+    def _slot_freed(self, count: int = 1) -> None:
+        # Called with _lock held: ``count`` slots are free (or the connection ended).
+        self._slot_free.notify(count)
+        watchers = self._slot_watchers
+        if watchers:
+            woken = watchers[:count]
+            del watchers[:count]
+            self._slot_waiters -= len(woken)
+            for callback in woken:
+                try:
+                    callback()
+                except Exception:
+                    self._log.exception("slot_watcher_failed")
+
     def _expire_due(self) -> None:
         """Fail the requests whose timeout has passed (the timer thread)."""
         expired: list[tuple[type[Command], RequestFuture, float]] = []
@@ -419,7 +461,8 @@ class Connection:
                     expired.append((*popped, timeout))
             if expired:
                 self.failed += len(expired)
-                self._slot_free.notify(len(expired))
+                if self._slot_waiters:
+                    self._slot_freed(len(expired))
         for command, future, timeout in expired:
             future.try_set_exception(
                 RequestTimeout(f"{command.command_name} got no answer within {timeout}s")
@@ -616,7 +659,7 @@ class Connection:
                 if popped[1].timed:
                     self._deadlines.answered(tag)
                 if self._slot_waiters:
-                    self._slot_free.notify()
+                    self._slot_freed()
         if popped is None:
             if late:
                 self._log.info("late_answer_dropped", tag=tag)
@@ -722,6 +765,7 @@ class Connection:
             self._deadlines.clear()
             self.failed += len(waiting)
             self._slot_free.notify_all()
+            self._slot_freed(len(self._slot_watchers))
         with self._pending_lock:
             # From here on nothing is written: whatever was not handed to the transport yet
             # never reaches the child, and ``lost_requests`` can say so.

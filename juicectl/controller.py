@@ -28,8 +28,8 @@ from juicectl.actors.controller import ControllerActor, EndOfLife, Mode
 from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import subscriber_for
 from juicectl.connection import Connection
-from juicectl.exceptions import ControllerClosed
-from juicectl.juice import Limits
+from juicectl.exceptions import ControllerClosed, ProcessUnavailable
+from juicectl.juice import ArgumentError, Command, Limits
 from juicectl.launch import Launcher, LaunchSession, LocalLauncher, open_session
 from juicectl.messages import (
     GetProcess,
@@ -77,13 +77,17 @@ class ProcessController:
         end_of_life: ReplyFuture[EndOfLife] | None = None,
         *,
         owned: bool = False,
+        restart: RestartPolicy | None = None,
     ) -> None:
         """Use ``ProcessController.start()``; this wraps an already started controller actor
         (``end_of_life``: the future that actor sets as it stops, if it was given one;
-        ``owned``: a pool's worker, which its pool closes, also at exit)."""
+        ``owned``: a pool's worker, which its pool closes, also at exit; ``restart``: the
+        actor's restart policy)."""
         self._actor = actor_ref
         self.name = name
         self.spec = spec
+        self.restart = restart if restart is not None else RestartPolicy()
+        """The ``RestartPolicy`` its children run under."""
         self._closed = False
         self._hooks: list[pykka.ActorRef[Any]] = []
         self._end_of_life = end_of_life
@@ -212,7 +216,7 @@ class ProcessController:
             session.close()
             raise
         log.info("controller_started", controller=name, argv=list(spec.argv))
-        controller = cls(actor_ref, name, spec, end_of_life)
+        controller = cls(actor_ref, name, spec, end_of_life, restart=policy)
         controller._hooks = hooks
         controller._launch_session = session
         return controller
@@ -237,9 +241,28 @@ class ProcessController:
 
     def call(self, command: Any, *, timeout: float | None = None, **arguments: Any) -> Any:
         """Get the process (launching it if needed) and send one request; block for the
-        response dict. A convenience for scripts: ``get_process()`` then ``call()``."""
-        connection = self.get_process().get(timeout=timeout or self.spec.startup_timeout + 1)
+        response dict. A convenience for scripts: ``get_process()`` then ``call()``.
+
+        ``timeout`` bounds the request (``RequestTimeout``), not the start: a child that
+        cannot start fails the call as ``get_process()`` fails (``ProcessUnavailable``,
+        ``ProcessLaunchError``). Bad arguments raise ``ArgumentError`` before any child is
+        launched.
+        """
+        check_request(command, arguments, timeout)
+        connection = self.ready_connection()
         return connection.call(command, timeout=timeout, **arguments).get()
+
+    def ready_connection(self) -> Connection:
+        """``get_process().get()``, bounded by :func:`ready_bound` (which the controller's
+        own bounds keep it under: past it, ``ProcessUnavailable``)."""
+        bound = ready_bound(self.spec, self.restart)
+        try:
+            connection: Connection = self.get_process().get(timeout=bound)
+        except pykka.Timeout:
+            raise ProcessUnavailable(
+                f"controller {self.name!r}: no child ready within {bound:.0f}s"
+            ) from None
+        return connection
 
     @property
     def launch_session(self) -> LaunchSession | None:
@@ -408,3 +431,25 @@ class ProcessController:
 
     def __repr__(self) -> str:
         return f"<ProcessController {self.name} argv={list(self.spec.argv)!r}>"
+
+
+def ready_bound(spec: LaunchSpec, restart: RestartPolicy | None = None) -> float:
+    """The longest ``get_process()`` can take on a controller of ``spec``: a pending
+    restart's backoff (``restart.max_delay`` with its jitter; the default policy's when not
+    given), the start (``startup_timeout``), and the stop of a child that did not get ready
+    (``stop_timeout`` and twice ``kill_timeout``), with 5 s to spare. The controller settles
+    the future within it; a wait bounded by it is a safety net, not a timeout."""
+    policy = restart if restart is not None else RestartPolicy()
+    backoff = policy.max_delay * (1 + policy.jitter)
+    return backoff + spec.startup_timeout + spec.stop_timeout + 2 * spec.kill_timeout + 5
+
+
+def check_request(command: object, arguments: Mapping[str, Any], timeout: object) -> None:
+    """Check a request before anything is launched for it, as the connection checks it at
+    the write: ``ArgumentError`` unless ``command`` is a ``Command`` class taking
+    ``arguments``; ``TypeError`` or ``ValueError`` for a ``timeout`` that is not None or a
+    number of seconds above 0."""
+    if not (isinstance(command, type) and issubclass(command, Command)):
+        raise ArgumentError(f"call() needs a Command subclass, not {command!r}")
+    command.make_arguments(arguments)
+    check_timeout(timeout, "timeout", none=True)

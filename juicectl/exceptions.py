@@ -30,6 +30,7 @@ __all__ = [
     "ProtocolError",
     "RemoteJuiceError",
     "RequestTimeout",
+    "RequestWithdrawn",
     "SerializationError",
     "TooManyRequests",
     "TruncatedBox",
@@ -81,6 +82,11 @@ class ControllerClosed(JuicectlError):
 
 class RequestTimeout(JuicectlError):
     """A request got no answer within its timeout. A late answer is dropped (and logged)."""
+
+
+class RequestWithdrawn(JuicectlError):
+    """A request taken back before it was sent (``PoolFuture.withdraw()``: an ``asyncio``
+    call cancelled while the pool held its request). Nothing reached any child."""
 
 
 class TooManyRequests(JuicectlError):

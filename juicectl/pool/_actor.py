@@ -754,7 +754,8 @@ class PoolActor(pykka.ThreadingActor):
                 hook.stop(block=False)
             session.close()
             raise
-        controller = ProcessController(actor_ref, name, spec, end_of_life, owned=True)
+        controller = ProcessController(actor_ref, name, spec, end_of_life, owned=True,
+                                       restart=self._policy)
         worker = _Worker(name, slot.number, controller, hooks, session, replacing=replacing)
         self._workers[name] = worker
         self._figures["started"] += 1

@@ -86,6 +86,7 @@ from juicectl.exceptions import (
     ControllerClosed,
     ProcessUnavailable,
     RequestTimeout,
+    RequestWithdrawn,
     TooManyRequests,
 )
 from juicectl.juice import Command
@@ -283,6 +284,13 @@ class PoolFuture(RequestFuture):
         """Call ``callback(future)`` once the outcome is known (at once if it is)."""
         self._relay = True
         RequestFuture.add_done_callback(self, callback)
+
+    def withdraw(self) -> bool:
+        """Take the request back if the pool still holds it (no worker has taken it): it is
+        never sent, and fails with ``RequestWithdrawn``. True if it was taken back; False
+        once it has been written (the Juice protocol cannot take a request back) or settled.
+        An ``asyncio`` call that is cancelled does this (``juicectl.aio``)."""
+        return self._dispatcher.withdraw(self)
 
     def lost(self, reason: BaseException) -> None:
         """Its connection ended with it outstanding: keep ``reason`` and wait for the pool's
@@ -678,6 +686,23 @@ class Dispatcher:
                 self._place(found, first=False)
             with self._changed:
                 self._changed.notify_all()  # its caller may be waiting: it reads now
+
+    def withdraw(self, future: PoolFuture) -> bool:
+        """``future.withdraw()``: out of the queue, if it is there, and failed."""
+        with self._lock:
+            try:
+                self._queue.remove(future)
+            except ValueError:
+                return False  # written (or settled) already
+            expiry, future._expiry = future._expiry, None
+        if expiry is not None:
+            expiry.cancel()
+        future.try_set_exception(RequestWithdrawn(
+            f"{future.command.command_name} was taken back before any worker took it"
+        ))
+        with self._changed:
+            self._changed.notify_all()
+        return True
 
     def _expire(self, future: PoolFuture) -> None:
         with self._lock:

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from juicectl.juice import Command, Float, String
+from juicectl.juice import Command, Float, Integer, String
 from tests.workers.echo import EchoWorker
 
 
@@ -17,8 +17,19 @@ class WaitFor(Command):
     response = [("waited", Float())]
 
 
+class TimeoutEcho(Command):
+    """A command with an argument named ``timeout``: only the mapping forms can send it."""
+
+    arguments = [("timeout", Integer())]
+    response = [("timeout", Integer())]
+
+
 class AioWorker(EchoWorker):
-    """Echo, Sleep, Pid, Exit, Fail and WaitFor."""
+    """Echo, Sleep, Pid, Exit, Fail, WaitFor and TimeoutEcho."""
+
+    @TimeoutEcho.responder
+    def timeout_echo(self, timeout: int) -> dict[str, Any]:
+        return {"timeout": timeout}
 
     @WaitFor.responder
     def wait_for(self, path: str) -> dict[str, Any]:
