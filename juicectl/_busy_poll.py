@@ -49,12 +49,13 @@ _WEIGHT = 0.25
 Poll = Callable[[float | None], list[tuple[int, int]]]
 
 
-def check_busy_poll(value: object) -> float:
-    """``value`` as a busy-poll budget in seconds, or ``ValueError``/``TypeError`` saying why."""
+def check_busy_poll(value: object, option: str = "busy_poll") -> float:
+    """``value`` as a busy-poll budget in seconds, or ``ValueError``/``TypeError`` saying why
+    (naming ``option``)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"busy_poll must be a number of seconds, not {value!r}")
+        raise TypeError(f"{option} must be a number of seconds, not {value!r}")
     if not math.isfinite(value) or not 0 <= value <= MAX_BUSY_POLL:
-        raise ValueError(f"busy_poll must be between 0 and {MAX_BUSY_POLL} seconds, not {value!r}")
+        raise ValueError(f"{option} must be between 0 and {MAX_BUSY_POLL} seconds, not {value!r}")
     return float(value)
 
 

@@ -122,7 +122,8 @@ class PoolOptions:
             assert min_size is not None
             max_size = max(_check_count("min_size", min_size, least=0), 1)
         elif min_size is None:
-            min_size = min(1, max_size) if isinstance(max_size, int) else 1
+            _check_count("max_size", max_size, least=1)
+            min_size = min(1, max_size)
         return cls(min_size=min_size, max_size=max_size, **options)  # type: ignore[arg-type]
 
 
@@ -158,7 +159,7 @@ def spin_plan(
     check_busy_poll(parent)
     parent_spins = 1 if parent > 0 else 0
     if worker is not None:
-        check_busy_poll(worker)
+        check_busy_poll(worker, "worker_busy_poll")
         workers = worker
     elif parent_spins + max_size <= cores:
         workers = None  # room for every worker to spin: their own setting stands

@@ -21,6 +21,7 @@ from juicectl import _exit as exit_close
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
 from juicectl._start_checks import (
+    check_callable,
     check_hook,
     checked_name,
     checked_policy,
@@ -181,6 +182,12 @@ class ProcessPool:
                 )
             spec = target
         else:
+            if isinstance(target, str | bytes) or not isinstance(target, Iterable):
+                raise TypeError(
+                    "target must be the worker's command (a list of strings, never run "
+                    f"through a shell) or a LaunchSpec, not {target!r}"
+                )
+            check_callable(prepare, "prepare", 1, "a callable taking the Connection, or None")
             spec = _spec_from(target, launch)
         if busy_poll is not None:
             spec = dataclasses.replace(
@@ -383,8 +390,10 @@ def _spec_from(argv: Sequence[str], launch: dict[str, Any]) -> LaunchSpec:
     env = given.pop("env", None)
     cwd = given.pop("cwd", None)
     return LaunchSpec(
-        argv=tuple(argv) if not isinstance(argv, str | bytes) else argv,
-        env=dict(env) if env is not None else None,
+        # The spec checks what is left as given (a str, None, a number), naming the option.
+        argv=tuple(argv) if isinstance(argv, Iterable) and not isinstance(argv, str | bytes)
+        else argv,
+        env=dict(env) if isinstance(env, Mapping) else env,
         cwd=str(cwd) if cwd is not None else None,
         connection=connection,
         **given,

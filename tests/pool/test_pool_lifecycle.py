@@ -55,13 +55,25 @@ MakePool = Callable[..., ProcessPool]
         ({"size": 1, "subscribers": 5}, TypeError, "subscribers must be an iterable"),
         ({"size": 1, "name": 5}, TypeError, "name must be a str or None"),
         ({"size": 1, "name": ""}, ValueError, "name must be a non-empty str"),
-        ({"size": 1, "worker_busy_poll": 1}, ValueError, "busy_poll"),
+        ({"size": 1, "worker_busy_poll": 1}, ValueError, "^worker_busy_poll must be between"),
+        ({"size": 1, "worker_busy_poll": "1"}, TypeError, "^worker_busy_poll must be a number"),
         ({"size": 1, "startup_timeout": 0}, ValueError, "startup_timeout"),
+        ({"max_size": -1}, ValueError, "^max_size must be >= 1, not -1"),
+        ({"size": 1, "prepare": "1"}, TypeError, "^prepare must be a callable"),
+        ({"size": 1, "env": -1}, TypeError, "^env must be a mapping"),
+        ({"size": 1, "env": "A=1"}, TypeError, "^env must be a mapping"),
     ],
 )
 def test_bad_options_are_named(options: dict[str, object], error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         ProcessPool.start(WORKER, **options)  # type: ignore[arg-type]
+    assert not pykka.ActorRegistry.get_all()
+
+
+@pytest.mark.parametrize("target", [None, 5, "python3 -m worker"])
+def test_a_bad_target_is_named(target: object) -> None:
+    with pytest.raises(TypeError, match=r"^target must be the worker's command"):
+        ProcessPool.start(target, size=1)  # type: ignore[arg-type]
     assert not pykka.ActorRegistry.get_all()
 
 
