@@ -21,7 +21,14 @@ from typing import Protocol
 
 from juicectl._main_thread import poll_slice
 
-__all__ = ["PipeTransport", "Transport", "wait_writable", "write_all"]
+__all__ = [
+    "PipeTransport",
+    "Transport",
+    "WouldWait",
+    "refuse_to_wait",
+    "wait_writable",
+    "write_all",
+]
 
 WaitForRoom = Callable[[int], None]
 """Called with a pipe's file descriptor when it is full; returns once it may have room."""
@@ -35,6 +42,19 @@ def wait_writable(fd: int) -> None:
     poller.poll(poll_slice())  # on the main thread, a slice: its caller waits again
 
 
+class WouldWait(Exception):
+    """Raised by a ``wait_for_room`` that will not wait (``refuse_to_wait``): the pipe is
+    full, and ``rest`` holds the bytes of the write not written yet, for someone else to
+    write."""
+
+    rest: bytes = b""
+
+
+def refuse_to_wait(fd: int) -> None:
+    """A ``wait_for_room`` for a caller that must not block (an event loop's thread)."""
+    raise WouldWait
+
+
 def write_all(
     fd: int, data: bytes | memoryview, wait_for_room: WaitForRoom = wait_writable
 ) -> None:
@@ -42,7 +62,8 @@ def write_all(
 
     A blocking ``fd`` takes it all in one ``os.write`` almost always. A non-blocking one that
     is full (or takes only part) makes this call ``wait_for_room(fd)`` before each further
-    write. Raises ``OSError`` if the pipe is broken (``BrokenPipeError``: nobody reads it).
+    write. Raises ``OSError`` if the pipe is broken (``BrokenPipeError``: nobody reads it), and
+    ``WouldWait`` (with the bytes not written) from a ``wait_for_room`` that will not wait.
     """
     try:
         written = os.write(fd, data)  # all of it, almost always: a pipe takes 64 KiB
@@ -52,7 +73,11 @@ def write_all(
         return
     view = memoryview(data)[written:]
     while view:
-        wait_for_room(fd)
+        try:
+            wait_for_room(fd)
+        except WouldWait as refused:
+            refused.rest = bytes(view)
+            raise
         try:
             written = os.write(fd, view)
         except BlockingIOError:

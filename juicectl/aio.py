@@ -240,7 +240,8 @@ async def _send(
     refused_with_a_free_slot = False
     while True:
         try:
-            return connection.call_with(command, arguments, timeout=timeout, wait_for_slot=False)
+            return connection.call_with(command, arguments, timeout=timeout, wait_for_slot=False,
+                                        may_block=False)
         except TooManyRequests:
             freed: asyncio.Future[None] = loop.create_future()
 
@@ -445,7 +446,8 @@ class AsyncProcessPool:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Like :meth:`call`, with the arguments as a mapping."""
-        future = self.pool.call_with(command, arguments, key=key, timeout=timeout)
+        future = self.pool.call_with(command, arguments, key=key, timeout=timeout,
+                                     may_block=False)
         try:
             return await wrap_future(future)
         except asyncio.CancelledError:

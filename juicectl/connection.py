@@ -61,8 +61,9 @@ from typing import Any, Literal
 
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
-from juicectl._pipe import Transport, WaitForRoom
+from juicectl._pipe import Transport, WaitForRoom, WouldWait, refuse_to_wait
 from juicectl._reading import READ_SIZE, ReadRole, RequestFuture
+from juicectl._threads import start_daemon
 from juicectl._timer import Deadlines
 from juicectl.exceptions import (
     ArgumentError,
@@ -308,8 +309,13 @@ class Connection:
         wait_for_slot: bool = True,
         context: Any = None,
         future: RequestFuture | None = None,
+        may_block: bool = True,
     ) -> ReplyFuture[dict[str, Any]]:
         """Like ``call()``, with the arguments as a mapping (for arguments named ``timeout``).
+
+        ``may_block`` False: this caller never waits on the child's input pipe. A write that
+        meets it full (a child that does not read while it works) is finished by a helper
+        thread, and the call returns at once (``juicectl.aio`` writes so from the loop).
 
         ``context`` is kept on the request's future (``RequestFuture.context``) and given back
         in ``lost_requests`` if the connection ends first.
@@ -352,7 +358,7 @@ class Connection:
                     raise ProcessUnavailable(str(closed))
                 future.try_set_exception(closed)
                 return future
-            self._send(request_bytes(command, None, fields, self._limits))
+            self._send(request_bytes(command, None, fields, self._limits), None, may_block)
             future.try_set({})
             return future
 
@@ -376,7 +382,7 @@ class Connection:
         except BaseException:
             self._withdraw(tag)  # LimitExceeded, for one: nothing was written
             raise
-        self._send(data, future)
+        self._send(data, future, may_block)
         return future
 
     def _withdraw(self, tag: str) -> None:
@@ -473,10 +479,13 @@ class Connection:
             if done is not None:
                 done()
 
-    def _send(self, data: bytes, future: RequestFuture | None = None) -> None:
+    def _send(
+        self, data: bytes, future: RequestFuture | None = None, may_block: bool = True
+    ) -> None:
         """Queue ``data`` for the child's stdin; the first idle caller writes the queue.
 
-        ``future`` (a request's) gets its place in the write order."""
+        ``future`` (a request's) gets its place in the write order. ``may_block`` False: a
+        write that meets a full pipe is finished by a helper thread, not by this caller."""
         with self._pending_lock:
             if self._sealed:
                 return  # the connection has ended: its requests have failed already
@@ -491,11 +500,25 @@ class Connection:
             # whatever others queued meanwhile (two lock rounds for a lone request).
             self._flushing = True
             self._handed = self._queued
-        chunk = data
-        write, wait_for_room = self._transport.write, self._wait_for_room
+        self._flush(data, self._wait_for_room if may_block else refuse_to_wait)
+
+    def _flush(self, chunk: bytes, wait_for_room: WaitForRoom, rest: bytes | None = None) -> None:
+        """As the one writer: write ``chunk`` (only its ``rest``, if the start of it is
+        written already), then whatever was queued meanwhile, until nothing is."""
+        write = self._transport.write
         while True:
             try:
-                write(chunk, wait_for_room)
+                write(chunk if rest is None else rest, wait_for_room)
+            except WouldWait as refused:
+                # Full, and this caller must not wait (an event loop's thread): a helper
+                # thread writes the rest, and the queue after it, reading the child's output
+                # while it waits, as any writer does. Callers meanwhile only queue.
+                if start_daemon(self._flush, "juicectl-writer", chunk, self._wait_for_room,
+                                refused.rest):
+                    self._log.debug("write_handed_off", waiting=len(refused.rest))
+                    return
+                rest, wait_for_room = refused.rest, self._wait_for_room  # no thread: wait here
+                continue
             except (OSError, ValueError) as error:
                 # The child is gone or its stdin closed. With an owner that watches the child
                 # (the process actor), the requests stay registered: they fail at the exit,
@@ -517,6 +540,7 @@ class Connection:
                 )
                 self._lose(ConnectionLoss("write_failed", cut))
                 raise
+            rest = None
             with self._pending_lock:
                 self._unwritten -= len(chunk)
                 if not self._pending or self._sealed:

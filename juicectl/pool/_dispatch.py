@@ -234,6 +234,7 @@ class PoolFuture(RequestFuture):
     _slots_seen: tuple[int, ...] | None = None
     _timeout: float | None = None
     _deadline: float | None = None
+    _may_block = True  # False: its writes hand a full pipe to a helper thread (asyncio)
     key: Any = None
     resends = 0
 
@@ -374,6 +375,8 @@ class Dispatcher:
         arguments: Mapping[str, Any],
         key: Any,
         timeout: float | None,
+        *,
+        may_block: bool = True,
     ) -> PoolFuture:
         """Send one request through the pool (see ``ProcessPool.call``)."""
         if not (isinstance(command, type) and issubclass(command, Command)):
@@ -389,6 +392,8 @@ class Dispatcher:
         if timeout is not None:
             deadline = time.monotonic() + timeout
         future = PoolFuture(self, command, arguments, key, timeout, deadline)
+        if not may_block:
+            future._may_block = False
         if key is None:
             # The common case, without ``_place``'s loop and notices: a route with room and
             # nothing to tell the actor. Anything else (closed, none free, a notice due, a
@@ -588,7 +593,7 @@ class Dispatcher:
         try:
             connection.call_with(
                 future.command, future.arguments, timeout=timeout, wait_for_slot=False,
-                future=future,
+                future=future, may_block=future._may_block,
             )
         except TooManyRequests:
             # The connection's own bound (its max_in_flight, or a child not reading its

@@ -282,10 +282,12 @@ class ProcessPool:
         *,
         key: Any = None,
         timeout: float | None = None,
+        may_block: bool = True,
     ) -> PoolFuture:
         """Like ``call()``, with the arguments as a mapping (for arguments named ``key`` or
-        ``timeout``)."""
-        return self._dispatcher.submit(command, arguments, key, timeout)
+        ``timeout``). ``may_block`` False: the caller never waits on a worker's input pipe;
+        a write that meets it full is finished by a helper thread (``juicectl.aio``)."""
+        return self._dispatcher.submit(command, arguments, key, timeout, may_block=may_block)
 
     # --- figures and lifecycle --------------------------------------------------------------
 

@@ -170,3 +170,42 @@ def test_an_async_pool_wraps_only_a_pool() -> None:
     for value in (None, 1, "pool", ProcessController):
         with pytest.raises(TypeError, match="pool must be a ProcessPool, not"):
             AsyncProcessPool(value)  # type: ignore[arg-type]
+
+
+# A one-at-a-time child reads no input while a handler runs, so 1,500 requests of about
+# 130 bytes fill its input pipe (64 KiB) behind one that waits for a file only the loop
+# creates: a write that waited for room on the loop's thread would wait for ever.
+FLOOD = 1500
+
+
+@pytest.mark.asyncio
+async def test_a_full_input_pipe_never_blocks_the_loop(
+    juicectl_controller: ControllerFactory, tmp_path: Path
+) -> None:
+    ctl = AsyncProcessController(juicectl_controller(AioWorker, max_in_flight=FLOOD + 10))
+    flag = tmp_path / "flag"
+    blocker = await _blocked(ctl, flag)
+    calls = [asyncio.create_task(ctl.call(Echo, value=f"{n:0100}")) for n in range(FLOOD)]
+    await _until(lambda: ctl.controller.stats()["in_flight"] == FLOOD + 1, "every request out")
+    flag.write_text("go")
+    answers = await asyncio.wait_for(asyncio.gather(*calls), 60)
+    assert [answer["value"] for answer in answers] == [f"{n:0100}" for n in range(FLOOD)]
+    await blocker
+
+
+@pytest.mark.asyncio
+async def test_a_full_input_pipe_never_blocks_the_loop_through_a_pool(tmp_path: Path) -> None:
+    argv = [sys.executable, *WORKER_ARGV]
+    flag = tmp_path / "flag"
+    async with AsyncProcessPool.start(argv, size=1, max_per_worker=FLOOD + 10,
+                                      max_in_flight=FLOOD + 10, name="flood") as pool:
+        await pool.call(Echo, value="warm")
+        blocker = asyncio.create_task(pool.call(WaitFor, path=str(flag)))
+        await _until(lambda: pool.pool.stats()["workers"][0]["in_flight"] == 1, "busy")
+        calls = [asyncio.create_task(pool.call(Echo, value=f"{n:0100}")) for n in range(FLOOD)]
+        await _until(lambda: pool.pool.stats()["workers"][0]["in_flight"] == FLOOD + 1,
+                     "every request out")
+        flag.write_text("go")
+        answers = await asyncio.wait_for(asyncio.gather(*calls), 60)
+        assert [answer["value"] for answer in answers] == [f"{n:0100}" for n in range(FLOOD)]
+        await blocker
