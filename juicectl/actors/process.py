@@ -59,7 +59,9 @@ application is ending: no termination event, no restart, no new child), then, si
 message reaches it any more, drives the same table with a clock of its own in ``on_stop``:
 each stop step is taken as a ``StopChild`` would take it (``Shutdown`` first for a ready
 child), and its time is waited for on the child's exit itself, bounded by the same timeouts.
-The child's end is reported as usual (``clean`` when it obeyed ``Shutdown``).
+The child's end is reported as usual (``clean`` when it obeyed ``Shutdown``). Before that, it
+tells every other controller ``_Close`` too (``_close_every_controller``), so that the children
+of the whole application stop in parallel, not one ``stop_all()`` step after another.
 
 The child runs in the process group of its parent-death guard (see
 :mod:`juicectl.launch`), so signals reach its grandchildren, and the whole group dies with this
@@ -133,6 +135,17 @@ _HINT = (
     "`python -m juicectl.child module:Class`, or call `juicectl.child.protect_stdio()` "
     "before anything prints"
 )
+
+
+def _close_every_controller() -> None:
+    """A process actor is stopped from outside: ``ActorRegistry.stop_all()`` (its ref is not
+    handed out), which stops one actor at a time, newest first, each waiting for its child.
+    Tell every controller to close now, as this actor tells its own: their children stop in
+    parallel (each under its own escalation, driven by its own actor), and the stop that
+    ``stop_all()`` makes of each later process actor finds its child stopped or stopping, so
+    the whole takes one stop bound, not one per child. A closed controller ignores it."""
+    for ref in pykka.ActorRegistry.get_by_class_name("ControllerActor"):
+        _tell_quietly(ref, _Close(ReplyFuture()))
 
 
 def _tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
@@ -875,6 +888,7 @@ class ProcessActor(pykka.ThreadingActor):
             self._log.info("stopped_from_outside", phase=self._phase.value)
             self._cause_detail = "its process actor was stopped"
             self._tell_controller(_Close(ReplyFuture()))
+            _close_every_controller()
         self._dispatch(Event.STOP_ASKED)
         while self._phase in STOP_STEPS:
             try:

@@ -275,22 +275,31 @@ else:
     ctl = ProcessController.start(argv, name="alone", **bounds)
     ctl.get_process().get(timeout=30).call(Busy, seconds=600)
 time.sleep(0.5)  # the calls written
+if sys.argv[2] == "stop_all":
+    import pykka
+    pykka.ActorRegistry.stop_all()
+    print("stopped", flush=True)
 print("leaving", flush=True)
 '''
 
 
+@pytest.mark.parametrize("ending", ["exit", "stop_all"])
 @pytest.mark.parametrize("kind", ["controllers", "pools"])
-def test_interpreter_exit_stops_every_busy_child_at_once(tmp_path: Path, kind: str) -> None:
+def test_exit_and_stop_all_stop_every_busy_child_at_once(
+    tmp_path: Path, kind: str, ending: str
+) -> None:
+    # stop_all() stops one actor at a time, each waiting for its child: the first process
+    # actor it stops tells every controller to close, so the children stop in parallel.
     (tmp_path / "rendezvous_worker.py").write_text(RENDEZVOUS_WORKER)
     app = tmp_path / "app.py"
     app.write_text(LEFT_BUSY)
     seen = tmp_path / "seen"
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "RENDEZVOUS": str(seen),
            "RENDEZVOUS_OF": "3"}
-    done = subprocess.run([sys.executable, str(app), kind], cwd=tmp_path, env=env,
+    done = subprocess.run([sys.executable, str(app), kind, ending], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "leaving\n"
+    assert done.stdout == ("stopped\nleaving\n" if ending == "stop_all" else "leaving\n")
     pids = [int(pid) for pid in seen.read_text().split()]
     assert len(pids) == 3
     # Each child got its SIGTERM while the others were still there to get theirs.
