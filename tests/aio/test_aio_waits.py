@@ -23,11 +23,16 @@ pytestmark = pytest.mark.timeout(90)
 WORKER_ARGV = ["-m", "juicectl.child", "tests.aio.workers:AioWorker"]
 
 
-async def _blocked(ctl: AsyncProcessController, flag: Path) -> asyncio.Task[dict[str, object]]:
-    """A task whose request takes the controller's one slot until ``flag`` exists."""
+async def _slot_taken(
+    factory: ControllerFactory, tmp_path: Path, max_in_flight: int = 1
+) -> tuple[AsyncProcessController, Path, asyncio.Task[dict[str, object]]]:
+    """A controller, and a task whose request takes one of its slots until the returned
+    file exists."""
+    ctl = AsyncProcessController(factory(AioWorker, max_in_flight=max_in_flight))
+    flag = tmp_path / "flag"
     task = asyncio.create_task(ctl.call(WaitFor, path=str(flag)))
     await _until(lambda: ctl.controller.stats()["in_flight"] == 1, "the slot taken")
-    return task
+    return ctl, flag, task
 
 
 async def _until(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -44,9 +49,7 @@ async def test_calls_waiting_for_a_slot_hold_no_thread_and_leave_the_loop_its_ex
 ) -> None:
     # 40 waiters: more than the default executor's threads, which a thread per waiter would
     # have filled, leaving stats() and close() no thread to run on.
-    ctl = AsyncProcessController(juicectl_controller(AioWorker, max_in_flight=1))
-    flag = tmp_path / "flag"
-    blocker = await _blocked(ctl, flag)
+    ctl, flag, blocker = await _slot_taken(juicectl_controller, tmp_path)
     waiting = [asyncio.create_task(ctl.call(Echo, value=str(n))) for n in range(40)]
     await asyncio.sleep(0.2)
     assert not any(task.done() for task in waiting)
@@ -62,9 +65,7 @@ async def test_calls_waiting_for_a_slot_hold_no_thread_and_leave_the_loop_its_ex
 async def test_a_call_cancelled_while_it_waits_for_a_slot_is_never_sent(
     juicectl_controller: ControllerFactory, tmp_path: Path
 ) -> None:
-    ctl = AsyncProcessController(juicectl_controller(AioWorker, max_in_flight=1))
-    flag = tmp_path / "flag"
-    blocker = await _blocked(ctl, flag)
+    ctl, flag, blocker = await _slot_taken(juicectl_controller, tmp_path)
     waiter = asyncio.create_task(ctl.call(Echo, value="never"))
     await asyncio.sleep(0.1)
     waiter.cancel()
@@ -80,9 +81,7 @@ async def test_a_call_cancelled_while_it_waits_for_a_slot_is_never_sent(
 async def test_a_slot_wait_past_the_timeout_is_too_many_requests(
     juicectl_controller: ControllerFactory, tmp_path: Path
 ) -> None:
-    ctl = AsyncProcessController(juicectl_controller(AioWorker, max_in_flight=1))
-    flag = tmp_path / "flag"
-    blocker = await _blocked(ctl, flag)
+    ctl, flag, blocker = await _slot_taken(juicectl_controller, tmp_path)
     with pytest.raises(TooManyRequests, match=r"no free slot within 0\.2s .* Echo not sent"):
         await ctl.call(Echo, value="late", timeout=0.2)
     flag.write_text("go")
@@ -182,9 +181,7 @@ FLOOD = 1500
 async def test_a_full_input_pipe_never_blocks_the_loop(
     juicectl_controller: ControllerFactory, tmp_path: Path
 ) -> None:
-    ctl = AsyncProcessController(juicectl_controller(AioWorker, max_in_flight=FLOOD + 10))
-    flag = tmp_path / "flag"
-    blocker = await _blocked(ctl, flag)
+    ctl, flag, blocker = await _slot_taken(juicectl_controller, tmp_path, FLOOD + 10)
     calls = [asyncio.create_task(ctl.call(Echo, value=f"{n:0100}")) for n in range(FLOOD)]
     await _until(lambda: ctl.controller.stats()["in_flight"] == FLOOD + 1, "every request out")
     flag.write_text("go")
