@@ -883,12 +883,17 @@ class ControllerActor(pykka.ThreadingActor):
 
     def _launch(self, *, cause: str) -> ChildProcessTerminated | None:
         """Make the process actor of the child the mode just entered ``starting`` for. If the
-        factory raises, the launch failed: its termination, to go through the table."""
+        factory raises, or returns no ``ActorRef``, the launch failed: its termination, to go
+        through the table."""
         generation = self._generation
         self._launch_cause = cause
         self._log.info("launching", generation=generation, argv=list(self._spec.argv))
         try:
-            self._process = self._factory(self.actor_ref, generation, self._spec)
+            process = self._factory(self.actor_ref, generation, self._spec)
+            if not isinstance(process, pykka.ActorRef):
+                # Nobody would ever report this child: the start would wait for ever.
+                raise TypeError(f"process_factory returned {process!r}, not an ActorRef")
+            self._process = process
         except Exception as error:
             # The factory itself failed (it should report launch errors as a termination):
             # report it the same way, so waiters fail and the policy sees a failed start.
