@@ -25,6 +25,7 @@ from juicectl.juice import (
     raw_command,
 )
 from juicectl.policy import ConnectionOptions
+from juicectl.testing._checks import check_concurrency, check_worker
 
 log = get_logger(__name__)
 
@@ -404,12 +405,19 @@ def connect(
     ``worker`` is a worker class (instantiated here), a worker instance, or a
     :class:`ScriptedChild`. ``responder``, ``request_timeout``, ``max_in_flight`` and
     ``limits`` are the connection's options (see ``juicectl.policy.ConnectionOptions``);
-    ``concurrency`` is the runtime's. Stop it with ``.stop()`` or use it as a context
-    manager::
+    ``concurrency`` is the runtime's. Each is checked here, as ``FakeController`` checks it.
+    Stop it with ``.stop()`` or use it as a context manager::
 
         with connect(EchoWorker) as child:
             assert child.connection.call(Echo, value="hi").get(timeout=5) == {"value": "hi"}
+
+    Raises:
+        TypeError: ``worker`` is no worker (a str, None, an object that answers nothing), or
+            an option has the wrong type.
+        ValueError: an option is out of its range.
     """
+    check_worker(worker)
+    check_concurrency(concurrency)
     options = ConnectionOptions(
         responder=responder,
         request_timeout=request_timeout,

@@ -9,7 +9,7 @@ per child, in place of the ``ProcessActor`` of a child process.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import pykka
@@ -21,6 +21,7 @@ from juicectl.controller import ProcessController
 from juicectl.juice import Command, Limits
 from juicectl.messages import StopResult
 from juicectl.policy import ConnectionOptions, LaunchSpec, Readiness, RestartPolicy
+from juicectl.testing._checks import check_concurrency, check_worker
 from juicectl.testing._children import InMemoryChild, ScriptedChild
 from juicectl.testing._process import InMemoryProcess
 
@@ -80,8 +81,8 @@ class FakeController:
         kill_timeout: float = 2.0,
         subscribers: Iterable[pykka.ActorRef[Any]] = (),
     ) -> None:
-        _check_worker(worker)
-        _check_concurrency(concurrency)
+        check_worker(worker)
+        check_concurrency(concurrency)
         self._worker = worker
         self._concurrency = concurrency
         self._lock = threading.Lock()
@@ -207,26 +208,6 @@ def _label(worker: object) -> str:
     if isinstance(worker, type):
         return f"{worker.__module__}:{worker.__qualname__}"
     return repr(worker)
-
-
-def _check_worker(worker: object) -> None:
-    if worker is None or isinstance(worker, str | bytes | Sequence | Mapping):
-        hint = (
-            " (a FakeController serves a class or an object in memory; to run "
-            "'package.module:Class' in a child process, use the juicectl_controller fixture)"
-            if isinstance(worker, str)
-            else ""
-        )
-        raise TypeError(f"worker must be a worker class or instance, not {worker!r}{hint}")
-
-
-def _check_concurrency(concurrency: object) -> None:
-    if concurrency is None:
-        return
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
-        raise TypeError(f"concurrency must be an int or None, not {concurrency!r}")
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, not {concurrency!r}")
 
 
 def scripted_controller(

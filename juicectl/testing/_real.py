@@ -16,6 +16,7 @@ from juicectl._log import get_logger
 from juicectl.actors.process import ProcessActor
 from juicectl.controller import ProcessController
 from juicectl.policy import LaunchSpec
+from juicectl.testing._checks import check_concurrency
 
 log = get_logger(__name__)
 
@@ -48,8 +49,11 @@ def worker_argv(
     first on ``PYTHONPATH`` so the child can import it.
 
     Raises:
-        ValueError: the class lives in ``__main__`` or a local scope: a child cannot import it.
+        ValueError: the class lives in ``__main__`` or a local scope: a child cannot import it;
+            or ``concurrency`` is below 1.
+        TypeError: ``concurrency`` is not an int or None.
     """
+    check_concurrency(concurrency)
     env = dict(os.environ)
     if isinstance(worker, str):
         target = worker
@@ -103,11 +107,21 @@ class ControllerFactory:
         concurrency: int | None = None,
         **options: Any,
     ) -> ProcessController:
-        """Start a controller (in mode ``"stopped"``) whose child serves ``worker``."""
+        """Start a controller (in mode ``"stopped"``) whose child serves ``worker``.
+
+        Raises:
+            TypeError, ValueError: a bad ``concurrency`` (or one given with an argv list, which
+                says its own), or a bad option of ``ProcessController.start``; nothing starts.
+        """
         if isinstance(worker, type | str):
             argv, env = worker_argv(worker, concurrency=concurrency)
             options.setdefault("env", env)
         else:
+            if concurrency is not None:
+                raise TypeError(
+                    f"concurrency={concurrency!r} applies to a worker class or "
+                    "'module:Class'; an argv list gives its own (--concurrency N)"
+                )
             argv = list(worker)
         if "restart" not in options:
             from juicectl.policy import RestartPolicy

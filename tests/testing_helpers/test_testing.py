@@ -176,6 +176,54 @@ def test_in_memory_child_calls_its_parent() -> None:
     assert answer == {"line": "hello ann, I am the child"}
 
 
+class Silent:
+    """Answers nothing: no responder at all."""
+
+
+BAD_WORKERS = [
+    ("tests.workers.echo:EchoWorker", r"not 'tests.workers.echo:EchoWorker' \(a FakeController "
+     r"serves a class or an object in memory; .*juicectl_controller fixture\)"),
+    (None, "not None$"),
+    (Silent(), "not <.*Silent object .*>: it answers no command"),
+    (Silent, "not <class .*Silent.>: it answers no command"),
+    ([EchoWorker], r"not \["),
+]
+
+
+@pytest.mark.parametrize(("worker", "message"), BAD_WORKERS,
+                         ids=["module:Class", "None", "instance", "class", "list"])
+def test_connect_refuses_what_a_fake_controller_refuses(worker: Any, message: str) -> None:
+    threads = threading.active_count()
+    with pytest.raises(TypeError, match="worker must be a worker class or instance, "
+                       + message) as refused:
+        connect(worker)
+    with pytest.raises(TypeError) as fake_refused:
+        FakeController(worker)
+    assert str(refused.value) == str(fake_refused.value)
+    assert threading.active_count() == threads  # nothing was served
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "error", "message"),
+    [("2", TypeError, "concurrency must be an int or None, not '2'"),
+     (True, TypeError, "concurrency must be an int or None, not True"),
+     (0, ValueError, "concurrency must be >= 1, not 0")],
+    ids=repr,
+)
+def test_connect_checks_its_concurrency(
+    concurrency: Any, error: type[Exception], message: str
+) -> None:
+    threads = threading.active_count()
+    with pytest.raises(error, match=message):
+        connect(EchoWorker, concurrency=concurrency)
+    assert threading.active_count() == threads
+
+
+def test_an_empty_script_is_a_worker_still() -> None:
+    with connect(ScriptedChild({})) as pair, pytest.raises(UnhandledRemoteJuiceError):
+        pair.connection.call(Echo, value="x").get(timeout=5)
+
+
 # --- FakeController -----------------------------------------------------------------------
 
 
@@ -336,6 +384,29 @@ def test_controller_fixture(echo_fixture_controller: ProcessController,
                             pid_controller: ProcessController) -> None:
     assert echo_fixture_controller.call(Echo, value="x", timeout=10) == {"value": "x"}
     assert isinstance(pid_controller.call(Pid, timeout=10)["pid"], int)
+
+
+@pytest.mark.parametrize(
+    ("worker", "concurrency", "error", "message"),
+    [(EchoWorker, "2", TypeError, "concurrency must be an int or None, not '2'"),
+     (EchoWorker, True, TypeError, "concurrency must be an int or None, not True"),
+     ("tests.workers.echo:EchoWorker", 0, ValueError, "concurrency must be >= 1, not 0"),
+     (["python", "-m", "juicectl.child", "tests.workers.echo:EchoWorker"], 2, TypeError,
+      r"concurrency=2 applies to a worker class or 'module:Class'; an argv list gives its "
+      "own")],
+    ids=["'2'", "True", "0", "with an argv list"],
+)
+def test_the_factory_checks_concurrency_before_it_starts_anything(
+    worker: Any, concurrency: Any, error: type[Exception], message: str
+) -> None:
+    with ControllerFactory() as factory:
+        with pytest.raises(error, match=message):
+            factory(worker, concurrency=concurrency)
+        assert factory.controllers == []
+        assert pykka.ActorRegistry.get_all() == []
+    if not isinstance(worker, list):
+        with pytest.raises(error, match=message):
+            worker_argv(worker, concurrency=concurrency)
 
 
 def test_worker_argv_refuses_what_a_child_cannot_import() -> None:
