@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import threading
@@ -13,6 +12,7 @@ from typing import Any
 from juicectl._log import get_logger
 from juicectl._pipe import PipeTransport
 from juicectl.child import serve
+from juicectl.child._io import CHUNK
 from juicectl.connection import Connection, ConnectionLoss
 from juicectl.exceptions import ProcessUnavailable, ProtocolError
 from juicectl.juice import (
@@ -220,6 +220,54 @@ def _text(value: Any) -> str:
     )
 
 
+class _Killed(BaseException):
+    """Raised where the runtime reads a killed child's input. Not an ``Exception``: it
+    unwinds ``serve()`` past the handlers' ``except Exception``, as the death of a process
+    ends it, with nothing answered or logged on the way."""
+
+
+class _ChildInput:
+    """The child runtime's input: the pipe from the parent, until the child is killed."""
+
+    def __init__(self, fd: int, killed: threading.Event) -> None:
+        self._fd = fd
+        self._killed = killed
+        self._read = os.read  # bound now, as the runtime binds its own reads when it starts
+
+    def fileno(self) -> int:
+        """The pipe's descriptor, for the runtime to wait on (a kill closes its other end,
+        so a waiting runtime wakes)."""
+        return self._fd
+
+    def read(self, size: int = CHUNK) -> bytes:
+        """What the parent wrote; ``_Killed`` once the child is killed."""
+        if self._killed.is_set():
+            raise _Killed
+        data = self._read(self._fd, size)
+        if self._killed.is_set():
+            raise _Killed
+        return data
+
+
+class _ChildOutput:
+    """The child runtime's output: the pipe to the parent, which a kill closes at once, as
+    a dead process's stdout closes (a write under way finishes first; later ones fail)."""
+
+    def __init__(self, fd: int) -> None:
+        self._pipe = PipeTransport(fd)
+
+    def write(self, data: bytes) -> None:
+        """Write every byte, or raise ``BrokenPipeError`` once closed."""
+        self._pipe.write(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+    def close(self) -> None:
+        """Close the pipe (again: nothing)."""
+        self._pipe.close()
+
+
 class InMemoryChild:
     """A worker served by the child runtime on threads of this process, and its connection.
 
@@ -280,11 +328,13 @@ class InMemoryChild:
             options=options,
             on_lost=self._lost_because,
         )
+        self._killed = threading.Event()
+        self._child_output = _ChildOutput(from_child_write)
         if isinstance(worker, ScriptedChild):
             worker._bind_crash(crash or (lambda: self.kill("crashed (scripted)")))
         self._serving = threading.Thread(
             target=self._serve,
-            args=(to_child_read, from_child_write, concurrency, options.limits),
+            args=(to_child_read, concurrency, options.limits),
             name=f"juicectl-{name}-{generation}-child",
             daemon=True,
         )
@@ -296,24 +346,23 @@ class InMemoryChild:
 
     # -- the child's side (the runtime, on its own thread) -------------------------------
 
-    def _serve(
-        self, read_fd: int, write_fd: int, concurrency: int | None, limits: Limits | None
-    ) -> None:
+    def _serve(self, read_fd: int, concurrency: int | None, limits: Limits | None) -> None:
         try:
             serve(
                 self.worker,
-                read_fd,
-                write_fd,
+                _ChildInput(read_fd, self._killed),
+                self._child_output,
                 concurrency=concurrency,
                 limits=limits,
                 busy_poll=0,
             )
+        except _Killed:
+            pass  # the runtime has closed its output on the way out
         except ProtocolError as error:
             self.protocol_error = error
         except Exception:
             self._log.exception("in_memory_child_failed")
-            with contextlib.suppress(OSError):
-                os.close(write_fd)  # serve() did not get to close it: end the conversation
+            self._child_output.close()  # serve() may not have got to it: end the conversation
         finally:
             os.close(read_fd)
 
@@ -354,8 +403,8 @@ class InMemoryChild:
         """End the conversation as a controller does: ``Shutdown``, then close the input.
 
         Returns ``"clean"`` if the child answered ``Shutdown``, ``"exited"`` if the
-        conversation had already ended, ``"killed"`` if the child did not end in time (its
-        thread is left behind, as a daemon).
+        conversation had already ended, ``"killed"`` if the child did not end in time (then it
+        is killed: see :meth:`kill` for the handler left running).
         """
         how = "exited"
         if not self.connection.closed:
@@ -374,10 +423,15 @@ class InMemoryChild:
 
     def kill(self, reason: str = "killed") -> None:
         """End the conversation at once, as if the child had died: every request in flight
-        fails with ``ProcessUnavailable``, and the child's input is closed."""
+        fails with ``ProcessUnavailable``, and both pipes close. The runtime stops reading,
+        so the child's thread ends, and the parent's reader reaches the end of the output and
+        ends; a handler already running cannot be stopped (a thread cannot be killed): it
+        runs to its end on its thread, and its answer goes nowhere."""
         self._lost = ProcessUnavailable(f"in-memory child {self.name} {reason}")
         self.connection.connection_lost(self._lost)
+        self._killed.set()  # before the input closes: the runtime, woken, sees the kill
         self.close_input()
+        self._child_output.close()
 
     def __enter__(self) -> InMemoryChild:
         return self

@@ -28,7 +28,8 @@ It is the process actor's lifecycle, minus what only a process has::
 * **Stopping** takes the process actor's steps: ``Shutdown`` to a ready child (bounded by
   ``stop_timeout``), then closing its input (bounded by ``kill_timeout``). A thread cannot be
   killed, so the last step (SIGTERM and SIGKILL for a process) is one: the child is given up
-  as killed, its threads left to finish as daemons, its connection lost.
+  as killed (``InMemoryChild.kill``: its pipes close and its threads end, but a handler still
+  running finishes on its own), its connection lost.
 * **killed** is ``FakeController.kill_child()`` or a scripted ``CRASH``: the child dies
   as a ``kill -9`` from outside would kill a process (``how="signaled"``, SIGKILL).
 * On entering **reported** the controller is told ``ChildProcessTerminated`` *before* the
@@ -353,8 +354,8 @@ class InMemoryProcess(pykka.ThreadingActor):
         self._killed = message.detail
 
     def _give_up(self, _: Any) -> None:
-        # Past the last step: a thread cannot be killed, so the child is left to end as a
-        # daemon, and counted killed, as SIGKILL would have ended a process.
+        # Past the last step: counted killed, as SIGKILL would have ended a process; the
+        # report kills it (a handler still running is left to finish: threads cannot die).
         self._last_step = "sigkill"
         self._log.warning("stop_step", step="sigkill")
 

@@ -277,12 +277,11 @@ def test_fake_controller_quacks_like_a_controller() -> None:
         # kill_child() returns once the controller has seen the end.
         assert ctl.mode == "stopped"
         wait_for(lambda: ended == [1])
-        # The killed child's thread still finishes the Sleep: its answer is read and
-        # dropped, never delivered (and logged here, not after the test).
-        deadline = time.monotonic() + 10
-        while "answer_after_close" not in [entry["event"] for entry in logs]:
-            assert time.monotonic() < deadline, "the late answer was never read"
-            time.sleep(0.01)
+        # The killed child's thread still finishes the Sleep, then ends: its answer goes
+        # nowhere (the output died with the child), so nothing reads or logs it.
+        wait_for(lambda: not child_threads("fake-echo", 1))
+    assert [entry["event"] for entry in logs if entry["log_level"] != "debug"
+            and "answer" in entry["event"]] == []
 
     second = ctl.get_process().get(timeout=5)
     assert second is not connection
@@ -316,6 +315,56 @@ def test_fake_controller_quacks_like_a_controller() -> None:
     assert (terminated.reason.how, terminated.reason.signal, terminated.requested) == (
         "signaled", 9, False,
     )
+
+
+def child_threads(name: str, generation: int) -> list[str]:
+    """The threads of an in-memory child still running: its runtime's and its reader."""
+    prefix = f"juicectl-{name}-{generation}-"
+    return sorted(thread.name.removeprefix(prefix) for thread in threading.enumerate()
+                  if thread.name.startswith(prefix) and thread.name.endswith(("-child",
+                                                                               "-reader")))
+
+
+class Hold(Command):
+    """Answer once the test lets go."""
+
+    response = [("held", String())]
+
+
+class HoldingWorker(JuiceChild):
+    """Holds each ``Hold`` until ``release`` is set: a handler still running at a kill."""
+
+    def __init__(self) -> None:
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    @Hold.responder
+    def hold(self) -> dict[str, Any]:
+        self.holding.set()
+        self.release.wait(30)  # a bound: the test sets it
+        return {"held": "yes"}
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_kill_child_ends_the_childs_threads_but_a_running_handler(concurrency: int) -> None:
+    worker = HoldingWorker()
+    try:
+        with FakeController(worker, name="held", concurrency=concurrency) as ctl:
+            holding = ctl.get_process().get(timeout=5).call(Hold)
+            assert worker.holding.wait(5)
+            ctl.kill_child()
+            with pytest.raises(ProcessUnavailable, match="killed by SIGKILL"):
+                holding.get(timeout=5)
+            # The handler is still held. The reader ends at once (the child's output died
+            # with it); so does the runtime's thread, unless it is the one running the
+            # handler (one request at a time: handlers run on it).
+            left = [] if concurrency > 1 else ["child"]
+            wait_for(lambda: child_threads("held", 1) == left)
+            worker.release.set()
+            wait_for(lambda: not child_threads("held", 1))
+            assert ctl.call(Hold, timeout=5) == {"held": "yes"}  # a new child
+    finally:
+        worker.release.set()
 
 
 def test_fake_controller_notices_a_child_that_ended_by_itself() -> None:
