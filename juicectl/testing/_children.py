@@ -55,6 +55,12 @@ class _CodedError(Exception):
         self.code = code
 
 
+class _Crashed(Exception):
+    """Raised by a handler whose child a scripted :data:`CRASH` has just killed: declared by
+    every scripted command, so the runtime answers it quietly, and the answer goes nowhere
+    (the child's output died with it)."""
+
+
 class _ScriptedErrors:
     """Mixed into scripted commands: a ``RemoteJuiceError`` raised by a script is answered
     with its own code and description, as if the worker had declared it."""
@@ -63,6 +69,8 @@ class _ScriptedErrors:
     def error_code(cls, error: BaseException) -> tuple[str, bool] | None:
         if isinstance(error, _CodedError):
             return error.code, False
+        if isinstance(error, _Crashed):
+            return "CRASHED", False
         parent: Any = super()
         result: tuple[str, bool] | None = parent.error_code(error)
         return result
@@ -170,7 +178,7 @@ class ScriptedChild:
             if crash is None:
                 raise RuntimeError("CRASH needs the ScriptedChild to be served in memory")
             crash()
-            return {}  # nobody reads it: the connection is already gone
+            raise _Crashed  # not an answer built from nothing: that would fail, and be logged
         try:
             return self._answer_with(answer, command, arguments)
         except UnhandledRemoteJuiceError:

@@ -3,6 +3,7 @@ fixtures that run real controllers on worker classes."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -492,6 +493,23 @@ def test_scripted_answers_in_turn_and_a_scripted_crash() -> None:
         assert ctl.call(Echo, value="x", timeout=5) == {"value": "third"}  # the last repeats
         assert ctl.stats()["generation"] == 2
         assert len(ctl.worker.calls) == 4  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("concurrency", [None, 2])
+def test_a_scripted_crash_logs_nothing_like_a_bug(
+    concurrency: int | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="juicectl")
+    with scripted_controller({Echo: [CRASH, {"value": "HI"}]}, concurrency=concurrency) as ctl:
+        first = ctl.get_process().get(timeout=5)
+        with pytest.raises(ProcessUnavailable, match="crashed"):
+            first.call(Echo, value="x").get(timeout=5)
+        assert ctl.call(Echo, value="x", timeout=5) == {"value": "HI"}
+        # The crashed child's thread is done with the request before the test looks.
+        wait_for(lambda: not child_threads("fake", 1))
+    loud = [(record.name, record.getMessage()) for record in caplog.records
+            if record.levelno >= logging.WARNING or "answer" in record.getMessage()]
+    assert loud == []
 
 
 def test_crash_needs_an_in_memory_child() -> None:
