@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -16,6 +17,8 @@ from juicectl.child._io import CHUNK
 from juicectl.connection import Connection, ConnectionLoss
 from juicectl.exceptions import ProcessUnavailable, ProtocolError
 from juicectl.juice import (
+    UNHANDLED_CODE,
+    ArgumentError,
     Command,
     Limits,
     RemoteJuiceError,
@@ -61,9 +64,16 @@ class _Crashed(Exception):
     (the child's output died with it)."""
 
 
+class _ScriptMistake(Exception):
+    """A script's answer that no worker could give, found only when the request came (what a
+    function returned, or arguments it cannot take): its text is what the test sees."""
+
+
 class _ScriptedErrors:
     """Mixed into scripted commands: a ``RemoteJuiceError`` raised by a script is answered
-    with its own code and description, as if the worker had declared it."""
+    with its own code and description, as if the worker had declared it; a script's mistake
+    is answered ``UNHANDLED``, as a worker's bug is, but described, so that the test that
+    made it reads what it is."""
 
     @classmethod
     def error_code(cls, error: BaseException) -> tuple[str, bool] | None:
@@ -71,6 +81,8 @@ class _ScriptedErrors:
             return error.code, False
         if isinstance(error, _Crashed):
             return "CRASHED", False
+        if isinstance(error, _ScriptMistake):
+            return UNHANDLED_CODE, True
         parent: Any = super()
         result: tuple[str, bool] | None = parent.error_code(error)
         return result
@@ -110,6 +122,20 @@ class ScriptedChild:
     Answers can be replaced at any time with :meth:`answer`; commands not in the script are
     unknown to the child (answered ``UNHANDLED``, like a real worker).
 
+    Answers are checked when they are given, here and in :meth:`answer`: a mapping as the
+    command's response (a typed one's fields and types, a text one's values), a function
+    against the command's arguments (if it declares them). What can only be checked when a
+    request comes, what a function returns and, for a command named by text, the arguments
+    it takes, is checked then: a mistake is answered ``UNHANDLED`` and ends the conversation,
+    as a worker's bug would, with a description that says what is wrong, which the test
+    sees in the ``UnhandledRemoteJuiceError`` it gets.
+
+    Raises:
+        TypeError: a key is no command, or an answer is none of the above, or a function
+            cannot take the command's arguments, or a text command's value is not text.
+        ValueError: a command is named twice, a list of answers is empty, or a mapping does
+            not fit the command's response (the message is the codec's: ``unknown 'valeu'``).
+
     Example::
 
         child = ScriptedChild({Echo: lambda value: {"value": value.upper()},
@@ -136,6 +162,7 @@ class ScriptedChild:
         key = command_key(scripted.command_name)
         if key in self._commands:
             raise ValueError(f"the script names {scripted.command_name!r} twice")
+        _check_answer(scripted, answer)
         self._commands[key] = scripted
         self._answers[key] = answer
 
@@ -146,7 +173,8 @@ class ScriptedChild:
         setattr(self, f"_scripted_{len(self._commands)}", scripted.responder(handler))
 
     def answer(self, command: type[Command] | str, answer: Any) -> None:
-        """Replace the answer to ``command`` (which the script must already name)."""
+        """Replace the answer to ``command`` (which the script must already name); the
+        answer is checked as the constructor checks it."""
         name = command if isinstance(command, str) else command.command_name
         key = command_key(name)
         with self._lock:
@@ -155,6 +183,7 @@ class ScriptedChild:
                     f"{name!r} is not in the script: script every command when creating the "
                     "ScriptedChild"
                 )
+            _check_answer(self._commands[key], answer)
             self._answers[key] = answer
             self._served[key] = 0
 
@@ -172,7 +201,7 @@ class ScriptedChild:
             if isinstance(answer, list):
                 served = self._served.get(key, 0)
                 self._served[key] = served + 1
-                answer = answer[min(served, len(answer) - 1)] if answer else None
+                answer = answer[min(served, len(answer) - 1)]  # never empty: checked
             crash = self._crash
         if answer is CRASH:
             if crash is None:
@@ -191,15 +220,15 @@ class ScriptedChild:
             raise answer
         if isinstance(answer, type) and issubclass(answer, BaseException):
             raise answer()
-        if callable(answer):
-            answer = answer(**arguments)
-        if answer is None:
-            return {}
-        if not isinstance(answer, Mapping):
-            raise TypeError(f"the script's answer to {command.command_name} is not a mapping")
-        if _is_text_command(command):
-            return {name: _text(value) for name, value in answer.items()}
-        return answer
+        what = f"the script's answer to {command.command_name}"
+        try:
+            if callable(answer):
+                _check_call(answer, arguments, what)
+                answer = answer(**arguments)
+                what = f"what {what} returned"
+            return _response(command, answer, what)
+        except _Mistake as mistake:
+            raise _ScriptMistake(str(mistake)) from None
 
     def _bind_crash(self, crash: Callable[[], None]) -> None:
         # The in-memory child serving this worker now: what CRASH kills.
@@ -209,6 +238,92 @@ class ScriptedChild:
     def __repr__(self) -> str:
         names = ", ".join(command.command_name for command in self._commands.values())
         return f"<ScriptedChild {names}>"
+
+
+class _Mistake(Exception):
+    """A script's answer does not fit its command (``TypeError`` or ``ValueError`` at the
+    door, a described ``UNHANDLED`` answer once a request came)."""
+
+    def __init__(self, message: str, kind: type[Exception]) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _check_answer(command: type[Command], answer: Any) -> None:
+    """At the door: raise ``TypeError`` or ``ValueError`` for an answer ``command`` cannot
+    be given (see :class:`ScriptedChild`)."""
+    what = f"the script's answer to {command.command_name}"
+    try:
+        if not isinstance(answer, list):
+            _check_one(command, answer, what)
+            return
+        if not answer:
+            raise _Mistake(f"{what} is an empty list: give one answer at least", ValueError)
+        for number, each in enumerate(answer, 1):
+            _check_one(command, each, f"{what} (number {number} of the list)")
+    except _Mistake as mistake:
+        raise mistake.kind(str(mistake)) from None
+
+
+def _check_one(command: type[Command], answer: Any, what: str) -> None:
+    if answer is CRASH or isinstance(answer, BaseException):
+        return
+    if isinstance(answer, type) and issubclass(answer, BaseException):
+        return
+    if callable(answer):
+        if not _is_text_command(command) and _gets_declared_arguments(command):
+            # Every declared argument reaches the function (a missing optional one as None).
+            _check_call(answer, {name: None for name, _ in command.arguments}, what)
+        return
+    if answer is None or isinstance(answer, Mapping):
+        _response(command, answer, what)
+        return
+    raise _Mistake(
+        f"{what} is {answer!r}: an answer is a mapping of response fields, None, an "
+        "exception, a function of the arguments, CRASH, or a list of these",
+        TypeError,
+    )
+
+
+def _gets_declared_arguments(command: type[Command]) -> bool:
+    # Not so for a command that parses its own arguments: it may hand a handler other names.
+    return getattr(command.parse_arguments, "__func__", None) is _COMMAND_PARSE_ARGUMENTS
+
+
+_COMMAND_PARSE_ARGUMENTS = getattr(Command.parse_arguments, "__func__", None)
+
+
+def _check_call(function: Callable[..., Any], arguments: Mapping[str, Any], what: str) -> None:
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return  # no signature to read (some builtins): the call will tell
+    try:
+        signature.bind(**arguments)
+    except TypeError as error:
+        names = ", ".join(arguments) or "none"
+        raise _Mistake(
+            f"{what} is a function that cannot take the request's arguments ({names}): "
+            f"{error}",
+            TypeError,
+        ) from None
+
+
+def _response(command: type[Command], answer: Any, what: str) -> Mapping[str, Any]:
+    """The response fields ``answer`` gives, checked as the runtime will check them."""
+    if answer is not None and not isinstance(answer, Mapping):
+        raise _Mistake(f"{what} is {answer!r}, not a mapping of response fields", TypeError)
+    fields: Mapping[str, Any] = answer if answer is not None else {}
+    if _is_text_command(command):
+        try:
+            fields = {name: _text(value) for name, value in fields.items()}
+        except TypeError as error:
+            raise _Mistake(f"{what}: {error}", TypeError) from None
+    try:
+        command.make_response(fields)
+    except ArgumentError as error:
+        raise _Mistake(f"{what}: {error}", ValueError) from None
+    return fields
 
 
 def _is_text_command(command: type[Command]) -> bool:

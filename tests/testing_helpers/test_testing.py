@@ -130,16 +130,77 @@ def test_scripted_unknown_command_and_replaced_answer() -> None:
             pair.connection.call(Add, a=1, b=1).get(timeout=5)
 
 
-def test_scripted_text_answers_must_be_text() -> None:
-    child = ScriptedChild({"Ping": {"pong": object()}})
-    with connect(child) as pair:
+BAD_ANSWERS = [
+    ("a str", Echo, "hello", TypeError,
+     "the script's answer to Echo is 'hello': an answer is a mapping of response fields, None, "
+     "an exception, a function of the arguments, CRASH, or a list of these"),
+    ("a wrong field", Echo, {"valeu": "x"}, ValueError,
+     "the script's answer to Echo: Echo response: unknown 'valeu'"),
+    ("a wrong type", Echo, {"value": 5}, ValueError,
+     "the script's answer to Echo: Echo response: 'value': expected str"),
+    ("a missing field", Echo, None, ValueError,
+     "the script's answer to Echo: Echo response: missing required 'value'"),
+    ("a function of no argument", Echo, lambda: {"value": "x"}, TypeError,
+     r"the script's answer to Echo is a function that cannot take the request's arguments "
+     r"\(value\): got an unexpected keyword argument 'value'"),
+    ("a function of other arguments", Add, lambda a, c: {"sum": 1}, TypeError,
+     r"the script's answer to Add is a function that cannot take the request's arguments "
+     r"\(a, b\)"),
+    ("a bad answer in a list", Echo, [{"value": "a"}, 5], TypeError,
+     r"the script's answer to Echo \(number 2 of the list\) is 5: an answer is"),
+    ("an empty list", Echo, [], ValueError,
+     "the script's answer to Echo is an empty list: give one answer at least"),
+    ("a list in a list", Echo, [[{"value": "a"}]], TypeError,
+     r"the script's answer to Echo \(number 1 of the list\) is \[\{'value': 'a'\}\]"),
+    ("text that is not text", "Ping", {"pong": object()}, TypeError,
+     "the script's answer to Ping: <object object at .*> cannot be sent as text: key the "
+     "script by the Command class"),
+]
+
+
+@pytest.mark.parametrize(("command", "answer", "error", "message"),
+                         [case[1:] for case in BAD_ANSWERS],
+                         ids=[case[0] for case in BAD_ANSWERS])
+def test_a_script_answer_is_checked_where_it_is_given(
+    command: Any, answer: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        ScriptedChild({command: answer})
+    fine = {"value": "x"} if command is Echo else {"sum": 1} if command is Add else {}
+    child = ScriptedChild({command: fine})
+    with pytest.raises(error, match=message):
+        child.answer(command, answer)
+    with pytest.raises(error, match=message):
+        scripted_controller({command: answer})
+
+
+def test_a_script_mistake_found_at_the_request_is_named_in_the_error() -> None:
+    child = ScriptedChild({
+        Echo: [lambda value: "not a mapping", lambda value: {"valeu": value}],
+        "Ping": lambda: {"pong": "yes"},  # a command named by text declares no arguments
+    })
+    with FakeController(child) as ctl:
+        with pytest.raises(UnhandledRemoteJuiceError,
+                           match=r"^UNHANDLED: what the script's answer to Echo returned is "
+                           r"'not a mapping', not a mapping of response fields$"):
+            ctl.call(Echo, value="x", timeout=5)
+        # Each mistake ends its child's conversation, as a worker's bug does.
+        wait_for(lambda: ctl.mode == "stopped")
+        with pytest.raises(UnhandledRemoteJuiceError,
+                           match=r"^UNHANDLED: what the script's answer to Echo returned: Echo "
+                           r"response: unknown 'valeu'$"):
+            ctl.call(Echo, value="x", timeout=5)
+        wait_for(lambda: ctl.mode == "stopped")
 
         class Ping(Command):
+            arguments = [("host", String())]
             response = [("pong", String())]
 
-        # The script's mistake is the worker's bug: answered UNHANDLED.
-        with pytest.raises(UnhandledRemoteJuiceError):
-            pair.connection.call(Ping).get(timeout=5)
+        with pytest.raises(UnhandledRemoteJuiceError,
+                           match=r"^UNHANDLED: the script's answer to Ping is a function that "
+                           r"cannot take the request's arguments \(host\): "):
+            ctl.call(Ping, host="h", timeout=5)
+        assert ctl.stats()["generation"] == 3
 
 
 # --- a real worker class in memory ---------------------------------------------------------
