@@ -55,6 +55,12 @@ class FakeController:
         prepare, on_process_startup, on_process_termination, readiness, subscribers,
         startup_timeout, stop_timeout, kill_timeout, responder, request_timeout,
         max_in_flight, limits: as for ``ProcessController.start``, and checked the same way.
+        busy_poll: checked as ``ProcessController.start`` checks it, so that code passing
+            its options through can pass them here; an in-memory child never busy-polls
+            (both sides share one GIL: a spin on one side only slows the other).
+
+    ``start()``'s ``env``, ``cwd``, ``launcher`` and ``process_factory`` place or replace a
+    process, of which a fake has none: they are not taken (``TypeError`` names the one given).
 
     Raises:
         TypeError: an option has the wrong type (the message names it and the value).
@@ -80,6 +86,7 @@ class FakeController:
         stop_timeout: float = 5.0,
         kill_timeout: float = 2.0,
         subscribers: Iterable[pykka.ActorRef[Any]] = (),
+        busy_poll: float = _DEFAULTS.busy_poll,
     ) -> None:
         check_worker(worker)
         check_concurrency(concurrency)
@@ -105,6 +112,7 @@ class FakeController:
             stop_timeout=stop_timeout,
             kill_timeout=kill_timeout,
             subscribers=subscribers,
+            busy_poll=busy_poll,
             process_factory=self._start_process,
         )
         """The real ``ProcessController``: pass it wherever one is expected."""

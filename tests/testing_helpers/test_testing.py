@@ -429,6 +429,27 @@ def test_kill_child_ends_the_childs_threads_but_a_running_handler(concurrency: i
         worker.release.set()
 
 
+@pytest.mark.parametrize("busy_poll", [-1, "0.001", 1.0], ids=repr)
+def test_fake_controller_checks_busy_poll_as_start_does(busy_poll: Any) -> None:
+    with pytest.raises((TypeError, ValueError)) as real:
+        ProcessController.start(["never-run"], busy_poll=busy_poll)
+    with pytest.raises(type(real.value), match="busy_poll") as fake:
+        FakeController(EchoWorker, busy_poll=busy_poll)
+    assert str(fake.value) == str(real.value)
+
+
+def test_fake_controller_takes_busy_poll_but_never_polls() -> None:
+    with FakeController(EchoWorker, busy_poll=0.001) as ctl:
+        assert ctl.spec.connection.busy_poll == 0.001
+        assert ctl.get_process().get(timeout=5).options.busy_poll == 0
+
+
+@pytest.mark.parametrize("option", ["env", "cwd", "launcher", "process_factory"])
+def test_fake_controller_refuses_what_places_a_process(option: str) -> None:
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{option}'"):
+        FakeController(EchoWorker, **{option: None})
+
+
 def test_fake_controller_notices_a_child_that_ended_by_itself() -> None:
     with scripted_controller({Echo: {"value": "v"}, Add: RuntimeError("boom")}) as ctl:
         connection = ctl.get_process().get(timeout=5)
