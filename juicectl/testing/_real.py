@@ -6,7 +6,9 @@ import importlib.util
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +98,7 @@ class ControllerFactory:
     def __init__(self) -> None:
         self.controllers: list[ProcessController] = []
         """Every controller started, oldest first."""
-        self._process_actors: list[pykka.ActorRef[Any]] = []
+        self._process_actors: list[_Launched] = []
         self._lock = threading.Lock()
 
     def __call__(
@@ -144,37 +146,63 @@ class ControllerFactory:
             controller: pykka.ActorRef[Any], generation: int, spec: LaunchSpec
         ) -> pykka.ActorRef[Any]:
             ref = factory(controller, generation, spec)
-            with self._lock:
-                self._process_actors.append(ref)
+            if isinstance(ref, pykka.ActorRef):  # else the controller fails the start
+                with self._lock:
+                    self._process_actors.append(_Launched(controller, generation, spec, ref))
             return ref
 
         return start
 
-    def close_all(self, timeout: float = 30.0) -> None:
+    def close_all(self, timeout: float | None = None) -> None:
         """Close every controller (newest first), then make sure every process actor has
         stopped, which it does only once its child is reaped.
 
+        Args:
+            timeout: the bound on each controller's close, and on stopping a process actor
+                that outlived it (default: its stop escalation's, ``stop_timeout + 2 *
+                kill_timeout``, plus 5 s for the actors' messages: the short timeouts of
+                :attr:`defaults` keep a stuck teardown short).
+
         Raises:
             RuntimeError: a process actor was still running after its controller closed
-                (it is stopped, and its child with it, before this is raised).
+                (it is stopped, and its child with it, before this is raised); the message
+                names the controllers and generations.
         """
         with self._lock:
             controllers, self.controllers = self.controllers, []
         for controller in reversed(controllers):
             try:
-                controller.close(timeout=timeout)
+                controller.close(_stop_bound(controller.spec) if timeout is None else timeout)
             except Exception:
                 log.exception("close_failed", controller=controller.name)
         with self._lock:
-            actors, self._process_actors = self._process_actors, []
-        stuck = [ref for ref in actors if not ref.actor_stopped.wait(timeout)]
-        for ref in stuck:
+            launched, self._process_actors = self._process_actors, []
+        # A process actor stops as soon as it has reported its child's end, which its
+        # controller's close waited for: one short wait for all, not one per actor.
+        grace = max((each.spec.kill_timeout for each in launched), default=0.0) + 1.0
+        deadline = time.monotonic() + grace
+        stuck = [
+            each for each in launched
+            if not each.ref.actor_stopped.wait(max(0.0, deadline - time.monotonic()))
+        ]
+        for each in stuck:
             # Stops the child (the escalation, bounded by its timeouts) and reaps it.
-            ref.stop(block=True, timeout=30)
+            try:
+                each.ref.stop(
+                    block=True, timeout=_stop_bound(each.spec) if timeout is None else timeout
+                )
+            except pykka.Timeout:
+                log.warning("process_actor_stop_timed_out", generation=each.generation)
         if stuck:
+            names = {controller.actor_ref.actor_urn: controller.name for controller in controllers}
+            which = ", ".join(
+                f"{names.get(each.controller.actor_urn, each.controller)!r} "
+                f"(generation {each.generation})"
+                for each in stuck
+            )
             raise RuntimeError(
-                f"{len(stuck)} process actor(s) outlived their controller; they and their "
-                "children were stopped"
+                f"{len(stuck)} process actor(s) outlived their controller: {which}; they and "
+                "their children were stopped"
             )
 
     def __enter__(self) -> ControllerFactory:
@@ -182,6 +210,25 @@ class ControllerFactory:
 
     def __exit__(self, *exc: object) -> None:
         self.close_all()
+
+
+@dataclass(frozen=True)
+class _Launched:
+    """A process actor a controller of the factory made."""
+
+    controller: pykka.ActorRef[Any]
+    """The controller that made it."""
+    generation: int
+    """The generation of its child."""
+    spec: LaunchSpec
+    """Its timeouts."""
+    ref: pykka.ActorRef[Any]
+    """The process actor."""
+
+
+def _stop_bound(spec: LaunchSpec) -> float:
+    """How long a child's stop may take: its escalation, plus the actors' messages."""
+    return spec.stop_timeout + 2 * spec.kill_timeout + 5.0
 
 
 def controller_fixture(

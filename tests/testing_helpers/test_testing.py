@@ -22,7 +22,13 @@ from juicectl.exceptions import (
     UnhandledRemoteJuiceError,
 )
 from juicectl.juice import Command, Integer, String
-from juicectl.messages import ModeChanged, ProcessStarted, ProcessTerminated, StopResult
+from juicectl.messages import (
+    ChildProcessCreated,
+    ModeChanged,
+    ProcessStarted,
+    ProcessTerminated,
+    StopResult,
+)
 from juicectl.testing import (
     CRASH,
     ControllerFactory,
@@ -33,6 +39,7 @@ from juicectl.testing import (
     scripted_controller,
     worker_argv,
 )
+from tests.actors.controller_harness import FakeConnection
 from tests.workers.commands import Echo, Fail, Oops, Pid, Sleep
 from tests.workers.echo import EchoWorker
 
@@ -539,6 +546,50 @@ def test_the_factory_checks_concurrency_before_it_starts_anything(
     if not isinstance(worker, list):
         with pytest.raises(error, match=message):
             worker_argv(worker, concurrency=concurrency)
+
+
+class DeafProcess(pykka.ThreadingActor):
+    """A process actor that reports its child ready, then ignores every order: stuck."""
+
+    use_daemon_thread = True
+
+    def __init__(self, controller: pykka.ActorRef[Any], generation: int) -> None:
+        super().__init__()
+        self.controller, self.generation = controller, generation
+
+    def on_start(self) -> None:
+        self.controller.tell(ChildProcessCreated(self.generation, 4242,
+                                                 FakeConnection(self.generation)))
+
+    def on_receive(self, message: Any) -> Any:
+        return None  # not even StopChild
+
+
+def test_a_stuck_process_actor_fails_the_teardown_soon_naming_its_controller() -> None:
+    factory = ControllerFactory()
+    ctl = factory(EchoWorker, name="deaf", stop_timeout=0.2, kill_timeout=0.1,
+                  process_factory=lambda controller, generation, spec:
+                  DeafProcess.start(controller, generation))
+    ctl.get_process().get(timeout=10)
+    failures: list[BaseException] = []
+
+    def tear_down() -> None:
+        try:
+            factory.close_all()
+        except BaseException as error:
+            failures.append(error)
+
+    teardown = threading.Thread(target=tear_down, daemon=True)
+    teardown.start()
+    # A bound, generous beside what the controller's own timeouts make it (under 7 s),
+    # far under what they did not bound before (a minute).
+    teardown.join(30)
+    assert not teardown.is_alive(), "the teardown outlasted its controller's timeouts"
+    assert [str(error) for error in failures] == [
+        "1 process actor(s) outlived their controller: 'deaf' (generation 1); they and their "
+        "children were stopped"
+    ]
+    assert not [ref for ref in pykka.ActorRegistry.get_all() if ref.is_alive()]
 
 
 def test_worker_argv_refuses_what_a_child_cannot_import() -> None:
