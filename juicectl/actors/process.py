@@ -60,7 +60,7 @@ message reaches it any more, drives the same table with a clock of its own in ``
 each stop step is taken as a ``StopChild`` would take it (``Shutdown`` first for a ready
 child), and its time is waited for on the child's exit itself, bounded by the same timeouts.
 The child's end is reported as usual (``clean`` when it obeyed ``Shutdown``). Before that, it
-tells every other controller ``_Close`` too (``_close_every_controller``), so that the children
+tells every other controller ``_Close`` too (``close_every_controller``), so that the children
 of the whole application stop in parallel, not one ``stop_all()`` step after another.
 
 The child runs in the process group of its parent-death guard (see
@@ -137,7 +137,7 @@ _HINT = (
 )
 
 
-def _close_every_controller() -> None:
+def close_every_controller() -> None:
     """A process actor is stopped from outside: ``ActorRegistry.stop_all()`` (its ref is not
     handed out), which stops one actor at a time, newest first, each waiting for its child.
     Tell every controller to close now, as this actor tells its own: their children stop in
@@ -888,7 +888,7 @@ class ProcessActor(pykka.ThreadingActor):
             self._log.info("stopped_from_outside", phase=self._phase.value)
             self._cause_detail = "its process actor was stopped"
             self._tell_controller(_Close(ReplyFuture()))
-            _close_every_controller()
+            close_every_controller()
         self._dispatch(Event.STOP_ASKED)
         while self._phase in STOP_STEPS:
             try:

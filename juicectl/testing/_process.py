@@ -38,8 +38,8 @@ It is the process actor's lifecycle, minus what only a process has::
   the termination. Then the actor stops.
 
 Stopped from outside (``ActorRegistry.stop_all()``), it does what the ``ProcessActor`` does:
-it tells its controller ``_Close`` and takes the stop steps itself in ``on_stop``, waiting on
-the end of the conversation.
+it tells its controller ``_Close`` (and every other controller: ``close_every_controller``)
+and takes the stop steps itself in ``on_stop``, waiting on the end of the conversation.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ import pykka
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
 from juicectl._timer import TimerHandle, call_later
+from juicectl.actors.process import close_every_controller
 from juicectl.connection import Connection
 from juicectl.exceptions import ProcessUnavailable, TooManyRequests
 from juicectl.juice import Negotiate, Shutdown
@@ -458,6 +459,7 @@ class InMemoryProcess(pykka.ThreadingActor):
                 self._log.info("stopped_from_outside", phase=self._phase.value)
                 self._detail = "its process actor was stopped"
                 self._tell_controller(_Close(ReplyFuture()))
+                close_every_controller()  # as the ProcessActor does: all stop in parallel
             self._dispatch(Event.STOP_ASKED)
             while self._phase in (Phase.STOPPING_SHUTDOWN, Phase.STOPPING_CLOSE_STDIN):
                 wait = (
