@@ -16,6 +16,7 @@ shell, cancels the command being waited for: see ``_interrupts``.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -41,14 +42,42 @@ __all__ = ["UsageError", "main", "parse_request", "split_call_words", "to_json"]
 
 PROG = "juicectl"
 
+MAX_SECONDS = 86400.0
+"""The longest ``--timeout`` or ``--startup-timeout``: one day (a timer cannot wait forever)."""
+
+MAX_DOCUMENTS = 10_000
+"""The most documents ``demo --documents`` indexes (about seven minutes of work)."""
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors as one line (the usage is one ``--help`` away)."""
 
     def error(self, message: str) -> NoReturn:
-        if message.startswith("unrecognized arguments"):
-            message += "; if they are the child's, put the child's command after --"
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _seconds(text: str) -> float:
+    """A ``--timeout`` value: seconds above 0, one day at most (nan and inf are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(
+            f"must be above 0 and at most {MAX_SECONDS:g} seconds (one day), not {text!r}"
+        )
+    return value
+
+
+def _documents(text: str) -> int:
+    """A ``--documents`` value: from 2 to ``MAX_DOCUMENTS``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 2 <= value <= MAX_DOCUMENTS:
+        raise argparse.ArgumentTypeError(f"must be from 2 to {MAX_DOCUMENTS}, not {text}")
+    return value
 
 
 # --- the command line --------------------------------------------------------------------
@@ -66,17 +95,17 @@ def _parser() -> _Parser:
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--timeout",
-            type=float,
+            type=_seconds,
             default=30.0,
             metavar="S",
-            help="seconds to wait for each answer (default 30)",
+            help="seconds to wait for each answer (default 30, at most one day)",
         )
         sub.add_argument(
             "--startup-timeout",
-            type=float,
+            type=_seconds,
             default=30.0,
             metavar="S",
-            help="seconds to wait for the child to be ready (default 30)",
+            help="seconds to wait for the child to be ready (default 30, at most one day)",
         )
         sub.add_argument(
             "--commands",
@@ -123,7 +152,11 @@ def _parser() -> _Parser:
         "controller recover; then the same with a pool of two workers.",
     )
     demo.add_argument(
-        "--documents", type=int, default=40, metavar="N", help="documents to index (default 40)"
+        "--documents",
+        type=_documents,
+        default=40,
+        metavar="N",
+        help=f"documents to index (default 40; from 2 to {MAX_DOCUMENTS})",
     )
     return parser
 
@@ -132,18 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``juicectl`` command line; return the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser().parse_args(args_list)
+        args = _parse(args_list)
         if args.action == "demo":
             from juicectl._cli._demo import run_demo
 
-            if args.documents < 2:
-                raise UsageError("--documents must be at least 2")
             return run_demo(documents=args.documents)
         _configure_logging(args.verbose)
         words = _strip_separator(args.words)
         commands = load_commands(args.commands)
-        if args.timeout <= 0 or args.startup_timeout <= 0:
-            raise UsageError("--timeout and --startup-timeout must be > 0")
         limits = Timeouts(answer=args.timeout, startup=args.startup_timeout)
         with Interrupts.installed() as interrupts:
             if args.action == "call":
@@ -165,6 +194,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"{PROG}: internal error: {type(error).__name__}: {one_line(error)} "
              "(set JUICECTL_DEBUG=1 for the traceback)")
         return 1
+
+
+def _parse(args_list: list[str]) -> argparse.Namespace:
+    args, extras = _parser().parse_known_args(args_list)
+    if extras:
+        # Left over by the subcommand's parser: its --help is the one that lists its options.
+        raise UsageError(
+            f"unrecognized arguments: {' '.join(extras)}; if they are the child's, put the "
+            f"child's command after -- (see {PROG} {args.action} --help)"
+        )
+    return args
 
 
 def _say(line: str, stream: TextIO | None = None) -> None:

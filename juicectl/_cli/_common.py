@@ -69,8 +69,15 @@ def load_commands(specs: Iterable[str]) -> dict[str, type[Command]]:
             target: Any = importlib.import_module(module_name)
             for part in filter(None, attribute.split(".")):
                 target = getattr(target, part)
-        except (ImportError, AttributeError, ValueError) as error:
+        except (ImportError, AttributeError, ValueError, TypeError) as error:
+            # TypeError: a relative name (".mod"), which has no package to be relative to.
             raise UsageError(f"--commands {spec}: {error}") from None
+        except Exception as error:
+            # The module itself failed as it was imported: still the option's fault, in a line.
+            raise UsageError(
+                f"--commands {spec}: importing it raised {type(error).__name__}: "
+                f"{one_line(error)}"
+            ) from None
         classes = list(_command_classes(target))
         if not classes:
             raise UsageError(f"--commands {spec}: no Command classes there")
@@ -125,7 +132,10 @@ def parse_request(
             raise UsageError(f"expected key=value, got {pair!r}{hint}")
         arguments[key] = text
     if command is None:
-        return raw_command(name), arguments
+        try:
+            return raw_command(name), arguments
+        except ArgumentError as error:
+            raise UsageError(str(error)) from None
     types = {normalize_key(field): argument for field, argument in command.arguments}
     known = ", ".join(field for field, _ in command.arguments) or "none"
     typed: dict[str, Any] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,6 +133,16 @@ def test_call_errors_are_one_line() -> None:
         (["shell", "--startup-timeout", "-1", "--", "x"], "--startup-timeout"),
         (["frobnicate"], "invalid choice"),
         (["demo", "--documents", "1"], "--documents"),
+        # Refused at the door: nothing is launched, and the message names the option.
+        (["call", "--startup-timeout", "nan", "--", "x", "Echo"], "argument --startup-timeout"),
+        (["call", "--startup-timeout", "inf", "--", "x", "Echo"], "argument --startup-timeout"),
+        (["call", "--startup-timeout", "1e308", "--", "x", "Echo"], "at most 86400 seconds"),
+        (["call", "--timeout", "nan", "--", "x", "Echo"], "argument --timeout"),
+        (["shell", "--timeout", "inf", "--", "x"], "argument --timeout"),
+        (["call", "--commands", "..bad", "--", "x", "Echo"], "--commands ..bad: "),
+        (["call", "--", "x", "", "value=x"], "a command name must be a non-empty str"),
+        (["demo", "--documents", "100000000000000000000"], "--documents: must be from 2 to"),
+        (["call", "--bogus"], "(see juicectl call --help)"),
     ],
 )
 def test_usage_errors_exit_2(
@@ -141,6 +152,19 @@ def test_usage_errors_exit_2(
     captured = capsys.readouterr()
     line = one_line_error(subprocess.CompletedProcess(args, 2, captured.out, captured.err))
     assert line.startswith("juicectl: error:") and message in line
+
+
+def test_a_commands_module_that_fails_to_import_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "broken_commands_module.py").write_text("raise RuntimeError('half done')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["call", "--commands", "broken_commands_module", "--", "x", "Echo"]) == 2
+    captured = capsys.readouterr()
+    assert one_line_error(subprocess.CompletedProcess([], 2, captured.out, captured.err)) == (
+        "juicectl: error: --commands broken_commands_module: importing it raised "
+        "RuntimeError: half done"
+    )
 
 
 def test_version() -> None:
