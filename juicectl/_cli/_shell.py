@@ -59,10 +59,10 @@ def run_shell(
                     _shell_line(text, session, commands)
                 except (UsageError, Failure) as error:
                     failures += 1
-                    print(f"error: {error}", flush=True)
+                    _complain(f"error: {error}")
                 except KeyboardInterrupt:
                     failures += 1
-                    print(f"{_fresh_line()}cancelled: {_CANCELLED}", flush=True)
+                    _complain(f"{_fresh_line()}cancelled: {_CANCELLED}")
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED  # before the shell began: the handler has said so
     finally:
@@ -78,7 +78,12 @@ _CANCELLED = ("stopped waiting; a request already sent still runs in the child a
 
 def _fresh_line() -> str:
     # On a terminal the ^C was echoed where the cursor was.
-    return "\n" if sys.stdout.isatty() else ""
+    return "\n" if sys.stderr.isatty() else ""
+
+
+def _complain(line: str) -> None:
+    # Errors go to stderr, as call's do: stdout carries answers only, for whoever reads them.
+    print(line, file=sys.stderr, flush=True)
 
 
 def _shell_line(text: str, session: Session, commands: dict[str, type[Command]]) -> None:
