@@ -8,8 +8,13 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``juicectl`` command line; return the exit status."""
-    from juicectl._cli import main as cli_main
-
+    try:
+        from juicectl._cli import main as cli_main
+    except KeyboardInterrupt:
+        # Loading the command line takes a few tenths of a second, before its own handling of
+        # Ctrl-C is in place: say it as that handling does (130 is 128 + SIGINT).
+        print("juicectl: interrupted", file=sys.stderr, flush=True)
+        return 130
     return cli_main(argv)
 
 

@@ -163,9 +163,8 @@ def _parser() -> _Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``juicectl`` command line; return the exit status."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parse(args_list)
+        args = _parse(list(sys.argv[1:] if argv is None else argv))
         if args.action == "demo":
             from juicectl._cli._demo import run_demo
 

@@ -328,3 +328,39 @@ def test_a_press_at_a_piped_prompt_is_dropped_and_at_a_terminal_interrupts() -> 
             pass
         with pytest.raises(KeyboardInterrupt), interrupts.prompt(interactive=True):
             interrupts.on_sigint(signal.SIGINT, None)
+
+
+# --- before the command line has loaded --------------------------------------------------------
+
+STALLED_IMPORT = '''
+import runpy, sys, time
+
+class Stall:
+    """Holds the import of the command line until Ctrl-C comes (a slow disk would)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "juicectl._cli":
+            print("importing", file=sys.stderr, flush=True)
+            time.sleep(60)
+        return None
+
+sys.meta_path.insert(0, Stall())
+sys.argv = ["juicectl", "--version"]
+runpy.run_module("juicectl", run_name="__main__", alter_sys=True)
+'''
+
+
+def test_ctrl_c_while_the_command_line_loads_says_interrupted(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", STALLED_IMPORT], cwd=tmp_path, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stderr is not None
+        assert process.stderr.readline() == "importing\n"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=WAIT)
+    finally:
+        process.kill()
+        process.wait(timeout=WAIT)
+    assert (process.returncode, out, err) == (130, "", "juicectl: interrupted\n")
