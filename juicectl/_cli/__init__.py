@@ -8,9 +8,10 @@ comes back as text. ``--commands module:attr`` names ``Command`` classes to use 
 arguments are converted to their declared types and answers parsed with them.
 
 Every error ends with a one-line message on stderr and a non-zero exit status (1 for a
-failure, 2 for a bad command line, 130 after Ctrl-C); there is no traceback unless
-``JUICECTL_DEBUG`` is set. Ctrl-C stops the child (a second press kills it) and, in the
-shell, cancels the command being waited for: see ``_interrupts``.
+failure, 2 for a bad command line, 130 after Ctrl-C; 141, and no message, when stdout's reader
+has gone); there is no traceback unless ``JUICECTL_DEBUG`` is set. Ctrl-C stops the child (a
+second press kills it) and, in the shell, cancels the command being waited for: see
+``_interrupts``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from juicectl import __version__
 from juicectl._cli._call import run_call, split_call_words
 from juicectl._cli._common import (
     Failure,
+    OutputError,
     Timeouts,
     UsageError,
     load_commands,
@@ -41,6 +43,9 @@ from juicectl._cli._shell import run_shell
 __all__ = ["UsageError", "main", "parse_request", "split_call_words", "to_json"]
 
 PROG = "juicectl"
+
+EXIT_BROKEN_PIPE = 141
+"""The exit status when stdout's reader went away (128 + SIGPIPE, as shells report it)."""
 
 MAX_SECONDS = 86400.0
 """The longest ``--timeout`` or ``--startup-timeout``: one day (a timer cannot wait forever)."""
@@ -187,6 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Only outside call and shell (their own handler says what it does, at once).
         _say(f"{PROG}: interrupted")
         return EXIT_INTERRUPTED
+    except (OutputError, BrokenPipeError) as error:
+        # The child is stopped by now (call and shell close their session on the way out).
+        _discard_stdout()
+        if isinstance(error, BrokenPipeError) or error.broken:
+            return EXIT_BROKEN_PIPE  # nobody reads on: nothing to say (as `yes | head` says)
+        _say(f"{PROG}: cannot write to stdout: {error}")
+        return 1
     except Exception as error:
         if os.environ.get("JUICECTL_DEBUG"):
             raise
@@ -208,6 +220,17 @@ def _parse(args_list: list[str]) -> argparse.Namespace:
 
 def _say(line: str, stream: TextIO | None = None) -> None:
     print(line, file=stream or sys.stderr, flush=True)
+
+
+def _discard_stdout() -> None:
+    # What stdout still buffers would fail again at exit, with Python's "Exception ignored"
+    # message: let it go to /dev/null instead.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def _strip_separator(words: list[str]) -> list[str]:

@@ -12,6 +12,7 @@ from juicectl._cli._common import (
     UsageError,
     parse_request,
     to_json,
+    write_line,
 )
 from juicectl._cli._interrupts import EXIT_INTERRUPTED, Interrupts
 from juicectl.juice import Command, command_key
@@ -72,5 +73,5 @@ def run_call(
         raise
     finally:
         session.close()
-    print(to_json(answer), flush=True)
+    write_line(to_json(answer))
     return EXIT_INTERRUPTED if interrupts.interrupted else 0

@@ -47,6 +47,26 @@ class Failure(Exception):
         self.ended = ended
 
 
+class OutputError(Exception):
+    """stdout could not be written: its reader went away (``broken``), or the write failed."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.strerror or str(error))
+        self.broken = isinstance(error, BrokenPipeError)
+
+
+def write_line(text: str = "") -> None:
+    """Print ``text`` and a newline on stdout, at once.
+
+    Raises:
+        OutputError: the write failed (a closed pipe, a full disk...).
+    """
+    try:
+        print(text, flush=True)
+    except OSError as error:
+        raise OutputError(error) from None
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """How long the programs wait for an answer and for the child to be ready (seconds)."""

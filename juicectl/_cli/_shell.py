@@ -11,11 +11,13 @@ from pathlib import Path
 
 from juicectl._cli._common import (
     Failure,
+    OutputError,
     Session,
     Timeouts,
     UsageError,
     parse_request,
     to_json,
+    write_line,
 )
 from juicectl._cli._interrupts import EXIT_INTERRUPTED, Interrupts
 from juicectl.juice import Command
@@ -47,7 +49,7 @@ def run_shell(
         connection = session.connect()
         if interactive:
             _setup_readline(commands)
-            print(f"connected to {' '.join(words)} (pid {connection.pid}); :help for help")
+            write_line(f"connected to {' '.join(words)} (pid {connection.pid}); :help for help")
         with interrupts.shell():
             for line in _lines(interactive, interrupts):
                 text = line.strip()
@@ -90,18 +92,17 @@ def _shell_line(text: str, session: Session, commands: dict[str, type[Command]])
     controller = session.controller
     if text.startswith(":"):
         if text == ":help":
-            print(_SHELL_HELP)
+            write_line(_SHELL_HELP)
         elif text == ":mode":
-            print(controller.mode)
+            write_line(controller.mode)
         elif text == ":stats":
-            print(to_json(controller.stats()))
+            write_line(to_json(controller.stats()))
         elif text == ":stop":
             with session.interrupts.wait():
                 result = controller.stop_process().get(timeout=30)
-            print(f"stopped: {result.how}")
+            write_line(f"stopped: {result.how}")
         else:
             raise UsageError(f"unknown shell command {text!r} (:help lists them)")
-        sys.stdout.flush()
         return
     try:
         words = shlex.split(text)
@@ -118,7 +119,7 @@ def _shell_line(text: str, session: Session, commands: dict[str, type[Command]])
             session.wait_for_exit()
             raise Failure(f"{failure}; the next command starts a new child") from None
         raise
-    print(to_json(answer), flush=True)
+    write_line(to_json(answer))
 
 
 def _lines(interactive: bool, interrupts: Interrupts) -> Iterator[str]:
@@ -127,12 +128,16 @@ def _lines(interactive: bool, interrupts: Interrupts) -> Iterator[str]:
             with interrupts.prompt(interactive):
                 line = input("juicectl> ") if interactive else sys.stdin.readline()
         except EOFError:
-            print()
+            write_line()
             return
         except KeyboardInterrupt:
             if interactive:
-                print()  # a fresh prompt, as shells do
+                write_line()  # a fresh prompt, as shells do
             continue
+        except OSError as error:
+            if not interactive:
+                raise
+            raise OutputError(error) from None  # input() writes its prompt to stdout
         if not interactive and not line:
             return  # end of input
         yield line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -277,3 +278,57 @@ def test_the_shipped_example_commands_can_be_named() -> None:
                       "Sleep", "seconds=0.01")
     assert result.returncode == 0, result.stderr
     assert isinstance(json.loads(result.stdout)["slept"], float)  # typed: not text
+
+
+# --- stdout closed or full ---------------------------------------------------------------------
+
+PID_WORKER = """
+import os
+from juicectl.examples.echo import EchoWorker
+with open(os.environ["PID_FILE"], "w") as pid_file:
+    pid_file.write(str(os.getpid()))
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("action", ["call", "shell"])
+def test_a_closed_stdout_ends_quietly_with_141_and_the_child_stopped(
+    action: str, tmp_path: Path
+) -> None:
+    (tmp_path / "pid_worker.py").write_text(PID_WORKER, "utf-8")
+    pid_file = tmp_path / "pid"
+    child = [sys.executable, "-m", "juicectl.child", "pid_worker:EchoWorker"]
+    args = [*child, "Echo", "value=x"] if action == "call" else child
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the answer is written: `| true`
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "juicectl", action, "--", *args], cwd=tmp_path,
+            input="Echo value=x\nEcho value=y\n", stdout=write_end, stderr=subprocess.PIPE,
+            text=True, timeout=120, env={**os.environ, "PID_FILE": str(pid_file)},
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")
+    assert not alive(int(pid_file.read_text()))   # stopped (and reaped) before the exit
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("action", ["call", "shell"])
+def test_a_stdout_that_cannot_be_written_is_one_line(action: str) -> None:
+    args = [*WORKER, "Echo", "value=x"] if action == "call" else WORKER
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "juicectl", action, "--", *args], cwd=ROOT,
+            input="Echo value=x\n", stdout=full, stderr=subprocess.PIPE, text=True,
+            timeout=120,
+        )
+    assert result.returncode == 1
+    assert result.stderr == "juicectl: cannot write to stdout: No space left on device\n"
