@@ -6,6 +6,7 @@ import base64
 import importlib
 import json
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 
 import pykka
 
-from juicectl._cli._interrupts import Interrupts
+from juicectl._cli._interrupts import Interrupts, kill_child_groups
 from juicectl.connection import Connection
 from juicectl.controller import ProcessController
 from juicectl.exceptions import (
@@ -30,6 +31,9 @@ from juicectl.exceptions import (
 from juicectl.juice import Command, command_key, normalize_key, raw_command
 from juicectl.messages import ProcessTerminated
 from juicectl.policy import RestartPolicy
+
+KILL_TIMEOUT = 2.0
+"""Seconds a child gets after SIGTERM (from the controller, or from ``Session.close()``)."""
 
 
 class UsageError(Exception):
@@ -218,7 +222,7 @@ class Session:
                 restart=RestartPolicy(mode="temporary"),
                 startup_timeout=timeouts.startup,
                 stop_timeout=5.0,
-                kill_timeout=2.0,
+                kill_timeout=KILL_TIMEOUT,
                 subscribers=[self._exits],
             )
         except BaseException:
@@ -306,9 +310,29 @@ class Session:
         """Stop the child (Ctrl-C now kills it on a second press) and every actor."""
         self.interrupts.closing()
         try:
+            self._end_a_start()
             self.controller.close()
         finally:
             self._exits.stop()
+
+    def _end_a_start(self) -> None:
+        """End a child that is still starting: SIGTERM to its group, SIGKILL after a bound.
+
+        The controller's close lets a start in progress finish (up to ``--startup-timeout``)
+        before it stops the child; a program on its way out has nothing to ask a child that
+        is not ready, so it does not wait for that. Once the child is gone the controller is
+        ``stopped`` and its close is at once. (Linux: the child is found in /proc.)
+        """
+        signum = signal.SIGTERM
+        deadline = time.monotonic() + KILL_TIMEOUT
+        while self.controller.mode in ("starting", "waiting_ready"):
+            if time.monotonic() >= deadline:
+                if signum is signal.SIGKILL:
+                    return  # the controller's close has its own bound
+                signum, deadline = signal.SIGKILL, time.monotonic() + KILL_TIMEOUT
+            # Again on each turn: the launch may not have happened yet when this began.
+            kill_child_groups(self.interrupts.known_pid, signum)
+            time.sleep(0.05)
 
 
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(?P<type>\w*(?:Error|Exception)\w*): (?P<message>.+)$")

@@ -101,8 +101,11 @@ def child_pids() -> list[int]:
     return pids
 
 
-def kill_child_groups(known: Callable[[], int | None]) -> None:
-    """SIGKILL the process group of every child of this program (and of ``known()``'s pid)."""
+def kill_child_groups(
+    known: Callable[[], int | None], signum: signal.Signals = signal.SIGKILL
+) -> None:
+    """Send ``signum`` (SIGKILL) to the process group of every child of this program (and of
+    ``known()``'s pid)."""
     pids = set(child_pids())
     pid = known()
     if pid is not None:
@@ -112,9 +115,9 @@ def kill_child_groups(known: Callable[[], int | None]) -> None:
         with contextlib.suppress(OSError):
             group = os.getpgid(pid)
             if group != own_group:
-                os.killpg(group, signal.SIGKILL)
+                os.killpg(group, signum)
         with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signum)
 
 
 class Interrupts:

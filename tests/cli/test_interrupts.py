@@ -214,17 +214,37 @@ def test_call_second_ctrl_c_kills_the_child_and_exits(program: type[Program]) ->
     assert not alive(pid)
 
 
-def test_call_kills_a_child_that_never_became_ready_with_its_group(
-    program: type[Program],
+@pytest.mark.parametrize("action", ["call", "shell"])
+def test_one_ctrl_c_ends_a_child_still_starting_with_its_group(
+    program: type[Program], action: str
 ) -> None:
-    cli = program("call", "-v", "--", sys.executable, "-c", NEVER_READY, "Echo")
+    # Not ready, the child has nothing to answer: the first press ends it, without waiting
+    # out the start (a day here, far past the bound of exit_status()).
+    words = ["Echo"] if action == "call" else []
+    cli = program(action, "-v", "--startup-timeout", "86400", "--", sys.executable, "-c",
+                  NEVER_READY, *words)
     grandchild = int(cli.expect(r"child_stderr.*grandchild (\d+)").group(1))
     [pid] = cli.pids
-    cli.stop_then_kill()
+    cli.interrupt()
+    cli.expect(re.escape(STOPPING_MESSAGE) + "$")
+    assert cli.exit_status() == 130
+    assert KILLING_MESSAGE not in cli.rest()
     deadline = time.monotonic() + WAIT
     while (alive(pid) or alive(grandchild)) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not alive(pid) and not alive(grandchild)
+
+
+def test_a_second_ctrl_c_kills_a_child_that_ignores_the_stop_of_its_start(
+    program: type[Program],
+) -> None:
+    stubborn = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + NEVER_READY
+    cli = program("call", "-v", "--startup-timeout", "86400", "--", sys.executable, "-c",
+                  stubborn, "Echo")
+    cli.expect(r"child_stderr.*grandchild (\d+)")
+    [pid] = cli.pids
+    cli.stop_then_kill()
+    assert not alive(pid)
 
 
 def test_shell_ctrl_c_cancels_the_command_and_the_shell_goes_on(
