@@ -10,8 +10,8 @@ arguments are converted to their declared types and answers parsed with them.
 Every error ends with a one-line message on stderr and a non-zero exit status (1 for a
 failure, 2 for a bad command line, 130 after Ctrl-C; 141, and no message, when stdout's reader
 has gone); there is no traceback unless ``JUICECTL_DEBUG`` is set. Ctrl-C stops the child (a
-second press kills it) and, in the shell, cancels the command being waited for: see
-``_interrupts``.
+second press kills it) and, in the shell on a terminal, cancels the command being waited
+for: see ``_interrupts``.
 """
 
 from __future__ import annotations

@@ -2,27 +2,29 @@
 
 The child runs in a session of its own, so the terminal's SIGINT reaches only this program,
 which decides. A press interrupts only a *wait* (for the child to be ready, for an answer, for
-a line at the shell's prompt on a terminal): there the handler raises ``KeyboardInterrupt`` at
-once. Anywhere else the press is remembered and raised when the next wait begins, so it never
-lands in the middle of a request being written or of the controller's bookkeeping. The message a
-press prints is printed by the handler itself, at once, on a line of its own.
+the shell's next line): there the handler raises ``KeyboardInterrupt`` at once. Anywhere else
+the press is remembered and raised when the next wait begins, so it never lands in the middle
+of a request being written or of the controller's bookkeeping. The message a press prints is
+printed by the handler itself, at once, on a line of its own.
 
 What a press does is one table, keyed by the program's state:
 
 ==========  =============================================  ==========  =================
 state       what the program is doing                      next state  action
 ==========  =============================================  ==========  =================
-working     ``call`` (or the shell's start): starting,     stopping    say "stopping",
-            sending, waiting                                           interrupt the wait
-shell       the shell's prompt or one of its commands      shell       interrupt the wait
+working     ``call``, the shell's start, a shell reading   stopping    say "stopping",
+            a pipe: starting, sending, waiting                         interrupt the wait
+shell       the shell's prompt on a terminal or one of     shell       interrupt the wait
+            its commands
 closing     closing the controller (a clean stop)          stopping    say "stopping"
 stopping    the stop after a press                         killed      kill the child
 killed      a stop whose child was killed                  killed      exit now
 ==========  =============================================  ==========  =================
 
 The program moves between ``working``, ``shell`` and ``closing`` itself (``shell()``,
-``closing()``); a press moves it on to ``stopping`` and ``killed``. The shell turns an
-interrupted wait into "cancelled" and shows the next prompt; ``call`` turns it into a stop.
+``closing()``); a press moves it on to ``stopping`` and ``killed``. The shell on a terminal
+turns an interrupted wait into "cancelled" and shows the next prompt; ``call``, and a shell
+reading a pipe (no one is at a prompt there), turn it into a stop.
 To kill the child is to SIGKILL the process group of every child of this program (each child
 runs in the group of its parent-death guard, see ``juicectl.launch``; never this program's own
 group); once the child is dead the stop finishes at once, and a last bound exits anyway should
@@ -133,7 +135,6 @@ class Interrupts:
         self._stderr = stderr
         self._waiting = False
         self._pending = False
-        self._dropping = False
         self.known_pid: Callable[[], int | None] = lambda: None
         """The child's pid if the program knows it (a fallback where /proc is missing)."""
 
@@ -167,28 +168,18 @@ class Interrupts:
             self._waiting = False
 
     @contextlib.contextmanager
-    def prompt(self, interactive: bool) -> Iterator[None]:
-        """The shell reading its next line: a press there only gives a fresh prompt.
-
-        On a terminal that means interrupting ``input()`` (``KeyboardInterrupt``); reading a
-        pipe, there is no prompt to renew, and the press is dropped. A press remembered from
-        just before also ends here: it came after the last command was done.
-        """
+    def prompt(self) -> Iterator[None]:
+        """The shell's prompt on a terminal: a press there interrupts ``input()``, for a fresh
+        prompt. A press remembered from just before ends here: it came after the last command
+        was done, and cancels nothing."""
         self._pending = False
-        if interactive:
-            with self.wait():
-                yield
-            return
-        self._dropping = True
-        try:
+        with self.wait():
             yield
-        finally:
-            self._dropping = False
-            self._pending = False
 
     @contextlib.contextmanager
     def shell(self) -> Iterator[None]:
-        """The shell's loop: a press cancels the command or the prompt, not the program."""
+        """The shell's loop on a terminal: a press cancels the command or the prompt, not the
+        program."""
         if self.state is State.WORKING:
             self.state = State.SHELL
         try:
@@ -224,8 +215,6 @@ class Interrupts:
             self._exit_now()
 
     def _interrupt(self) -> None:
-        if self._dropping:
-            return
         if self._waiting:
             self._waiting = False
             raise KeyboardInterrupt

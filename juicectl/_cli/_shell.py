@@ -50,7 +50,9 @@ def run_shell(
         if interactive:
             _setup_readline(commands)
             write_line(f"connected to {' '.join(words)} (pid {connection.pid}); :help for help")
-        with interrupts.shell():
+        # On a terminal Ctrl-C cancels a command; reading a pipe it stops, as in call.
+        cancelling = interrupts.shell() if interactive else contextlib.nullcontext()
+        with cancelling:
             for line in _lines(interactive, interrupts):
                 text = line.strip()
                 if not text or text.startswith("#"):
@@ -63,10 +65,12 @@ def run_shell(
                     failures += 1
                     _complain(f"error: {error}")
                 except KeyboardInterrupt:
+                    if interrupts.interrupted:
+                        raise
                     failures += 1
                     _complain(f"{_fresh_line()}cancelled: {_CANCELLED}")
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED  # before the shell began: the handler has said so
+        return EXIT_INTERRUPTED  # a stop, not a cancel: the handler has said so
     finally:
         session.close()
     if interrupts.interrupted:
@@ -123,23 +127,25 @@ def _shell_line(text: str, session: Session, commands: dict[str, type[Command]])
 
 
 def _lines(interactive: bool, interrupts: Interrupts) -> Iterator[str]:
+    if not interactive:
+        while True:
+            with interrupts.wait():  # Ctrl-C here stops the shell
+                line = sys.stdin.readline()
+            if not line:
+                return  # end of input
+            yield line
     while True:
         try:
-            with interrupts.prompt(interactive):
-                line = input("juicectl> ") if interactive else sys.stdin.readline()
+            with interrupts.prompt():
+                line = input("juicectl> ")
         except EOFError:
             write_line()
             return
         except KeyboardInterrupt:
-            if interactive:
-                write_line()  # a fresh prompt, as shells do
+            write_line()  # a fresh prompt, as shells do
             continue
         except OSError as error:
-            if not interactive:
-                raise
             raise OutputError(error) from None  # input() writes its prompt to stdout
-        if not interactive and not line:
-            return  # end of input
         yield line
 
 
