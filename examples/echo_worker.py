@@ -11,7 +11,8 @@ or directly, as a script (``run()`` protects stdout before the worker is created
 
 ``examples/echo_parent.py`` starts it under a ``ProcessController`` and talks to it. The
 worker itself ships with juicectl (``juicectl.examples.echo:EchoWorker``, which the
-documentation uses); this script is the way to run it as a program of its own.
+documentation uses); this script is the way to run it as a program of its own. Run by hand,
+it serves what you type until end of input; Ctrl-C ends it quietly, with status 130.
 """
 
 from __future__ import annotations

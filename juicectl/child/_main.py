@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from juicectl._busy_poll import check_busy_poll
 from juicectl.child._loader import load_worker
-from juicectl.child._runtime import run
+from juicectl.child._runtime import EXIT_INTERRUPTED, run
 from juicectl.child._stdio import protect_stdio
 
 __all__ = ["main"]
@@ -24,10 +24,18 @@ _USAGE = (
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the worker named on the command line; exit 0 when the conversation ends.
 
-    Exit status 2 for a bad command line (argparse's convention), 1 after a protocol error.
+    Exit status 2 for a bad command line (argparse's convention), 1 after a protocol error,
+    130 after Ctrl-C (with no traceback, also while the worker's module is imported).
     """
     # First, before argparse (its --help prints to stdout) and before any import of user code.
     protect_stdio()
+    try:
+        _serve(argv)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)  # run() says why; this covers the loading before it
+
+
+def _serve(argv: Sequence[str] | None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(

@@ -89,6 +89,9 @@ _special_name = CommandMatcher({Shutdown.command_name: True, Negotiate.command_n
 #: keeps the spinners on a machine within its cores with it (see ``docs/pools.md``).
 BUSY_POLL_ENV = "JUICECTL_BUSY_POLL"
 
+#: The exit status after Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
 
 class _NegotiateConcurrency(Command):
     """``Negotiate`` as this runtime answers it: the version, and how many requests it runs at
@@ -722,8 +725,9 @@ def run(
         stdout: serve on this output instead of the process's stdout. When both are given,
             nothing process-wide is touched: no stream protection, no logging setup.
         limits: the limits on line, body and header counts, both ways (see :func:`serve`).
-        exit_process: call ``sys.exit`` at the end (status 0, or 1 after a protocol error).
-            When false, return instead, or raise the protocol error.
+        exit_process: call ``sys.exit`` at the end (status 0, 1 after a protocol error, 130
+            after Ctrl-C, quietly). When false, return instead, or raise the protocol error
+            or the ``KeyboardInterrupt``.
         busy_poll: how long (seconds) a one-at-a-time worker may poll its input before it
             sleeps on it (default: the worker's ``busy_poll`` attribute, 0.0001); see
             :func:`serve`.
@@ -759,5 +763,11 @@ def run(
         if not exit_process:
             raise
         sys.exit(1)
+    except KeyboardInterrupt:
+        # Ctrl-C reaches a worker run by hand only (under a controller it runs in a process
+        # group of its own): the user stopped it, which needs no traceback.
+        if not exit_process:
+            raise
+        sys.exit(EXIT_INTERRUPTED)
     if exit_process:
         sys.exit(0)
