@@ -4,17 +4,22 @@
 
 The controller's ``prepare`` step sends ``SetStore`` to every new child before any caller's
 command reaches it: after the worker crashes, the next child is pointed at the same store and
-finds the index there.
+finds the index there. Ctrl-C ends it quietly (status 130), stopping the child.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# Ctrl-C ends the example quietly with status 130, even while the imports below run; like any
+# exit it goes through the `finally` and `with` blocks, which stop the children.
+signal.signal(signal.SIGINT, lambda _signum, _frame: sys.exit(130))
 
 # Run from a checkout, whether juicectl is installed or not.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -4,15 +4,20 @@
 
 Shows a plain call, the original's ``Command(...).do(connection)`` style, a declared error
 arriving as its exception class, concurrent calls to a worker served with ``--concurrency``,
-and a clean stop.
+and a clean stop. Ctrl-C ends it quietly (status 130), stopping the child.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
+
+# Ctrl-C ends the example quietly with status 130, even while the imports below run; like any
+# exit it goes through the `finally` and `with` blocks, which stop the children.
+signal.signal(signal.SIGINT, lambda _signum, _frame: sys.exit(130))
 
 # Run from a checkout, whether juicectl is installed or not.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -4,7 +4,8 @@ recovery, and a clean stop.
     python examples/lifecycle.py
 
 Each ``mode_changed`` line is one transition of the seed's table; ``child_terminated`` says
-why a child ended; ``restart_scheduled`` shows the restart policy at work.
+why a child ended; ``restart_scheduled`` shows the restart policy at work. Ctrl-C ends it
+quietly (status 130), stopping the child.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import signal
 import sys
 import time
 from pathlib import Path
+
+# Ctrl-C ends the example quietly with status 130, even while the imports below run; like any
+# exit it goes through the `finally` and `with` blocks, which stop the children.
+signal.signal(signal.SIGINT, lambda _signum, _frame: sys.exit(130))
 
 # Run from a checkout, whether juicectl is installed or not.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

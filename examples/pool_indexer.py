@@ -6,7 +6,8 @@ The workers (``WordCounter``, in this file, served by ``python -m juicectl.child
 words of one file per request; the parent sends every file through the pool, merges the counts
 into an index, and answers a few searches. Halfway through, it SIGKILLs one worker: that
 worker's running request fails, the ones it had not started go to the other worker, and the
-pool restarts it while the other serves.
+pool restarts it while the other serves. Ctrl-C ends it quietly (status 130), stopping both
+workers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
+
+# Ctrl-C ends the example quietly with status 130, even while the imports below run; like any
+# exit it goes through the `finally` and `with` blocks, which stop the children.
+signal.signal(signal.SIGINT, lambda _signum, _frame: sys.exit(130))
 
 # Run from a checkout, whether juicectl is installed or not.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

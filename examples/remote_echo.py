@@ -8,15 +8,21 @@ The remote host needs Python 3 and juicectl (``pip install juicectl``, or a copy
 package in ``--pythonpath DIR``); the remote shim that juicectl sends along needs nothing
 else. Shows a call, a busy worker stopped (the stop resolves once the remote worker's group
 is gone), and a worker killed on the remote host coming back over the same connection.
+Ctrl-C ends it quietly (status 130), stopping the worker.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
+
+# Ctrl-C ends the example quietly with status 130, even while the imports below run; like any
+# exit it goes through the `finally` and `with` blocks, which stop the children.
+signal.signal(signal.SIGINT, lambda _signum, _frame: sys.exit(130))
 
 # Run from a checkout, whether juicectl is installed or not.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
