@@ -48,7 +48,10 @@ class PoolNarrator(Narrator):
             return (f"  pool    {message.worker}: {message.old:>8} -> {message.new:<8} "
                     f"({message.cause})")
         if isinstance(message, WorkerLost):
+            # The count of what was on the worker comes from here, not from the KILL line: the
+            # pool may write it more between the look at its load and the signal.
             return (f"  lost    {message.worker}: {message.reason.describe()}; "
+                    f"{message.resent + message.failed} requests were on it: "
                     f"{message.resent} sent again to another worker, {message.failed} failed")
         if isinstance(message, WorkerGaveUp):
             return f"  gave up {message.worker} (replaced: {message.replaced})"
@@ -176,8 +179,8 @@ def _kill_busiest(console: Console, pool: ProcessPool, act: PoolAct) -> None:
         return  # none serving this moment: the next answer tries again
     busiest = max(workers, key=lambda w: w["in_flight"])
     act.killed = (busiest["name"], busiest["pid"])
-    console.line(f"  KILL    {busiest['name']} (pid {busiest['pid']}) with SIGKILL, "
-                 f"{busiest['in_flight']} requests on it")
+    console.line(f"  KILL    {busiest['name']} (pid {busiest['pid']}) with SIGKILL, the worker "
+                 "with the most requests on it")
     os.kill(busiest["pid"], signal.SIGKILL)
 
 
