@@ -24,6 +24,7 @@ from juicectl._start_checks import (
     checked_policy,
     checked_subscribers,
 )
+from juicectl._threads import start_daemon
 from juicectl.actors.controller import ControllerActor, EndOfLife, Mode
 from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import subscriber_for
@@ -219,6 +220,7 @@ class ProcessController:
         controller = cls(actor_ref, name, spec, end_of_life, restart=policy)
         controller._hooks = hooks
         controller._launch_session = session
+        end_of_life.add_done_callback(controller._actor_ended)
         return controller
 
     # --- the seed's operations ------------------------------------------------------------
@@ -345,6 +347,9 @@ class ProcessController:
             return None
         self._closed = True
         exit_close.leave(self)
+        session = self._launch_session
+        if session is not None:
+            session.closing()  # a launch still connecting (an ssh master) gives up now
         future: ReplyFuture[StopResult] = ReplyFuture()
         # No recheck: closing stops the actor, which settles this future as it stops.
         if not self._tell(_Close(future), future, recheck=False):
@@ -396,6 +401,28 @@ class ProcessController:
     def _result_of_end(self) -> StopResult | None:
         record = self._last_words(5.0)
         return None if record is None else record.result
+
+    def _actor_ended(self, future: ReplyFuture[EndOfLife]) -> None:
+        """The controller actor has stopped, however (a close, ``stop_all()``, a crash): what
+        the launcher holds (the ssh master) is released once no child of this controller is
+        left, at once or once the process actor stopping the last one has stopped. On a
+        daemon thread: this runs on the actor's thread as it stops."""
+        if self._launch_session is None:
+            return
+        try:
+            process = future.get(timeout=0).process
+        except Exception:
+            process = None
+        spec = self.spec
+        bound = spec.stop_timeout + 2 * spec.kill_timeout + 5
+
+        def release() -> None:
+            if process is not None:
+                process.actor_stopped.wait(bound)
+            self._release()
+
+        if not start_daemon(release, f"juicectl-release-{self.name}") and process is None:
+            release()  # no thread (interpreter exit): nothing to wait for, so here
 
     def _release(self) -> None:
         """After the stop: the hooks' actors, and what the launcher holds (the ssh

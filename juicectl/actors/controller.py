@@ -964,16 +964,17 @@ class ControllerActor(pykka.ThreadingActor):
         self._cancel_timer()
         if self._restart is RestartState.PENDING:
             self._restart = RestartState.IDLE
-        abandoned = self._process is not None
-        if abandoned:
+        abandoned = self._process
+        if abandoned is not None:
             self._abandon_child(cause)
         self._settle_waiters()
         self._drain_inbox()
         if self._end_of_life_future is not None:
             result = self._close_result
-            if result is None and not abandoned:
+            if result is None and abandoned is None:
                 result = StopResult("not_running")
-            resolve_future(self._end_of_life_future, EndOfLife(result, self.stats()))
+            resolve_future(self._end_of_life_future,
+                           EndOfLife(result, self.stats(), process=abandoned))
 
     def _abandon_child(self, cause: str) -> None:
         # Stop it rather than leave it orphaned; its exit will reach no one.
@@ -1031,6 +1032,10 @@ class EndOfLife:
     but how that ends reaches no one)."""
     stats: dict[str, Any]
     """The actor's last ``stats()``."""
+    process: pykka.ActorRef[Any] | None = None
+    """The process actor of a child still running, which stops it (None when none is left):
+    what the controller's launcher holds (an ssh connection master) is released once it has
+    stopped."""
 
 
 _Effect = Callable[[ControllerActor, Any], ChildProcessTerminated | None]

@@ -97,6 +97,11 @@ class LaunchSession(Protocol):
         """As :meth:`Launcher.invocation`."""
         ...
 
+    def closing(self) -> None:
+        """The controller's close has begun: a launch still waiting on something of the
+        session's (the ssh master connecting) gives up at once. Idempotent."""
+        ...
+
     def close(self) -> None:
         """Release what the session holds (stop processes, remove files). Idempotent."""
         ...
@@ -110,6 +115,9 @@ class _Sessionless:
 
     def invocation(self, spec: LaunchSpec) -> Invocation:
         return self.launcher.invocation(spec)
+
+    def closing(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

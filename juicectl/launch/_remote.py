@@ -96,7 +96,7 @@ def shell_command_line(spec: LaunchSpec, *, python: str, shim: bool) -> str:
 
 def check_python(python: object) -> str:
     """The ``python=`` option: the remote Python 3 that runs the shim."""
-    if not isinstance(python, str) or not python or "\0" in python or "\n" in python:
+    if not isinstance(python, str) or not python or any(c in python for c in "\0\n\r"):
         raise ValueError(
             f"python must be the name or path of Python 3 on the far side (a non-empty str "
             f"without NUL or newline), not {python!r}"

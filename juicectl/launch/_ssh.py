@@ -96,9 +96,11 @@ def _path(name: str, value: object) -> str | None:
         value = os.fspath(value)
     checked = _text(name, value)
     assert checked is not None
-    if not os.path.exists(checked) or os.path.isdir(checked):
+    # As ssh reads it (~ is the user's home), and absolute: the connection master runs in /.
+    found = os.path.abspath(os.path.expanduser(checked))
+    if not os.path.exists(found) or os.path.isdir(found):
         raise ValueError(f"{name} {checked!r} is not a file")
-    return checked
+    return found
 
 
 def _options(value: object) -> tuple[tuple[str, str], ...]:
@@ -119,10 +121,10 @@ def _options(value: object) -> tuple[tuple[str, str], ...]:
             option = "yes" if option else "no"
         if isinstance(option, int):
             option = str(option)
-        if not isinstance(option, str) or any(c in option for c in "\0\n\r"):
+        if not isinstance(option, str) or not option or any(c in option for c in "\0\n\r"):
             raise ValueError(
-                f"options[{name!r}] must be a str, int or bool without NUL or newline, "
-                f"not {option!r}"
+                f"options[{name!r}] must be a non-empty str, an int or a bool, without NUL "
+                f"or newline, not {option!r}"
             )
         checked.append((name, option))
     return tuple(checked)
@@ -169,8 +171,14 @@ class SshLauncher:
         assert host is not None
         if host.startswith("-") or any(c.isspace() for c in host):
             raise ValueError(f"host must be a host name or address, not {host!r}")
+        if "@" in host:
+            raise ValueError(
+                f"host must be a host name or address, not {host!r}: give the user as user="
+            )
         user = _text("user", self.user, optional=True)
-        if user is not None and (user.startswith("-") or "@" in user):
+        if user is not None and (
+            user.startswith("-") or "@" in user or any(c.isspace() for c in user)
+        ):
             raise ValueError(f"user must be a user name, not {user!r}")
         if self.port is not None and (
             isinstance(self.port, bool) or not isinstance(self.port, int)
@@ -367,8 +375,9 @@ class SshSession:
 
     The controller's process actors ask it for invocations one at a time, each on its own
     thread, and the controller closes it from another: the lock guards the master and the
-    directory, and ``close()`` sets an event first, so that a launch waiting for the master
-    to connect gives up at once instead of holding the lock.
+    directory, and ``closing()`` (which ``close()`` calls first, and the controller as its
+    close begins) sets an event, so that a launch waiting for the master to connect gives up
+    at once instead of holding the lock, and no launch starts a master any more.
     """
 
     def __init__(self, launcher: SshLauncher, name: str) -> None:
@@ -382,10 +391,17 @@ class SshSession:
 
     @property
     def master_pid(self) -> int | None:
-        """The pid of the running connection master, if there is one."""
-        with self._lock:
-            master = self._master
-            return master.popen.pid if master is not None and master.alive() else None
+        """The pid of the running connection master (connected or connecting), if there is
+        one. Read without the lock, which a master still connecting holds: an attribute is
+        read whole."""
+        master = self._master
+        return master.popen.pid if master is not None and master.alive() else None
+
+    def closing(self) -> None:
+        """The controller is closing: a launch waiting for the master to connect gives up,
+        and none starts one. A master already connected stays, for the child's own stop;
+        ``close()`` stops it."""
+        self._closed.set()
 
     def invocation(self, spec: LaunchSpec) -> Invocation:
         """The ssh command for ``spec``, as a session of this controller's master (started,
@@ -480,7 +496,7 @@ class SshSession:
 
     def close(self) -> None:
         """Stop the master (its sessions end with it) and remove the directory."""
-        self._closed.set()
+        self.closing()
         with self._lock:
             master, self._master = self._master, None
             directory, self._directory = self._directory, None

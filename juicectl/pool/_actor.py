@@ -357,6 +357,9 @@ class PoolActor(pykka.ThreadingActor):
         self._stopping = False
         # Why the last start failed, until a worker serves: calls fail with it meanwhile.
         self._start_error: ProcessUnavailable | None = None
+        # The slots whose last start failed (until one of their workers serves): calls fail
+        # at once only when every slot's has, not while another host's worker is on its way.
+        self._failed_slots: set[int] = set()
         self._last_failure: str | None = None  # the last start failure or loss, for messages
         self._stop_waiters: list[ReplyFuture[dict[str, StopResult | None]]] = []
         self._results: dict[str, StopResult | None] = {}
@@ -576,6 +579,7 @@ class PoolActor(pykka.ThreadingActor):
         worker.ready_at = self._clock()
         worker.idle_ticks, worker.calls_seen = 0, 0
         self._start_error = None
+        self._failed_slots.discard(worker.slot)
         if self._stopping:
             return (worker, Event.STOP)
         old = worker.replacing
@@ -600,9 +604,11 @@ class PoolActor(pykka.ThreadingActor):
         self._log.warning("worker_start_failed", worker=worker.name, error=str(message.error))
         if isinstance(message.error, ProcessUnavailable):
             # It could not be launched, or its child ended before it was ready: requests would
-            # wait for restarts that likely fail alike. While no worker serves, they fail at
-            # once, with the reason, as a lone controller's do.
+            # wait for restarts that likely fail alike. While no worker serves and every slot's
+            # start has failed, they fail at once, with the reason, as a lone controller's do
+            # (a worker still on its way elsewhere, on another host, may yet serve them).
             self._start_error = message.error
+            self._failed_slots.add(worker.slot)
             self._last_failure = f"{worker.name}: {message.error}"
             self._publish_routes()
 
@@ -782,7 +788,8 @@ class PoolActor(pykka.ThreadingActor):
             unserved = ProcessUnavailable(
                 f"pool {self._name!r} has no worker left: every one gave up and left{last}"
             )
-        elif not routes and self._start_error is not None:
+        elif (not routes and self._start_error is not None
+              and self._failed_slots.issuperset(self._slots)):
             unserved = self._start_error
         self._dispatcher.publish(routes, slots, can_grow=can_grow, coming=coming,
                                  unserved=unserved)

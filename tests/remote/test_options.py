@@ -44,7 +44,11 @@ from juicectl.launch import LocalLauncher, PrefixLauncher, SshLauncher
         ({"keepalive": (1.5, 3)}, "keepalive"),
         ({"keepalive": "5,3"}, "keepalive"),
         ({"python": ""}, "python"),
+        ({"python": "python3\r"}, "python"),
         ({"shim": "yes"}, "shim"),
+        ({"host": "deploy@example.org"}, "give the user as user="),
+        ({"user": "a b"}, "user"),
+        ({"options": {"Compression": ""}}, "options"),
     ],
 )
 def test_a_bad_ssh_option_is_named(options: dict[str, Any], named: str) -> None:
@@ -140,3 +144,20 @@ def test_a_prefix_program_that_is_missing_is_a_launch_error() -> None:
     with pytest.raises(juicectl.ProcessLaunchError,
                        match=r"prefix no-such-prefix-program -i: .*not on PATH"):
         launcher.invocation(LaunchSpec(["worker"], launcher=launcher))
+
+
+def test_key_paths_are_read_as_ssh_reads_them_and_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ~ is the user's home; a relative path is the application's directory's, and must be
+    # absolute by the time the connection master (which runs in /) reads it.
+    (tmp_path / ".ssh").mkdir()
+    key = tmp_path / ".ssh" / "batch_ed25519"
+    key.write_text("not really a key")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert ssh("h", identity="~/.ssh/batch_ed25519").identity == str(key)
+    monkeypatch.chdir(tmp_path / ".ssh")
+    launcher = ssh("h", identity="batch_ed25519", known_hosts="batch_ed25519")
+    assert launcher.identity == str(key) and launcher.known_hosts == str(key)
+    with pytest.raises(ValueError, match="identity '~/nothing' is not a file"):
+        ssh("h", identity="~/nothing")

@@ -73,3 +73,26 @@ def test_a_pool_over_two_hosts(harness: Harness, sshd: Sshd, mark: str) -> None:
                      "every ssh client and master to the second host gone")
         finally:
             second.stop()
+
+
+def test_a_dead_host_fails_no_call_that_a_live_host_will_serve(
+    harness: Harness, sshd: Sshd, mark: str
+) -> None:
+    # The dead host's worker fails to start long before the live host's is ready: the calls
+    # made meanwhile wait for the live one instead of failing with the dead one's error.
+    from tests.remote.test_ssh import socket_that_refuses
+
+    with socket_that_refuses() as dead:
+        pool = ProcessPool.start(
+            harness.worker_argv(), size=2,
+            launchers=[harness.launcher(dead), harness.launcher(sshd.port)],
+            env=harness.worker_env(mark),
+            restart=RestartPolicy(initial_delay=0.5, jitter=0.0),
+            **FAST,
+        )
+        try:
+            answers = [pool.call(Echo, value=str(n)) for n in range(20)]
+            assert [a.get(timeout=60)["value"] for a in answers] == [str(n) for n in range(20)]
+        finally:
+            pool.close()
+    remote_gone(harness, mark)

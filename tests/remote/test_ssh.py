@@ -18,6 +18,7 @@ import pytest
 
 from juicectl import (
     Connection,
+    ControllerClosed,
     LaunchSpec,
     ProcessController,
     ProcessLaunchError,
@@ -309,3 +310,58 @@ class socket_that_refuses:
 
     def __exit__(self, *exc: object) -> None:
         self._socket.close()
+
+
+class socket_that_never_answers:
+    """A loopback port that accepts connections and never says a word: an ssh client there
+    waits for the server's greeting until its own timeout."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(16)
+        return int(self._socket.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self._socket.close()
+
+
+def test_close_while_the_master_connects_gives_up_the_connect_at_once(remote: Remote) -> None:
+    # The start would wait its whole startup_timeout (a day here) for the master.
+    with socket_that_never_answers() as port:
+        controller = remote(port=port, restart=TEMPORARY, startup_timeout=86400.0)
+        waiting = controller.get_process()
+        session = controller.launch_session
+        assert isinstance(session, SshSession)
+        wait_for(lambda: session.master_pid is not None, GONE_WITHIN, "the master connecting")
+        result = controller.close(timeout=60)
+        assert result is not None and result.how == "launch_failed"
+        assert "the controller is closing" in str(result.reason.launch_error)
+        with pytest.raises(ControllerClosed):
+            waiting.get(timeout=GONE_WITHIN)
+
+
+def test_a_relative_identity_works_with_the_connection_master(
+    remote: Remote, harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The master runs in /: a path relative to the application's directory must not reach it.
+    relative = Path(os.path.relpath(harness.client_key, tmp_path))
+    monkeypatch.chdir(tmp_path)
+    controller = remote(ssh={"identity": str(relative)})
+    assert controller.call(Echo, value="hi") == {"value": "hi"}
+
+
+def test_stop_all_releases_the_connection_master(remote: Remote) -> None:
+    import pykka
+
+    controller = remote()
+    controller.get_process().get(timeout=30)
+    session = controller.launch_session
+    assert isinstance(session, SshSession)
+    master = session.master_pid
+    assert master is not None
+    pykka.ActorRegistry.stop_all()
+    wait_for(lambda: not alive(master), GONE_WITHIN, "the master stopped")
+    wait_for(lambda: controller.launch_session is None, GONE_WITHIN, "the session released")
