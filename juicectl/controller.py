@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -93,6 +94,7 @@ class ProcessController:
         self._hooks: list[pykka.ActorRef[Any]] = []
         self._end_of_life = end_of_life
         self._launch_session: LaunchSession | None = None
+        self._release_lock = threading.Lock()  # see _release
         wave = exit_close.Wave.OWNED if owned else exit_close.Wave.OWNERS
         exit_close.enter(wave, self, self._begin_close)
 
@@ -426,12 +428,15 @@ class ProcessController:
 
     def _release(self) -> None:
         """After the stop: the hooks' actors, and what the launcher holds (the ssh
-        connection master and its directory)."""
+        connection master and its directory). The close and the end of the actor both call
+        it; the lock makes the second wait until the first is done, so that a ``close()``
+        returns only once the master has stopped and its directory is gone."""
         for hook in self._hooks:
             hook.stop(block=False)
-        session, self._launch_session = self._launch_session, None
-        if session is not None:
-            session.close()
+        with self._release_lock:
+            session, self._launch_session = self._launch_session, None
+            if session is not None:
+                session.close()
 
     def __enter__(self) -> ProcessController:
         return self
