@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.supervision.conftest import alive
+
 from .conftest import ROOT
 
 WAIT = 60.0
@@ -73,14 +75,6 @@ def children(pid: int) -> set[int]:
                 if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
                     found.add(int(entry.name))
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def press_at(where: str, example: str) -> tuple[subprocess.CompletedProcess[str], set[int]]:

@@ -15,6 +15,7 @@ from juicectl import __version__
 from juicectl._cli import UsageError, main, parse_request, split_call_words, to_json
 from juicectl.juice import is_raw
 from tests.conftest import ROOT
+from tests.supervision.conftest import alive
 from tests.workers.commands import Echo, Sleep
 
 WORKER = [sys.executable, "-m", "juicectl.child", "tests.workers.echo:EchoWorker"]
@@ -288,14 +289,6 @@ from juicectl.examples.echo import EchoWorker
 with open(os.environ["PID_FILE"], "w") as pid_file:
     pid_file.write(str(os.getpid()))
 """
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 @pytest.mark.parametrize("action", ["call", "shell"])

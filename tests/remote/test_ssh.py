@@ -265,13 +265,19 @@ def test_a_launch_failure_is_restarted_under_the_policy(remote: Remote) -> None:
         assert controller.stats()["restarts"] == 2
 
 
-def test_close_stops_the_master_and_removes_its_directory(remote: Remote, sshd: Sshd) -> None:
+def connected_master(remote: Remote) -> tuple[ProcessController, int]:
+    """A controller with its child ready, and the pid of its ssh connection master."""
     controller = remote()
     controller.get_process().get(timeout=30)
     session = controller.launch_session
     assert isinstance(session, SshSession)
     master = session.master_pid
     assert master is not None
+    return controller, master
+
+
+def test_close_stops_the_master_and_removes_its_directory(remote: Remote, sshd: Sshd) -> None:
+    controller, master = connected_master(remote)
     directory = Path(f"/proc/{master}/cmdline").read_bytes().split(b"ControlPath=")[1]
     directory = directory.split(b"\0")[0].rsplit(b"/", 1)[0]
     assert os.path.isdir(directory)
@@ -356,12 +362,7 @@ def test_a_relative_identity_works_with_the_connection_master(
 def test_stop_all_releases_the_connection_master(remote: Remote) -> None:
     import pykka
 
-    controller = remote()
-    controller.get_process().get(timeout=30)
-    session = controller.launch_session
-    assert isinstance(session, SshSession)
-    master = session.master_pid
-    assert master is not None
+    controller, master = connected_master(remote)
     pykka.ActorRegistry.stop_all()
     wait_for(lambda: not alive(master), GONE_WITHIN, "the master stopped")
     wait_for(lambda: controller.launch_session is None, GONE_WITHIN, "the session released")
