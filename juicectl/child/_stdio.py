@@ -17,10 +17,10 @@ Only the standard library is used here: a worker must start without pykka or str
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
-from dataclasses import dataclass
+
+from juicectl.juice._frozen import FrozenRecord
 
 __all__ = [
     "ProtocolStreams",
@@ -30,14 +30,20 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class ProtocolStreams:
+class ProtocolStreams(FrozenRecord):
     """The private file descriptors that carry the protocol once stdio is protected."""
+
+    __match_args__ = ("read_fd", "write_fd")
+    __slots__ = __match_args__
 
     read_fd: int
     """Where the parent's boxes arrive (a duplicate of the original fd 0)."""
     write_fd: int
     """Where boxes for the parent go (a duplicate of the original fd 1)."""
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        object.__setattr__(self, "read_fd", read_fd)
+        object.__setattr__(self, "write_fd", write_fd)
 
 
 _protected: ProtocolStreams | None = None
@@ -84,13 +90,23 @@ def _dup_devnull_onto(fd: int, flags: int) -> None:
         os.close(devnull)
 
 
-def route_logging_to_stderr() -> None:
-    """Give the ``logging`` root logger a stderr handler, unless logging is configured already.
+def route_logging_to_stderr(*, only_if_imported: bool = False) -> bool:
+    """Give the ``logging`` root logger a stderr handler, unless logging is configured already;
+    return whether it was called for.
 
     ``logging.basicConfig`` does nothing when the root logger has a handler, so a worker that
-    configured logging itself keeps its configuration.
+    configured logging itself keeps its configuration. ``only_if_imported``: do nothing (and
+    return False) while nothing has imported ``logging``: the runtime imports it only once it
+    has something to log, a worker that never logs does not pay for it at its start, and
+    until then a record of a worker that imports it later still reaches stderr (``logging``'s
+    last-resort handler).
     """
+    if only_if_imported and "logging" not in sys.modules:
+        return False
+    import logging
+
     logging.basicConfig(stream=sys.stderr)
+    return True
 
 
 def route_structlog_to_stderr() -> bool:

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from typing import NoReturn
 
 from juicectl.juice._box import Box, normalize_key
 from juicectl.juice._errors import LimitExceeded, MalformedBox, ProtocolError, TruncatedBox
+from juicectl.juice._frozen import FrozenRecord
 
 __all__ = ["BoxParser", "Limits"]
 
@@ -63,8 +63,7 @@ _KEYS_MAX = 4096
 _KEY_CACHE_MAX_LENGTH = 128
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
+class Limits(FrozenRecord):
     """Limits a :class:`BoxParser` enforces; breaking one raises :class:`LimitExceeded`.
 
     Attributes:
@@ -77,23 +76,48 @@ class Limits:
 
     Every limit holds however the bytes arrive: a box is accepted or refused by what it
     holds, whether it comes in one read with many others or one byte at a time.
+
+    Immutable, compared and hashed by its four values; ``replace()`` makes a changed copy.
     """
 
-    max_line_length: int = 1 << 20
-    max_body_length: int = 64 << 20
-    max_headers: int = 4096
-    max_header_bytes: int = 16 << 20
+    __match_args__ = ("max_line_length", "max_body_length", "max_headers", "max_header_bytes")
+    __slots__ = __match_args__
 
-    def __post_init__(self) -> None:
-        for name in ("max_line_length", "max_body_length", "max_headers", "max_header_bytes"):
-            value = getattr(self, name)
+    max_line_length: int
+    max_body_length: int
+    max_headers: int
+    max_header_bytes: int
+
+    def __init__(
+        self,
+        max_line_length: int = 1 << 20,
+        max_body_length: int = 64 << 20,
+        max_headers: int = 4096,
+        max_header_bytes: int = 16 << 20,
+    ) -> None:
+        values = {
+            "max_line_length": max_line_length,
+            "max_body_length": max_body_length,
+            "max_headers": max_headers,
+            "max_header_bytes": max_header_bytes,
+        }
+        for name, value in values.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Limits.{name} must be a positive int, not {value!r}")
-        if self.max_header_bytes < self.max_line_length:
+            object.__setattr__(self, name, value)
+        if max_header_bytes < max_line_length:
             raise ValueError(
-                f"Limits.max_header_bytes ({self.max_header_bytes}) must be at least "
-                f"max_line_length ({self.max_line_length})"
+                f"Limits.max_header_bytes ({max_header_bytes}) must be at least "
+                f"max_line_length ({max_line_length})"
             )
+
+    def replace(self, **changes: int) -> Limits:
+        """A copy with ``changes`` (limits by name) applied, checked as a new one is."""
+        unknown = sorted(set(changes) - set(self.__match_args__))
+        if unknown:
+            raise TypeError(f"Limits has no limit named {', '.join(map(repr, unknown))}")
+        values = {name: getattr(self, name) for name in self.__match_args__}
+        return Limits(**{**values, **changes})
 
 
 _DEFAULT_LIMITS = Limits()

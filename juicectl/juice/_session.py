@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from juicectl.juice._box import Box, append_fields, finish
@@ -29,6 +28,7 @@ from juicectl.juice._errors import (
     SerializationError,
 )
 from juicectl.juice._fit import check_answer, check_request, fit_description
+from juicectl.juice._frozen import FrozenRecord
 from juicectl.juice._parser import Limits
 
 __all__ = [
@@ -64,19 +64,30 @@ VERSIONS = (1,)
 _NEWLINES = re.compile(r"\r\n|\r|\n")
 
 
-@dataclass(frozen=True)
-class Answer:
+_set = object.__setattr__  # how the records below fill their fields (they are frozen)
+
+
+class Answer(FrozenRecord):
     """A successful answer (``-Answer``)."""
+
+    __match_args__ = ("tag", "box")
+    __slots__ = __match_args__
 
     tag: str
     """The ``-Answer`` tag: the ``-Ask`` of the request it answers."""
     box: Box
     """The response fields (``-`` headers removed), body included."""
 
+    def __init__(self, tag: str, box: Box) -> None:
+        _set(self, "tag", tag)
+        _set(self, "box", box)
 
-@dataclass(frozen=True)
-class ErrorAnswer:
+
+class ErrorAnswer(FrozenRecord):
     """A failed answer (``-Error``)."""
+
+    __match_args__ = ("tag", "code", "description")
+    __slots__ = __match_args__
 
     tag: str
     """The ``-Error`` tag: the ``-Ask`` of the request it answers."""
@@ -85,10 +96,17 @@ class ErrorAnswer:
     description: str
     """The ``-Error-Description`` (empty if the peer sent none)."""
 
+    def __init__(self, tag: str, code: str, description: str) -> None:
+        _set(self, "tag", tag)
+        _set(self, "code", code)
+        _set(self, "description", description)
 
-@dataclass(frozen=True)
-class Request:
+
+class Request(FrozenRecord):
     """A request (``-Command``) from the peer."""
+
+    __match_args__ = ("command", "tag", "box")
+    __slots__ = __match_args__
 
     command: str
     """The ``-Command`` name, as sent."""
@@ -96,6 +114,11 @@ class Request:
     """The ``-Ask`` tag, or ``None`` when no answer is wanted."""
     box: Box
     """The argument fields (``-`` headers removed), body included."""
+
+    def __init__(self, command: str, tag: str | None, box: Box) -> None:
+        _set(self, "command", command)
+        _set(self, "tag", tag)
+        _set(self, "box", box)
 
 
 _new_box = dict.__new__
@@ -355,16 +378,25 @@ def answer_outcome(
         return error
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(FrozenRecord):
     """What to do after handling a request."""
+
+    __match_args__ = ("data", "close", "error")
+    __slots__ = __match_args__
 
     data: bytes | None
     """The bytes to write back, or ``None`` (the request had no ``-Ask``)."""
     close: bool
     """Whether to close the connection after writing (unhandled or fatal errors)."""
-    error: BaseException | None = None
+    error: BaseException | None
     """The exception the request failed with, for logging; ``None`` on success."""
+
+    def __init__(
+        self, data: bytes | None, close: bool, error: BaseException | None = None
+    ) -> None:
+        _set(self, "data", data)
+        _set(self, "close", close)
+        _set(self, "error", error)
 
 
 class _IncompatibleVersions(JuicectlError):
