@@ -152,6 +152,7 @@ MUTATE_TESTS: dict[str, list[str]] = {
     "juicectl/_reading.py": ["tests/callers", "tests/chaos/test_connection_races.py"],
     "juicectl/_pipe.py": ["tests/callers", "tests/chaos/test_connection_races.py"],
     "juicectl/child/_runtime.py": ["tests/child"],
+    "juicectl/child/_calls.py": ["tests/child"],
     "juicectl/_busy_poll.py": ["tests/callers/test_busy_poll.py"],
     "juicectl/pool/_dispatch.py": ["tests/pool/test_request_path.py", "tests/pool/test_pool.py"],
 }

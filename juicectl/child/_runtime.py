@@ -31,15 +31,13 @@ Why it is shaped like this:
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import queue
 import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from juicectl._busy_poll import DEFAULT_BUSY_POLL, check_busy_poll
 from juicectl.child._io import InputLike, InputStream, OutputLike, OutputStream
@@ -75,9 +73,30 @@ from juicectl.juice import (
     request_bytes,
 )
 
+if TYPE_CHECKING:
+    import logging
+    from concurrent.futures import Future
+
+    from juicectl.child._calls import CallFuture
+
 __all__ = ["ConnectionLost", "JuiceChild", "run", "serve"]
 
-_log = logging.getLogger("juicectl.child")
+#: Whether the runtime's first log line sets ``logging`` up for stderr first: ``run()`` on the
+#: process's stdio. ``logging`` (and ``concurrent.futures``, which imports it) are imported
+#: only once needed: together they are a good part of a worker's start-up otherwise
+#: (``docs/performance.md``, "The worker's start").
+_route_logging_first = False
+
+
+def _log() -> logging.Logger:
+    """The runtime's logger (``logging`` is imported on its first use)."""
+    global _route_logging_first
+    import logging
+
+    if _route_logging_first:
+        _route_logging_first = False
+        route_logging_to_stderr()
+    return logging.getLogger("juicectl.child")
 
 #: Finds Shutdown under any name the codec matches to it (case, "-" and "_" do not matter).
 _is_shutdown_name = CommandMatcher({Shutdown.command_name: True}).lookup
@@ -181,28 +200,6 @@ class JuiceChild:
         return session.call(command, kwargs)
 
 
-class _CallFuture(Future[dict[str, Any]]):
-    """A call's future that, waited on from the reading thread, reads input until it is done."""
-
-    def __init__(self, session: _Session) -> None:
-        super().__init__()
-        self._session = session
-
-    def result(self, timeout: float | None = None) -> dict[str, Any]:
-        if not self.done() and self._session.is_reader_thread():
-            self._session.pump_until(self, timeout)
-            if not self.done():
-                timeout = 0
-        return super().result(timeout)
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        if not self.done() and self._session.is_reader_thread():
-            self._session.pump_until(self, timeout)
-            if not self.done():
-                timeout = 0
-        return super().exception(timeout)
-
-
 class _Session:
     """One conversation with the parent: reading, dispatch, writing and this child's calls."""
 
@@ -243,7 +240,7 @@ class _Session:
         self._pending: list[bytes] = []
 
         self._table_lock = threading.Lock()
-        self._table: RequestTable[_CallFuture] = RequestTable()
+        self._table: RequestTable[CallFuture] = RequestTable()
         self._table_closed = False
 
         # Set once the reader must stop (output closed, Shutdown done, parent gone).
@@ -311,7 +308,7 @@ class _Session:
         return requests
 
     def _protocol_failure(self, error: ProtocolError) -> None:
-        _log.error("juice_protocol_error: %s", error)
+        _log().error("juice_protocol_error: %s", error)
         self._protocol_error = error
         self._eof = True
         self._closing = True
@@ -409,7 +406,7 @@ class _Session:
         self._pending.clear()
         self._write(data)
 
-    def pump_until(self, future: _CallFuture, timeout: float | None) -> None:
+    def pump_until(self, future: CallFuture, timeout: float | None) -> None:
         """Read and route input on the reading thread until ``future`` is done."""
         deadline = None if timeout is None else time.monotonic() + timeout
         if self._pending:
@@ -485,7 +482,7 @@ class _Session:
             except BaseException as exc:
                 # SystemExit and the like cannot end the process from this thread: end the
                 # conversation instead, so the parent sees the worker go.
-                _log.error("juice_handler_failed: %s", request.command, exc_info=exc)
+                _log().error("juice_handler_failed: %s", request.command, exc_info=exc)
                 reply = Reply(self._unhandled_bytes(request.tag), True, exc)
             if reply.data is not None:
                 self._write(reply.data)
@@ -535,7 +532,7 @@ class _Session:
         except Exception as exc:  # a bug between us and the handler: end like the reference
             reply = Reply(self._unhandled_bytes(tag), True, exc)
         if not isinstance(reply, bytes) and reply.close and reply.error is not None:
-            _log.error(
+            _log().error(
                 "juice_handler_failed: %s (the connection closes)", command_name,
                 exc_info=reply.error,
             )
@@ -579,8 +576,10 @@ class _Session:
                     self._output.close()
 
     def call(self, command: type[Command], kwargs: dict[str, Any]) -> Future[dict[str, Any]]:
+        from juicectl.child._calls import CallFuture  # concurrent.futures: on the first call
+
         arguments = command.make_arguments(kwargs)
-        future = _CallFuture(self)
+        future = CallFuture(self)
         if not command.requires_answer:
             if self._write(request_bytes(command, None, arguments, self._limits)):
                 future.set_result({})
@@ -608,7 +607,7 @@ class _Session:
         with self._table_lock:
             entry = self._table.pop(message.tag)
         if entry is None:
-            _log.warning("juice_answer_for_unknown_tag: %s", message.tag)
+            _log().warning("juice_answer_for_unknown_tag: %s", message.tag)
             return
         command, future = entry
         outcome = answer_outcome(command, message)
@@ -745,7 +744,9 @@ def run(
         source = streams.read_fd if stdin is None else stdin
         target = streams.write_fd if stdout is None else stdout
         on_stdio = True
-        route_logging_to_stderr()
+        # Now if the worker's module imported logging; else at the runtime's first log line.
+        global _route_logging_first
+        _route_logging_first = not route_logging_to_stderr(only_if_imported=True)
     instance = worker() if isinstance(worker, type) else worker
     if on_stdio:
         # After the worker's module and constructor ran: they may have imported structlog.

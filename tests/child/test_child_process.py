@@ -141,10 +141,33 @@ def test_the_child_calls_its_parent(spawn: Spawn, args: tuple[str, ...]) -> None
     assert child.peer.read() == Answer("1", Box({"value": "10"}))
 
 
-def test_the_child_does_not_import_pykka_or_structlog(spawn: Spawn) -> None:
-    child = spawn(WORKER)
+@pytest.mark.parametrize(
+    "args",
+    [(), ("--concurrency", "2"), ("--busy-poll", "0"), ("--concurrency", "1", "--busy-poll", "0")],
+)
+def test_the_child_starts_without_heavy_imports(spawn: Spawn, args: tuple[str, ...]) -> None:
+    # Not pykka or structlog (the parent's), and not what the start of every worker used to
+    # pay for: dataclasses (with inspect), logging and concurrent.futures (until the runtime
+    # logs or the worker calls its parent), argparse (with shutil) for a plain command line.
+    child = spawn(WORKER, *args)
     child.peer.request(Modules, "1")
     assert child.peer.read_answer("1") == {"names": ""}
+    child.peer.request(Shutdown, "2")
+    assert child.peer.read_to_eof() == [{"_answer": "2"}]
+    assert child.wait() == 0
+
+
+def test_the_runtime_imports_logging_for_its_first_log_line(spawn: Spawn) -> None:
+    # The handler's crash is logged the way it was when logging was set up at the start:
+    # through a stderr handler with logging's basic format.
+    child = spawn(WORKER)
+    child.peer.request(Crash, "1")
+    assert [classify(box) for box in child.peer.read_to_eof()] == [
+        ErrorAnswer("1", UNHANDLED_CODE, UNHANDLED_DESCRIPTION)
+    ]
+    assert child.wait() == 0
+    expected = "ERROR:juicectl.child:juice_handler_failed: Crash (the connection closes)"
+    assert expected in child.stderr()
 
 
 def test_importing_juicectl_child_stays_light() -> None:
