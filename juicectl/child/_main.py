@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from juicectl._busy_poll import check_busy_poll
 from juicectl.child._loader import load_worker
 from juicectl.child._runtime import EXIT_INTERRUPTED, run
 from juicectl.child._stdio import protect_stdio
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["main"]
 
@@ -36,6 +40,62 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _serve(argv: Sequence[str] | None) -> None:
+    words = list(sys.argv[1:] if argv is None else argv)
+    parsed = _plain_arguments(words)
+    if parsed is None:
+        parsed = _arguments(words)  # argparse: its help, its errors, every other spelling
+    name, concurrency, busy_poll = parsed
+    try:
+        worker = load_worker(name)
+    except ValueError as exc:
+        _parser().error(str(exc))
+    if not callable(worker):
+        _parser().error(f"{name} is not a class")
+    run(worker, concurrency=concurrency, busy_poll=busy_poll)
+    sys.exit(0)  # run() exits; this keeps the contract if it ever returns
+
+
+#: The options of the command line, and how the plain form of each value is read.
+_OPTIONS = {"--concurrency": "concurrency", "--busy-poll": "busy_poll"}
+_Arguments = tuple[str, "int | None", "float | None"]
+
+
+def _plain_arguments(words: list[str]) -> _Arguments | None:
+    """The usual command line, read without argparse: ``WORKER``, then each option at most
+    once as ``--name VALUE``, with values that are valid as they are written. None for
+    anything else (help, errors, abbreviations, ``--name=VALUE``...), which argparse reads.
+
+    argparse and what it imports (``gettext``, ``shutil`` and its compressors, ``locale``)
+    are a good part of a worker's start otherwise (``docs/performance.md``, "The worker's
+    start"); what this accepts, argparse reads alike (``tests/child/test_main.py``).
+    """
+    if not words or words[0].startswith("-"):
+        return None
+    found: dict[str, str] = {}
+    rest = words[1:]
+    if len(rest) % 2:
+        return None
+    for option, value in zip(rest[::2], rest[1::2], strict=True):
+        key = _OPTIONS.get(option)
+        if key is None or key in found or value.startswith("-"):
+            return None
+        found[key] = value
+    concurrency: int | None = None
+    busy_poll: float | None = None
+    if "concurrency" in found:
+        text = found["concurrency"]
+        if not (text.isascii() and text.isdigit()) or int(text) < 1:
+            return None
+        concurrency = int(text)
+    if "busy_poll" in found:
+        try:
+            busy_poll = check_busy_poll(float(found["busy_poll"]))
+        except ValueError:
+            return None
+    return words[0], concurrency, busy_poll
+
+
+def _parser() -> argparse.ArgumentParser:
     import argparse
 
     parser = argparse.ArgumentParser(
@@ -59,7 +119,13 @@ def _serve(argv: Sequence[str] | None) -> None:
         help="poll stdin for up to this long before sleeping on it, while that brings requests"
         " sooner (one-at-a-time workers; 0: never; default: the worker's own setting, 0.0001)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _arguments(words: list[str]) -> _Arguments:
+    """The command line as argparse reads it; exit 2 with its message if it is wrong."""
+    parser = _parser()
+    args = parser.parse_args(words)
     if args.concurrency is not None and args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
     if args.busy_poll is not None:
@@ -67,11 +133,4 @@ def _serve(argv: Sequence[str] | None) -> None:
             check_busy_poll(args.busy_poll)
         except ValueError as exc:
             parser.error(str(exc).replace("busy_poll", "--busy-poll", 1))
-    try:
-        worker = load_worker(args.worker)
-    except ValueError as exc:
-        parser.error(str(exc))
-    if not callable(worker):
-        parser.error(f"{args.worker} is not a class")
-    run(worker, concurrency=args.concurrency, busy_poll=args.busy_poll)
-    sys.exit(0)  # run() exits; this keeps the contract if it ever returns
+    return args.worker, args.concurrency, args.busy_poll
