@@ -316,6 +316,10 @@ class PoolActor(pykka.ThreadingActor):
         worker_subscribers: actor refs told every event of every worker's controller.
         on_process_startup, on_process_termination: each worker's hooks.
         subscribers: actor refs told the pool's own events.
+        polling_placements: where the CPU rule lets only the first workers poll, each
+            placement as those run it (None for a placement it does not reach); None when
+            every worker runs its placement as it is.
+        polling_workers: how many first workers (by slot, the pool's order) run those.
     """
 
     use_daemon_thread = True
@@ -333,6 +337,8 @@ class PoolActor(pykka.ThreadingActor):
         on_process_startup: Hook = None,
         on_process_termination: Hook = None,
         subscribers: Sequence[pykka.ActorRef[Any]] = (),
+        polling_placements: Sequence[LaunchSpec | None] | None = None,
+        polling_workers: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
@@ -340,6 +346,10 @@ class PoolActor(pykka.ThreadingActor):
         if not placements:
             raise ValueError("placements must hold at least one LaunchSpec")
         self._placements = tuple(placements)
+        if polling_placements is not None and len(polling_placements) != len(placements):
+            raise ValueError("polling_placements must hold one entry per placement")
+        self._polling_placements = tuple(polling_placements or ())
+        self._polling_workers = polling_workers
         self._policy = policy
         self._options = options
         self._dispatcher = dispatcher
@@ -738,6 +748,22 @@ class PoolActor(pykka.ThreadingActor):
             held[slot.placement] += 1
         return min(held, key=lambda index: (held[index], index))
 
+    def _spec_for(self, slot: _Slot) -> LaunchSpec:
+        """How ``slot``'s worker is launched: with its own busy polling if its slot is among
+        the first ``polling_workers`` the CPU rule lets poll (of the slots it reaches, by
+        number: the pool's order, which its dispatch keeps small tasks on), else as its
+        placement says. A slot keeps its number for life, so a restart or a replacement
+        polls as the worker before it did, and slots added later come after."""
+        polling = self._polling_placements
+        if polling and polling[slot.placement] is not None:
+            earlier = sum(1 for other in self._slots.values()
+                          if other.number < slot.number and polling[other.placement] is not None)
+            if earlier < self._polling_workers:
+                spec = polling[slot.placement]
+                assert spec is not None
+                return spec
+        return self._placements[slot.placement]
+
     def _start_worker(self, slot: _Slot, *, replacing: _Worker | None = None) -> _Worker:
         count = next(slot.names)
         name = f"{self._name}.w{slot.number}" + (f".{count}" if count > 1 else "")
@@ -746,8 +772,8 @@ class PoolActor(pykka.ThreadingActor):
             hooks.append(subscriber_for(self._on_startup, (ProcessStarted,), name=name))
         if self._on_termination is not None:
             hooks.append(subscriber_for(self._on_termination, (ProcessTerminated,), name=name))
+        spec = self._spec_for(slot)
         # Opened per worker, as a controller opens its own: one ssh connection master each.
-        spec = self._placements[slot.placement]
         session = open_session(spec.launcher, name)
         end_of_life: ReplyFuture[EndOfLife] = ReplyFuture()
         try:

@@ -139,6 +139,10 @@ class SpinPlan:
     spinners: int
     """How many processes may spin at once under this plan: the parent counts one (its
     threads share one interpreter lock), each polling worker one."""
+    polling_workers: int = 0
+    """How many workers poll under this plan. Where the rule turns the workers' polling off
+    (``worker`` 0, not given), the first ``polling_workers`` in the pool's order (its lowest
+    slots, which its dispatch keeps small tasks on) keep their own setting instead."""
 
 
 def spin_plan(
@@ -151,19 +155,26 @@ def spin_plan(
     """The rule: at most ``cores`` processes spin at once.
 
     The parent is one spinner whatever the number of callers (a spinning caller holds the
-    interpreter lock), and keeps its budget: it is the side every answer waits on. Workers
-    poll only while the parent and ``max_size`` workers together fit in ``cores``; otherwise
-    they are launched with polling off and sleep on their pipe (they are seldom idle under
-    load, and a sleeping worker costs nothing). An explicit ``worker`` budget is kept as given.
+    interpreter lock), and keeps its budget: it is the side every answer waits on. Every
+    worker polls while the parent and ``max_size`` workers together fit in ``cores``;
+    otherwise only the first ``cores`` minus the parent's one do, and the others are launched
+    with polling off and sleep on their pipe. The first ones are those the dispatch keeps
+    small tasks on while they keep up (a worker that polls answers them sooner); work the
+    workers are the slower at keeps every one of them busy, and a worker busy in its handler
+    does not spin. An explicit ``worker`` budget is kept as given, for every worker.
     """
     check_busy_poll(parent)
     parent_spins = 1 if parent > 0 else 0
+    polling = max_size
     if worker is not None:
         check_busy_poll(worker, "worker_busy_poll")
-        workers = worker
+        workers: float | None = worker
+        if worker == 0:
+            polling = 0
     elif parent_spins + max_size <= cores:
         workers = None  # room for every worker to spin: their own setting stands
     else:
         workers = 0.0
-    worker_spins = 0 if workers == 0 else max_size
-    return SpinPlan(parent=parent, worker=workers, spinners=parent_spins + worker_spins)
+        polling = max(0, cores - parent_spins)
+    return SpinPlan(parent=parent, worker=workers, spinners=parent_spins + polling,
+                    polling_workers=polling)

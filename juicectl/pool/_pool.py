@@ -214,6 +214,7 @@ class ProcessPool:
         name = checked_name(name, lambda: f"pool-{next(_names)}")
         plan = spin_plan(_local_workers(placements, options.max_size), os.cpu_count() or 1,
                          parent=spec.connection.busy_poll, worker=worker_busy_poll)
+        polling = _polling_placements(placements, plan, explicit=worker_busy_poll is not None)
         placements = [_pool_spec(placement, plan, explicit=worker_busy_poll is not None)
                       for placement in placements]
         spec = placements[0]
@@ -236,6 +237,7 @@ class ProcessPool:
         )
         actor_ref = PoolActor.start(
             name, placements, policy, options, dispatcher,
+            polling_placements=polling, polling_workers=plan.polling_workers,
             worker_subscribers=worker_refs,
             on_process_startup=on_process_startup,
             on_process_termination=on_process_termination,
@@ -445,6 +447,23 @@ def _local_workers(placements: Sequence[LaunchSpec], max_size: int) -> int:
     here = sum(_runs_here(placement) for placement in placements)
     per_placement = -(-max_size // len(placements))
     return min(max_size, here * per_placement)
+
+
+def _polling_placements(
+    placements: Sequence[LaunchSpec], plan: SpinPlan, *, explicit: bool
+) -> tuple[LaunchSpec | None, ...] | None:
+    """Where the rule turned the workers' polling off, each placement as its first
+    ``plan.polling_workers`` workers run it instead (their own busy polling), or None for a
+    placement the plan does not reach (its workers poll as they would, uncounted); None when
+    every worker runs as the plan says."""
+    if explicit or plan.worker != 0 or not plan.polling_workers:
+        return None
+    own = dataclasses.replace(plan, worker=None)
+    return tuple(
+        _pool_spec(placement, own) if placement.env is not None or _runs_here(placement)
+        else None
+        for placement in placements
+    )
 
 
 def _pool_spec(spec: LaunchSpec, plan: SpinPlan, *, explicit: bool = False) -> LaunchSpec:

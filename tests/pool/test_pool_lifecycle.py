@@ -14,8 +14,9 @@ import pykka
 import pytest
 
 from juicectl import LaunchSpec, ProcessLaunchError, ProcessPool, ProcessUnavailable, RestartPolicy
+from juicectl._busy_poll import DEFAULT_BUSY_POLL
 from juicectl.child._runtime import BUSY_POLL_ENV
-from juicectl.pool import WorkerGaveUp, WorkerLost, spin_plan
+from juicectl.pool import SpinPlan, WorkerGaveUp, WorkerLost, spin_plan
 
 from ..conftest import ROOT
 from .conftest import WORKER, wait_until
@@ -197,12 +198,53 @@ def test_the_lost_event_says_what_became_of_the_requests(make_pool: MakePool) ->
 
 
 def test_the_cpu_rule() -> None:
-    # The parent spins (one, whatever its threads); workers too while all fit in the cores.
-    assert spin_plan(1, 2).worker is None and spin_plan(1, 2).spinners == 2
-    assert spin_plan(2, 2).worker == 0.0 and spin_plan(2, 2).spinners == 1
-    assert spin_plan(3, 4).worker is None and spin_plan(3, 4).spinners == 4
-    assert spin_plan(2, 2, parent=0.0).worker is None
-    assert spin_plan(2, 2, worker=0.0001).worker == 0.0001
+    # The parent spins (one, whatever its threads); every worker too while all fit in the
+    # cores, else the first ones, as many as fit beside the parent.
+    assert spin_plan(1, 2) == SpinPlan(DEFAULT_BUSY_POLL, None, spinners=2, polling_workers=1)
+    assert spin_plan(2, 2) == SpinPlan(DEFAULT_BUSY_POLL, 0.0, spinners=2, polling_workers=1)
+    assert spin_plan(3, 4) == SpinPlan(DEFAULT_BUSY_POLL, None, spinners=4, polling_workers=3)
+    assert spin_plan(8, 4) == SpinPlan(DEFAULT_BUSY_POLL, 0.0, spinners=4, polling_workers=3)
+    assert spin_plan(2, 1) == SpinPlan(DEFAULT_BUSY_POLL, 0.0, spinners=1, polling_workers=0)
+    assert spin_plan(2, 2, parent=0.0) == SpinPlan(0.0, None, spinners=2, polling_workers=2)
+    assert spin_plan(3, 2, parent=0.0) == SpinPlan(0.0, 0.0, spinners=2, polling_workers=2)
+    # An explicit budget is every worker's.
+    assert spin_plan(2, 2, worker=0.0001) == SpinPlan(DEFAULT_BUSY_POLL, 0.0001, spinners=3,
+                                                      polling_workers=2)
+    assert spin_plan(2, 2, worker=0.0) == SpinPlan(DEFAULT_BUSY_POLL, 0.0, spinners=1,
+                                                   polling_workers=0)
+
+
+def _busy_poll_by_slot(pool: ProcessPool) -> dict[int, str | None]:
+    """Each serving worker's JUICECTL_BUSY_POLL, as its process has it (None: unset)."""
+    found: dict[int, str | None] = {}
+    for worker in pool.stats()["workers"]:
+        with open(f"/proc/{worker['pid']}/environ", "rb") as environ:
+            variables = dict(
+                item.decode().partition("=")[::2] for item in environ.read().split(b"\0") if item
+            )
+        found[worker["slot"]] = variables.get(BUSY_POLL_ENV)
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/environ")
+def test_only_the_first_workers_poll_when_all_would_not_fit(make_pool: MakePool) -> None:
+    cores = os.cpu_count() or 1
+    size = cores + 1
+    pool = make_pool(size=size, env={k: v for k, v in os.environ.items() if k != BUSY_POLL_ENV})
+    assert pool.spin_plan.polling_workers == cores - 1
+    wait_until(lambda: pool.stats()["size"] == size
+               and all(w["pid"] is not None for w in pool.stats()["workers"]))
+    by_slot = _busy_poll_by_slot(pool)
+    first = sorted(by_slot)[: cores - 1]
+    assert {slot: by_slot[slot] for slot in first} == dict.fromkeys(first)  # their own setting
+    assert [by_slot[slot] for slot in sorted(by_slot)[cores - 1:]] == ["0.0"] * 2
+    # A restart keeps its slot, and so its polling.
+    first_slot = min(by_slot)
+    victim = next(w["pid"] for w in pool.stats()["workers"] if w["slot"] == first_slot)
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: any(w["slot"] == first_slot and w["pid"] not in (None, victim)
+                           and w["state"] == "ready" for w in pool.stats()["workers"]))
+    assert _busy_poll_by_slot(pool)[first_slot] is None
 
 
 def test_workers_are_launched_with_the_plan(make_pool: MakePool) -> None:
