@@ -40,6 +40,8 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import shlex
+import shutil
 import signal
 import subprocess
 import threading
@@ -57,6 +59,14 @@ GUARD_SHELL = "/bin/sh"
 _SCRIPT = (
     "trap '' HUP INT QUIT TERM PIPE; echo armed; exec >&-; "
     "while read -r line; do :; done; kill -s KILL 0"
+)
+# The same, for a guard that also removes a directory when the parent dies (``{rm}`` and
+# ``{path}`` quoted). ``release()`` says "released" first, so that only the parent's death
+# removes it: a released guard's directory may be in use again (a new ssh master in it).
+_SCRIPT_REMOVING = (
+    "trap '' HUP INT QUIT TERM PIPE; echo armed; exec >&-; "
+    "while read -r line; do [ \"$line\" = released ] && kill -s KILL 0; done; "
+    "{rm} -rf -- {path}; kill -s KILL 0"
 )
 
 #: The signals the guard ignores once armed.
@@ -92,23 +102,38 @@ class ParentDeathGuard:
     :meth:`release` once the child has exited (or failed to launch).
     """
 
-    def __init__(self, popen: subprocess.Popen[bytes], write_end: int) -> None:
+    def __init__(
+        self, popen: subprocess.Popen[bytes], write_end: int, *, removes: bool = False
+    ) -> None:
         self._popen = popen
         self._write_end: int | None = write_end
         self._armed = False
+        self._removes = removes
 
     @classmethod
-    def start(cls, shell: str = GUARD_SHELL) -> ParentDeathGuard:
+    def start(
+        cls, shell: str = GUARD_SHELL, *, remove_on_death: str | None = None
+    ) -> ParentDeathGuard:
         """Start a guard, the leader of a new process group.
+
+        ``remove_on_death``: a directory the guard also removes (``rm -rf``) when this
+        process dies, before it ends its group, and not when it is released: what an owner
+        killed outright cannot clean up itself (an ssh master's control socket and log).
+        Ignored where there is no ``rm`` program.
 
         Raises:
             OSError: the pipe or the guard could not be created (``FileNotFoundError`` when
                 ``shell`` does not exist).
         """
+        script = _SCRIPT
+        rm = shutil.which("rm", path=os.defpath) if remove_on_death is not None else None
+        if remove_on_death is not None and rm is not None:
+            script = _SCRIPT_REMOVING.format(rm=shlex.quote(rm),
+                                             path=shlex.quote(remove_on_death))
         read_end, write_end = os.pipe()
         try:
             popen = subprocess.Popen(
-                [shell, "-c", _SCRIPT],
+                [shell, "-c", script],
                 stdin=read_end,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -124,7 +149,7 @@ class ParentDeathGuard:
             os.close(read_end)
         with _write_ends_lock:
             _write_ends.add(write_end)
-        return cls(popen, write_end)
+        return cls(popen, write_end, removes=script is not _SCRIPT)
 
     @property
     def pid(self) -> int:
@@ -161,6 +186,9 @@ class ParentDeathGuard:
         if write_end is not None:
             with _write_ends_lock:
                 _write_ends.discard(write_end)
+            if self._removes:
+                with contextlib.suppress(OSError):  # a guard already gone: nothing to tell
+                    os.write(write_end, b"released\n")
             with contextlib.suppress(OSError):
                 os.close(write_end)
         if self._popen.stdout is not None:

@@ -397,6 +397,13 @@ class SshSession:
         master = self._master
         return master.popen.pid if master is not None and master.alive() else None
 
+    @property
+    def control_directory(self) -> str | None:
+        """The private directory of the master's control socket and log, once the first
+        launch made it; None before, and after ``close()`` (which removes it). Its master's
+        guard removes it too should this process die outright."""
+        return self._directory
+
     def closing(self) -> None:
         """The controller is closing: a launch waiting for the master to connect gives up,
         and none starts one. A master already connected stays, for the child's own stop;
@@ -472,7 +479,9 @@ class SshSession:
                 "--", launcher.host]
         guard: ParentDeathGuard | None
         try:
-            guard = ParentDeathGuard.start()
+            # Should this process die outright, the guard removes the directory too: a close
+            # that never runs would leave the socket and the log behind.
+            guard = ParentDeathGuard.start(remove_on_death=self._directory)
         except OSError:
             guard = None  # no shell for a guard: spawn() has warned about it already
         try:

@@ -16,7 +16,7 @@ import pytest
 import structlog
 
 from juicectl import ProcessLaunchError
-from juicectl.launch import GUARD_SHELL, Invocation, spawn
+from juicectl.launch import GUARD_SHELL, Invocation, ParentDeathGuard, spawn
 from tests.conftest import ROOT
 from tests.supervision.conftest import alive, wait_for
 
@@ -148,3 +148,46 @@ def test_a_guard_whose_parent_dies_before_it_is_armed_still_ends_the_group(tmp_p
         for pid in (child, guard):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+GUARDED_PARENT = """
+import sys, time
+sys.path.insert(0, {root!r})
+from juicectl.launch import ParentDeathGuard
+guard = ParentDeathGuard.start(remove_on_death=sys.argv[1])
+assert guard.wait_armed(5)
+print("armed", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_removing_guard_removes_its_directory_when_the_parent_dies(tmp_path: Path) -> None:
+    directory = tmp_path / "it's $here"  # quoted for the shell
+    (directory / "inner").mkdir(parents=True)
+    (directory / "inner" / "socket").write_text("x")
+    parent = subprocess.Popen(
+        [sys.executable, "-c", GUARDED_PARENT.format(root=str(ROOT)), str(directory)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "armed\n"
+        parent.kill()  # no close, no atexit: only the guard can clean up
+        parent.wait(timeout=10)
+        wait_for(lambda: not directory.exists(), 10, "the directory removed")
+        assert tmp_path.exists()
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
+        if parent.stdout is not None:
+            parent.stdout.close()
+
+
+def test_a_released_removing_guard_leaves_its_directory(tmp_path: Path) -> None:
+    # A released master's directory may hold the next master: only the parent's death
+    # removes it.
+    directory = tmp_path / "session"
+    directory.mkdir()
+    guard = ParentDeathGuard.start(remove_on_death=str(directory))
+    assert guard.wait_armed(5)
+    assert guard.release() == -signal.SIGKILL
+    assert directory.exists()

@@ -1,7 +1,7 @@
 """A parent process for the remote tests where the parent itself dies: it starts a
 controller of the test worker on the test sshd, makes the worker busy with grandchildren,
-prints the local pids (the ssh client and the connection master) on a line, and waits to be
-killed.
+prints the local pids (the ssh client and the connection master) and the master's control
+directory on a line, and waits to be killed.
 
     python parent.py PORT LIB MARK HARNESS_ROOT USER
 """
@@ -35,7 +35,8 @@ def main() -> None:
     connection.call(Sleep, seconds=600)
     session = controller.launch_session
     master = getattr(session, "master_pid", None)
-    print(f"{connection.pid} {master}", flush=True)
+    directory = getattr(session, "control_directory", None)
+    print(f"{connection.pid} {master} {directory}", flush=True)
     time.sleep(600)
 
 

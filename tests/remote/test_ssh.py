@@ -119,12 +119,16 @@ def test_the_parent_killed_leaves_nothing_here_or_there(
     )
     try:
         assert parent.stdout is not None
-        client, master = (int(word) for word in parent.stdout.readline().split())
+        words = parent.stdout.readline().split()
+        client, master, directory = int(words[0]), int(words[1]), words[2].decode()
         assert len(harness.marked(mark)) == 4 and alive(client) and alive(master)
+        assert os.path.exists(os.path.join(directory, "master"))
         parent.kill()
         parent.wait(timeout=10)
         wait_for(lambda: not alive(client) and not alive(master), GONE_WITHIN,
                  "the ssh client and master gone")
+        # The master's guard removed what the parent's close would have: socket, log, folder.
+        wait_for(lambda: not os.path.exists(directory), GONE_WITHIN, "the directory gone")
         remote_gone(harness, mark)
     finally:
         parent.kill()
