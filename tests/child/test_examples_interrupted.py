@@ -3,7 +3,8 @@
 Each example runs under a small driver that holds it at a known point until the SIGINT comes:
 while an import runs (an import it does early, ``structlog``), or in one of its own ``print()``
 calls once its children run. So the press lands where the test says, not where a timer guesses.
-The worker scripts are pressed while they serve a request.
+The worker scripts are pressed while they serve a request. Every press waits until the process
+sleeps there (``tests/presses.py``: a press just before a sleep starts is not seen until it ends).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.presses import IN_SLEEP, wait_until_blocked_in
 from tests.supervision.conftest import alive
 
 from .conftest import ROOT
@@ -88,6 +90,7 @@ def press_at(where: str, example: str) -> tuple[subprocess.CompletedProcess[str]
         assert process.stderr is not None
         assert process.stderr.readline() == "stalled\n"
         seen = children(process.pid)
+        wait_until_blocked_in(process.pid, IN_SLEEP)  # in stall()'s sleep, not on its way
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=WAIT)
     finally:
@@ -137,6 +140,7 @@ def test_ctrl_c_on_a_worker_run_by_hand_is_quiet(worker: list[str]) -> None:
         assert process.stdout.readline() == b"Version: 1\r\n"   # it serves: the import is done
         process.stdin.write(SLEEP)                               # and now it sleeps in a handler
         process.stdin.flush()
+        wait_until_blocked_in(process.pid, IN_SLEEP)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=WAIT)
     finally:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.presses import IN_PAUSE, wait_until_blocked_in
 from tests.supervision.conftest import alive, wait_for
 
 START = '''
@@ -108,6 +109,7 @@ def finish(process: subprocess.Popen[str]) -> tuple[str, str]:
 def test_ctrl_c_in_a_pykka_application_stops_the_child_cleanly(tmp_path: Path) -> None:
     process, pid = start_app(tmp_path, START + PYKKA_APP)
     assert process.stdout is not None and process.stdout.readline() == "waiting\n"
+    wait_until_blocked_in(process.pid, IN_PAUSE)
     process.send_signal(signal.SIGINT)
     stdout, stderr = finish(process)
     assert stdout == "interrupted\nclosed: clean shutdown\n"
@@ -133,6 +135,7 @@ def test_unhandled_ctrl_c_still_stops_the_child_at_exit(tmp_path: Path) -> None:
     source = REPORT_AT_EXIT + START + "print('waiting', flush=True)\nsignal.pause()\n"
     process, pid = start_app(tmp_path, source)
     assert process.stdout is not None and process.stdout.readline() == "waiting\n"
+    wait_until_blocked_in(process.pid, IN_PAUSE)
     process.send_signal(signal.SIGINT)
     stdout, stderr = finish(process)
     assert stdout == "at exit: clean True\n"
