@@ -30,13 +30,16 @@ STUBBORN = textwrap.dedent("""
     ready_r, ready_w = os.pipe()
     code = ("import os, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
             "{detach}os.write(int(sys.argv[1]), b'x'); time.sleep(600)")
-    for detach in ("", "os.setsid(); os.fork() and os._exit(0); "):
+    started = [
         subprocess.Popen([sys.executable, "-c", code.format(detach=detach), str(ready_w)],
                          pass_fds=[ready_w])
+        for detach in ("", "os.setsid(); os.fork() and os._exit(0); ")
+    ]
     os.close(ready_w)
     got = b""
     while len(got) < 2:
         got += os.read(ready_r, 2)
+    started[1].wait()  # the daemon's first process: it may not have exited when it wrote
     print("ready", flush=True)
     time.sleep(600)
 """)

@@ -84,10 +84,12 @@ class Worker(JuiceChild):
     @Spawn.responder
     def spawn(self) -> dict[str, int]:
         ready_r, ready_w = os.pipe()
-        for detach in ("", _DETACH):
+        started = [
             subprocess.Popen([sys.executable, "-c", _GRANDCHILD.format(detach=detach),
                               str(ready_w)], pass_fds=[ready_w], stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for detach in ("", _DETACH)
+        ]
         os.close(ready_w)
         got = b""
         while len(got) < 2:  # both have set their signals; the daemon has left the group
@@ -96,4 +98,7 @@ class Worker(JuiceChild):
                 break
             got += chunk
         os.close(ready_r)
+        # The daemon's first process exits once it has forked, but may not have yet when the
+        # daemon signals: reaped here, so that the answer finds the four processes alone.
+        started[1].wait(timeout=30)
         return {"started": len(got)}
