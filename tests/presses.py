@@ -15,6 +15,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from tests.supervision.conftest import wait_for
+
 #: The kernel function ``time.sleep()`` waits in (``hrtimer_nanosleep`` on Linux 5 and 6).
 IN_SLEEP = "nanosleep"
 #: The kernel function ``signal.pause()`` waits in (``__do_sys_pause``).
@@ -24,25 +26,26 @@ IN_PAUSE = "pause"
 SETTLE = 0.5
 
 
+def _waits_in(pid: int) -> str | None:
+    """The kernel function the main thread of ``pid`` waits in; None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return None
+
+
 def wait_until_blocked_in(pid: int, kernel_function: str, bound: float = 60.0) -> None:
     """Return once the main thread of ``pid`` waits in a kernel function whose name contains
     ``kernel_function`` (``IN_SLEEP``, ``IN_PAUSE``), or once the process is gone (the test
     then sees how it ended). Fails after ``bound`` seconds."""
-    wchan = Path(f"/proc/{pid}/wchan")
-    deadline = time.monotonic() + bound
-    while True:
-        try:
-            where = wchan.read_text()
-        except OSError:
-            return
-        if kernel_function in where:
-            return
-        if where in ("", "0"):  # this kernel hides it: a moment instead
-            time.sleep(SETTLE)
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"process {pid} did not wait in {kernel_function} within {bound} s "
-                f"(it waits in {where!r})"
-            )
-        time.sleep(0.001)
+
+    def hidden(where: str | None) -> bool:
+        return where in ("", "0")
+
+    def there() -> bool:
+        where = _waits_in(pid)
+        return where is None or kernel_function in where or hidden(where)
+
+    wait_for(there, bound, f"process {pid} waiting in {kernel_function}")
+    if hidden(_waits_in(pid)):  # this kernel does not say: a moment instead
+        time.sleep(SETTLE)
