@@ -21,17 +21,20 @@ from tests.supervision.conftest import wait_for
 IN_SLEEP = "nanosleep"
 #: The kernel function ``signal.pause()`` waits in (``__do_sys_pause``).
 IN_PAUSE = "pause"
-#: Where the kernel does not name the function (``wchan`` reads ``0``): how long to let the
-#: process reach its wait instead (seconds).
+#: Where the kernel does not name the function (a sleeping process's ``wchan`` reads ``0``, as
+#: a running one's always does): how long to let the process reach its wait instead (seconds).
 SETTLE = 0.5
 
 
 def _waits_in(pid: int) -> str | None:
-    """The kernel function the main thread of ``pid`` waits in; None once it is gone."""
+    """The kernel function the main thread of ``pid`` sleeps in: ``"0"`` while it runs, or
+    where the kernel hides the name; None once the process is gone."""
     try:
-        return Path(f"/proc/{pid}/wchan").read_text()
+        where = Path(f"/proc/{pid}/wchan").read_text()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
     except OSError:
         return None
+    return where if state in ("S", "D") else "running"
 
 
 def wait_until_blocked_in(pid: int, kernel_function: str, bound: float = 60.0) -> None:
@@ -40,12 +43,12 @@ def wait_until_blocked_in(pid: int, kernel_function: str, bound: float = 60.0) -
     then sees how it ended). Fails after ``bound`` seconds."""
 
     def hidden(where: str | None) -> bool:
-        return where in ("", "0")
+        return where in ("", "0")  # asleep, but the kernel does not say where
 
     def there() -> bool:
         where = _waits_in(pid)
         return where is None or kernel_function in where or hidden(where)
 
     wait_for(there, bound, f"process {pid} waiting in {kernel_function}")
-    if hidden(_waits_in(pid)):  # this kernel does not say: a moment instead
+    if hidden(_waits_in(pid)):
         time.sleep(SETTLE)
