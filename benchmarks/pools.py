@@ -12,7 +12,9 @@ standard library. Scenarios:
 * ``pool_echo``: small echo tasks, 64 outstanding (``mp.Pool`` runs ``imap``, which feeds its
   workers as fast as they take tasks); tasks/s.
 * ``pool_cpu``: CPU-bound tasks (``pool_workload.burn``), 64 outstanding; tasks/s, with the
-  parent's CPU per task.
+  parent's CPU per task. Beside the pools, ``serial`` (the task in a loop in one process) and
+  ``two_loops`` (that loop in two processes at once, no pool and no parent work): what the
+  machine itself gives two workers.
 * ``pool_cold``: start the pool (or one controller) -> first answer; ms.
 * ``pool_kill``: one of two workers SIGKILLed with 8 requests outstanding on it: how many
   failed, how many hung, how long until the pool is whole again (juicectl).
@@ -413,6 +415,50 @@ def serial(scenario: str, count: int) -> None:
            task_ms=(time.perf_counter() - start) / count * 1000)
 
 
+def _loop_after_go(scenario: str, count: int) -> None:
+    """One of ``two_loops``' processes: warm up, say so, wait for the go on stdin, then run
+    the task ``count`` times and print how long that took (seconds)."""
+    burn(BURN)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    start = time.perf_counter()
+    for _ in range(count):
+        burn(BURN)
+    print(time.perf_counter() - start, flush=True)
+
+
+def two_loops(scenario: str, count: int) -> None:
+    """The CPU-bound task in two plain processes at once, released together: the most this
+    machine gives two workers, with no pool, no parent work and no pipes in between (the sum
+    of the two loops' rates). Against ``serial``, the speed-up from 1 to 2 workers that no
+    pool can beat here."""
+    each = max(count // 2, 1)
+    argv = [sys.executable, str(Path(__file__).resolve()), scenario, str(each), "_loop_after_go"]
+    loops = [subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    try:
+        for loop in loops:
+            assert loop.stdout is not None
+            if loop.stdout.readline().strip() != "ready":
+                raise RuntimeError("a loop process did not start")
+        for loop in loops:
+            assert loop.stdin is not None
+            loop.stdin.write("go\n")
+            loop.stdin.flush()
+        seconds = []
+        for loop in loops:
+            assert loop.stdout is not None
+            seconds.append(float(loop.stdout.readline()))
+    finally:
+        for loop in loops:
+            if loop.poll() is None:
+                loop.kill()
+            loop.wait(30)
+    # Each loop's own rate, added: a pool whose workers take the next task when free gets
+    # the faster CPU's share too, so this is the most it could reach.
+    report(scenario, sum(rate(each, s) for s in seconds), loop_seconds=seconds)
+
+
 IMPLS: dict[str, Callable[[str, int], None]] = {
     "juicectl": juicectl,
     "juicectl_1": lambda scenario, count: juicectl(scenario, count, size=1),
@@ -431,6 +477,8 @@ IMPLS: dict[str, Callable[[str, int], None]] = {
     "ampoule": ampoule_pool,
     "ampoule_recycling": lambda scenario, count: ampoule_pool(scenario, count, 500),
     "serial": serial,
+    "two_loops": two_loops,
+    "_loop_after_go": _loop_after_go,
 }
 
 
@@ -467,6 +515,7 @@ POOL_DRIVERS: dict[str, list[str]] = {
     "ampoule": [sys.executable, _SELF, "ampoule"],
     "ampoule, recycling 500": [sys.executable, _SELF, "ampoule_recycling"],
     "serial": [sys.executable, _SELF, "serial"],
+    "two bare loops": [sys.executable, _SELF, "two_loops"],
 }
 
 _BASELINES = ["ProcessPoolExecutor", "pebble", "loky", "mp.Pool imap", "ampoule"]
@@ -474,7 +523,7 @@ _BASELINES = ["ProcessPoolExecutor", "pebble", "loky", "mp.Pool imap", "ampoule"
 #: Scenario -> the implementations measured in it.
 POOL_MEASURED: dict[str, list[str]] = {
     "pool_echo": [_OURS, "juicectl pool, workers polling", "juicectl controller", *_BASELINES],
-    "pool_cpu": [_OURS, "juicectl pool x1", "serial", "ProcessPoolExecutor"],
+    "pool_cpu": [_OURS, "juicectl pool x1", "serial", "two bare loops", "ProcessPoolExecutor"],
     "pool_cold": [_OURS, "juicectl controller", *_BASELINES],
     "pool_kill": [_OURS],
     "pool_recycle": [_OURS, "juicectl pool, recycling 500", "ampoule",
@@ -501,10 +550,11 @@ Median = Callable[[str, str], "float | None"]
 Extra = Callable[[str, str, str], "float | None"]
 
 
-def pool_goals(median: Median, extra: Extra) -> list[tuple[str, str, bool]]:
+def pool_goals(median: Median, extra: Extra) -> list[tuple[str, str, bool | None]]:
     """Issue 16's goals, each (goal, measured, passed), from the medians of a run;
-    ``extra(scenario, impl, key)`` is the median of another figure of the result lines."""
-    rows: list[tuple[str, str, bool]] = []
+    ``extra(scenario, impl, key)`` is the median of another figure of the result lines.
+    ``passed`` is None for a figure that is only reported beside the goals."""
+    rows: list[tuple[str, str, bool | None]] = []
 
     def ratio(text: str, scenario: str, theirs: str, bound: float, *, at_most: bool = False,
               mine: str = _OURS) -> None:
@@ -525,6 +575,13 @@ def pool_goals(median: Median, extra: Extra) -> list[tuple[str, str, bool]]:
         share = two / (2 * serial_rate)
         rows.append(("CPU-bound: within 5% of twice the serial rate", f"{share:.1%}",
                      share >= 0.95))
+    bare = median("pool_cpu", "two bare loops")
+    if bare is not None and serial_rate:
+        rows.append(("... the machine: two bare loops at once, against the serial rate",
+                     f"{bare / serial_rate:.2f}x", None))
+        if two is not None:
+            rows.append(("... the pool against two bare loops at once", f"{two / bare:.1%}",
+                         None))
     cpu = extra("pool_cpu", _OURS, "parent_cpu_us")
     if cpu is not None:
         rows.append(("CPU-bound: parent CPU <= 50 us per task", f"{cpu:.1f} us", cpu <= 50))
