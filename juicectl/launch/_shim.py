@@ -10,7 +10,8 @@ What it does, and why:
   of the protocol go straight between the transport (sshd, ``docker exec``, ...) and the
   worker; the shim only watches the descriptors with ``poll()`` for a hangup.
 * **The worker leads a process group of its own**, so that one signal reaches it and every
-  grandchild that stays in its group.
+  grandchild that stays in its group (a worker that moves to another group still gets each
+  signal itself).
 * **It is a subreaper** (Linux ``PR_SET_CHILD_SUBREAPER``): a grandchild that leaves the group
   (a daemon that calls ``setsid()``) and whose parent exits is re-parented to the shim, not
   to init, and the shim ends it too.
@@ -275,6 +276,16 @@ def _kill_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
+def _signal_worker(pid: int, signum: int) -> None:
+    """``signum`` to the worker's group, and to the worker itself if it has moved to another
+    group (``setpgid``). Only before it is reaped: this loop is its only reaper, so ``pid``
+    still names it."""
+    _kill_group(pid, signum)
+    with _IGNORE_OS_ERROR:
+        if os.getpgid(pid) != pid:
+            os.kill(pid, signum)
+
+
 def _sweep(pgid: int) -> None:
     """SIGKILL what is left of the worker's group and every descendant re-parented to us,
     until none is left (each one killed may hand us its own children), bounded."""
@@ -368,11 +379,11 @@ class _Watch:
             return
         now = time.monotonic()
         if self.term_at is not None and now >= self.term_at and self.kill_at is None:
-            _kill_group(self.pid, signal.SIGTERM)
+            _signal_worker(self.pid, signal.SIGTERM)
             self.sent.add(signal.SIGTERM)
             self.kill_at = now + self.grace
         elif self.kill_at is not None and now >= self.kill_at:
-            _kill_group(self.pid, signal.SIGKILL)
+            _signal_worker(self.pid, signal.SIGKILL)
             self.sent.add(signal.SIGKILL)
             self.kill_at = now + _REAP_BOUND
 

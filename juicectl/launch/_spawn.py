@@ -46,6 +46,10 @@ class SpawnedChild:
         self.guard = guard
         """The child's parent-death guard, or None if none could be started."""
         self._released = False
+        # A handle on the child itself (Linux): a signal sent through it reaches the child or
+        # nothing, even once another thread has reaped it and its pid is reused. Opened here,
+        # before anything can have reaped it.
+        self._pidfd = _open_pidfd(popen.pid)
 
     @property
     def pid(self) -> int:
@@ -58,21 +62,40 @@ class SpawnedChild:
         return self.guard.pgid if self.guard is not None else self.popen.pid
 
     def signal_group(self, signum: int) -> None:
-        """Send ``signum`` to the child's process group (to the child alone if the group is
-        out of reach, e.g. a member belongs to another user). A group that is gone is no
+        """Send ``signum`` to the child's process group, and to the child itself if it has
+        left that group (``setsid()``, ``setpgid()``: the group's signal would miss it) or the
+        group is out of reach (a member belongs to another user). A group that is gone is no
         error, and nothing is sent after :meth:`release`."""
         if self._released:
             return
         if self.guard is not None and signum in TRAPPED_SIGNALS:
             # Never before the guard ignores it: the group would lose its guard.
             self.guard.wait_armed(_ARMED_TIMEOUT)
+        reached = True
         try:
             os.killpg(self.pgid, signum)
         except ProcessLookupError:
             pass
         except PermissionError:
-            with contextlib.suppress(OSError):
-                os.kill(self.popen.pid, signum)
+            reached = False
+        if not reached or self._left_group():
+            self._signal_child(signum)
+
+    def _left_group(self) -> bool:
+        """Whether the child, not yet reaped, is in a process group other than ``pgid``."""
+        try:
+            return os.getpgid(self.popen.pid) != self.pgid
+        except OSError:
+            return False  # reaped (or never was): nothing to reach
+
+    def _signal_child(self, signum: int) -> None:
+        # Through the pidfd where there is one: a pid that another thread has just reaped may
+        # already name an unrelated process. Without one, Popen's own check of its exit.
+        with contextlib.suppress(OSError):
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, signum)
+            else:
+                self.popen.send_signal(signum)
 
     def release(self) -> None:
         """After the child has exited: kill what is left of its group and reap the guard.
@@ -84,8 +107,22 @@ class SpawnedChild:
             return
         self.signal_group(signal.SIGKILL)
         self._released = True
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
         if self.guard is not None:
             self.guard.release()
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid`` (close-on-exec), or None where the system has none."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None or not hasattr(signal, "pidfd_send_signal"):
+        return None
+    try:
+        return int(pidfd_open(pid))
+    except OSError:
+        return None  # a kernel before 5.3, or a sandbox that refuses it
 
 
 def spawn(invocation: Invocation, *, guard_shell: str = GUARD_SHELL) -> SpawnedChild:

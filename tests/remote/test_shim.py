@@ -141,6 +141,30 @@ def test_a_signal_to_the_shim_ends_the_group(mark: str, signum: int) -> None:
     assert processes_marked(mark) == []
 
 
+# A worker that moves into the process group of a child of its own: the group the shim made
+# for it is left empty.
+MOVES_GROUP = textwrap.dedent("""
+    import os, subprocess, sys, time
+    leader = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                              process_group=0)
+    os.setpgid(0, leader.pid)
+    print("ready", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_a_worker_that_moved_to_another_group_still_gets_the_signals(mark: str) -> None:
+    process = shim(sys.executable, "-c", MOVES_GROUP, mark=mark, stdin=subprocess.PIPE,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stdin is not None
+    assert process.stdout.readline() == b"ready\n"
+    process.stdin.close()
+    status, text = finish(process)
+    assert status == 128 + signal.SIGTERM, text
+    assert "with SIGTERM (signal 15): its input closed" in text
+    assert processes_marked(mark) == []  # its child, re-parented to the shim, too
+
+
 def test_a_shim_killed_outright_takes_its_worker_along(mark: str) -> None:
     # SIGKILL leaves the shim no time to end the group; the worker's parent-death signal
     # ends the worker (grandchildren would be left to the subreaper above, or to init).

@@ -22,6 +22,11 @@ from juicectl.juice import Box, BoxParser, Request, answer_bytes, classify
 if CONFIG["sigterm"] == "ignore":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
+if CONFIG["leave_group"] == "setsid":
+    os.setsid()
+elif CONFIG["leave_group"] == "setpgid":
+    os.setpgid(0, 0)
+
 if CONFIG["grandchild_pid_file"]:
     # Stays in this child's process group and holds its stdout and stderr open.
     grandchild = subprocess.Popen([
@@ -84,6 +89,7 @@ def juice_child(
     sigterm: Literal["default", "ignore"] = "default",
     grandchild_pid_file: str | None = None,
     close_stdout: bool = False,
+    leave_group: Literal["setsid", "setpgid"] | None = None,
 ) -> list[str]:
     """argv of a minimal Juice child with the given misbehaviours (see the module docs)."""
     config = {
@@ -94,6 +100,7 @@ def juice_child(
         "sigterm": sigterm,
         "grandchild_pid_file": grandchild_pid_file,
         "close_stdout": close_stdout,
+        "leave_group": leave_group,
     }
     return python(f"CONFIG = {config!r}\n" + _JUICE_CHILD)
 
@@ -109,6 +116,16 @@ IGNORES_SHUTDOWN_AND_EOF = juice_child(shutdown="ignore", eof="ignore")
 
 IGNORES_SIGTERM = juice_child(shutdown="ignore", eof="ignore", sigterm="ignore")
 """Ignores ``Shutdown``, end of input and SIGTERM: only SIGKILL ends it."""
+
+LEAVES_ITS_SESSION = juice_child(
+    shutdown="ignore", eof="ignore", sigterm="ignore", leave_group="setsid"
+)
+"""Starts a session of its own (out of its group's signals) and ignores everything but
+SIGKILL."""
+
+LEAVES_ITS_GROUP = juice_child(shutdown="ignore", eof="ignore", leave_group="setpgid")
+"""Leads a process group of its own (out of its group's signals) and ignores ``Shutdown`` and
+end of input: SIGTERM ends it."""
 
 NEVER_READY = juice_child(negotiate="ignore")
 """Never answers ``Negotiate``; exits 0 at end of input."""

@@ -55,6 +55,16 @@ def stop_steps(logs: Sequence[Mapping[str, Any]]) -> list[Any]:
             ["shutdown", "close_stdin", "sigterm", "sigkill"], STOP + 2 * KILL,
             id="ignores-sigterm",
         ),
+        # Out of its group's reach, the child itself still gets each signal.
+        pytest.param(
+            children.LEAVES_ITS_GROUP, "terminated", None, signal.SIGTERM,
+            ["shutdown", "close_stdin", "sigterm"], STOP + KILL, id="left-its-group",
+        ),
+        pytest.param(
+            children.LEAVES_ITS_SESSION, "killed", None, signal.SIGKILL,
+            ["shutdown", "close_stdin", "sigterm", "sigkill"], STOP + 2 * KILL,
+            id="left-its-session-ignores-sigterm",
+        ),
     ],
 )
 def test_each_step_ends_the_child_that_ignored_the_one_before(
