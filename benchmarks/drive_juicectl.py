@@ -61,7 +61,7 @@ def _route_writes_through_actor(connection: Connection) -> pykka.ActorRef[Any]:
     # written through the connection's transport (reading while it waits for room).
     transport, wait_for_room = connection._transport, connection._wait_for_room
     writer = _Writer.start(lambda data: transport.write(data, wait_for_room))
-    connection._send = lambda data, future=None, may_block=True: writer.tell(data)  # type: ignore[method-assign]
+    connection._send = lambda data, future=None, may_block=True, deadline=None: writer.tell(data)  # type: ignore[method-assign]
     return writer
 
 

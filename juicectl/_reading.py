@@ -120,6 +120,7 @@ __all__ = [
 
 # Bytes asked of the child's stdout per read: a whole burst of answers in one system call.
 READ_SIZE = 1 << 16
+
 # How long the parked reader thread leaves the pipe to callers who read their own answers once
 # nobody reads, before it reads again itself (seconds).
 PARK = 0.01
@@ -506,9 +507,10 @@ class ReadRole:
 
     # --- a writer waiting for room in the child's input --------------------------------------
 
-    def wait_for_room(self, write_fd: int) -> None:
+    def wait_for_room(self, write_fd: int, deadline: float | None = None) -> None:
         """Return once the child's input ``write_fd`` may have room, having made sure that the
-        child's output is read meanwhile (see "No stall" in the module docstring)."""
+        child's output is read meanwhile (see "No stall" in the module docstring); or once
+        ``deadline`` (``time.monotonic()``) has passed, room or not."""
         with self._lock:
             nested = self._holder == threading.get_ident()
             lead = not nested and self.role is Role.FREE and self._callers_may_read
@@ -517,11 +519,11 @@ class ReadRole:
             elif not nested:
                 self._wait_behind()
         if nested:
-            self._hold_until_room(write_fd)
+            self._hold_until_room(write_fd, deadline)
             return
         if lead:
             try:
-                room = self._read_until_room(write_fd)
+                room = self._read_until_room(write_fd, deadline)
             finally:
                 self._leave()
             if room:
@@ -530,7 +532,7 @@ class ReadRole:
             with self._lock:
                 self._wait_behind()
         try:
-            wait_writable(write_fd)
+            wait_writable(write_fd, _until(deadline))
         finally:
             with self._lock:
                 self.watchers -= 1
@@ -543,16 +545,18 @@ class ReadRole:
             self._reader_wanted = True
             self._changed.notify()
 
-    def _read_until_room(self, write_fd: int) -> bool:
-        """Read and feed the child's output until ``write_fd`` has room (True), or until
-        callers may read no more (False)."""
+    def _read_until_room(self, write_fd: int, deadline: float | None) -> bool:
+        """Read and feed the child's output until ``write_fd`` has room or ``deadline`` has
+        passed (True), or until callers may read no more (False)."""
         fd = self._fd
         poller = select.poll()
         poller.register(write_fd, select.POLLOUT)
         poller.register(fd, select.POLLIN)
-        timeout = poll_slice()
         while True:
             room = readable = False
+            timeout = _until(deadline)
+            if timeout == 0:
+                return True  # its writer gives up the wait
             for event_fd, _ in poller.poll(timeout):
                 if event_fd == write_fd:
                     room = True  # or broken: the write says which
@@ -564,18 +568,21 @@ class ReadRole:
             if room:
                 return True
 
-    def _hold_until_room(self, write_fd: int) -> None:
-        """Wait for room while a callback of this thread's own read writes: read meanwhile,
-        and keep the bytes for that read (``_feed_all``) rather than parse them here, out of
-        order. End of file is left in the pipe, for that read to meet."""
+    def _hold_until_room(self, write_fd: int, deadline: float | None) -> None:
+        """Wait for room (or until ``deadline``) while a callback of this thread's own read
+        writes: read meanwhile, and keep the bytes for that read (``_feed_all``) rather than
+        parse them here, out of order. End of file is left in the pipe, for that read to
+        meet."""
         fd = self._fd
         poller = select.poll()
         poller.register(write_fd, select.POLLOUT)
         if fd >= 0:
             poller.register(fd, select.POLLIN)
-        timeout = poll_slice()
         while True:
             room = False
+            timeout = _until(deadline)
+            if timeout == 0:
+                return
             for event_fd, _ in poller.poll(timeout):
                 if event_fd == write_fd:
                     room = True
@@ -590,3 +597,15 @@ class ReadRole:
                     poller.unregister(fd)  # end of file: the interrupted read meets it again
             if room:
                 return
+
+
+def _until(deadline: float | None) -> float | None:
+    """``poll()``'s timeout (milliseconds) for a wait until ``deadline`` (``time.monotonic()``;
+    None: no deadline, ``poll_slice()``); 0 once it has passed."""
+    limit = poll_slice()
+    if deadline is None:
+        return limit
+    left = (deadline - time.monotonic()) * 1000.0
+    if left <= 0:
+        return 0
+    return left if limit is None else min(left, limit)

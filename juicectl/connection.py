@@ -362,6 +362,7 @@ class Connection:
             future.try_set({})
             return future
 
+        deadline = None
         with self._lock:
             if len(self._table) >= self._max_in_flight:
                 self._wait_for_slot(timeout, wait_for_slot, command)
@@ -371,7 +372,8 @@ class Connection:
                 self.sent += 1
                 if timeout is not None:
                     future.timed = True
-                    self._deadlines.add(time.monotonic() + timeout, tag, timeout, self._table)
+                    deadline = time.monotonic() + timeout
+                    self._deadlines.add(deadline, tag, timeout, self._table)
         if closed is not None:
             if given:
                 raise ProcessUnavailable(str(closed))
@@ -382,7 +384,10 @@ class Connection:
         except BaseException:
             self._withdraw(tag)  # LimitExceeded, for one: nothing was written
             raise
-        self._send(data, future, may_block)
+        if deadline is None:
+            self._send(data, future, may_block)
+        else:
+            self._send(data, future, may_block, deadline=deadline)
         return future
 
     def _withdraw(self, tag: str) -> None:
@@ -480,12 +485,20 @@ class Connection:
                 done()
 
     def _send(
-        self, data: bytes, future: RequestFuture | None = None, may_block: bool = True
+        self,
+        data: bytes,
+        future: RequestFuture | None = None,
+        may_block: bool = True,
+        *,
+        deadline: float | None = None,
     ) -> None:
         """Queue ``data`` for the child's stdin; the first idle caller writes the queue.
 
         ``future`` (a request's) gets its place in the write order. ``may_block`` False: a
-        write that meets a full pipe is finished by a helper thread, not by this caller."""
+        write that meets a full pipe is finished by a helper thread, not by this caller.
+        ``deadline`` (``time.monotonic()``, the request's timeout): this caller waits for
+        room until then at most, and a helper thread finishes the write after it (the
+        request has failed by then; what the child holds of it must still be completed)."""
         with self._pending_lock:
             if self._sealed:
                 return  # the connection has ended: its requests have failed already
@@ -500,7 +513,24 @@ class Connection:
             # whatever others queued meanwhile (two lock rounds for a lone request).
             self._flushing = True
             self._handed = self._queued
-        self._flush(data, self._wait_for_room if may_block else refuse_to_wait)
+        if not may_block:
+            self._flush(data, refuse_to_wait)
+        elif deadline is None:
+            self._flush(data, self._wait_for_room)
+        else:
+            self._flush(data, self._room_until(deadline))
+
+    def _room_until(self, deadline: float) -> WaitForRoom:
+        """A ``wait_for_room`` that waits, reading the child's output, until ``deadline`` at
+        most, and then refuses (``WouldWait``): the write goes on in a helper thread."""
+        wait_for_room = self._wait_for_room
+
+        def wait(fd: int) -> None:
+            if time.monotonic() >= deadline:
+                raise WouldWait
+            wait_for_room(fd, deadline)
+
+        return wait
 
     def _flush(self, chunk: bytes, wait_for_room: WaitForRoom, rest: bytes | None = None) -> None:
         """As the one writer: write ``chunk`` (only its ``rest``, if the start of it is
@@ -510,9 +540,10 @@ class Connection:
             try:
                 write(chunk if rest is None else rest, wait_for_room)
             except WouldWait as refused:
-                # Full, and this caller must not wait (an event loop's thread): a helper
-                # thread writes the rest, and the queue after it, reading the child's output
-                # while it waits, as any writer does. Callers meanwhile only queue.
+                # Full, and this caller must not wait (an event loop's thread) or wait any
+                # longer (its request's timeout has passed): a helper thread writes the
+                # rest, and the queue after it, reading the child's output while it waits,
+                # as any writer does. Callers meanwhile only queue.
                 if start_daemon(self._flush, "juicectl-writer", chunk, self._wait_for_room,
                                 refused.rest):
                     self._log.debug("write_handed_off", waiting=len(refused.rest))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from juicectl import ProcessUnavailable, TooManyRequests
+from juicectl import ProcessUnavailable, RequestTimeout, TooManyRequests
 from juicectl.juice import Command, Integer, request_bytes
 from tests.hostile.harness import MemoryMeter, MiB, capture_logs_bounded, hostile, wait_for
 from tests.workers.commands import Echo
@@ -239,6 +239,38 @@ def test_a_child_that_stops_reading_its_stdin_is_still_stopped(tmp_path: Path) -
         h.assert_gone(connection.pid)
         h.assert_usable_again()
     report("deaf (stops reading)", meter)
+
+
+def test_a_timed_call_to_a_child_that_stops_reading_returns_within_its_timeout(
+    tmp_path: Path,
+) -> None:
+    # More than the pipe holds, to a child that never reads: the caller waits for room only
+    # until its request's timeout, then a helper thread goes on with the write and the call
+    # fails with RequestTimeout, instead of blocking until the child is stopped.
+    with hostile("deaf", tmp_path) as h:
+        connection = h.ctl.get_process().get(timeout=15)
+        outcome: list[BaseException | dict[str, object]] = []
+
+        def call() -> None:
+            try:
+                outcome.append(
+                    connection.call(Echo, value="x" * (4 * pipe_capacity()), timeout=0.5)
+                    .get(timeout=10)
+                )
+            except BaseException as error:
+                outcome.append(error)
+
+        caller = threading.Thread(target=call, daemon=True)
+        caller.start()
+        caller.join(timeout=10)
+        returned = not caller.is_alive()
+        h.ctl.stop_process().get(timeout=20)
+        caller.join(timeout=10)
+        assert returned, "the call was still writing 10 s after its 0.5 s timeout"
+        [error] = outcome
+        assert isinstance(error, RequestTimeout), error
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
 
 
 def pipe_capacity() -> int:
