@@ -7,6 +7,8 @@ closed controller never starts a child again, so retrying cannot help.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from juicectl.juice import (
     ArgumentError,
     JuicectlError,
@@ -67,9 +69,28 @@ class ProcessLaunchError(ProcessUnavailable):
     """
 
     def __init__(self, argv: tuple[str, ...], os_error: OSError) -> None:
-        super().__init__(f"cannot launch {list(argv)!r}: {os_error.strerror or os_error}")
+        super().__init__(
+            f"cannot launch {command_text(argv)}: {os_error.strerror or os_error}"
+        )
         self.argv = argv
         self.os_error = os_error
+
+
+#: The most characters of a command line that a message or a log line shows.
+COMMAND_TEXT_LIMIT = 1000
+
+
+def command_text(argv: Sequence[str]) -> str:
+    """``argv`` as a message shows it: its ``repr`` as a list, cut to
+    ``COMMAND_TEXT_LIMIT`` characters with how much was left out (an argument list too long
+    to run may be megabytes)."""
+    text = repr(list(argv))
+    if len(text) <= COMMAND_TEXT_LIMIT:
+        return text
+    return (
+        f"{text[:COMMAND_TEXT_LIMIT]}... ({len(argv):,} arguments, {len(text):,} characters "
+        "in all)"
+    )
 
 
 class ControllerClosed(JuicectlError):

@@ -91,10 +91,12 @@ from juicectl._threads import start_daemon
 from juicectl._timer import TimerHandle, call_later
 from juicectl.connection import READ_SIZE, Connection, ConnectionLoss
 from juicectl.exceptions import (
+    COMMAND_TEXT_LIMIT,
     ProcessLaunchError,
     ProcessUnavailable,
     ProtocolError,
     TooManyRequests,
+    command_text,
 )
 from juicectl.juice import Box, Negotiate, Shutdown, raw_command
 from juicectl.launch import (
@@ -462,8 +464,10 @@ class ProcessActor(pykka.ThreadingActor):
                        guarded=child.guard is not None, **({"where": where} if where else {}))
 
     def _launch_failed(self, failure: ProcessLaunchError) -> None:
-        self._log.warning("launch_failed", argv=list(self._spec.argv), cwd=self._spec.cwd,
-                          error=str(failure))
+        argv: list[str] | str = list(self._spec.argv)
+        if len(repr(argv)) > COMMAND_TEXT_LIMIT:
+            argv = command_text(self._spec.argv)  # an argument list too long to run
+        self._log.warning("launch_failed", argv=argv, cwd=self._spec.cwd, error=str(failure))
         self._final_reason = TerminationReason(
             how="launch_failed", detail=str(failure), launch_error=failure.os_error
         )
@@ -928,11 +932,16 @@ def _stderr_line(stderr_log: Any, tail: _StderrTail, raw: bytes) -> None:
 
 
 def _negotiated_version(pid: int, fields: dict[str, str]) -> int:
-    """The version in a ``Negotiate`` answer; an answer without one is stray output."""
-    try:
-        return int(Negotiate.parse_response(Box(fields))["version"])
-    except Exception:
-        pass
+    """The version in a ``Negotiate`` answer; an answer without one is stray output, and one
+    whose version is not a number says so."""
+    if "version" in fields:
+        try:
+            return int(Negotiate.parse_response(Box(fields))["version"])
+        except Exception:
+            raise ProcessUnavailable(
+                f"child {pid} answered Negotiate with a version that is not a whole number: "
+                f"{fields['version'][:_STRAY_SAMPLE]!r}"
+            ) from None
     stray = next(
         (f"{key}: {value}" for key, value in fields.items() if key != "version"),
         "",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from juicectl import ProcessController, ProcessLaunchError, ProcessUnavailable, RestartPolicy
 from juicectl.actors import ProcessActor
@@ -182,6 +183,42 @@ def test_a_worker_that_prints_at_import_is_told_its_stdout_belongs_to_the_protoc
     assert "python -m juicectl.child" in message
     assert "protect_stdio()" in message
     assert "missing required 'version'" not in message
+
+
+def test_an_argument_list_too_long_to_run_is_cut_in_the_message(
+    make_controller: MakeController,
+) -> None:
+    ctl = make_controller([sys.executable, "-c", "pass", "x" * 3_000_000])
+    with capture_logs() as logs, pytest.raises(ProcessLaunchError) as info:
+        ctl.get_process().get(timeout=15)
+    message = str(info.value)
+    assert len(message) < 1200, len(message)
+    assert "4 arguments" in message and "characters in all" in message
+    assert "Argument list too long" in message
+    [failed] = [entry for entry in logs if entry["event"] == "launch_failed"]
+    assert len(repr(failed)) < 3000
+
+
+def test_a_negotiate_version_that_is_not_a_number_is_named_as_such(
+    make_controller: MakeController, tmp_path: Path
+) -> None:
+    script = tmp_path / "bad_version.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys
+        data = b""
+        while b"\\r\\n\\r\\n" not in data:
+            data += os.read(0, 4096)
+        tag = data.split(b"-Ask: ", 1)[1].split(b"\\r\\n", 1)[0]
+        os.write(1, b"-Answer: " + tag + b"\\r\\nVersion: abc\\r\\n\\r\\n")
+        while os.read(0, 4096):
+            pass
+    """))
+    ctl = make_controller([sys.executable, str(script)])
+    with pytest.raises(ProcessUnavailable) as info:
+        ctl.get_process().get(timeout=15)
+    message = str(info.value)
+    assert "a version that is not a whole number: 'abc'" in message
+    assert "before the protocol started" not in message
 
 
 def test_stray_bytes_that_break_the_protocol_at_startup_are_shown(
