@@ -89,7 +89,18 @@ from juicectl.juice import (
 )
 from juicectl.policy import ConnectionOptions, check_timeout
 
-__all__ = ["READ_SIZE", "Connection", "ConnectionLoss", "LossCause", "LostRequest"]
+__all__ = [
+    "READ_SIZE",
+    "STRAYS_LOGGED",
+    "Connection",
+    "ConnectionLoss",
+    "LossCause",
+    "LostRequest",
+]
+
+#: Answers for tags never asked that are each logged (``answer_for_unknown_tag``, with their
+#: ``count``); after these, only the ones whose count is a power of two.
+STRAYS_LOGGED = 64
 
 log = get_logger(__name__)
 
@@ -232,6 +243,7 @@ class Connection:
         """How many reads of the child's output brought bytes (counted, as ``answered`` is, by
         the thread holding the read role). ``answered`` over it says whether answers wait to
         be read (several a read: this side is behind the child) or the child is the slower."""
+        self._strays = 0  # answers for tags never asked (counted by the read role's thread)
         self.peer_concurrency: int | None = None
         """How many requests the child says it runs at once (1: one at a time, in order), as
         its ``Negotiate`` answer said (``negotiate()``); None until then, or if it did not say.
@@ -724,8 +736,12 @@ class Connection:
                 # ProcessUnavailable. Nothing is wrong with the child's tags.
                 self._log.info("answer_after_close", tag=tag)
             else:
-                self._log.warning("answer_for_unknown_tag", tag=tag,
-                                  error_code=getattr(answer, "code", None))
+                # Each one, up to a point; then ever fewer (at each power of two), so that a
+                # child flooding the pipe with them cannot flood the application's log too.
+                strays = self._strays = self._strays + 1
+                if strays <= STRAYS_LOGGED or not strays & (strays - 1):
+                    self._log.warning("answer_for_unknown_tag", tag=tag,
+                                      error_code=getattr(answer, "code", None), count=strays)
             return
         command, future = popped
         outcome = answer_outcome(command, answer)

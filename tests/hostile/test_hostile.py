@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from juicectl import ProcessUnavailable, RequestTimeout, TooManyRequests
+from juicectl.connection import STRAYS_LOGGED
 from juicectl.juice import Command, Integer, request_bytes
 from tests.hostile.harness import MemoryMeter, MiB, capture_logs_bounded, hostile, wait_for
 from tests.workers.commands import Echo
@@ -177,6 +178,19 @@ def test_answers_to_tags_never_asked_are_logged_and_dropped(tmp_path: Path) -> N
         h.assert_gone(connection.pid)
         h.assert_usable_again()
     report("unknown_tag", meter)
+
+
+def test_a_flood_of_answers_never_asked_is_logged_ever_more_rarely(tmp_path: Path) -> None:
+    # Each stray answer costs the child a line; logged in full, each would cost the
+    # application's log five times as much. The first STRAYS_LOGGED are logged, then those
+    # whose count is a power of two.
+    with hostile("unknown_tag", tmp_path) as h, capture_logs_bounded() as logs:
+        connection = h.ctl.get_process().get(timeout=15)
+        for n in range(300):  # two strays each: 600
+            assert connection.call(Echo, value=str(n)).get(timeout=10) == {"value": str(n)}
+        counts = [entry["count"] for entry in logs.events("answer_for_unknown_tag")]
+        assert h.ctl.stop_process().get(timeout=15).how == "clean"
+    assert counts == [*range(1, STRAYS_LOGGED + 1), 128, 256, 512]
 
 
 def test_a_second_answer_to_the_same_tag_is_logged_and_dropped(tmp_path: Path) -> None:
