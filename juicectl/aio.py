@@ -159,7 +159,10 @@ async def _wait(future: pykka.Future[T], timeout: float | None) -> T:
     waiter = wrap_future(future)
     if timeout is None:
         return await waiter
-    return await asyncio.wait_for(waiter, timeout)
+    # asyncio.timeout, not asyncio.wait_for: on Python 3.11, wait_for drops a cancellation
+    # that comes as the future it waits on completes, and the cancelled task runs on.
+    async with asyncio.timeout(timeout):
+        return await waiter
 
 
 async def get_process(controller: ProcessController, *, timeout: float | None = None) -> Connection:
@@ -265,7 +268,8 @@ async def _send(
                 if deadline is None:
                     await freed
                 else:
-                    await asyncio.wait_for(freed, max(0.0, deadline - loop.time()))
+                    async with asyncio.timeout_at(deadline):  # see _wait: not wait_for
+                        await freed
             except TimeoutError:
                 raise TooManyRequests(
                     f"no free slot within {timeout}s ({connection.max_in_flight} requests in "

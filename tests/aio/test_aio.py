@@ -170,6 +170,34 @@ async def test_cancelling_get_process_leaves_the_controller_working(
     assert loop_errors == []
 
 
+async def test_every_cancelled_caller_ends_even_as_its_wait_completes(
+    juicectl_controller: ControllerFactory,
+) -> None:
+    # Callers in a loop, each of them waiting with a timeout (AsyncProcessController.call
+    # waits for the connection so) and catching Exception, as callers do; then every one is
+    # cancelled. A cancellation that comes as the wait completes must not be dropped: the
+    # task would go on calling for ever (asyncio.wait_for on Python 3.11 drops it).
+    ctl = AsyncProcessController(juicectl_controller(AioWorker))
+    await ctl.get_process(timeout=15)
+
+    async def caller(n: int) -> None:
+        while True:
+            try:
+                await ctl.call(Echo, value=str(n))
+            except Exception:
+                await asyncio.sleep(0.001)
+
+    for _ in range(5):
+        tasks = [asyncio.create_task(caller(n)) for n in range(64)]
+        await asyncio.sleep(0.1)
+        for task in tasks:
+            task.cancel()
+        _, running = await asyncio.wait(tasks, timeout=5)
+        for task in running:
+            task.cancel()  # so that the test itself can end
+        assert not running, f"{len(running)} of 64 cancelled callers ran on"
+
+
 async def test_get_process_timeout(juicectl_controller: ControllerFactory) -> None:
     # A "child" that never answers the readiness probe (and ends when its input closes).
     ctl = juicectl_controller(
