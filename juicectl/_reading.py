@@ -192,6 +192,9 @@ class RequestFuture(ReplyFuture[dict[str, Any]]):
     #: An object of the caller's, given back in ``Connection.outstanding()`` (a pool keeps
     #: its own record of the request here).
     context: Any = None
+    #: The timeout its caller gave (seconds), named by its ``RequestTimeout`` where the
+    #: connection was given less: what was left of it (a request a pool held first).
+    stated_timeout: float | None = None
 
     def get(self, *, timeout: float | None = None) -> Any:
         """The response fields (or raise); wait up to ``timeout`` seconds (None: forever).

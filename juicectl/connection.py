@@ -487,9 +487,11 @@ class Connection:
                 if self._slot_waiters:
                     self._slot_freed(len(expired))
         for command, future, timeout in expired:
-            future.try_set_exception(
-                RequestTimeout(f"{command.command_name} got no answer within {timeout}s")
-            )
+            stated = future.stated_timeout
+            future.try_set_exception(RequestTimeout(
+                f"{command.command_name} got no answer within "
+                f"{timeout if stated is None else stated}s"
+            ))
         if expired:
             self._reading.wake()
             done = self.when_request_done

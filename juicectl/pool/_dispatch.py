@@ -255,7 +255,7 @@ class PoolFuture(RequestFuture):
         if key is not None:
             self.key = key
         if timeout is not None:
-            self._timeout = timeout
+            self._timeout = self.stated_timeout = timeout
             self._deadline = deadline
 
     @property

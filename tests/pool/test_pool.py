@@ -211,6 +211,20 @@ def test_a_held_request_times_out(make_pool: MakePool) -> None:
     assert running.get(timeout=20)["n"] == 0
 
 
+def test_a_request_held_then_written_times_out_naming_its_callers_timeout(
+    make_pool: MakePool,
+) -> None:
+    # Held behind a busy worker, then written with what is left of its timeout: it fails at
+    # the connection, and the message names the caller's timeout, not what was left.
+    pool = make_pool(size=1, max_per_worker=1)
+    wait_until(lambda: pool.stats()["size"] == 1)
+    running = pool.call(Slow, seconds=0.2, n=0)
+    held = pool.call(Slow, seconds=1.0, n=1, timeout=0.5)
+    assert running.get(timeout=20)["n"] == 0
+    with pytest.raises(RequestTimeout, match=r"got no answer within 0\.5s$"):
+        held.get(timeout=20)
+
+
 def test_stop_with_workers_busy(make_pool: MakePool) -> None:
     pool = make_pool(size=2, max_per_worker=2)
     wait_until(lambda: pool.stats()["size"] == 2)
