@@ -291,10 +291,14 @@ class ReadRole:
 
     # --- the reader thread -----------------------------------------------------------------
 
-    def serve(self, fd: int) -> Failure | None:
+    def serve(self, fd: int, stop_fd: int = -1) -> Failure | None:
         """Read ``fd`` until end of file (returns None) or bytes that break the protocol
         (returns the error and the start of that read): the reader thread's loop. Callers
-        read ``fd`` too, one at a time, while this thread is parked."""
+        read ``fd`` too, one at a time, while this thread is parked.
+
+        ``stop_fd``: once it is readable or hung up (its write end closed), stop reading as
+        if at end of file: the owner gives up a pipe that something else holds open (a
+        grandchild that left with the child's stdout)."""
         try:
             wake_r, wake_w = os.pipe()
         except OSError as error:
@@ -313,7 +317,7 @@ class ReadRole:
             if wake_r < 0:
                 self._callers_may_read = False
         try:
-            return self._read_until_eof(fd)
+            return self._read_until_eof(fd, stop_fd)
         finally:
             with self._lock:
                 self._fire(Trigger.END)
@@ -323,7 +327,14 @@ class ReadRole:
                 os.close(wake_r)
                 os.close(wake_w)
 
-    def _read_until_eof(self, fd: int) -> Failure | None:
+    def _read_until_eof(self, fd: int, stop_fd: int) -> Failure | None:
+        stopped = None
+        if stop_fd >= 0:
+            # Waited on before each read, so that the owner can end a read nobody ends.
+            watch = select.poll()
+            watch.register(fd, select.POLLIN)
+            watch.register(stop_fd, select.POLLIN)
+            stopped = watch.poll
         while True:
             with self._lock:
                 # Decided under the same lock as the parking itself, so that a caller who
@@ -337,6 +348,8 @@ class ReadRole:
                     self._reader_wanted = False
                 if self._caller_failure is not None:
                     return self._caller_failure
+            if stopped is not None and any(ready == stop_fd for ready, _ in stopped()):
+                return None
             try:
                 data = os.read(fd, READ_SIZE)
             except OSError:

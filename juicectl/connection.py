@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -661,7 +662,7 @@ class Connection:
 
     # --- reading: the owner's reader thread ----------------------------------------------
 
-    def serve_reads(self, fd: int) -> None:
+    def serve_reads(self, fd: int, stop_fd: int = -1) -> None:
         """Read ``fd`` (the child's stdout) until end of file: the owner's reader thread.
 
         Callers waiting on the connection read ``fd`` too, one at a time, while this thread
@@ -671,14 +672,20 @@ class Connection:
         why, with ``connection_lost``. Bytes that break the protocol are a
         ``ConnectionLoss`` (``"protocol_error"``); then the rest is read and dropped until end
         of file, so that a babbling child never blocks on a full pipe while it is stopped.
+        ``stop_fd`` readable or hung up ends the reading early (see ``ReadRole.serve``).
         """
-        failure = self._reading.serve(fd)
+        failure = self._reading.serve(fd, stop_fd)
         if failure is not None:
             error, sample = failure
             self._lose(ConnectionLoss("protocol_error", error, sample))
+            watch = select.poll()
+            watch.register(fd, select.POLLIN)
+            if stop_fd >= 0:
+                watch.register(stop_fd, select.POLLIN)
             with contextlib.suppress(OSError):
-                while os.read(fd, READ_SIZE):
-                    pass
+                while not any(ready == stop_fd for ready, _ in watch.poll()):
+                    if not os.read(fd, READ_SIZE):
+                        break
         with self._lock:
             self._input_ended = True
 

@@ -73,6 +73,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -342,6 +343,7 @@ class ProcessActor(pykka.ThreadingActor):
         self._launched_at = 0.0
         self._timers: list[TimerHandle] = []
         self._open_streams = {"stdout", "stderr"}
+        self._stream_stop: _StreamStop | None = None  # ends the reads of the child's output
         self._requested = False  # a StopChild arrived
         self._cause: str | None = None  # why we stopped it, when we did unasked
         self._cause_detail = ""
@@ -477,8 +479,10 @@ class ProcessActor(pykka.ThreadingActor):
         assert popen is not None
         spec = self._spec
         watching = False
+        readers = 0  # of the two that the stream stop counts, started so far
         try:
             self._connection = self._open_connection()
+            self._stream_stop = _StreamStop.open(readers=2)
             for target, stream_name in (
                 (self._watch_exit, "exit"),
                 (self._read_stdout, "stdout"),
@@ -490,6 +494,7 @@ class ProcessActor(pykka.ThreadingActor):
                     daemon=True,
                 ).start()
                 watching = True
+                readers += stream_name != "exit"
             if spec.readiness == "connected" and spec.prepare is None:
                 self._dispatch(Event.PROBE_PASSED, _Ready(None))
             else:
@@ -499,6 +504,10 @@ class ProcessActor(pykka.ThreadingActor):
                     daemon=True,
                 ).start()
         except Exception as error:  # e.g. RuntimeError: can't start new thread
+            stop = self._stream_stop
+            if stop is not None:
+                for _ in range(2 - readers):
+                    stop.reader_done()  # for a reader that never started
             self._dispatch(Event.PROBE_FAILED, _Ready(error))
             if not watching:
                 # Nothing would ever report its exit: end it here, and wait (bounded).
@@ -556,23 +565,43 @@ class ProcessActor(pykka.ThreadingActor):
     # --- I/O threads: they only read and tell ---------------------------------------------
 
     def _read_stdout(self) -> None:
-        popen, connection = self._popen, self._connection
+        popen, connection, stop = self._popen, self._connection, self._stream_stop
         assert popen is not None and popen.stdout is not None and connection is not None
-        connection.serve_reads(popen.stdout.fileno())
-        with contextlib.suppress(OSError):
-            popen.stdout.close()
+        try:
+            connection.serve_reads(popen.stdout.fileno(), stop.fd if stop is not None else -1)
+            with contextlib.suppress(OSError):
+                popen.stdout.close()
+        finally:
+            if stop is not None:
+                stop.reader_done()
         _tell_quietly(self.actor_ref, _StreamClosed("stdout"))
 
     def _read_stderr(self) -> None:
+        stop = self._stream_stop
+        try:
+            self._read_stderr_until_end(stop.fd if stop is not None else -1)
+        finally:
+            if stop is not None:
+                stop.reader_done()
+        _tell_quietly(self.actor_ref, _StreamClosed("stderr"))
+
+    def _read_stderr_until_end(self, stop_fd: int) -> None:
         popen = self._popen
         assert popen is not None and popen.stderr is not None
         fd = popen.stderr.fileno()
         stderr_log = log.bind(controller=self._name, generation=self._generation, pid=popen.pid)
         tail = self._stderr_tail
         partial = b""
+        watch = select.poll()
+        watch.register(fd, select.POLLIN)
+        if stop_fd >= 0:
+            watch.register(stop_fd, select.POLLIN)
         while True:
             try:
-                data = os.read(fd, READ_SIZE)
+                if any(ready == stop_fd for ready, _ in watch.poll()):
+                    data = b""  # given up: something else holds the pipe open
+                else:
+                    data = os.read(fd, READ_SIZE)
             except OSError:
                 data = b""
             if not data:
@@ -588,7 +617,6 @@ class ProcessActor(pykka.ThreadingActor):
                 _stderr_line(stderr_log, tail, line)
         with contextlib.suppress(OSError):
             popen.stderr.close()
-        _tell_quietly(self.actor_ref, _StreamClosed("stderr"))
 
     def _watch_exit(self) -> None:
         popen = self._popen
@@ -792,6 +820,12 @@ class ProcessActor(pykka.ThreadingActor):
     def _enter_reported(self) -> None:
         for timer in self._timers:
             timer.cancel()
+        if self._open_streams and self._stream_stop is not None:
+            # The child has exited and its grace is over, and still no end of file: a
+            # process that left its group (a daemon) holds the pipes. Reading on would keep
+            # two threads and their pipes for as long as it lives.
+            self._log.info("streams_abandoned", streams=sorted(self._open_streams))
+            self._stream_stop.stop()
         reason = self._final_reason or self._termination_reason()
         # The controller hears first: a caller whose request fails below and retries at once
         # sends its GetProcess behind this report, so it never meets the dead child again.
@@ -929,6 +963,49 @@ def _stderr_line(stderr_log: Any, tail: _StderrTail, raw: bytes) -> None:
     text = raw[:_STDERR_LINE_MAX].rstrip(b"\r").decode("utf-8", "replace")
     stderr_log.info("child_stderr", line=text)
     tail.append(text)
+
+
+class _StreamStop:
+    """Ends the reads of a child's stdout and stderr that no end of file will end.
+
+    A pipe whose write end closes wakes every ``poll()`` that watches its read end (``fd``),
+    so the readers watch it beside their stream. Each reader says when it is done; the last
+    one closes what is left of the pipe (a reader may still be watching ``fd`` until then).
+    """
+
+    def __init__(self, read_fd: int, write_fd: int, readers: int) -> None:
+        self.fd = read_fd
+        self._write_fd = write_fd
+        self._readers = readers
+        self._lock = threading.Lock()  # the two ends' closing, from any of the threads
+
+    @classmethod
+    def open(cls, readers: int) -> _StreamStop | None:
+        """A stop for ``readers`` reader threads; None without a file descriptor to spare
+        (the readers then read until end of file, as before)."""
+        try:
+            read_fd, write_fd = os.pipe()
+        except OSError:
+            return None
+        return cls(read_fd, write_fd, readers)
+
+    def stop(self) -> None:
+        """End the reads: every reader's next wait returns (idempotent)."""
+        with self._lock:
+            if self._write_fd >= 0:
+                os.close(self._write_fd)
+                self._write_fd = -1
+
+    def reader_done(self) -> None:
+        """A reader has ended; the last one closes the pipe."""
+        with self._lock:
+            self._readers -= 1
+            if self._readers:
+                return
+            if self._write_fd >= 0:
+                os.close(self._write_fd)
+                self._write_fd = -1
+            os.close(self.fd)
 
 
 def _negotiated_version(pid: int, fields: dict[str, str]) -> int:

@@ -28,11 +28,12 @@ elif CONFIG["leave_group"] == "setpgid":
     os.setpgid(0, 0)
 
 if CONFIG["grandchild_pid_file"]:
-    # Stays in this child's process group and holds its stdout and stderr open.
+    # Stays in this child's process group (or, as a daemon, starts a session of its own) and
+    # holds its stdout and stderr open.
     grandchild = subprocess.Popen([
         sys.executable, "-c",
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)",
-    ])
+    ], stdin=subprocess.DEVNULL if CONFIG["daemon"] else None, start_new_session=CONFIG["daemon"])
     path = CONFIG["grandchild_pid_file"]
     with open(path + ".tmp", "w") as f:
         f.write(str(grandchild.pid))
@@ -90,6 +91,7 @@ def juice_child(
     grandchild_pid_file: str | None = None,
     close_stdout: bool = False,
     leave_group: Literal["setsid", "setpgid"] | None = None,
+    daemon: bool = False,
 ) -> list[str]:
     """argv of a minimal Juice child with the given misbehaviours (see the module docs)."""
     config = {
@@ -101,6 +103,7 @@ def juice_child(
         "grandchild_pid_file": grandchild_pid_file,
         "close_stdout": close_stdout,
         "leave_group": leave_group,
+        "daemon": daemon,
     }
     return python(f"CONFIG = {config!r}\n" + _JUICE_CHILD)
 
@@ -138,6 +141,12 @@ def with_grandchild(pid_file: str) -> list[str]:
     """A well-behaved child that spawns a grandchild (which ignores SIGTERM and holds the
     child's stdout and stderr) and writes the grandchild's pid to ``pid_file``."""
     return juice_child(grandchild_pid_file=pid_file)
+
+
+def with_daemon(pid_file: str) -> list[str]:
+    """As ``with_grandchild``, but the grandchild starts a session of its own: out of reach
+    of the stop, it holds the child's stdout and stderr open after the child has gone."""
+    return juice_child(grandchild_pid_file=pid_file, daemon=True)
 
 
 CRASH_LOUDLY = python(

@@ -242,6 +242,38 @@ def test_grandchild_goes_when_the_child_dies_on_its_own(
     wait_for(lambda: not alive(grandchild), timeout=5, what="grandchild gone")
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_pipes_a_daemon_grandchild_holds_are_given_up_after_the_exit(
+    supervise: Supervise, tmp_path: Path
+) -> None:
+    # The daemon is out of reach (it left the group) and holds the child's stdout and
+    # stderr: no end of file comes after the child's exit. The controller must not keep two
+    # reader threads and their pipes for as long as the daemon lives.
+    pid_file = tmp_path / "daemon.pid"
+    fds_before = _open_fds()
+    ctl = supervise(children.with_daemon(str(pid_file)))
+    conn = ctl.get_process().get(timeout=10)
+    wait_for(pid_file.exists, what="the daemon's pid file")
+    daemon = int(pid_file.read_text())
+    try:
+        with capture_logs() as logs:
+            assert ctl.stop_process().get(timeout=10).how == "clean"
+            wait_for(
+                lambda: not [t for t in threading.enumerate() if f"-{conn.pid}-" in t.name],
+                what="the child's threads ended",
+            )
+        [abandoned] = [entry for entry in logs if entry["event"] == "streams_abandoned"]
+        assert abandoned["streams"] == ["stderr", "stdout"]
+        assert alive(daemon)  # still holding the pipes: out of reach, as documented
+        ctl.close(timeout=10)
+        wait_for(lambda: _open_fds() <= fds_before, what="the parent's pipes closed")
+    finally:
+        os.kill(daemon, signal.SIGKILL)
+
+
 def test_crash_at_start_explains_itself(supervise: Supervise, events: Events) -> None:
     ctl = supervise(CRASH_AT_START, subscribers=[events.ref])
     with pytest.raises(ProcessUnavailable) as info:
