@@ -268,10 +268,17 @@ def answer_bytes(tag: str, response: Box, limits: Limits | None = None) -> bytes
 def error_bytes(tag: str, code: str, description: str, limits: Limits | None = None) -> bytes:
     """Return the bytes of an error answer, in the reference's header order.
 
-    Lone CR or LF in ``description`` become CRLF so any exception text can be sent. With
-    ``limits`` (the peer's), a description too long for them is cut short (saying how much
-    was left out): an error answer always gets through.
+    Lone CR or LF in ``description`` become CRLF, and text that UTF-8 cannot encode (a lone
+    surrogate: a file name of undecodable bytes, as ``os`` gives it) is escaped
+    (``\\udcff``), so any exception text can be sent. With ``limits`` (the peer's), a
+    description too long for them is cut short (saying how much was left out): an error
+    answer always gets through.
     """
+    if not description.isascii():
+        try:
+            description.encode("utf-8")
+        except UnicodeEncodeError:
+            description = description.encode("utf-8", "backslashreplace").decode("utf-8")
     if "\r" in description or "\n" in description:
         description = _NEWLINES.sub("\r\n", description)
     if limits is not None:

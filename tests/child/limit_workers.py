@@ -45,6 +45,13 @@ class Complain(Command):
     errors = {ValueError: "COMPLAINT"}
 
 
+class ComplainOfAFileName(Command):
+    """Raises the declared ``ValueError`` naming a file whose name is not UTF-8 (a lone
+    surrogate, as ``os.listdir`` gives it)."""
+
+    errors = {ValueError: "COMPLAINT"}
+
+
 class AskParentBig(Command):
     """The worker calls the parent with ``size`` characters and says what came of it."""
 
@@ -83,6 +90,10 @@ class LimitWorker(JuiceChild):
     @Complain.responder
     def complain(self, size: int) -> None:
         raise ValueError("c" * size)
+
+    @ComplainOfAFileName.responder
+    def complain_of_a_file_name(self) -> None:
+        raise ValueError("not indexed: report-\udcff.txt")
 
     @AskParentBig.responder
     def ask_parent_big(self, size: int) -> dict[str, Any]:

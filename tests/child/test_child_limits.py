@@ -25,7 +25,15 @@ from juicectl.juice import (
 from juicectl.policy import ConnectionOptions
 
 from .conftest import Child, Served
-from .limit_workers import AskParentBig, Blob, Complain, Echo, Grow, LimitWorker
+from .limit_workers import (
+    AskParentBig,
+    Blob,
+    Complain,
+    ComplainOfAFileName,
+    Echo,
+    Grow,
+    LimitWorker,
+)
 
 Serving = Callable[..., Served]
 
@@ -103,6 +111,18 @@ def test_a_declared_error_with_a_huge_message_is_cut_to_fit(serving: Serving) ->
     assert error.description.endswith("more characters not sent]")
     served.peer.request(Echo, "2", value="on")
     assert served.peer.read_answer("2") == {"value": "on"}
+
+
+def test_a_declared_error_naming_an_undecodable_file_name_is_sent_escaped(
+    serving: Serving,
+) -> None:
+    served = serving(LimitWorker())
+    served.peer.request(ComplainOfAFileName, "1")
+    error = served.peer.read()
+    assert isinstance(error, ErrorAnswer) and error.code == "COMPLAINT"
+    assert error.description == "not indexed: report-\\udcff.txt"
+    served.peer.request(Echo, "2", value="still serving")
+    assert served.peer.read_answer("2") == {"value": "still serving"}
 
 
 def test_a_call_to_the_parent_past_its_limits_is_refused_before_it_is_sent(
