@@ -925,8 +925,11 @@ class ProcessActor(pykka.ThreadingActor):
         if not self._requested:
             self._log.info("stopped_from_outside", phase=self._phase.value)
             self._cause_detail = "its process actor was stopped"
-            self._tell_controller(_Close(ReplyFuture()))
-            close_every_controller()
+        # Even while a stop asked for is under way: its controller still closes (keeping the
+        # StopResult for its handle), and every other controller stops its child now, not
+        # when stop_all() comes to it.
+        self._tell_controller(_Close(ReplyFuture()))
+        close_every_controller()
         self._dispatch(Event.STOP_ASKED)
         while self._phase in STOP_STEPS:
             try:

@@ -183,3 +183,27 @@ def test_a_process_actor_stopped_alone_closes_its_controller(
     )
     assert not terminated.is_set()
     assert pykka.ActorRegistry.get_by_class(ProcessActor) == []
+
+
+def test_stop_all_during_a_stop_under_way_still_stops_the_others_at_once(
+    supervise: Supervise,
+) -> None:
+    # A's child is the newest, so stop_all() stops A's process actor first, while the stop
+    # A asked for is under way. The others must not wait for A's child to end before theirs
+    # begin (one stop bound in all, not one per child), and A's close() still gets the
+    # StopResult of that stop.
+    made = {name: supervise(children.IGNORES_SHUTDOWN_AND_EOF, name=name) for name in "BCA"}
+    for name in "BCA":
+        made[name].get_process().get(timeout=10)
+    with capture_logs() as logs:
+        stopping = made["A"].stop_process()
+        wait_for(lambda: any(entry["event"] == "stop_step" and entry["controller"] == "A"
+                             for entry in logs), what="A's stop under way")
+        pykka.ActorRegistry.stop_all()
+    assert stopping.get(timeout=10).how == "terminated"
+    events = [(entry["event"], entry.get("controller")) for entry in logs]
+    a_exited = events.index(("exited", "A"))
+    for other in "BC":
+        assert events.index(("stop_step", other)) < a_exited, events
+    result = made["A"].close()
+    assert result is not None and result.how == "terminated"
