@@ -41,14 +41,17 @@ def _import_root(module_name: str) -> str | None:
 
 
 def worker_argv(
-    worker: type | str, *, concurrency: int | None = None
+    worker: type | str,
+    *,
+    concurrency: int | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     """The command that serves ``worker`` as a child process, and the environment it needs.
 
     ``worker`` is a worker class defined in an importable module, or ``"pkg.module:Class"``.
     The command is ``[sys.executable, "-m", "juicectl.child", "pkg.module:Class"]`` (plus
-    ``--concurrency N``); the environment is this process's, with the class's import root put
-    first on ``PYTHONPATH`` so the child can import it.
+    ``--concurrency N``); the environment is ``env`` (by default this process's), with the
+    class's import root put first on ``PYTHONPATH`` so the child can import it.
 
     Raises:
         ValueError: the class lives in ``__main__`` or a local scope: a child cannot import it;
@@ -56,7 +59,7 @@ def worker_argv(
         TypeError: ``concurrency`` is not an int or None.
     """
     check_concurrency(concurrency)
-    env = dict(os.environ)
+    env = dict(os.environ if env is None else env)
     if isinstance(worker, str):
         target = worker
         root = _import_root(worker.partition(":")[0])
@@ -116,8 +119,15 @@ class ControllerFactory:
                 says its own), or a bad option of ``ProcessController.start``; nothing starts.
         """
         if isinstance(worker, type | str):
-            argv, env = worker_argv(worker, concurrency=concurrency)
-            options.setdefault("env", env)
+            given = options.get("env")
+            # An env of the caller's gets the import root too (a bad one is start()'s to
+            # refuse, as given).
+            argv, env = worker_argv(
+                worker, concurrency=concurrency,
+                env=given if isinstance(given, Mapping) else None,
+            )
+            if given is None or isinstance(given, Mapping):
+                options["env"] = env
         else:
             if concurrency is not None:
                 raise TypeError(

@@ -3,9 +3,13 @@ fixtures that run real controllers on worker classes."""
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -602,6 +606,43 @@ def test_worker_argv_refuses_what_a_child_cannot_import() -> None:
     assert argv[1:] == ["-m", "juicectl.child", "tests.workers.echo:EchoWorker",
                         "--concurrency", "3"]
     assert env["PYTHONPATH"].split(":")[0]
+
+
+ENVY_WORKER = """
+import os
+from juicectl.child import JuiceChild
+from juicectl.juice import Command, String
+
+class Env(Command):
+    arguments = [("name", String())]
+    response = [("value", String())]
+
+class EnvyWorker(JuiceChild):
+    @Env.responder
+    def env(self, name):
+        return {"value": os.environ.get(name, "")}
+"""
+
+
+@pytest.mark.parametrize("given", ["env", "no env"])
+def test_a_factory_given_an_env_still_lets_the_child_import_its_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    # The worker's module is importable here, but not from the child's working directory:
+    # only its import root on the child's PYTHONPATH lets the child import it, and an env
+    # of the test's own must not lose that.
+    (tmp_path / "envy_worker.py").write_text(ENVY_WORKER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("envy_worker")
+    factory = ControllerFactory()
+    try:
+        options = {"env": {**os.environ, "FOO": "bar"}} if given == "env" else {}
+        ctl = factory(module.EnvyWorker, cwd="/", **options)
+        answer = ctl.call(module.Env, name="FOO", timeout=15)
+        assert answer == {"value": "bar" if given == "env" else os.environ.get("FOO", "")}
+    finally:
+        factory.close_all()
+        sys.modules.pop("envy_worker", None)
 
 
 def test_threads_do_not_pile_up() -> None:
