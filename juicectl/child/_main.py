@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from juicectl._busy_poll import check_busy_poll
 from juicectl.child._loader import load_worker
-from juicectl.child._runtime import EXIT_INTERRUPTED, run
+from juicectl.child._runtime import BUSY_POLL_ENV, EXIT_INTERRUPTED, MAX_CONCURRENCY, run
 from juicectl.child._stdio import protect_stdio
 
 if TYPE_CHECKING:
@@ -45,14 +45,55 @@ def _serve(argv: Sequence[str] | None) -> None:
     if parsed is None:
         parsed = _arguments(words)  # argparse: its help, its errors, every other spelling
     name, concurrency, busy_poll = parsed
-    try:
-        worker = load_worker(name)
-    except ValueError as exc:
-        _parser().error(str(exc))
-    if not callable(worker):
+    if busy_poll is None:
+        _check_busy_poll_env()
+    worker = _load(name)
+    if not isinstance(worker, type):
+        # A function would be served as if it were the worker, and answer nothing.
         _parser().error(f"{name} is not a class")
     run(worker, concurrency=concurrency, busy_poll=busy_poll)
     sys.exit(0)  # run() exits; this keeps the contract if it ever returns
+
+
+def _load(name: str) -> object:
+    """The worker ``name`` names; exit 2 with one line when the command line names nothing
+    (no such module, no such attribute, a relative module name). A module that raises as it
+    is imported, even an ImportError of its own, raises on: status 1, with its traceback."""
+    module_name, _, qualname = name.partition(":")
+    if module_name.startswith("."):
+        _parser().error(f"{name!r}: the module must be named in full, not relative")
+    try:
+        return load_worker(name)
+    except ValueError as exc:
+        _parser().error(str(exc))
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            _parser().error(f"{name!r}: no module named {missing!r}")
+        raise
+    except AttributeError:
+        module = sys.modules.get(module_name)
+        if module is None:
+            raise
+        found: object = module
+        for part in qualname.split("."):
+            if not hasattr(found, part):
+                _parser().error(f"{name!r}: {module_name} has no {qualname!r}")
+            found = getattr(found, part)
+        raise  # raised while the module was imported
+
+
+def _check_busy_poll_env() -> None:
+    """Exit 2 with one line if ``JUICECTL_BUSY_POLL`` is set to a bad value."""
+    import os
+
+    text = os.environ.get(BUSY_POLL_ENV)
+    if text is None or not text.strip():
+        return
+    try:
+        check_busy_poll(float(text), BUSY_POLL_ENV)
+    except ValueError as exc:
+        _parser().error(f"{BUSY_POLL_ENV}={text!r}: {exc}")
 
 
 #: The options of the command line, and how the plain form of each value is read.
@@ -84,7 +125,7 @@ def _plain_arguments(words: list[str]) -> _Arguments | None:
     busy_poll: float | None = None
     if "concurrency" in found:
         text = found["concurrency"]
-        if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_CONCURRENCY:
             return None
         concurrency = int(text)
     if "busy_poll" in found:
@@ -126,8 +167,8 @@ def _arguments(words: list[str]) -> _Arguments:
     """The command line as argparse reads it; exit 2 with its message if it is wrong."""
     parser = _parser()
     args = parser.parse_args(words)
-    if args.concurrency is not None and args.concurrency < 1:
-        parser.error("--concurrency must be at least 1")
+    if args.concurrency is not None and not 1 <= args.concurrency <= MAX_CONCURRENCY:
+        parser.error(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
     if args.busy_poll is not None:
         try:
             check_busy_poll(args.busy_poll)

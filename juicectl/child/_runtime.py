@@ -111,6 +111,10 @@ BUSY_POLL_ENV = "JUICECTL_BUSY_POLL"
 #: The exit status after Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
 
+#: The most handlers a worker runs at once: each is a thread, all started before the first
+#: request is read, so a mistyped count would take the machine's threads and memory first.
+MAX_CONCURRENCY = 1024
+
 
 class _NegotiateConcurrency(Command):
     """``Negotiate`` as this runtime answers it: the version, and how many requests it runs at
@@ -677,8 +681,10 @@ def serve(
     """
     if concurrency is None:
         concurrency = int(getattr(worker, "concurrency", 1))
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ValueError(
+            f"concurrency must be between 1 and {MAX_CONCURRENCY}, not {concurrency}"
+        )
     if busy_poll is None:
         busy_poll = _busy_poll_from_env()
     if busy_poll is None:

@@ -3,9 +3,11 @@ raw codec bytes over its stdin and stdout (no controller needed)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -180,7 +182,14 @@ def test_importing_juicectl_child_stays_light() -> None:
     ("args", "message"),
     [
         (["tests.workers.runtime"], "expected package.module:WorkerClass"),
-        (["tests.workers.runtime:TestWorker", "--concurrency", "0"], "at least 1"),
+        (["tests.workers.runtime:TestWorker", "--concurrency", "0"], "between 1 and 1024"),
+        (["tests.workers.runtime:TestWorker", "--concurrency", "100000"], "between 1 and 1024"),
+        (["tests.workers.runtime:NoSuchWorker"], "tests.workers.runtime has no 'NoSuchWorker'"),
+        (["tests.workers.runtime:TestWorker.Nope"], "has no 'TestWorker.Nope'"),
+        (["tests.workers.no_such_module:W"], "no module named 'tests.workers.no_such_module'"),
+        (["no_such_package.module:W"], "no module named 'no_such_package'"),
+        ([".runtime:TestWorker"], "must be named in full"),
+        (["tests.workers.scripts:python"], "is not a class"),  # a function: served as nothing
         (
             ["tests.workers.runtime:TestWorker", "--busy-poll", "-1"],
             "--busy-poll must be between 0 and 0.01 seconds, not -1.0",
@@ -201,7 +210,30 @@ def test_a_bad_command_line_exits_two(args: list[str], message: str) -> None:
     )
     assert out.returncode == 2
     assert message in out.stderr
+    assert "Traceback" not in out.stderr  # one line: a mistake of the command line
     assert out.stdout == ""  # usage and errors never reach the protocol stream
+
+
+def test_a_bad_busy_poll_in_the_environment_exits_two() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "juicectl.child", "tests.workers.runtime:TestWorker"],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+        env={**os.environ, "JUICECTL_BUSY_POLL": "abc"}, stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 2
+    assert "JUICECTL_BUSY_POLL='abc'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_module_whose_own_import_fails_exits_one_with_its_traceback(tmp_path: Path) -> None:
+    # Its ImportError is the module's, not a mistake of the command line.
+    (tmp_path / "broken_worker.py").write_text("import no_such_dependency_here\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "juicectl.child", "broken_worker:Worker"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert out.returncode == 1
+    assert "Traceback" in out.stderr and "no_such_dependency_here" in out.stderr
 
 
 def test_sys_exit_in_a_handler_exits_with_its_status(spawn: Spawn) -> None:

@@ -416,6 +416,8 @@ def test_run_can_return_instead_of_exiting() -> None:
     assert stdout.getvalue() == b""
 
 
-def test_concurrency_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        serve(JuiceChild(), io.BytesIO(), io.BytesIO(), concurrency=0)
+@pytest.mark.parametrize("concurrency", [0, 1025])
+def test_concurrency_must_be_within_its_bounds(concurrency: int) -> None:
+    # Each handler is a thread, started before the first request is read.
+    with pytest.raises(ValueError, match="between 1 and 1024"):
+        serve(JuiceChild(), io.BytesIO(), io.BytesIO(), concurrency=concurrency)
