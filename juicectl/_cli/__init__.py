@@ -17,6 +17,7 @@ for: see ``_interrupts``.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import sys
@@ -175,6 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_demo(documents=args.documents)
         _configure_logging(args.verbose)
+        if sys.stdout is None:
+            # Started with stdout closed (`>&-`): print() would write the answer nowhere.
+            raise OutputError(OSError(errno.EBADF, "stdout is closed"))
+        if sys.stdin is None:
+            # Started with stdin closed (`<&-`): no input, as from /dev/null. Left open: it is
+            # the process's stdin from now on.
+            sys.stdin = open(os.devnull)  # noqa: SIM115
         words = _strip_separator(args.words)
         commands = load_commands(args.commands)
         limits = Timeouts(answer=args.timeout, startup=args.startup_timeout)
@@ -225,6 +233,8 @@ def _say(line: str, stream: TextIO | None = None) -> None:
 def _discard_stdout() -> None:
     # What stdout still buffers would fail again at exit, with Python's "Exception ignored"
     # message: let it go to /dev/null instead.
+    if sys.stdout is None:
+        return  # closed from the start: nothing buffered
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

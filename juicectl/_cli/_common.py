@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import math
 import re
 import signal
 import sys
@@ -360,6 +361,19 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _finite(value: Any) -> Any:
+    # JSON has no number for NaN or the infinities; json.dumps would write NaN and Infinity,
+    # which JSON parsers refuse. They go as strings, as JavaScript spells them.
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 def to_json(answer: Any) -> str:
-    """An answer as one line of JSON (paths as text, bytes as base64)."""
-    return json.dumps(answer, ensure_ascii=False, default=_jsonable)
+    """An answer as one line of JSON (paths as text, bytes as base64, a float that is not
+    finite as the string ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``)."""
+    return json.dumps(_finite(answer), ensure_ascii=False, default=_jsonable, allow_nan=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,13 @@ def test_to_json() -> None:
     assert to_json({"p": Path("/a b"), "b": b"\x00\xff", "t": "é"}) == (
         '{"p": "/a b", "b": "AP8=", "t": "é"}'
     )
+
+
+def test_to_json_writes_floats_json_has_no_number_for_as_strings() -> None:
+    answer = {"mean": float("nan"), "up": float("inf"), "down": [float("-inf"), 1.5]}
+    text = to_json(answer)
+    assert text == '{"mean": "NaN", "up": "Infinity", "down": ["-Infinity", 1.5]}'
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"not JSON: {name}"))
 
 
 # --- call, on real children --------------------------------------------------------------
@@ -311,6 +319,23 @@ def test_a_closed_stdout_ends_quietly_with_141_and_the_child_stopped(
         os.close(write_end)
     assert (result.returncode, result.stderr) == (141, "")
     assert not alive(int(pid_file.read_text()))   # stopped (and reaped) before the exit
+
+
+@pytest.mark.parametrize("action", ["call", "shell"])
+def test_started_with_stdin_or_stdout_closed(action: str) -> None:
+    # `<&-` / `>&-`: Python makes sys.stdin or sys.stdout None. A closed stdin is no input;
+    # a closed stdout is an error said on stderr, never an answer printed nowhere.
+    args = [*WORKER, "Echo", "value=x"] if action == "call" else WORKER
+    command = shlex.join([sys.executable, "-m", "juicectl", action, "--", *args])
+    if action == "shell":
+        no_input = subprocess.run(["sh", "-c", f"exec {command} <&-"], cwd=ROOT,
+                                  capture_output=True, text=True, timeout=120)
+        assert (no_input.returncode, no_input.stdout, no_input.stderr) == (0, "", "")
+    no_output = subprocess.run(["sh", "-c", f"exec {command} >&-"], cwd=ROOT,
+                               input="Echo value=x\n", stderr=subprocess.PIPE, text=True,
+                               timeout=120)
+    assert no_output.returncode == 1
+    assert no_output.stderr == "juicectl: cannot write to stdout: stdout is closed\n"
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
