@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from juicectl._busy_poll import DEFAULT_BUSY_POLL, check_busy_poll
-from juicectl.juice import Limits
+from juicectl.juice import Limits, Responders
 from juicectl.launch import Launcher, LocalLauncher
 
 RestartMode = Literal["permanent", "transient", "temporary"]
@@ -104,6 +104,11 @@ class ConnectionOptions:
             raise TypeError(
                 f"responder must be an object whose methods answer the child, not the class "
                 f"{self.responder.__qualname__} itself (pass an instance)"
+            )
+        if self.responder is not None and not Responders(self.responder, builtins=False).commands:
+            raise TypeError(
+                f"responder must be an object with @Command.responder methods to answer the "
+                f"child, not {self.responder!r:.80} (it has none)"
             )
 
 

@@ -40,6 +40,10 @@ def stopped_ref() -> pykka.ActorRef[Any]:
 #: (options, the error's type, a pattern its message matches). The options are made on demand:
 #: some are actor refs, which must not outlive the test.
 BAD_START_OPTIONS: list[tuple[str, Callable[[], dict[str, Any]], type[Exception], str]] = [
+    ("responder=5", lambda: {"responder": 5}, TypeError,
+     r"responder must be an object with @Command\.responder methods .*, not 5 \(it has none\)"),
+    ("responder=function", lambda: {"responder": lambda: None}, TypeError,
+     r"responder must be an object with @Command\.responder methods .*, not <function"),
     ("subscribers=[print]", lambda: {"subscribers": [print]}, TypeError,
      r"subscribers\[0\] must be a pykka\.ActorRef, not <built-in function print> "
      r"\(a callable: give it as on_process_startup"),
