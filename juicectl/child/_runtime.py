@@ -525,6 +525,9 @@ class _Session:
         negotiator = self._negotiator
         if negotiator is not None and negotiator.lookup(request.command) is not None:
             reply = negotiator.answer(request.command, request.tag, request.box)
+            if not isinstance(reply, bytes) and reply.close and reply.error is not None:
+                # No version in common, or versions that are not numbers: say why it ends.
+                _log().error("juice_negotiate_failed: %s (the connection closes)", reply.error)
         else:
             reply = self._answer(request.command, request.tag, request.box)
         return Reply(reply, False) if isinstance(reply, bytes) else reply

@@ -23,6 +23,7 @@ from juicectl.juice import (
     Box,
     BoxParser,
     Command,
+    ErrorAnswer,
     LimitExceeded,
     Limits,
     MalformedBox,
@@ -30,6 +31,7 @@ from juicectl.juice import (
     Shutdown,
     String,
     answer_bytes,
+    classify,
     error_bytes,
     request_bytes,
 )
@@ -356,6 +358,28 @@ def test_an_answer_for_an_unknown_tag_is_logged(
     served.peer.read_answer("1")
     [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert record.getMessage() == "juice_answer_for_unknown_tag: 99"
+
+
+@pytest.mark.parametrize(
+    ("versions", "said"),
+    [("7", "no supported version among [7]"), ("x", "")],
+    ids=["no-common-version", "not-a-number"],
+)
+def test_a_negotiate_the_worker_cannot_answer_says_why_it_closes(
+    serving: Serving, caplog: pytest.LogCaptureFixture, versions: str, said: str
+) -> None:
+    served = serving(TestWorker())
+    served.peer.send(b"-Command: Negotiate\r\n-Ask: 1\r\nVersions: " + versions.encode()
+                      + b"\r\n\r\n")
+    [error] = served.peer.read_to_eof()
+    assert isinstance(classify(error), ErrorAnswer)
+    served.join()
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    message = record.getMessage()
+    assert message.startswith("juice_negotiate_failed: ") and message.endswith(
+        "(the connection closes)"
+    )
+    assert said in message
 
 
 # --- handlers that break --------------------------------------------------------------------
