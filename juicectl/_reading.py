@@ -120,7 +120,6 @@ __all__ = [
 
 # Bytes asked of the child's stdout per read: a whole burst of answers in one system call.
 READ_SIZE = 1 << 16
-
 # How long the parked reader thread leaves the pipe to callers who read their own answers once
 # nobody reads, before it reads again itself (seconds).
 PARK = 0.01
