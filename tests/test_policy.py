@@ -21,6 +21,7 @@ from juicectl import ProcessController
 from juicectl.juice import Limits
 from juicectl.launch import LocalLauncher
 from juicectl.policy import ConnectionOptions, LaunchSpec, RestartPolicy, check_timeout
+from tests.workers.commands import Echo
 
 
 def ident(*values: Any) -> str:
@@ -382,10 +383,21 @@ def test_what_is_not_a_launcher_is_refused_saying_what_would_be(launcher: Any) -
 # --- ConnectionOptions ------------------------------------------------------------------------
 
 class Responder:
-    """Answers nothing; only its type matters here."""
+    """Answers the child's Echo."""
+
+    @Echo.responder
+    def echo(self, value: str) -> dict[str, Any]:
+        return {"value": value}
 
     def __repr__(self) -> str:
         return "Responder()"  # the same in every run: it is part of a test id
+
+
+class AnswersNothing:
+    """Has no responder method: as a responder it would answer nothing."""
+
+    def __repr__(self) -> str:
+        return "AnswersNothing()"
 
 
 @pytest.mark.parametrize(
@@ -425,6 +437,9 @@ BAD_OPTIONS: list[tuple[dict[str, Any], type[Exception], str]] = [
      "limits must be a juicectl.juice.Limits or None, not {'max_line': 10}"),
     ({"busy_poll": "fast"}, TypeError, "busy_poll must be a number of seconds, not 'fast'"),
     ({"busy_poll": 1.0}, ValueError, "busy_poll must be between 0 and 0.01 seconds, not 1.0"),
+    ({"responder": AnswersNothing()}, TypeError,
+     "responder must be an object with @Command.responder methods to answer the child, "
+     "not AnswersNothing() (it has none)"),
     ({"responder": Responder}, TypeError,
      "responder must be an object whose methods answer the child, not the class Responder "
      "itself (pass an instance)"),
