@@ -34,14 +34,14 @@ WaitForRoom = Callable[[int], None]
 """Called with a pipe's file descriptor when it is full; returns once it may have room."""
 
 
-def wait_writable(fd: int, timeout: float | None = -1.0) -> None:
+def wait_writable(fd: int, timeout: float | None = None) -> None:
     """Sleep until ``fd`` has room, or is broken (the next write then says how), or for
-    ``timeout`` milliseconds (None: no limit; by default ``MAIN_THREAD_SLICE`` on the main
-    thread, none elsewhere: see ``juicectl._main_thread``)."""
+    ``timeout`` milliseconds (None: no limit, but ``MAIN_THREAD_SLICE`` on the main thread:
+    see ``juicectl._main_thread``)."""
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
     # On the main thread, a slice: its caller waits again.
-    poller.poll(poll_slice() if timeout is not None and timeout < 0 else timeout)
+    poller.poll(poll_slice() if timeout is None else timeout)
 
 
 class WouldWait(Exception):

@@ -397,10 +397,7 @@ class Connection:
         except BaseException:
             self._withdraw(tag)  # LimitExceeded, for one: nothing was written
             raise
-        if deadline is None:
-            self._send(data, future, may_block)
-        else:
-            self._send(data, future, may_block, deadline=deadline)
+        self._send(data, future, may_block, deadline=deadline)
         return future
 
     def _withdraw(self, tag: str) -> None:

@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING
 
 from juicectl._busy_poll import check_busy_poll
 from juicectl.child._loader import load_worker
-from juicectl.child._runtime import BUSY_POLL_ENV, EXIT_INTERRUPTED, MAX_CONCURRENCY, run
+from juicectl.child._runtime import (
+    EXIT_INTERRUPTED,
+    MAX_CONCURRENCY,
+    busy_poll_from_env,
+    run,
+)
 from juicectl.child._stdio import protect_stdio
 
 if TYPE_CHECKING:
@@ -46,7 +51,10 @@ def _serve(argv: Sequence[str] | None) -> None:
         parsed = _arguments(words)  # argparse: its help, its errors, every other spelling
     name, concurrency, busy_poll = parsed
     if busy_poll is None:
-        _check_busy_poll_env()
+        try:
+            busy_poll = busy_poll_from_env()  # read once: run() is given what it says
+        except ValueError as exc:
+            _parser().error(str(exc))
     worker = _load(name)
     if not isinstance(worker, type):
         # A function would be served as if it were the worker, and answer nothing.
@@ -81,19 +89,6 @@ def _load(name: str) -> object:
                 _parser().error(f"{name!r}: {module_name} has no {qualname!r}")
             found = getattr(found, part)
         raise  # raised while the module was imported
-
-
-def _check_busy_poll_env() -> None:
-    """Exit 2 with one line if ``JUICECTL_BUSY_POLL`` is set to a bad value."""
-    import os
-
-    text = os.environ.get(BUSY_POLL_ENV)
-    if text is None or not text.strip():
-        return
-    try:
-        check_busy_poll(float(text), BUSY_POLL_ENV)
-    except ValueError as exc:
-        _parser().error(f"{BUSY_POLL_ENV}={text!r}: {exc}")
 
 
 #: The options of the command line, and how the plain form of each value is read.

@@ -634,8 +634,12 @@ class _Session:
                 )
 
 
-def _busy_poll_from_env() -> float | None:
-    """The budget ``JUICECTL_BUSY_POLL`` sets, if it is set; a bad value is an error."""
+def busy_poll_from_env() -> float | None:
+    """The budget ``JUICECTL_BUSY_POLL`` sets, if it is set (seconds).
+
+    Raises:
+        ValueError: it is set to a bad value (the message names it and the value).
+    """
     text = os.environ.get(BUSY_POLL_ENV)
     if text is None or not text.strip():
         return None
@@ -689,7 +693,7 @@ def serve(
             f"concurrency must be between 1 and {MAX_CONCURRENCY}, not {concurrency}"
         )
     if busy_poll is None:
-        busy_poll = _busy_poll_from_env()
+        busy_poll = busy_poll_from_env()
     if busy_poll is None:
         busy_poll = getattr(worker, "busy_poll", DEFAULT_BUSY_POLL)
     busy_poll = check_busy_poll(busy_poll)
@@ -743,7 +747,7 @@ def run(
     if busy_poll is not None:
         check_busy_poll(busy_poll)  # before stdio is touched or the worker created
     else:
-        _busy_poll_from_env()  # likewise: a bad JUICECTL_BUSY_POLL fails before anything
+        busy_poll_from_env()  # likewise: a bad JUICECTL_BUSY_POLL fails before anything
     source: InputLike
     target: OutputLike
     if stdin is not None and stdout is not None:
