@@ -6,10 +6,10 @@
 For tasks of four sizes (``Burn`` of ``BURN`` iterations, about 9 ms here; of a twentieth; of a
 two-hundredth; and an echo), each with 1, 2, 8 and 64 requests kept outstanding by one caller,
 it prints the tasks per second and how many tasks each of the two workers ran. The least
-loaded dispatch (``docs/pools.md``, "Dispatch") gives a request to the first idle worker, else
-to the first whose answers wait to be read, else to the least loaded: small tasks should stay
-on one worker while this side is the slower, CPU-bound ones be split evenly, and one request
-at a time go to the same worker. A fresh pool for each line.
+loaded dispatch (``docs/pools.md``, "Dispatch") gives a request to the first worker while the
+workers' answers wait to be read (unless it stalls), else to an idle worker, else to the least
+loaded: small tasks should stay on one worker while this side is the slower, and CPU-bound
+ones be split evenly. A fresh pool for each line.
 """
 
 from __future__ import annotations

@@ -101,10 +101,15 @@ __all__ = [
     "RouteDrained",
 ]
 
-# A worker "keeps up" (``Dispatcher._pick_least_loaded``) when, over its last
-# ``_KEEPS_UP_READS`` reads, the reads brought at least ``_KEEPS_UP_ANSWERS`` answers each.
+# The workers "keep up" (``Dispatcher._pick_least_loaded``) when, over the last
+# ``_KEEPS_UP_READS`` reads of a busy one, the reads brought at least ``_KEEPS_UP_ANSWERS``
+# answers each.
 _KEEPS_UP_READS = 32
 _KEEPS_UP_ANSWERS = 2
+# The first worker goes before an idle one while a read of its output has come within this
+# many seconds (as the picks see it): longer than a scheduling hiccup (the interpreter's
+# switch interval is 5 ms), short next to a request a worker should not idle beside.
+_STALL_SECONDS = 0.01
 
 _reply_future_init = ReplyFuture.__init__
 _reply_get = ReplyFuture.get
@@ -154,7 +159,8 @@ class Route:
         "connection",
         "dispatcher",
         "drained",
-        "keeps_up",
+        "read_seen",
+        "read_seen_at",
         "recycle_asked",
         "retiring",
         "seen_answered",
@@ -180,10 +186,16 @@ class Route:
         self.recycle_asked = False
         #: One entry per request picked for this route and not yet in its connection's table.
         self.writing: deque[None] = deque()
-        #: Whether its answers wait to be read (``Dispatcher._pick_least_loaded``); False at first.
-        self.keeps_up = False
+        #: Its connection's reads and answers when its last window of reads was measured
+        #: (``Dispatcher._pick_least_loaded``).
         self.seen_reads = connection.reads
         self.seen_answered = connection.answered
+        #: As the first route (``Dispatcher._pick_least_loaded``): its connection's reads as
+        #: the last pick saw them, and when a pick first saw that count, or took a request
+        #: while it was idle (``time.monotonic()``): how long it has taken requests without
+        #: a read of its output.
+        self.read_seen = connection.reads
+        self.read_seen_at = time.monotonic()
         connection.when_request_done = self.request_done
 
     @property
@@ -353,6 +365,7 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._routes: tuple[Route, ...] = ()
+        self._first: Route | None = None  # the route of the lowest slot
         self._slots: tuple[int, ...] = ()
         self._can_grow = False
         self._grow_asked = False
@@ -361,6 +374,7 @@ class Dispatcher:
         self._closed: BaseException | None = None
         self._unserved: BaseException | None = None  # set while no worker can ever come
         self._turn = 0
+        self._keeps_up = False  # see _pick_least_loaded (under the lock)
         # Figures (under the lock).
         self.written = 0
         self.held = 0
@@ -503,21 +517,45 @@ class Dispatcher:
         return best
 
     def _pick_least_loaded(self, routes: tuple[Route, ...]) -> Route | None:
-        # Called with the lock held, every worker serving. An idle worker takes it (the next
-        # in turn, when several are): a request must not wait behind another, maybe a long
-        # one, while a worker has nothing to do. Else the worker that keeps up (the first in
-        # the pool's order, so that the load stays on one); else the least loaded. A worker
-        # keeps up when its answers wait to be read (several a read): this side, not the
-        # child, is the slower, and spreading the load would only add a second child to wake
-        # for each request, on CPUs the parent needs. A child that is the slower (an answer a
-        # read: each read waited for it) shares the load evenly.
+        # Called with the lock held, every worker serving. While the workers keep up (the
+        # last window measured on a busy one: its answers waited to be read, several a read),
+        # this side, not the children, is the slower: the first worker in the pool's order
+        # takes it while it has room, idle or not, so that the load stays on one, the one
+        # that polls (``spin_plan``). A second child would only add a process to wake per
+        # request, on CPUs the parent needs, and its answer, later than the others, would
+        # hold up whatever waits for them in order. Unless that first worker stalls: once no
+        # answer has been read from it for _STALL_SECONDS while it takes requests, whatever
+        # it is busy with may be long, and an idle worker takes the next. Otherwise an idle
+        # worker (the next in turn, when several are): nothing waits behind another request
+        # while a worker has nothing to do; else the least loaded: children that are the
+        # slower (an answer a read: each read waited for it) share the load evenly.
+        stalled = None
+        first = self._first
+        if self._keeps_up and first is not None and first.accepting:
+            connection = first.connection
+            load = connection.in_flight + len(first.writing)
+            if load < first.cap:
+                if not load:  # the stall clock starts as it takes a request
+                    first.read_seen = connection.reads
+                    first.read_seen_at = time.monotonic()
+                    return first
+                self._measure(first, connection)
+                if self._keeps_up:
+                    reads = connection.reads
+                    now = time.monotonic()
+                    if reads != first.read_seen:
+                        first.read_seen = reads
+                        first.read_seen_at = now
+                        return first
+                    if now - first.read_seen_at < _STALL_SECONDS:
+                        return first
+                    stalled = first  # the next goes to an idle worker, if there is one
         count = len(routes)
         if not count:
             return None  # no worker serves yet
         start = self._turn = (self._turn + 1) % count
-        best = None
+        best = lowest = None
         best_load = 0
-        keeping_up = None
         for index in range(start, start + count):
             route = routes[index % count]
             if not route.accepting:
@@ -528,18 +566,26 @@ class Dispatcher:
                 continue
             if not load:
                 return route
-            reads = connection.reads - route.seen_reads
-            if reads >= _KEEPS_UP_READS:
-                answered = connection.answered
-                route.keeps_up = answered - route.seen_answered >= _KEEPS_UP_ANSWERS * reads
-                route.seen_reads += reads
-                route.seen_answered = answered
-            if route.keeps_up:
-                if keeping_up is None or route.slot < keeping_up.slot:
-                    keeping_up = route
-            elif best is None or load < best_load:
+            if stalled is None:
+                self._measure(route, connection)
+            if best is None or load < best_load:
                 best, best_load = route, load
-        return keeping_up if keeping_up is not None else best
+            if lowest is None or route.slot < lowest.slot:
+                lowest = route
+        if stalled is not None:
+            return stalled
+        # A window measured just now may have found them keeping up: the first takes it.
+        return lowest if self._keeps_up else best
+
+    def _measure(self, route: Route, connection: Connection) -> None:
+        # Called with the lock held, for a busy route: once it has read _KEEPS_UP_READS times
+        # since its last window, whether that window's reads brought several answers each.
+        reads = connection.reads - route.seen_reads
+        if reads >= _KEEPS_UP_READS:
+            answered = connection.answered
+            self._keeps_up = answered - route.seen_answered >= _KEEPS_UP_ANSWERS * reads
+            route.seen_reads += reads
+            route.seen_answered = answered
 
     def _share(self, queued: bool) -> int:
         # Called with the lock held, while a slot's worker is on its way (``_coming``): the
@@ -758,6 +804,7 @@ class Dispatcher:
         holds, if a new worker can take it."""
         with self._lock:
             self._routes = routes
+            self._first = min(routes, key=_slot_of, default=None)
             self._slots = slots
             self._can_grow = can_grow
             self._coming = coming
@@ -881,6 +928,10 @@ def _copy_error(error: BaseException) -> BaseException:
         return copy.copy(error).with_traceback(None)
     except Exception:
         return error
+
+
+def _slot_of(route: Route) -> int:
+    return route.slot
 
 
 def _slot_for(key: Any, slots: tuple[int, ...]) -> int | None:

@@ -54,10 +54,11 @@ class PoolOptions:
         recycle_after_calls: retire a worker after this many requests (None: never); its
             replacement starts first and takes the new requests once ready.
         recycle_after_seconds: likewise after this long in service (None: never).
-        dispatch: ``"least_loaded"`` (an idle worker, in turn; else one whose answers wait
-            to be read; else the one with the fewest requests in flight: see
-            ``docs/pools.md``) or ``"round_robin"`` (in turn, skipping full workers). A
-            request with a ``key`` always goes to that key's worker, whatever the dispatch.
+        dispatch: ``"least_loaded"`` (the first worker while the workers' answers wait to
+            be read, unless it stalls; else an idle worker, in turn; else the one with the
+            fewest requests in flight: see ``docs/pools.md``) or ``"round_robin"`` (in turn,
+            skipping full workers). A request with a ``key`` always goes to that key's
+            worker, whatever the dispatch.
         max_per_worker: the most requests in flight on one worker; past it requests wait in
             the pool's queue.
         max_queued: the most requests the pool holds unwritten; past it ``call()`` raises

@@ -7,6 +7,7 @@ whose answers are fed back with ``data_received``.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -16,7 +17,14 @@ from juicectl._reading import RequestFuture
 from juicectl.connection import Connection
 from juicectl.juice import Box, BoxParser, Command, String, answer_bytes
 from juicectl.policy import ConnectionOptions
-from juicectl.pool._dispatch import Dispatcher, PoolFuture, Route, RouteDrained, _slot_for
+from juicectl.pool._dispatch import (
+    _STALL_SECONDS,
+    Dispatcher,
+    PoolFuture,
+    Route,
+    RouteDrained,
+    _slot_for,
+)
 from tests.supervision.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -357,14 +365,71 @@ def busy(*workers: Worker) -> None:
         worker.connection.call(Echo, value="direct")
 
 
-def test_an_idle_worker_goes_before_one_that_keeps_up() -> None:
-    # Whatever "first" is busy with may be long: nothing waits behind it while "second" idles.
-    first, second = Worker("first"), Worker("second")
+def keeping_up(first: Worker, second: Worker) -> Dispatcher:
+    """A pool of ``first`` and ``second`` that has measured them keeping up (``first``'s
+    reads brought four answers each), with both idle again."""
     pool, _ = dispatcher(first, second)
     first.served(reads=32, answers_per_read=4)
+    busy(first, second)
+    pool.submit(Echo, {"value": "measured"}, None, None)  # a busy worker's window is measured
+    first.answer_next(2)  # the direct request and "measured"
+    second.answer_next()
+    assert values_of(first) == ["measured"] and values_of(second) == []
+    return pool
+
+
+def test_an_idle_worker_goes_first_until_the_workers_are_seen_keeping_up() -> None:
+    # Nothing measured yet: whatever "first" is busy with may be long, and nothing waits
+    # behind it while "second" idles.
+    first, second = Worker("first"), Worker("second")
+    pool, _ = dispatcher(first, second)
     busy(first)
     pool.submit(Echo, {"value": "next"}, None, None)
     assert (values_of(first), values_of(second)) == ([], ["next"])
+
+
+def test_while_the_workers_keep_up_the_first_takes_requests_though_another_idles() -> None:
+    # This side is the slower: the load stays on one worker, the first in the pool's order.
+    first, second = Worker("first"), Worker("second")
+    pool = keeping_up(first, second)
+    for value in "abc":
+        pool.submit(Echo, {"value": value}, None, None)
+    assert (values_of(first), values_of(second)) == (["measured", "a", "b", "c"], [])
+
+
+def test_an_idle_worker_takes_the_next_once_the_first_stalls() -> None:
+    # No answer read from "first" for the stall time while it takes requests: whatever it is
+    # busy with may be long, and "second", idle, takes the next.
+    first, second = Worker("first"), Worker("second")
+    pool = keeping_up(first, second)
+    pool.submit(Echo, {"value": "a"}, None, None)  # the pick notes first's reads so far
+    time.sleep(_STALL_SECONDS * 2)
+    pool.submit(Echo, {"value": "b"}, None, None)
+    assert (values_of(first), values_of(second)) == (["measured", "a"], ["b"])
+    first.answer_next()  # an answer from first again: it takes the next, second busy or not
+    second.answer_next()
+    pool.submit(Echo, {"value": "c"}, None, None)
+    assert (values_of(first), values_of(second)) == (["measured", "a", "c"], ["b"])
+
+
+def test_a_stalled_first_worker_keeps_taking_requests_when_none_idles() -> None:
+    first, second = Worker("first"), Worker("second")
+    pool = keeping_up(first, second)
+    busy(second)
+    pool.submit(Echo, {"value": "a"}, None, None)
+    time.sleep(_STALL_SECONDS * 2)
+    pool.submit(Echo, {"value": "b"}, None, None)
+    assert (values_of(first), values_of(second)) == (["measured", "a", "b"], [])
+
+
+def test_a_full_first_worker_passes_requests_on_while_the_workers_keep_up() -> None:
+    first, second = Worker("first"), Worker("second")
+    pool = keeping_up(first, second)
+    for _ in range(63):
+        first.connection.call(Echo, value="direct")
+    pool.submit(Echo, {"value": "a"}, None, None)  # its 64th: full
+    pool.submit(Echo, {"value": "b"}, None, None)
+    assert (values_of(first), values_of(second)) == (["measured", "a"], ["b"])
 
 
 def test_among_busy_workers_one_whose_answers_wait_to_be_read_takes_the_next() -> None:
