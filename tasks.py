@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -130,7 +131,21 @@ def test(args: list[str]) -> int:
     if rc == 5:
         print("pytest collected no tests: that is a failure", flush=True)
         return 1
+    if rc != 0:
+        _name_failures()
     return rc
+
+
+def _name_failures() -> None:
+    """Name the tests that failed on the last lines of stderr, from pytest's cache: what
+    shows after a long run's output (a CI log's tail, a checker that keeps the last lines)."""
+    try:
+        failed = json.loads((ROOT / ".pytest_cache/v/cache/lastfailed").read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(failed, dict) and failed:
+        print(f"failed ({len(failed)}): " + ", ".join(sorted(failed)), file=sys.stderr,
+              flush=True)
 
 
 def bench(args: list[str]) -> int:

@@ -106,3 +106,33 @@ def test_the_checkouts_bytecode_is_written_even_where_python_would_not(
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # as on the machines that set it
     tasks._compile_bytecode()
     assert Path(importlib.util.cache_from_source(str(source))).is_file()
+
+
+def test_a_failed_run_names_its_failed_tests_on_the_last_line_of_stderr(
+    layout: tuple[ModuleType, Path, Path], capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A checker that keeps only the last lines of a long run still sees which tests failed.
+    tasks, root, _ = layout
+    cache = root / ".pytest_cache" / "v" / "cache"
+    cache.mkdir(parents=True)
+    (cache / "lastfailed").write_text(
+        '{"tests/b.py::test_two": true, "tests/a.py::test_one": true}'
+    )
+    tasks._name_failures()
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "failed (2): tests/a.py::test_one, tests/b.py::test_two"
+    )
+
+
+@pytest.mark.parametrize("content", [None, "not json", "{}"])
+def test_without_a_readable_list_of_failures_nothing_is_printed(
+    layout: tuple[ModuleType, Path, Path], capsys: pytest.CaptureFixture[str],
+    content: str | None,
+) -> None:
+    tasks, root, _ = layout
+    if content is not None:
+        cache = root / ".pytest_cache" / "v" / "cache"
+        cache.mkdir(parents=True)
+        (cache / "lastfailed").write_text(content)
+    tasks._name_failures()
+    assert capsys.readouterr() == ("", "")
