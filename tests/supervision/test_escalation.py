@@ -6,8 +6,11 @@ Shutdown --stop_timeout--> close stdin --kill_timeout--> SIGTERM to the group
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import signal
+import termios
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -94,6 +97,14 @@ def test_each_step_ends_the_child_that_ignored_the_one_before(
     assert ctl.mode == "stopped"
 
 
+def unread_bytes(fd: int | None) -> int:
+    """How many bytes wait in the pipe whose end is ``fd``, not yet read (Linux)."""
+    assert fd is not None
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
+
+
 @pytest.fixture
 def no_helper_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """Python starts no helper thread, as at interpreter exit on Python 3.12 (none for an
@@ -120,12 +131,15 @@ def test_without_a_thread_a_full_input_pipe_skips_shutdown_for_end_of_input(
         ctl = supervise(worker())
         conn = ctl.get_process().get(timeout=10)
         conn.call(Sleep, seconds=30)  # the child runs it and reads nothing meanwhile
+        transport = conn._transport  # the child's stdin
+        # Read by the child before the pipe fills: else its read of Sleep, late on a busy
+        # machine, would also take some of what fills it, and leave room for Shutdown.
+        wait_for(lambda: unread_bytes(transport._fd) == 0, what="Sleep read by the child")
         # A writer fills the child's input pipe and waits there for room.
         writer = threading.Thread(
             target=lambda: [conn.call(Echo, value="x" * 60_000) for _ in range(3)], daemon=True
         )
         writer.start()
-        transport = conn._transport  # the child's stdin
         wait_for(lambda: not transport.has_room(), what="the child's input pipe full")
         result = ctl.stop_process().get(timeout=10)
         writer.join(timeout=10)
