@@ -12,6 +12,8 @@ What it does, and why:
 * **The worker leads a process group of its own**, so that one signal reaches it and every
   grandchild that stays in its group (a worker that moves to another group still gets each
   signal itself).
+* **It leaves its launcher's process group**, so that a signal to that group (a local
+  parent-death guard's SIGKILL) does not end it before it can end the worker's.
 * **It is a subreaper** (Linux ``PR_SET_CHILD_SUBREAPER``): a grandchild that leaves the group
   (a daemon that calls ``setsid()``) and whose parent exits is re-parented to the shim, not
   to init, and the shim ends it too.
@@ -404,6 +406,14 @@ def main(args: list[str]) -> int:
         signal.signal(signum, note)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # wakes the poll
     parent = os.getppid()
+    # Out of the launcher's process group: a local parent-death guard ends its whole group
+    # with SIGKILL, which would take the shim too, before it could end the worker's group.
+    # Its parent's death (below) or its stdin's hangup tells it instead. A session leader
+    # (behind setsid) may not move, and needs not.
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
     # Before the worker: a grandchild orphaned before this would go to init, not to us.
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     _prctl(_PR_SET_PDEATHSIG, signal.SIGHUP)  # then the loop checks getppid() for a race

@@ -288,3 +288,43 @@ def test_a_worker_killed_from_outside_is_a_signal_juicectl_did_not_send(mark: st
         assert "killed by SIGKILL, a signal juicectl did not send (on prefix setsid" in (
             last["description"]
         )
+
+
+# An application that starts the test worker behind an exec prefix, gives it two
+# grandchildren (one in its group, one that left it), says so, and waits to be killed.
+PREFIXED_APP = textwrap.dedent("""
+    import sys, time
+    from juicectl import ProcessController, prefix
+    from tests.remote.worker import Spawn
+    controller = ProcessController.start(
+        [sys.executable, "-m", "juicectl.child", "tests.remote.worker:Worker"],
+        launcher=prefix(sys.argv[1:]), cwd=sys.path[0] or ".",
+    )
+    print(controller.call(Spawn, timeout=20)["started"], flush=True)
+    time.sleep(600)
+""")
+
+
+@pytest.mark.parametrize("words", [["env", "X=1"], ["sh", "-c", '"$@"', "prefix"]],
+                         ids=["execs", "waits"])
+def test_behind_a_prefix_the_parent_sigkilled_leaves_no_grandchild(
+    mark: str, words: list[str],
+) -> None:
+    # The parent-death guard kills its group at once; the shim, out of that group, sees its
+    # parent die and ends the worker's group, the daemon that left it included.
+    app = subprocess.Popen(
+        [sys.executable, "-c", PREFIXED_APP, *words], cwd=ROOT, stdout=subprocess.PIPE,
+        env={**os.environ, MARK: mark, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert app.stdout is not None
+        assert app.stdout.readline() == b"2\n"
+        assert len(processes_marked(mark)) >= 3  # the worker and its two grandchildren
+        app.kill()
+        app.wait(timeout=10)
+        wait_for(lambda: not processes_marked(mark), GONE_WITHIN, "no marked process left")
+    finally:
+        app.kill()
+        app.wait(timeout=10)
+        if app.stdout is not None:
+            app.stdout.close()
