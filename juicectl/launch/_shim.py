@@ -410,7 +410,7 @@ def main(args: list[str]) -> int:
     # with SIGKILL, which would take the shim too, before it could end the worker's group.
     # Its parent's death (below) or its stdin's hangup tells it instead. A session leader
     # (behind setsid) may not move, and needs not.
-    try:
+    try:  # noqa: SIM105 - contextlib is one more import at every start
         os.setpgid(0, 0)
     except OSError:
         pass

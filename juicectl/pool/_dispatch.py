@@ -22,13 +22,18 @@ A call that finds every worker busy asks for one more (``GrowWanted``, once unti
 snapshot); the call that reaches ``recycle_after_calls`` on a worker says so
 (``RecycleWanted``).
 
-Least loaded, in the steady state (``_pick_least_loaded``): an idle route takes the request
-(the next in turn); else the route that *keeps up* (the first in the pool's order); else the
-least loaded. A route keeps up when, over its last ``_KEEPS_UP_READS`` reads of the child's
-output (``Connection.reads``), the reads brought at least ``_KEEPS_UP_ANSWERS`` answers each: the
-answers wait for this side, which is the slower, and a second child would only cost it a
-process to wake per request. Measured when a pick looks at a busy route, from two counters the
-reading thread keeps anyway: no clock, nothing per request.
+Least loaded, in the steady state (``_pick_least_loaded``): while the workers *keep up*, the
+first route in the pool's order takes the request, idle or not, up to its cap, unless it
+*stalls*; else an idle route (the next in turn); else the least loaded. The workers keep up
+when, over the last ``_KEEPS_UP_READS`` reads of a busy one's output (``Connection.reads``),
+the reads brought at least ``_KEEPS_UP_ANSWERS`` answers each: the answers wait for this side,
+which is the slower, and a second child would only cost it a process to wake per request.
+Measured when a pick looks at a busy route, from two counters the reading thread keeps
+anyway: nothing per request. The first route stalls when no read of its output has come for
+``_STALL_SECONDS`` while it takes requests; the picks keep that clock (one
+``time.monotonic()`` a pick, nothing per read), and a read counts as fresh only when a pick
+sees it within ``_STALL_SECONDS`` of the pick before. A stalled route may be busy with
+something long: an idle route takes the next request, else any other with room.
 
 The pool holds a request back (its *queue*, at most ``max_queued``) when no worker can take
 it: none is ready, each has ``max_per_worker`` in flight, or the key's worker is busy or
@@ -159,6 +164,7 @@ class Route:
         "connection",
         "dispatcher",
         "drained",
+        "picked_at",
         "read_seen",
         "read_seen_at",
         "recycle_asked",
@@ -191,11 +197,12 @@ class Route:
         self.seen_reads = connection.reads
         self.seen_answered = connection.answered
         #: As the first route (``Dispatcher._pick_least_loaded``): its connection's reads as
-        #: the last pick saw them, and when a pick first saw that count, or took a request
-        #: while it was idle (``time.monotonic()``): how long it has taken requests without
-        #: a read of its output.
+        #: the last pick saw them, when a read is last known to have come (a pick saw a new
+        #: count soon after the pick before, or it took a request while idle), and when it
+        #: was last picked (``time.monotonic()``): how long it has taken requests without a
+        #: read of its output.
         self.read_seen = connection.reads
-        self.read_seen_at = time.monotonic()
+        self.read_seen_at = self.picked_at = time.monotonic()
         connection.when_request_done = self.request_done
 
     @property
@@ -525,31 +532,35 @@ class Dispatcher:
         # request, on CPUs the parent needs, and its answer, later than the others, would
         # hold up whatever waits for them in order. Unless that first worker stalls: once no
         # answer has been read from it for _STALL_SECONDS while it takes requests, whatever
-        # it is busy with may be long, and an idle worker takes the next. Otherwise an idle
-        # worker (the next in turn, when several are): nothing waits behind another request
-        # while a worker has nothing to do; else the least loaded: children that are the
-        # slower (an answer a read: each read waited for it) share the load evenly.
+        # it is busy with may be long, and another worker with room, idle first, takes the
+        # next. Otherwise an idle worker (the next in turn, when several are): nothing waits
+        # behind another request while a worker has nothing to do; else the least loaded:
+        # children that are the slower (an answer a read: each read waited for it) share
+        # the load evenly.
         stalled = None
         first = self._first
         if self._keeps_up and first is not None and first.accepting:
             connection = first.connection
             load = connection.in_flight + len(first.writing)
             if load < first.cap:
+                now = time.monotonic()
                 if not load:  # the stall clock starts as it takes a request
                     first.read_seen = connection.reads
-                    first.read_seen_at = time.monotonic()
+                    first.read_seen_at = first.picked_at = now
                     return first
                 self._measure(first, connection)
                 if self._keeps_up:
                     reads = connection.reads
-                    now = time.monotonic()
                     if reads != first.read_seen:
                         first.read_seen = reads
-                        first.read_seen_at = now
-                        return first
+                        # A read since the pick before, so at most this long ago: fresh
+                        # only if that pick was recent. After a quiet spell it may be old.
+                        if now - first.picked_at < _STALL_SECONDS:
+                            first.read_seen_at = now
+                    first.picked_at = now
                     if now - first.read_seen_at < _STALL_SECONDS:
                         return first
-                    stalled = first  # the next goes to an idle worker, if there is one
+                    stalled = first  # the next goes to another worker with room, if any
         count = len(routes)
         if not count:
             return None  # no worker serves yet
@@ -558,7 +569,7 @@ class Dispatcher:
         best_load = 0
         for index in range(start, start + count):
             route = routes[index % count]
-            if not route.accepting:
+            if not route.accepting or route is stalled:
                 continue
             connection = route.connection
             load = connection.in_flight + len(route.writing)
@@ -573,9 +584,16 @@ class Dispatcher:
             if lowest is None or route.slot < lowest.slot:
                 lowest = route
         if stalled is not None:
-            return stalled
-        # A window measured just now may have found them keeping up: the first takes it.
-        return lowest if self._keeps_up else best
+            # Any other worker with room goes first: the stalled one holds a request that
+            # may be long, and what it takes waits behind it.
+            return best if best is not None else stalled
+        if self._keeps_up and lowest is not None:
+            # A window measured just now found them keeping up: the first takes it, and its
+            # stall clock starts now.
+            lowest.read_seen = lowest.connection.reads
+            lowest.read_seen_at = lowest.picked_at = time.monotonic()
+            return lowest
+        return best
 
     def _measure(self, route: Route, connection: Connection) -> None:
         # Called with the lock held, for a busy route: once it has read _KEEPS_UP_READS times

@@ -412,14 +412,41 @@ def test_an_idle_worker_takes_the_next_once_the_first_stalls() -> None:
     assert (values_of(first), values_of(second)) == (["measured", "a", "c"], ["b"])
 
 
-def test_a_stalled_first_worker_keeps_taking_requests_when_none_idles() -> None:
+def test_a_stalled_first_worker_passes_requests_to_a_busy_one_with_room() -> None:
     first, second = Worker("first"), Worker("second")
     pool = keeping_up(first, second)
     busy(second)
     pool.submit(Echo, {"value": "a"}, None, None)
     time.sleep(_STALL_SECONDS * 2)
-    pool.submit(Echo, {"value": "b"}, None, None)
-    assert (values_of(first), values_of(second)) == (["measured", "a", "b"], [])
+    for value in "bc":  # second has more in flight than first after "b": it still takes "c"
+        pool.submit(Echo, {"value": value}, None, None)
+    assert (values_of(first), values_of(second)) == (["measured", "a"], ["b", "c"])
+
+
+def test_a_stalled_first_worker_takes_requests_when_the_others_are_full() -> None:
+    first, second = Worker("first"), Worker("second")
+    pool, _ = dispatcher(first, second, max_per_worker=4)
+    first.served(reads=32, answers_per_read=4)
+    busy(first, second)
+    pool.submit(Echo, {"value": "measured"}, None, None)  # first keeps up: it takes it
+    for _ in range(3):
+        second.connection.call(Echo, value="direct")  # second full: 4 in flight
+    time.sleep(_STALL_SECONDS * 2)
+    pool.submit(Echo, {"value": "a"}, None, None)
+    assert (values_of(first), values_of(second)) == (["measured", "a"], [])
+
+
+def test_after_a_quiet_spell_a_read_seen_late_is_no_proof_the_first_still_answers() -> None:
+    # Answers read long after the pick before, then a request that may be long still
+    # outstanding: the read may be old, and a lone request goes to the idle worker.
+    first, second = Worker("first"), Worker("second")
+    pool = keeping_up(first, second)
+    for value in "ab":
+        pool.submit(Echo, {"value": value}, None, None)
+    time.sleep(_STALL_SECONDS * 2)
+    first.answer_next()  # "a" answered; "b" still on first
+    pool.submit(Echo, {"value": "c"}, None, None)
+    assert (values_of(first), values_of(second)) == (["measured", "a", "b"], ["c"])
 
 
 def test_a_full_first_worker_passes_requests_on_while_the_workers_keep_up() -> None:
