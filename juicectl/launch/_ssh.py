@@ -4,9 +4,10 @@
 runs until a controller launches through it. What it execs for a ``LaunchSpec``::
 
     ssh -T -e none -o BatchMode=yes -o LogLevel=INFO -o ServerAliveInterval=5
-        -o ServerAliveCountMax=3 [-o ControlMaster=no -o ControlPath=DIR/master]
-        [-l USER] [-p PORT] [-i IDENTITY -o IdentitiesOnly=yes]
-        [-o UserKnownHostsFile=FILE -o StrictHostKeyChecking=yes] [-F CONFIG] [-o NAME=VALUE]...
+        -o ServerAliveCountMax=3 [-o ControlMaster=no -o ControlPath="DIR/master"]
+        [-l USER] [-p PORT] [-o IdentityFile="IDENTITY" -o IdentitiesOnly=yes]
+        [-o UserKnownHostsFile="FILE" -o StrictHostKeyChecking=yes] [-F CONFIG]
+        [-o NAME=VALUE]...
         -- HOST 'exec python3 -I -S -c '"'"'<the shim>'"'"' -g 0.8 -- worker args...'
 
 Why each piece:
@@ -221,9 +222,12 @@ class SshLauncher:
         if self.port is not None:
             words += ["-p", str(self.port)]
         if self.identity is not None:
-            words += ["-i", self.identity, "-o", "IdentitiesOnly=yes"]
+            # Not -i: ssh checks that path before it expands its % tokens, so no spelling
+            # of a path with a % passes both.
+            words += ["-o", f"IdentityFile={_option_path(self.identity)}",
+                      "-o", "IdentitiesOnly=yes"]
         if self.known_hosts is not None:
-            words += ["-o", f"UserKnownHostsFile={self.known_hosts}",
+            words += ["-o", f"UserKnownHostsFile={_option_path(self.known_hosts)}",
                       "-o", "StrictHostKeyChecking=yes"]
         if self.config is not None:
             words += ["-F", self.config]
@@ -248,7 +252,7 @@ class SshLauncher:
         program = self.program(command)
         words = [program, *self.connection_options()]
         if control_path is not None:
-            words += ["-o", "ControlMaster=no", "-o", f"ControlPath={control_path}"]
+            words += ["-o", "ControlMaster=no", "-o", f"ControlPath={_option_path(control_path)}"]
         line = shell_command_line(spec, python=self.python, shim=self.shim)
         words += ["--", self.host, line]
         reader = RemoteExitReader(self.where, command, self.python if self.shim else None,
@@ -475,7 +479,7 @@ class SshSession:
         assert self._directory is not None
         log_path = os.path.join(self._directory, "master.log")
         argv = [launcher.program(command), *launcher.connection_options(),
-                "-M", "-N", "-o", "ControlPersist=no", "-o", f"ControlPath={path}",
+                "-M", "-N", "-o", "ControlPersist=no", "-o", f"ControlPath={_option_path(path)}",
                 "--", launcher.host]
         guard: ParentDeathGuard | None
         try:
@@ -527,3 +531,11 @@ def _private_directory() -> str:
         directory = tempfile.mkdtemp(prefix="juicectl-ssh-", dir="/tmp")
     return directory
 
+
+def _option_path(path: str) -> str:
+    """``path`` as the value of an ``-o`` option (``IdentityFile``, ``UserKnownHostsFile``,
+    ``ControlPath``), read literally: ssh splits a value at whitespace (``UserKnownHostsFile``
+    takes a list) unless it is in double quotes, in which a backslash escapes ``"`` and
+    itself; and it expands ``%`` tokens, so every ``%`` is doubled."""
+    quoted = path.replace("%", "%%").replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}"'

@@ -119,8 +119,8 @@ def test_the_ssh_command_line(tmp_path: Path) -> None:
     assert argv[0].endswith("ssh")
     joined = " ".join(argv[:-3])
     for part in ("-T", "-e none", "-o BatchMode=yes", "-o ServerAliveInterval=2",
-                 "-o ServerAliveCountMax=4", "-l w", "-p 2222", f"-i {key}",
-                 "-o IdentitiesOnly=yes", f"-o UserKnownHostsFile={os.devnull}",
+                 "-o ServerAliveCountMax=4", "-l w", "-p 2222", f'-o IdentityFile="{key}"',
+                 "-o IdentitiesOnly=yes", f'-o UserKnownHostsFile="{os.devnull}"',
                  "-o StrictHostKeyChecking=yes", "-o Compression=yes"):
         assert part in joined
     assert "ControlPath" not in joined
@@ -161,3 +161,24 @@ def test_key_paths_are_read_as_ssh_reads_them_and_made_absolute(
     assert launcher.identity == str(key) and launcher.known_hosts == str(key)
     with pytest.raises(ValueError, match="identity '~/nothing' is not a file"):
         ssh("h", identity="~/nothing")
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("/keys/my key", '"/keys/my key"'),  # one path, not a list of two
+        ("/keys%d/key", '"/keys%%d/key"'),  # not the home directory
+        ('/k"ey\\s', '"/k\\"ey\\\\s"'),
+    ],
+    ids=["space", "percent", "quote-and-backslash"],
+)
+def test_paths_reach_ssh_as_they_are(tmp_path: Path, path: str, value: str) -> None:
+    # ssh splits an -o value at spaces unless quoted, reads backslash escapes inside the
+    # quotes, and expands % tokens in IdentityFile, UserKnownHostsFile and ControlPath.
+    key = tmp_path / path.lstrip("/")
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_text("")
+    launcher = ssh("db-1", identity=key, known_hosts=key, control_master=False)
+    argv = list(launcher.invocation(LaunchSpec(["worker"], launcher=launcher)).argv)
+    inside = value.replace('"/', f'"{tmp_path}/', 1)
+    assert f"IdentityFile={inside}" in argv and f"UserKnownHostsFile={inside}" in argv

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -283,7 +285,7 @@ def connected_master(remote: Remote) -> tuple[ProcessController, int]:
 def test_close_stops_the_master_and_removes_its_directory(remote: Remote, sshd: Sshd) -> None:
     controller, master = connected_master(remote)
     directory = Path(f"/proc/{master}/cmdline").read_bytes().split(b"ControlPath=")[1]
-    directory = directory.split(b"\0")[0].rsplit(b"/", 1)[0]
+    directory = directory.split(b"\0")[0].strip(b'"').rsplit(b"/", 1)[0]
     assert os.path.isdir(directory)
     controller.close(timeout=30)
     assert not alive(master) and not os.path.exists(directory)
@@ -370,3 +372,27 @@ def test_stop_all_releases_the_connection_master(remote: Remote) -> None:
     pykka.ActorRegistry.stop_all()
     wait_for(lambda: not alive(master), GONE_WITHIN, "the master stopped")
     wait_for(lambda: controller.launch_session is None, GONE_WITHIN, "the session released")
+
+
+def test_key_files_and_a_temporary_folder_with_spaces_and_percents_work(
+    remote: Callable[..., ProcessController], harness: Harness, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # ssh splits an -o value at spaces, expands % tokens (%d is the home directory), and
+    # reads -i before it expands them: each path must reach it as it is.
+    folder = tmp_path / "my keys%d"
+    folder.mkdir()
+    key, known = folder / "client key", folder / "known hosts"
+    key.write_bytes(harness.client_key.read_bytes())
+    key.chmod(0o600)
+    known.write_bytes(harness.known_hosts.read_bytes())
+    # Short, under /tmp: a control socket's path has a length limit.
+    temporary = tempfile.mkdtemp(prefix="j %h ", dir="/tmp")
+    monkeypatch.setattr(tempfile, "tempdir", temporary)
+    try:
+        controller = remote(ssh={"identity": str(key), "known_hosts": str(known)})
+        assert controller.call(Echo, value="hi", timeout=20) == {"value": "hi"}
+        assert controller.launch_session.control_directory.startswith(temporary + "/")
+        controller.close(timeout=30)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
