@@ -26,6 +26,7 @@ an event with nothing to do in that phase (a late timer, a second stop): logged 
     launching --launched--> probing --probe_passed--> ready
         |                      |                         | stop_asked
         | launch_failed        | probe_failed, startup_timed_out, stop_asked,
+        | (stop_asked, startup_timed_out: before the launcher answered)
         v                      | protocol_failed, pipe_grace_over
     reported                   v                         v
         ^               stopping(close_stdin) <-- stopping(shutdown)   (step_due; or a
@@ -50,7 +51,9 @@ the write end of the child's stdin (a ``PipeTransport``: callers write requests 
 threads through the connection; closing it waits for a write in progress) and the tail of the
 child's stderr (appended by the stderr thread, read for the report). The other threads read
 only what is set before they start (the ``Popen``, the connection, which is thread-safe on its
-own).
+own). A launcher that ``waits`` (the ssh master connecting) is asked on a launch thread of
+its own, which tells the answer back (``invoked``): the actor's thread never sits in a wait
+that a stop cannot reach.
 
 End of life: pykka may stop this actor before its child has been reported
 (``ActorRegistry.stop_all()`` stops the newest actors first, so a process actor goes before
@@ -164,7 +167,9 @@ class Phase(enum.Enum):
     """Where one child is in its life (see the module docstring)."""
 
     LAUNCHING = "launching"
-    """``on_start``: asking the launcher, spawning."""
+    """Asking the launcher (``invoked`` is its answer), spawning. A launcher that ``waits``
+    is asked on a thread of its own, and a stop or the startup timeout may end this phase
+    before it answers."""
     PROBING = "probing"
     """Launched; the readiness probe and ``prepare`` are running."""
     READY = "ready"
@@ -186,6 +191,7 @@ class Phase(enum.Enum):
 class Event(enum.Enum):
     """What can happen to a child, as the lifecycle table sees it."""
 
+    INVOKED = "invoked"
     LAUNCHED = "launched"
     LAUNCH_FAILED = "launch_failed"
     PROBE_PASSED = "probe_passed"
@@ -245,6 +251,13 @@ class _Ready:
     """The readiness probe and the ``prepare`` step are done (``error`` if one failed)."""
 
     error: BaseException | None
+
+
+@dataclass(frozen=True)
+class _Invoked:
+    """The launcher answered: what to exec, or why it cannot be launched."""
+
+    answer: Invocation | ProcessLaunchError
 
 
 @dataclass(frozen=True)
@@ -440,19 +453,65 @@ class ProcessActor(pykka.ThreadingActor):
         self._timers.append(
             call_later(spec.startup_timeout, lambda: _tell_quietly(me, _StartupTimedOut()))
         )
+        if getattr(self._launcher, "waits", False) and start_daemon(
+            self._ask_launcher_for, f"juicectl-launch-{self._name}", me
+        ):
+            # Its answer comes back as a message: meanwhile a stop (stop_process(),
+            # stop_all()) or the startup timer reaches this actor, which would otherwise
+            # sit in on_start, deaf, until the launcher is done.
+            return
+        self._dispatch(Event.INVOKED, _Invoked(self._ask_launcher()))
+
+    def _ask_launcher(self) -> Invocation | ProcessLaunchError:
+        """What to exec, or why it cannot be launched. On this actor's thread, or on a
+        launch thread of its own: reads only the spec and the launcher, set before."""
+        spec = self._spec
         try:
-            self._invocation = self._launcher.invocation(spec)
-            child = spawn(self._invocation)  # spawn's own errors are launch errors
+            return self._launcher.invocation(spec)
+        except ProcessLaunchError as failure:
+            return failure
+        except Exception as error:
+            # A launcher that raised something else: the same failure, in the same words.
+            command = tuple(spec.argv)
+            return launch_failure(Invocation(command, spec.env, spec.cwd, command), error)
+
+    def _ask_launcher_for(self, me: pykka.ActorRef[Any]) -> None:
+        _tell_quietly(me, _Invoked(self._ask_launcher()))
+
+    def _invoked(self, message: _Invoked) -> None:
+        answer = message.answer
+        if isinstance(answer, ProcessLaunchError):
+            self._dispatch(Event.LAUNCH_FAILED, answer)
+            return
+        self._invocation = answer
+        try:
+            child = spawn(answer)  # spawn's own errors are launch errors
         except ProcessLaunchError as failure:
             self._dispatch(Event.LAUNCH_FAILED, failure)
             return
         except Exception as error:
-            # A launcher that raised something else: the same failure, in the same words.
-            command = tuple(spec.argv)
-            invocation = Invocation(command, spec.env, spec.cwd, command)
-            self._dispatch(Event.LAUNCH_FAILED, launch_failure(invocation, error))
+            self._dispatch(Event.LAUNCH_FAILED, launch_failure(answer, error))
             return
         self._dispatch(Event.LAUNCHED, child)
+
+    def _launch_abandoned(self, detail: str, *, requested: bool) -> None:
+        """The launcher is still at work (an ssh master connecting) when the launch must
+        end: nothing was spawned, and its answer, if it comes, is never used."""
+        where = getattr(self._launcher, "where", "")
+        detail = f"{where}: {detail}" if where else detail
+        self._log.warning("launch_abandoned", detail=detail, requested=requested)
+        self._final_reason = TerminationReason(
+            requested=requested, how="launch_failed", detail=detail,
+            launch_error=OSError(detail),
+        )
+
+    def _launch_timed_out(self, _: Any) -> None:
+        self._launch_abandoned(f"not launched within {self._spec.startup_timeout}s",
+                               requested=False)
+
+    def _stopped_before_launch(self, _: Any) -> None:
+        self._requested = True
+        self._launch_abandoned("stopped before it was launched", requested=True)
 
     def _launched(self, child: SpawnedChild) -> None:
         self._child = child
@@ -715,6 +774,10 @@ class ProcessActor(pykka.ThreadingActor):
         returncode = self._returncode
         if returncode is not None and self._requested:
             return
+        if self._child is None:
+            self._launch_abandoned("its process actor stopped before the launch",
+                                   requested=self._requested)
+            return
         if self._child is not None and returncode is None:
             self._child.signal_group(signal.SIGKILL)
             with contextlib.suppress(Exception):
@@ -920,16 +983,16 @@ class ProcessActor(pykka.ThreadingActor):
 
     def _stop_in_place(self) -> None:
         popen = self._popen
-        if popen is None:
-            return  # nothing was launched (a failed launch has its report already)
         if not self._requested:
             self._log.info("stopped_from_outside", phase=self._phase.value)
             self._cause_detail = "its process actor was stopped"
         # Even while a stop asked for is under way: its controller still closes (keeping the
         # StopResult for its handle), and every other controller stops its child now, not
-        # when stop_all() comes to it.
+        # when stop_all() comes to it. Also while the launcher is still at work: no restart.
         self._tell_controller(_Close(ReplyFuture()))
         close_every_controller()
+        if popen is None:
+            return  # nothing was spawned: ACTOR_STOPPED reports the launch abandoned
         self._dispatch(Event.STOP_ASKED)
         while self._phase in STOP_STEPS:
             try:
@@ -1046,8 +1109,13 @@ _Action = Callable[[ProcessActor, Any], None]
 #: ``(phase, event) -> (next phase, action)``: every decision about a child's phase. A pair
 #: that is not here changes nothing (the event is ignored in that phase).
 LIFECYCLE: dict[tuple[Phase, Event], tuple[Phase, _Action | None]] = {
+    # Launching: the launcher's answer is spawned; a launcher that waits (an ssh master
+    # connecting) is asked on a thread, so a stop or the startup timer may come first.
+    (_L, _E.INVOKED): (_L, _A._invoked),
     (_L, _E.LAUNCHED): (_P, _A._launched),
     (_L, _E.LAUNCH_FAILED): (_D, _A._launch_failed),
+    (_L, _E.STOP_ASKED): (_D, _A._stopped_before_launch),
+    (_L, _E.STARTUP_TIMED_OUT): (_D, _A._launch_timed_out),
     # Starting: not ready yet, so never asked for Shutdown.
     (_P, _E.PROBE_PASSED): (_R, None),
     (_P, _E.PROBE_FAILED): (_SC, _A._probe_failed),
@@ -1099,6 +1167,7 @@ _ENTRY: dict[Phase, Callable[[ProcessActor], None]] = {
 
 # How each message is turned into an event (None: no event, e.g. a stale timer).
 _EVENT_OF: dict[type, Callable[[ProcessActor, Any], Event | None]] = {
+    _Invoked: lambda actor, message: Event.INVOKED,
     _Ready: _A._ready_event,
     StopChild: lambda actor, message: Event.STOP_ASKED,
     _ChildExited: lambda actor, message: Event.CHILD_EXITED,

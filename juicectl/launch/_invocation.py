@@ -67,10 +67,18 @@ class Invocation:
 class Launcher(Protocol):
     """Turns a ``LaunchSpec`` into the ``Invocation`` to exec.
 
-    The process actor asks its launcher once per child, on the actor's own thread, and then
-    spawns what it got under a parent-death guard (:func:`juicectl.launch.spawn`). A launcher
-    checks what it can before anything is spawned, so that a failure names the user's
-    program and its working directory rather than whatever program the launcher puts first.
+    The process actor asks its launcher once per child, on its own thread (but see ``waits``
+    below), and then spawns what it got under a parent-death guard
+    (:func:`juicectl.launch.spawn`). A launcher checks what it can before anything is
+    spawned, so that a failure names the user's program and its working directory rather
+    than whatever program the launcher puts first.
+
+    A launcher whose ``invocation`` may wait (for a connection, as the ssh launcher's
+    session waits for its master) says so with a true ``waits`` attribute: the process
+    actor then asks it on a thread of its own, so that a stop (``stop_process()``,
+    ``ActorRegistry.stop_all()``) or the startup timeout ends the launch at once; its late
+    answer is dropped. It may name where it runs the command with a ``where`` attribute,
+    which such an abandoned launch's error then names.
     """
 
     def invocation(self, spec: LaunchSpec) -> Invocation:
@@ -112,6 +120,9 @@ class _Sessionless:
 
     def __init__(self, launcher: Launcher) -> None:
         self.launcher = launcher
+        # As the launcher says (see Launcher): read once, a launcher is a value.
+        self.waits = bool(getattr(launcher, "waits", False))
+        self.where = str(getattr(launcher, "where", ""))
 
     def invocation(self, spec: LaunchSpec) -> Invocation:
         return self.launcher.invocation(spec)

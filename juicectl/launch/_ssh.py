@@ -394,6 +394,17 @@ class SshSession:
         self._log = log.bind(controller=name, where=launcher.where)
 
     @property
+    def waits(self) -> bool:
+        """True with a connection master: a launch may wait for it to connect, so the
+        process actor asks on a thread of its own and stays free to hear a stop."""
+        return self.launcher.control_master
+
+    @property
+    def where(self) -> str:
+        """As :attr:`SshLauncher.where`."""
+        return self.launcher.where
+
+    @property
     def master_pid(self) -> int | None:
         """The pid of the running connection master (connected or connecting), if there is
         one. Read without the lock, which a master still connecting holds: an attribute is

@@ -355,6 +355,33 @@ def test_close_while_the_master_connects_gives_up_the_connect_at_once(remote: Re
             waiting.get(timeout=GONE_WITHIN)
 
 
+def test_stop_all_while_the_master_connects_gives_up_the_connect_at_once(
+    remote: Remote,
+) -> None:
+    import threading
+
+    import pykka
+
+    # stop_all() stops the process actor first: it must hear the stop while the master
+    # connects (a day here), and the master must be stopped with its controller.
+    with socket_that_never_answers() as port:
+        controller = remote(port=port, restart=TEMPORARY, startup_timeout=86400.0)
+        waiting = controller.get_process()
+        session = controller.launch_session
+        assert isinstance(session, SshSession)
+        wait_for(lambda: session.master_pid is not None, GONE_WITHIN, "the master connecting")
+        master = session.master_pid
+        assert master is not None
+        stopper = threading.Thread(target=pykka.ActorRegistry.stop_all, daemon=True)
+        stopper.start()
+        stopper.join(60)
+        assert not stopper.is_alive(), "stop_all() waited for the master to connect"
+        with pytest.raises(ControllerClosed):
+            waiting.get(timeout=GONE_WITHIN)
+        wait_for(lambda: not alive(master), GONE_WITHIN, "the master stopped")
+        wait_for(lambda: controller.launch_session is None, GONE_WITHIN, "the session released")
+
+
 def test_a_relative_identity_works_with_the_connection_master(
     remote: Remote, harness: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

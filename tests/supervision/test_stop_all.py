@@ -19,8 +19,10 @@ from structlog.testing import capture_logs
 
 from juicectl import ProcessController
 from juicectl.actors import ProcessActor
-from juicectl.exceptions import ControllerClosed
-from juicectl.messages import ModeChanged, ProcessTerminated, StopResult
+from juicectl.exceptions import ControllerClosed, ProcessLaunchError
+from juicectl.launch import Invocation, local
+from juicectl.messages import ModeChanged, ProcessTerminated, StopChild, StopResult
+from juicectl.policy import LaunchSpec
 from tests.supervision import children
 from tests.supervision.conftest import Events, alive, policy, wait_for
 from tests.workers.commands import Echo
@@ -207,3 +209,81 @@ def test_stop_all_during_a_stop_under_way_still_stops_the_others_at_once(
         assert events.index(("stop_step", other)) < a_exited, events
     result = made["A"].close()
     assert result is not None and result.how == "terminated"
+
+
+class HeldLauncher:
+    """A launcher whose answer waits (as the ssh launcher's waits for its master to connect)
+    until the test lets it go, or a minute; ``waits`` tells the process actor so."""
+
+    waits = True
+    where = "held-host"
+
+    def __init__(self) -> None:
+        self.asked = threading.Event()
+        self.let_go = threading.Event()
+        self.answered = threading.Event()
+
+    def invocation(self, spec: LaunchSpec) -> Invocation:
+        self.asked.set()
+        self.let_go.wait(60)
+        try:
+            return local().invocation(spec)
+        finally:
+            self.answered.set()
+
+
+def test_stop_all_while_a_launcher_waits_stops_at_once(
+    supervise: Supervise, events: Events
+) -> None:
+    held = HeldLauncher()
+    ctl = supervise(worker(), launcher=held, startup_timeout=86400.0,
+                    subscribers=[events.ref])
+    getter = ctl.get_process()
+    assert held.asked.wait(10)
+    with capture_logs() as logs:
+        stopper = threading.Thread(target=pykka.ActorRegistry.stop_all, daemon=True)
+        stopper.start()
+        stopper.join(30)
+        assert not stopper.is_alive(), "stop_all() waited for the launcher"
+    assert not held.let_go.is_set()
+    with pytest.raises(ControllerClosed):
+        getter.get(timeout=10)
+    [abandoned] = logged(logs, "launch_abandoned")
+    assert "held-host" in abandoned["detail"]
+    assert pykka.ActorRegistry.get_by_class(ProcessActor) == []
+    # Its late answer is dropped: nothing is spawned, no event told.
+    held.let_go.set()
+    assert held.answered.wait(10)
+    result = ctl.close()
+    assert result is not None and result.how == "launch_failed"
+    assert events.of(ProcessTerminated) == []
+    assert [entry for entry in logs if entry["event"] == "launched"] == []
+
+
+def test_the_startup_timeout_ends_a_launch_the_launcher_holds(supervise: Supervise) -> None:
+    held = HeldLauncher()
+    ctl = supervise(worker(), launcher=held, startup_timeout=0.5)
+    try:
+        with pytest.raises(ProcessLaunchError, match=r"held-host: not launched within 0\.5s"):
+            ctl.get_process().get(timeout=30)
+        assert ctl.mode == "stopped"
+    finally:
+        held.let_go.set()
+    # The next launch asks again, and gets a child.
+    assert ctl.call(Echo, value="again", timeout=30) == {"value": "again"}
+
+
+def test_a_stop_child_before_the_launcher_answers_ends_the_launch(
+    supervise: Supervise,
+) -> None:
+    held = HeldLauncher()
+    ctl = supervise(worker(), launcher=held, startup_timeout=86400.0)
+    getter = ctl.get_process()
+    assert held.asked.wait(10)
+    [process] = pykka.ActorRegistry.get_by_class(ProcessActor)
+    process.tell(StopChild(generation=1))
+    with pytest.raises(ProcessLaunchError, match="held-host: stopped before it was launched"):
+        getter.get(timeout=30)
+    held.let_go.set()
+    assert held.answered.wait(10)
+    assert ctl.mode == "stopped"
