@@ -84,6 +84,7 @@ from juicectl.juice import (
     Request,
     RequestTable,
     Responders,
+    Shutdown,
     answer_outcome,
     classify,
     request_bytes,
@@ -250,6 +251,8 @@ class Connection:
         its ``Negotiate`` answer said (``negotiate()``); None until then, or if it did not say.
         """
         self._lost: tuple[LostRequest, ...] | None = None
+        # Set once the owner began stopping the child (stop_taking): new requests get it.
+        self._refusal: ProcessUnavailable | None = None
         self.when_request_done: Callable[[], None] | None = None
         """Called with no lock held each time a request left the table answered or timed out
         (its future settled by then; not at the end of the connection): an owner counting on
@@ -366,6 +369,8 @@ class Connection:
         if not command.requires_answer:
             with self._lock:
                 closed = self._closed
+                if closed is None and self._refusal is not None and command is not Shutdown:
+                    closed = self._refusal
             if closed is not None:
                 if given:
                     raise ProcessUnavailable(str(closed))
@@ -380,6 +385,8 @@ class Connection:
             if len(self._table) >= self._max_in_flight:
                 self._wait_for_slot(timeout, wait_for_slot, command)
             closed = self._closed
+            if closed is None and self._refusal is not None and command is not Shutdown:
+                closed = self._refusal
             if closed is None:
                 tag = self._table.open(command, future)
                 self.sent += 1
@@ -640,6 +647,22 @@ class Connection:
         """How many requests await an answer (read without the lock: a dict's length is read
         whole, and a reader that needs it exact counts what it adds itself)."""
         return len(self._table)
+
+    def stop_taking(self, refusal: ProcessUnavailable) -> None:
+        """The owner is stopping the child: from now on a new request (but ``Shutdown``,
+        which the stop itself sends) is refused at the door with ``refusal``, nothing
+        written, as on a connection that has ended; those already written keep their
+        answers. A pool's held requests then go to another worker, or fail with the pool's
+        own error, instead of reaching a child that is on its way out."""
+        with self._lock:
+            if self._refusal is None:
+                self._refusal = refusal
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the owner began stopping the child (``stop_taking``), or it has ended."""
+        with self._lock:
+            return self._refusal is not None or self._closed is not None
 
     @property
     def closed(self) -> bool:

@@ -824,6 +824,13 @@ class ProcessActor(pykka.ThreadingActor):
         step = STOP_STEPS[self._phase]
         self._last_step = step
         spec = self._spec
+        if self._connection is not None:
+            # Nothing new goes to a child on its way out: a request written after Shutdown
+            # would only fail at the exit (a pool's held ones go to another worker instead).
+            self._connection.stop_taking(ProcessUnavailable(
+                f"child {child.pid} is stopping ({self._cause or 'a stop was asked for'}); "
+                "the request was not sent"
+            ))
         if step == "shutdown":
             self._log.info("stop_step", step=step)
             connection = self._connection

@@ -243,6 +243,24 @@ def test_stop_with_workers_busy(make_pool: MakePool) -> None:
     assert pool.stats()["state"] == "closed"
 
 
+def test_stop_all_with_requests_held_fails_them_as_closed_and_answers_those_in_flight(
+    make_pool: MakePool,
+) -> None:
+    # stop_all() stops the workers' actors first, newest first, while answers free room: a
+    # held request must not be written to a worker that is stopping (it would only fail at
+    # the exit), but fail as the pool's close fails it.
+    pool = make_pool(size=2, max_per_worker=1)
+    wait_until(lambda: pool.stats()["size"] == 2)
+    in_flight = [pool.call(Slow, seconds=0.3, n=i) for i in range(2)]
+    held = [pool.call(Slow, seconds=0.0, n=i) for i in range(2, 8)]
+    wait_until(lambda: pool.stats()["held"] == 6)
+    pykka.ActorRegistry.stop_all()
+    assert sorted(f.get(timeout=20)["n"] for f in in_flight) == [0, 1]
+    for future in held:
+        with pytest.raises(ControllerClosed):
+            future.get(timeout=20)
+
+
 def test_bad_arguments_are_refused_at_the_door(make_pool: MakePool) -> None:
     pool = make_pool(size=1)
     with pytest.raises(ArgumentError):

@@ -113,3 +113,22 @@ def test_a_caller_retrying_at_once_after_a_crash_gets_the_next_child(
             pending.get(timeout=10)
         again = ctl.get_process().get(timeout=10)
         assert again.generation == conn.generation + 1
+
+
+def test_once_the_stop_begins_a_new_request_is_refused_and_those_before_it_are_answered(
+    supervise: Supervise,
+) -> None:
+    ctl = supervise(worker(), stop_timeout=10.0)
+    conn = ctl.get_process().get(timeout=10)
+    busy = conn.call(Sleep, seconds=0.5)
+    stopping = ctl.stop_process()  # Shutdown waits behind Sleep in this one-at-a-time worker
+    wait_for(lambda: conn.stopping, what="the stop under way")
+    sent = conn.stats()["sent"]
+    late = conn.call(Echo, value="too late")
+    # Refused at the door, nothing written: not sent to fail at the exit.
+    assert late.done()
+    with pytest.raises(ProcessUnavailable, match=r"is stopping \(a stop was asked for\)"):
+        late.get(timeout=0)
+    assert conn.stats()["sent"] == sent
+    assert busy.get(timeout=10) == {"slept": 0.5}
+    assert stopping.get(timeout=20).how == "clean"
