@@ -25,7 +25,7 @@ from juicectl._start_checks import (
     checked_policy,
     checked_subscribers,
 )
-from juicectl._threads import start_daemon
+from juicectl._threads import join_actor_threads, start_daemon
 from juicectl.actors.controller import ControllerActor, EndOfLife, Mode
 from juicectl.actors.process import ProcessActor
 from juicectl.actors.subscribers import subscriber_for
@@ -56,6 +56,9 @@ log = get_logger(__name__)
 
 #: The connection options' defaults, for the keywords of start().
 _DEFAULTS = ConnectionOptions()
+# Seconds a close() that has its result waits for the controller's own threads to end (its
+# actors' and the release thread, which end moments after the result is set).
+_THREADS_END_WAIT = 2.0
 
 _names = itertools.count(1)
 
@@ -95,6 +98,7 @@ class ProcessController:
         self._end_of_life = end_of_life
         self._launch_session: LaunchSession | None = None
         self._release_lock = threading.Lock()  # see _release
+        self._release_thread: threading.Thread | None = None  # see _actor_ended
         wave = exit_close.Wave.OWNED if owned else exit_close.Wave.OWNERS
         exit_close.enter(wave, self, self._begin_close)
 
@@ -360,7 +364,26 @@ class ProcessController:
 
     def _ended(self) -> StopResult | None:
         self._release()
-        return self._result_of_end()
+        result = self._result_of_end()
+        self._wait_for_threads()
+        return result
+
+    def _wait_for_threads(self) -> None:
+        """Leave no thread of this controller behind (bounded): pykka sets the futures an
+        actor's ``on_stop`` settles while its thread still runs, and the release thread
+        ends once ``_release`` is done."""
+        record = self._last_words(_THREADS_END_WAIT)
+        if record is None:
+            return
+        if record.process is not None:
+            # A child still stopping: its process actor, and the release waiting for it, go
+            # on in the background, within the escalation's bound.
+            join_actor_threads(record.actors[:1], _THREADS_END_WAIT)
+            return
+        join_actor_threads(record.actors, _THREADS_END_WAIT)
+        thread = self._release_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_THREADS_END_WAIT)
 
     def _finish_close(
         self, future: ReplyFuture[StopResult], timeout: float | None
@@ -387,6 +410,7 @@ class ProcessController:
         if self._actor.is_alive():
             self._actor.stop(block=True, timeout=5)
         self._release()
+        self._wait_for_threads()
         return result
 
     def _last_words(self, wait: float) -> EndOfLife | None:
@@ -423,7 +447,8 @@ class ProcessController:
                 process.actor_stopped.wait(bound)
             self._release()
 
-        if not start_daemon(release, f"juicectl-release-{self.name}") and process is None:
+        self._release_thread = start_daemon(release, f"juicectl-release-{self.name}")
+        if self._release_thread is None and process is None:
             release()  # no thread (interpreter exit): nothing to wait for, so here
 
     def _release(self) -> None:

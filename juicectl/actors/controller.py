@@ -90,6 +90,7 @@ from typing import Any, Final
 import pykka
 
 from juicectl._log import get_logger
+from juicectl._threads import note_actor_thread
 from juicectl._timer import TimerHandle, call_later
 from juicectl.actors.subscribers import publish
 from juicectl.exceptions import ControllerClosed, ProcessLaunchError, ProcessUnavailable
@@ -481,6 +482,7 @@ class ControllerActor(pykka.ThreadingActor):
         self._generation = 0
         """The generation of the last child launched (0: none yet)."""
         self._process: pykka.ActorRef[Any] | None = None
+        self._last_process: pykka.ActorRef[Any] | None = None  # its thread, close() joins
         self._connection: Any = None
         self._pid: int | None = None
         self._ready_at: float | None = None
@@ -893,7 +895,7 @@ class ControllerActor(pykka.ThreadingActor):
             if not isinstance(process, pykka.ActorRef):
                 # Nobody would ever report this child: the start would wait for ever.
                 raise TypeError(f"process_factory returned {process!r}, not an ActorRef")
-            self._process = process
+            self._process = self._last_process = process
         except Exception as error:
             # The factory itself failed (it should report launch errors as a termination):
             # report it the same way, so waiters fail and the policy sees a failed start.
@@ -939,6 +941,9 @@ class ControllerActor(pykka.ThreadingActor):
 
     # --- end of life ------------------------------------------------------------------------
 
+    def on_start(self) -> None:
+        note_actor_thread(self.actor_urn)
+
     def on_stop(self) -> None:
         """Settle every future still held, stop a child still running, cancel the timer."""
         self._end_of_life(cause="stopped")
@@ -973,8 +978,11 @@ class ControllerActor(pykka.ThreadingActor):
             result = self._close_result
             if result is None and abandoned is None:
                 result = StopResult("not_running")
+            actors = (self.actor_urn,) if self._last_process is None else (
+                self.actor_urn, self._last_process.actor_urn
+            )
             resolve_future(self._end_of_life_future,
-                           EndOfLife(result, self.stats(), process=abandoned))
+                           EndOfLife(result, self.stats(), process=abandoned, actors=actors))
 
     def _abandon_child(self, cause: str) -> None:
         # Stop it rather than leave it orphaned; its exit will reach no one.
@@ -1036,6 +1044,9 @@ class EndOfLife:
     """The process actor of a child still running, which stops it (None when none is left):
     what the controller's launcher holds (an ssh connection master) is released once it has
     stopped."""
+    actors: tuple[str, ...] = ()
+    """The urns of this actor and of its last process actor, whose threads a ``close()``
+    waits to end (they end just after this record is set)."""
 
 
 _Effect = Callable[[ControllerActor, Any], ChildProcessTerminated | None]

@@ -91,7 +91,7 @@ import pykka
 from juicectl._future import ReplyFuture
 from juicectl._log import get_logger
 from juicectl._pipe import PipeTransport
-from juicectl._threads import start_daemon
+from juicectl._threads import note_actor_thread, start_daemon
 from juicectl._timer import TimerHandle, call_later
 from juicectl.connection import READ_SIZE, Connection, ConnectionLoss
 from juicectl.exceptions import (
@@ -438,6 +438,7 @@ class ProcessActor(pykka.ThreadingActor):
     # --- launch ------------------------------------------------------------------------
 
     def on_start(self) -> None:
+        note_actor_thread(self.actor_urn)
         try:
             self._start()
         except Exception:

@@ -258,6 +258,22 @@ def test_close_reaps_the_child_and_stops_the_actors(make_controller: MakeControl
         ctl.get_process().get(timeout=5)
 
 
+def test_close_returns_with_no_thread_of_the_controller_left(
+    make_controller: MakeController,
+) -> None:
+    # pykka settles what an actor's on_stop settles while its thread still runs: close()
+    # waits for the threads too, so an application that counts its threads finds none left.
+    for round_ in range(5):
+        before = set(threading.enumerate())
+        ctl = make_controller(worker(), name=f"threads-{round_}")
+        ctl.get_process().get(timeout=10).call(Pid).get(timeout=5)
+        result = ctl.close()
+        assert result is not None and result.how == "clean"
+        left = [t.name for t in set(threading.enumerate()) - before
+                if t.is_alive() and t.name != "juicectl-timer"]
+        assert left == [], round_
+
+
 def test_every_transition_is_logged(make_controller: MakeController) -> None:
     with capture_logs() as logs:
         ctl = make_controller(worker())
