@@ -378,6 +378,7 @@ class InMemoryProcess(pykka.ThreadingActor):
         self._last_step = "shutdown"
         self._log.info("stop_step", step="shutdown")
         connection = child.connection
+        self._stop_taking(connection)
         if not connection.closed:
             # From a thread of its own, as the process actor does: never block this actor.
             threading.Thread(
@@ -393,8 +394,16 @@ class InMemoryProcess(pykka.ThreadingActor):
         assert child is not None
         self._last_step = "close_stdin"
         self._log.info("stop_step", step="close_stdin")
+        self._stop_taking(child.connection)
         child.close_input()
         self._arm_step(self._spec.kill_timeout)
+
+    def _stop_taking(self, connection: Connection) -> None:
+        # As the process actor: nothing new goes to a child on its way out.
+        connection.stop_taking(ProcessUnavailable(
+            f"in-memory child {self._generation} is stopping "
+            f"({self._cause or 'a stop was asked for'}); the request was not sent"
+        ))
 
     def _arm_step(self, wait: float) -> None:
         me, phase = self.actor_ref, self._phase

@@ -133,3 +133,17 @@ def test_close_stops_a_ready_child_cleanly() -> None:
     assert isinstance(result, StopResult)
     assert (result.how, result.reason and result.reason.stop_step) == ("clean", "shutdown")
     assert not ctl.children[-1].alive
+
+
+def test_once_the_stop_begins_a_new_request_is_refused_in_memory_too() -> None:
+    with FakeController(EchoWorker, stop_timeout=10.0) as ctl:
+        connection = ctl.get_process().get(timeout=10)
+        busy = connection.call(Sleep, seconds=0.5)
+        stopping = ctl.stop_process()
+        wait_for(lambda: connection.stopping, what="the stop under way")
+        late = connection.call(Echo, value="too late")
+        assert late.done()
+        with pytest.raises(ProcessUnavailable, match=r"is stopping \(a stop was asked for\)"):
+            late.get(timeout=0)
+        assert busy.get(timeout=10) == {"slept": 0.5}
+        assert stopping.get(timeout=20).how == "clean"
