@@ -381,7 +381,7 @@ TRANSITIONS: Final[Mapping[tuple[Mode, type], tuple[Transition, ...]]] = {
     (Mode.WAITING_READY, _RestartDue): (Transition(Mode.WAITING_READY, Action.IGNORE_TIMER),),
     # close (extension): the rows of stopProcess; once the child has exited the actor stops
     (Mode.STOPPED, _Close): (Transition(Mode.STOPPED, Action.NOTHING_TO_STOP),),
-    (Mode.STARTING, _Close): (Transition(Mode.WAITING_READY, Action.AWAIT_EXIT),),
+    (Mode.STARTING, _Close): (Transition(Mode.WAITING_READY, Action.STOP_CHILD),),
     (Mode.READY, _Close): (Transition(Mode.STOPPING, Action.STOP_CHILD),),
     (Mode.STOPPING, _Close): (Transition(Mode.STOPPING, Action.AWAIT_EXIT),),
     (Mode.WAITING_READY, _Close): (Transition(Mode.WAITING_READY, Action.AWAIT_EXIT),),

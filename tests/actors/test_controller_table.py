@@ -508,9 +508,25 @@ def test_close_when_starting(harness: Harness) -> None:
     closer = h.close()
     assert h.sync() == "waiting_ready"
     assert isinstance(outcome(getter), ControllerClosed)
-    h.created()
-    assert h.sync() == "stopping"
+    # Unlike stopProcess, a close does not wait for the start: the application is ending.
     assert h.stop_children() == [StopChild(1)]
+    stopper = h.stop()  # a stop asked for while closing waits for the same exit
+    h.sync()
+    reason = h.terminated(how="stdin_closed", exit_status=0, requested=True)
+    assert closer.get(timeout=WAIT) == StopResult("stdin_closed", reason)
+    assert stopper.get(timeout=WAIT) == StopResult("stdin_closed", reason)
+    assert h.on_termination.calls == 0
+
+
+def test_close_when_starting_and_the_child_gets_ready_meanwhile(harness: Harness) -> None:
+    h = harness
+    getter = h.get()
+    closer = h.close()
+    assert h.sync() == "waiting_ready"
+    assert isinstance(outcome(getter), ControllerClosed)
+    h.created()  # it was ready before the process actor read the stop
+    assert h.sync() == "stopping"
+    assert h.stop_children() == [StopChild(1), StopChild(1)]  # the second one is ignored
     stopper = h.stop()  # a stop asked for while closing waits for the same exit
     h.sync()
     reason = h.terminated(how="clean", exit_status=0, requested=True)

@@ -20,6 +20,9 @@ import pytest
 from tests.presses import IN_PAUSE, wait_until_blocked_in
 from tests.supervision.conftest import alive, wait_for
 
+#: Where a thread waits on a lock (the main thread in a future's get(), between its slices).
+IN_FUTEX = "futex"
+
 START = '''
 import signal, sys
 import pykka
@@ -309,3 +312,62 @@ def test_exit_and_stop_all_stop_every_busy_child_at_once(
     assert (tmp_path / "seen.saw").read_text().split() == ["3", "3", "3"]
     for pid in pids:
         wait_for(lambda pid=pid: not alive(pid), what=f"child {pid} gone")
+
+
+HANGS_BEFORE_READY = '''
+import os, signal, sys, time
+from pathlib import Path
+from juicectl import ProcessController
+
+pid_file = Path("child.pid")
+child = [sys.executable, "-c",
+         "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(600)",
+         str(pid_file)]
+# A start that would take ten minutes: the application must not wait for it to end.
+ctl = ProcessController.start(child, name="app", startup_timeout=600.0, kill_timeout=0.5)
+getter = ctl.get_process()
+while not pid_file.exists():
+    time.sleep(0.01)
+print("starting", flush=True)
+if sys.argv[1] == "close":
+    print("closed:", ctl.close().how, flush=True)
+elif sys.argv[1] == "ctrl_c":
+    try:
+        print("waiting", flush=True)
+        getter.get(timeout=600)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+print("leaving", flush=True)
+'''
+
+
+@pytest.mark.parametrize("ending", ["exit", "close", "ctrl_c"])
+def test_an_application_ends_at_once_while_its_child_is_still_starting(
+    tmp_path: Path, ending: str
+) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(HANGS_BEFORE_READY, "utf-8")
+    # Unbuffered: the lines read here must not take what communicate() reads after.
+    process = subprocess.Popen(
+        [sys.executable, str(app), ending], cwd=tmp_path, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == b"starting\n"
+    pid = int((tmp_path / "child.pid").read_text())
+    if ending == "ctrl_c":
+        assert process.stdout.readline() == b"waiting\n"
+        wait_until_blocked_in(process.pid, IN_FUTEX)  # in get(), between its slices
+        process.send_signal(signal.SIGINT)
+    try:
+        out, err = process.communicate(timeout=60)  # against the start's 600 s
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stdout, stderr = out.decode(), err.decode()
+    expected = {"exit": "leaving\n", "close": "closed: terminated\nleaving\n",
+                "ctrl_c": "interrupted\nleaving\n"}[ending]
+    assert stdout == expected, stderr
+    assert process.returncode == 0, stderr
+    wait_for(lambda: not alive(pid), what=f"child {pid} gone")
