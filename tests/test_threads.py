@@ -54,4 +54,4 @@ def test_an_actors_noted_thread_is_joined() -> None:
 
 def test_joining_its_own_thread_returns_at_once() -> None:
     note_actor_thread("urn:test:self")
-    join_actor_threads(("urn:test:self",), 10)  # would deadlock if it joined itself
+    join_actor_threads(("urn:test:self",), 10)  # Thread.join would raise here
