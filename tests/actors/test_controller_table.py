@@ -502,36 +502,27 @@ def test_close_when_ready_stops_the_child_then_the_actor(harness: Harness) -> No
     assert h.on_termination.calls == 0
 
 
-def test_close_when_starting(harness: Harness) -> None:
+@pytest.mark.parametrize("ready_meanwhile", [False, True], ids=["not-ready", "ready-meanwhile"])
+def test_close_when_starting(harness: Harness, ready_meanwhile: bool) -> None:
     h = harness
     getter = h.get()
     closer = h.close()
     assert h.sync() == "waiting_ready"
     assert isinstance(outcome(getter), ControllerClosed)
     # Unlike stopProcess, a close does not wait for the start: the application is ending.
-    assert h.stop_children() == [StopChild(1)]
+    stops = [StopChild(1)]
+    how = "stdin_closed"
+    if ready_meanwhile:
+        h.created()  # it was ready before the process actor read the stop
+        assert h.sync() == "stopping"
+        stops.append(StopChild(1))  # told again; the process actor ignores a second stop
+        how = "clean"
+    assert h.stop_children() == stops
     stopper = h.stop()  # a stop asked for while closing waits for the same exit
     h.sync()
-    reason = h.terminated(how="stdin_closed", exit_status=0, requested=True)
-    assert closer.get(timeout=WAIT) == StopResult("stdin_closed", reason)
-    assert stopper.get(timeout=WAIT) == StopResult("stdin_closed", reason)
-    assert h.on_termination.calls == 0
-
-
-def test_close_when_starting_and_the_child_gets_ready_meanwhile(harness: Harness) -> None:
-    h = harness
-    getter = h.get()
-    closer = h.close()
-    assert h.sync() == "waiting_ready"
-    assert isinstance(outcome(getter), ControllerClosed)
-    h.created()  # it was ready before the process actor read the stop
-    assert h.sync() == "stopping"
-    assert h.stop_children() == [StopChild(1), StopChild(1)]  # the second one is ignored
-    stopper = h.stop()  # a stop asked for while closing waits for the same exit
-    h.sync()
-    reason = h.terminated(how="clean", exit_status=0, requested=True)
-    assert closer.get(timeout=WAIT) == StopResult("clean", reason)
-    assert stopper.get(timeout=WAIT) == StopResult("clean", reason)
+    reason = h.terminated(how=how, exit_status=0, requested=True)
+    assert closer.get(timeout=WAIT) == StopResult(how, reason)
+    assert stopper.get(timeout=WAIT) == StopResult(how, reason)
     assert h.on_termination.calls == 0
 
 

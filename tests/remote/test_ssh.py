@@ -26,6 +26,7 @@ from juicectl import (
     ProcessController,
     ProcessLaunchError,
     ProcessUnavailable,
+    ReplyFuture,
     RestartPolicy,
 )
 from juicectl.launch import SshSession, spawn
@@ -341,14 +342,22 @@ class socket_that_never_answers:
         self._socket.close()
 
 
+def master_connecting(
+    remote: Remote, port: int
+) -> tuple[ProcessController, ReplyFuture[Any], SshSession]:
+    """A controller whose first start waits for a master that connects to ``port`` (a day
+    at most), once the master runs: the controller, its getter, its session."""
+    controller = remote(port=port, restart=TEMPORARY, startup_timeout=86400.0)
+    waiting = controller.get_process()
+    session = controller.launch_session
+    assert isinstance(session, SshSession)
+    wait_for(lambda: session.master_pid is not None, GONE_WITHIN, "the master connecting")
+    return controller, waiting, session
+
+
 def test_close_while_the_master_connects_gives_up_the_connect_at_once(remote: Remote) -> None:
-    # The start would wait its whole startup_timeout (a day here) for the master.
     with socket_that_never_answers() as port:
-        controller = remote(port=port, restart=TEMPORARY, startup_timeout=86400.0)
-        waiting = controller.get_process()
-        session = controller.launch_session
-        assert isinstance(session, SshSession)
-        wait_for(lambda: session.master_pid is not None, GONE_WITHIN, "the master connecting")
+        controller, waiting, _ = master_connecting(remote, port)
         result = controller.close(timeout=60)
         assert result is not None and result.how == "launch_failed"
         # The master's wait gives up (closing), or the process actor drops the launch on the
@@ -369,11 +378,7 @@ def test_stop_all_while_the_master_connects_gives_up_the_connect_at_once(
     # stop_all() stops the process actor first: it must hear the stop while the master
     # connects (a day here), and the master must be stopped with its controller.
     with socket_that_never_answers() as port:
-        controller = remote(port=port, restart=TEMPORARY, startup_timeout=86400.0)
-        waiting = controller.get_process()
-        session = controller.launch_session
-        assert isinstance(session, SshSession)
-        wait_for(lambda: session.master_pid is not None, GONE_WITHIN, "the master connecting")
+        controller, waiting, session = master_connecting(remote, port)
         master = session.master_pid
         assert master is not None
         stopper = threading.Thread(target=pykka.ActorRegistry.stop_all, daemon=True)
