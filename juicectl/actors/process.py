@@ -880,6 +880,8 @@ class ProcessActor(pykka.ThreadingActor):
         # reaped.
         child.release()
         self._log.info("exited", returncode=self._returncode)
+        if self._connection is not None and "stdout" in self._open_streams:
+            self._connection.child_exited()  # its end of file, read now, not at a look
         if self._open_streams:
             me = self.actor_ref
             self._timers.append(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
+from structlog.testing import capture_logs
 
+import juicectl._reading
 from juicectl import ControllerClosed, ProcessController, ProcessUnavailable
 from juicectl.messages import ModeChanged, ProcessTerminated
 from tests.supervision.conftest import Events, alive, policy, wait_for
-from tests.workers.commands import Exit
+from tests.workers.commands import Echo, Exit
 from tests.workers.scripts import worker
 
 Supervise = Callable[..., ProcessController]
@@ -94,3 +98,22 @@ def test_close_during_a_backoff(supervise: Supervise, events: Events) -> None:
     assert len(launches) == 1  # only the first child ever ran
     with pytest.raises(ControllerClosed):
         ctl.get_process().get(timeout=5)
+
+
+def test_a_child_that_dies_while_the_reader_is_parked_is_known_at_once(
+    supervise: Supervise, events: Events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Callers read their own answers, so the reader thread parks; parked for a minute here,
+    # it would see the end of file only after the drain grace gave the pipes up. The exit
+    # wakes it instead: the end is read, and the termination reported, at once.
+    monkeypatch.setattr(juicectl._reading, "PARK", 60.0)
+    ctl = supervise(worker(), subscribers=[events.ref])
+    connection = ctl.get_process().get(timeout=10)
+    for _ in range(20):
+        connection.call(Echo, value="x").get(timeout=10)
+    with capture_logs() as logs:
+        os.kill(connection.pid, signal.SIGKILL)
+        wait_for(lambda: events.of(ProcessTerminated) != [], what="the termination")
+    assert [e for e in logs if e["event"] == "streams_abandoned"] == []
+    [terminated] = events.of(ProcessTerminated)
+    assert terminated.reason.signal == signal.SIGKILL
