@@ -467,14 +467,19 @@ class ProcessActor(pykka.ThreadingActor):
         """What to exec, or why it cannot be launched. On this actor's thread, or on a
         launch thread of its own: reads only the spec and the launcher, set before."""
         spec = self._spec
+        command = tuple(spec.argv)
         try:
-            return self._launcher.invocation(spec)
+            answer: object = self._launcher.invocation(spec)  # a user's launcher may err
         except ProcessLaunchError as failure:
             return failure
         except Exception as error:
             # A launcher that raised something else: the same failure, in the same words.
-            command = tuple(spec.argv)
             return launch_failure(Invocation(command, spec.env, spec.cwd, command), error)
+        if not isinstance(answer, Invocation):
+            return launch_failure(Invocation(command, spec.env, spec.cwd, command), TypeError(
+                f"the launcher {self._launcher!r} returned {answer!r}, not an Invocation"
+            ))
+        return answer
 
     def _ask_launcher_for(self, me: pykka.ActorRef[Any]) -> None:
         _tell_quietly(me, _Invoked(self._ask_launcher()))

@@ -124,8 +124,19 @@ class _BadEnvLauncher(LocalLauncher):
 
 
 class _BrokenLauncher:
+    def __init__(self, waits: bool = False) -> None:
+        self.waits = waits  # True: asked on a launch thread of its own
+
     def invocation(self, spec: LaunchSpec) -> Invocation:
         raise RuntimeError("the launcher broke")
+
+    def __repr__(self) -> str:
+        return "<broken launcher>"
+
+
+class _WrongLauncher(_BrokenLauncher):
+    def invocation(self, spec: LaunchSpec) -> Invocation:
+        return "echo hi"  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize(
@@ -133,8 +144,14 @@ class _BrokenLauncher:
     [
         (_BadEnvLauncher(), "TypeError: expected str, bytes or os.PathLike object, not int"),
         (_BrokenLauncher(), "RuntimeError: the launcher broke"),
+        (_BrokenLauncher(waits=True), "RuntimeError: the launcher broke"),
+        (_WrongLauncher(), "TypeError: the launcher <broken launcher> returned 'echo hi', "
+                           "not an Invocation"),
+        (_WrongLauncher(waits=True), "TypeError: the launcher <broken launcher> returned "
+                                     "'echo hi', not an Invocation"),
     ],
-    ids=["popen-type-error", "launcher-raises"],
+    ids=["popen-type-error", "launcher-raises", "waiting-launcher-raises",
+         "launcher-returns-no-invocation", "waiting-launcher-returns-no-invocation"],
 )
 def test_any_exception_at_launch_is_a_launch_error_that_fails_the_waiters_at_once(
     launcher: Any, cause: str
