@@ -512,9 +512,11 @@ class ReadRole:
                     os.write(self._wake_w, b"\0")
 
     def end(self) -> None:
-        """The connection is lost: nobody waits for answers any more. The reader thread reads
-        (and drops) what is left until end of file, so that the child never blocks writing
-        while it goes."""
+        """The child has exited, or the connection is lost: callers read no more, and the
+        reader thread (a parked one at once) reads what is left until end of file, so that
+        the end is seen without waiting for its next look and the child never blocks
+        writing while it goes. What it reads is fed as usual: after the child's exit the
+        answers still in the pipe settle their futures; after a loss nobody waits for them."""
         with self._lock:
             self._callers_may_read = False
             self._reader_wanted = True

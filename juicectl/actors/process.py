@@ -467,19 +467,22 @@ class ProcessActor(pykka.ThreadingActor):
         """What to exec, or why it cannot be launched. On this actor's thread, or on a
         launch thread of its own: reads only the spec and the launcher, set before."""
         spec = self._spec
-        command = tuple(spec.argv)
+        problem: Exception
         try:
             answer: object = self._launcher.invocation(spec)  # a user's launcher may err
         except ProcessLaunchError as failure:
             return failure
         except Exception as error:
-            # A launcher that raised something else: the same failure, in the same words.
-            return launch_failure(Invocation(command, spec.env, spec.cwd, command), error)
-        if not isinstance(answer, Invocation):
-            return launch_failure(Invocation(command, spec.env, spec.cwd, command), TypeError(
+            problem = error
+        else:
+            if isinstance(answer, Invocation):
+                return answer
+            problem = TypeError(
                 f"the launcher {self._launcher!r} returned {answer!r}, not an Invocation"
-            ))
-        return answer
+            )
+        # Any other failure of the launcher: a launch error in the same words as spawn's.
+        command = tuple(spec.argv)
+        return launch_failure(Invocation(command, spec.env, spec.cwd, command), problem)
 
     def _ask_launcher_for(self, me: pykka.ActorRef[Any]) -> None:
         _tell_quietly(me, _Invoked(self._ask_launcher()))
@@ -784,7 +787,7 @@ class ProcessActor(pykka.ThreadingActor):
             self._launch_abandoned("its process actor stopped before the launch",
                                    requested=self._requested)
             return
-        if self._child is not None and returncode is None:
+        if returncode is None:
             self._child.signal_group(signal.SIGKILL)
             with contextlib.suppress(Exception):
                 returncode = self._child.popen.wait(timeout=_SIGKILL_WAIT)
