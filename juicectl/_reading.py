@@ -52,8 +52,13 @@ blocks on the full input. So whatever writes and meets a full pipe waits in
   writer counts as a watcher, so the reader thread neither parks while it waits nor stays parked
   once a caller lets go of the role;
 * the writer holds the role itself (a future's callback, run while this thread reads, sends a
-  request): it reads while it waits, and keeps what it reads for the read it interrupted, which
-  parses it in order once the callback returns.
+  request): it does not wait at all. ``wait_for_room`` refuses (``WouldWait``), and a helper
+  thread writes the rest, as for a caller that must not block: this thread goes back to the
+  read it interrupted, which parses what comes next in order. Only where no thread can be
+  started (the interpreter is ending) does it wait itself, reading meanwhile and keeping what
+  it reads for that read (``hold=True``), up to ``HOLD_LIMIT`` bytes: a child that writes more
+  than that while it does not read its input ends the connection, since nothing can parse it
+  until the write is done.
 
 The states (who holds the role), and the triggers that move it (``TRANSITIONS``, the data the
 code moves by):
@@ -92,6 +97,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import os
 import select
 import threading
@@ -104,7 +110,7 @@ import pykka
 from juicectl._busy_poll import BusyPoll
 from juicectl._future import ReplyFuture, check_wait
 from juicectl._main_thread import MAIN_THREAD_SLICE, on_main_thread, poll_slice
-from juicectl._pipe import wait_writable
+from juicectl._pipe import WouldWait
 from juicectl.juice import ProtocolError
 
 __all__ = [
@@ -120,6 +126,14 @@ __all__ = [
 
 # Bytes asked of the child's stdout per read: a whole burst of answers in one system call.
 READ_SIZE = 1 << 16
+#: The most bytes a thread keeps unparsed while it waits for room inside a callback of its
+#: own read (``ReadRole.wait_for_room`` with ``hold=True``): the parent's memory stays bounded
+#: whatever the child writes meanwhile.
+HOLD_LIMIT = 16 << 20
+#: The longest a writer waiting for room sleeps before it looks whether the connection has
+#: ended (seconds): a child gone, whose input a grandchild holds open and never reads, gives
+#: its writers no other sign.
+WRITER_LOOK = 0.1
 # How long the parked reader thread leaves the pipe to callers who read their own answers once
 # nobody reads, before it reads again itself (seconds).
 PARK = 0.01
@@ -276,9 +290,11 @@ class ReadRole:
         self._read_at = 0.0
         self._callers_may_read = True
         self._caller_failure: Failure | None = None
+        self._ended = False  # end() was called: writers waiting for room give up
         # Read by the holder while it waited for room inside a callback of its own read, for
         # that read to parse once the callback returns (only the holder touches it).
         self._held: list[bytes] = []
+        self._held_size = 0
 
     def _fire(self, trigger: Trigger) -> None:
         """Move the role by ``TRANSITIONS`` (called with the lock held)."""
@@ -390,6 +406,7 @@ class ReadRole:
         while held:
             data = held[0] if len(held) == 1 else b"".join(held)
             held.clear()
+            self._held_size = 0
             self._feed(data)
 
     # --- a caller waiting for its answer -----------------------------------------------------
@@ -518,16 +535,25 @@ class ReadRole:
         writing while it goes. What it reads is fed as usual: after the child's exit the
         answers still in the pipe settle their futures; after a loss nobody waits for them."""
         with self._lock:
+            self._ended = True
             self._callers_may_read = False
             self._reader_wanted = True
             self._changed.notify()
 
     # --- a writer waiting for room in the child's input --------------------------------------
 
-    def wait_for_room(self, write_fd: int, deadline: float | None = None) -> None:
+    def wait_for_room(
+        self, write_fd: int, deadline: float | None = None, *, hold: bool = False
+    ) -> None:
         """Return once the child's input ``write_fd`` may have room, having made sure that the
         child's output is read meanwhile (see "No stall" in the module docstring); or once
-        ``deadline`` (``time.monotonic()``) has passed, room or not."""
+        ``deadline`` (``time.monotonic()``) has passed, room or not.
+
+        Raises ``WouldWait`` if this thread reads the child's output itself (a callback of its
+        read writes): the write's rest goes to a helper thread. ``hold``: wait instead, keeping
+        what it reads (for a writer with no helper thread), and raise ``OSError`` once that
+        passes ``HOLD_LIMIT``. Raises ``BrokenPipeError`` once the connection has ended
+        (``end()``), within ``WRITER_LOOK``: the rest of the write has nobody to go to."""
         with self._lock:
             nested = self._holder == threading.get_ident()
             lead = not nested and self.role is Role.FREE and self._callers_may_read
@@ -536,6 +562,8 @@ class ReadRole:
             elif not nested:
                 self._wait_behind()
         if nested:
+            if not hold:
+                raise WouldWait
             self._hold_until_room(write_fd, deadline)
             return
         if lead:
@@ -549,10 +577,32 @@ class ReadRole:
             with self._lock:
                 self._wait_behind()
         try:
-            wait_writable(write_fd, _until(deadline))
+            self._wait_writable(write_fd, deadline)
         finally:
             with self._lock:
                 self.watchers -= 1
+
+    def _wait_writable(self, write_fd: int, deadline: float | None) -> None:
+        """Sleep until ``write_fd`` has room (or is broken), or ``deadline`` has passed, while
+        another thread reads."""
+        poller = select.poll()
+        poller.register(write_fd, select.POLLOUT)
+        while True:
+            timeout = self._writer_timeout(deadline)
+            if timeout == 0 or poller.poll(timeout):
+                return
+
+    def _writer_timeout(self, deadline: float | None) -> float:
+        """A waiting writer's next ``poll()`` timeout (milliseconds; 0 once ``deadline`` has
+        passed), at most ``WRITER_LOOK``; raises ``BrokenPipeError`` once the connection has
+        ended."""
+        if self._ended:  # read without the lock: a bool, set once
+            raise BrokenPipeError(
+                errno.EPIPE, "the connection has ended; the rest of the write is not sent"
+            )
+        timeout = _until(deadline)
+        look = WRITER_LOOK * 1000.0
+        return look if timeout is None else min(timeout, look)
 
     def _wait_behind(self) -> None:
         """Count this writer as a watcher while another thread reads (lock held)."""
@@ -571,7 +621,7 @@ class ReadRole:
         poller.register(fd, select.POLLIN)
         while True:
             room = readable = False
-            timeout = _until(deadline)
+            timeout = self._writer_timeout(deadline)
             if timeout == 0:
                 return True  # its writer gives up the wait
             for event_fd, _ in poller.poll(timeout):
@@ -589,7 +639,7 @@ class ReadRole:
         """Wait for room (or until ``deadline``) while a callback of this thread's own read
         writes: read meanwhile, and keep the bytes for that read (``_feed_all``) rather than
         parse them here, out of order. End of file is left in the pipe, for that read to
-        meet."""
+        meet. Raises ``OSError`` once more than ``HOLD_LIMIT`` bytes are kept."""
         fd = self._fd
         poller = select.poll()
         poller.register(write_fd, select.POLLOUT)
@@ -597,7 +647,7 @@ class ReadRole:
             poller.register(fd, select.POLLIN)
         while True:
             room = False
-            timeout = _until(deadline)
+            timeout = self._writer_timeout(deadline)
             if timeout == 0:
                 return
             for event_fd, _ in poller.poll(timeout):
@@ -610,6 +660,12 @@ class ReadRole:
                     data = b""
                 if data:
                     self._held.append(data)
+                    self._held_size += len(data)
+                    if self._held_size > HOLD_LIMIT:
+                        raise OSError(
+                            f"the child wrote {self._held_size} bytes while not reading its "
+                            "input, and nothing could parse them until this write was done"
+                        )
                 else:
                     poller.unregister(fd)  # end of file: the interrupted read meets it again
             if room:

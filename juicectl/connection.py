@@ -51,6 +51,7 @@ written), then keeps the requests still outstanding, in write order, each marked
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import threading
@@ -270,6 +271,7 @@ class Connection:
         self._reading = ReadRole(self.data_received, busy_poll=options.busy_poll, log=self._log,
                                  outstanding=self._table.__len__)
         self._wait_for_room = self._reading.wait_for_room
+        self._hold_for_room = functools.partial(self._reading.wait_for_room, hold=True)
 
     @property
     def request_timeout(self) -> float | None:
@@ -567,7 +569,9 @@ class Connection:
                                 refused.rest):
                     self._log.debug("write_handed_off", waiting=len(refused.rest))
                     return
-                rest, wait_for_room = refused.rest, self._wait_for_room  # no thread: wait here
+                # No thread (the interpreter is ending): wait here, holding what this
+                # thread reads if it is the one that reads (a callback of its read).
+                rest, wait_for_room = refused.rest, self._hold_for_room
                 continue
             except (OSError, ValueError) as error:
                 # The child is gone or its stdin closed. With an owner that watches the child

@@ -1,7 +1,8 @@
 """A thread that holds the read role and, inside a callback of its own read, writes to a full
-pipe: it reads the child's output while it waits for room, keeps what it reads for the read it
-interrupted (parsed in order once the callback returns), and leaves an end of file it meets
-for that read to meet again.
+pipe. It does not wait (``WouldWait``: a helper thread finishes the write) unless it must
+(``hold=True``, no helper thread): then it reads the child's output while it waits for room,
+keeps what it reads for the read it interrupted (parsed in order once the callback returns),
+up to ``HOLD_LIMIT`` bytes, and leaves an end of file it meets for that read to meet again.
 
 The ``ReadRole`` is driven alone here, over two pipes the test holds: room comes only once
 the test has seen the held chunks arrive, so a holder that did not read while it waited would
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 import pytest
 import structlog
 
+from juicectl import _reading as reading_module
+from juicectl._pipe import WouldWait
 from juicectl._reading import ReadRole
 from tests.callers.test_who_reads import wait_until
 
@@ -34,6 +37,7 @@ class Held:
     input_r: int
     fed: list[bytes] = field(default_factory=list)
     outcome: list[object] = field(default_factory=list)
+    raised: list[BaseException] = field(default_factory=list)  # by its wait for room
     thread: threading.Thread | None = None
 
     def drain_input(self) -> None:
@@ -75,7 +79,7 @@ def _output_on(descriptor_zero: bool) -> Iterator[tuple[int, int]]:
 
 
 @contextlib.contextmanager
-def held_role(descriptor_zero: bool = False) -> Iterator[Held]:
+def held_role(descriptor_zero: bool = False, *, hold: bool = True) -> Iterator[Held]:
     input_r, input_w = _full_pipe()
     with _output_on(descriptor_zero) as (output_r, output_w):
         held: Held
@@ -83,7 +87,10 @@ def held_role(descriptor_zero: bool = False) -> Iterator[Held]:
         def feed(data: bytes) -> None:
             held.fed.append(data)
             if data == b"first":
-                held.role.wait_for_room(input_w)  # on the thread reading: it holds the role
+                try:  # on the thread reading: it holds the role
+                    held.role.wait_for_room(input_w, hold=hold)
+                except (OSError, WouldWait) as error:
+                    held.raised.append(error)
 
         role = ReadRole(
             feed, busy_poll=0.0, log=structlog.get_logger("test"), outstanding=lambda: 1
@@ -144,3 +151,35 @@ def test_end_of_file_met_while_holding_is_left_for_the_interrupted_read() -> Non
         assert not held.thread.is_alive()
         assert held.fed == [b"first", b"second", b""]
         assert held.outcome == [None]
+
+
+def test_without_hold_the_holder_does_not_wait_and_reads_nothing() -> None:
+    # The connection's writers: the write goes on in a helper thread, and this thread goes
+    # back to its read, which parses what comes next in order.
+    with held_role(hold=False) as held:
+        os.write(held.output_w, b"first")
+        wait_until(lambda: len(held.raised) == 1)
+        assert isinstance(held.raised[0], WouldWait)
+        os.write(held.output_w, b"second")
+        wait_until(lambda: held.fed == [b"first", b"second"])
+        assert held.role._held == []
+
+
+def test_the_holder_keeps_at_most_hold_limit_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A child that writes on and on while its input stays full: past the limit the wait
+    # raises (the connection's write fails, ending the connection), and what was kept goes
+    # to the interrupted read, as the rest would have.
+    monkeypatch.setattr(reading_module, "HOLD_LIMIT", 10)
+    with held_role() as held:
+        os.write(held.output_w, b"first")
+        wait_until(lambda: held.fed == [b"first"])
+        os.write(held.output_w, b"12345678")
+        wait_until(lambda: len(held.role._held) == 1)
+        assert held.raised == []
+        os.write(held.output_w, b"abcd")
+        wait_until(lambda: len(held.raised) == 1)
+        assert isinstance(held.raised[0], OSError)
+        assert "wrote 12 bytes while not reading its input" in str(held.raised[0])
+        wait_until(lambda: len(held.fed) == 2)
+        assert held.fed == [b"first", b"12345678abcd"]
+        assert held.role._held == []

@@ -11,18 +11,28 @@ The figures (peak memory per child) are printed; see them with::
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from juicectl import ProcessUnavailable, RequestTimeout, TooManyRequests
 from juicectl.connection import STRAYS_LOGGED
 from juicectl.juice import Command, Integer, request_bytes
-from tests.hostile.harness import MemoryMeter, MiB, capture_logs_bounded, hostile, wait_for
+from tests.hostile.harness import (
+    MemoryMeter,
+    MiB,
+    capture_logs_bounded,
+    hostile,
+    pid_alive,
+    wait_for,
+)
 from tests.workers.commands import Echo
 
 # Generous: the parser holds at most one line (1 MiB) or refuses a body up front; the rest
@@ -106,6 +116,37 @@ def test_an_endless_header_line_is_refused_at_the_line_limit(tmp_path: Path) -> 
         h.assert_gone(connection.pid)
         h.assert_usable_again()
     report("endless_line", meter)
+
+
+def test_a_callback_that_writes_while_a_child_floods_keeps_the_parent_bounded(
+    tmp_path: Path,
+) -> None:
+    # A done-callback runs on the thread that read the answer (here the caller in get()),
+    # and sends a request too large for the pipe to a child that reads no more and floods
+    # its stdout. The callback's write must not keep that thread from parsing what the
+    # child writes: the flood reaches the line limit, and the chained request fails, with
+    # the parent's memory bounded. A thread that held the flood unparsed while it waited
+    # for room would grow without bound and never return.
+    with hostile("floods_after_answer", tmp_path) as h, capture_logs_bounded() as logs:
+        with MemoryMeter() as meter:
+            connection = h.ctl.get_process().get(timeout=15)
+            chained: list[Any] = []
+
+            def send_more(_: object) -> None:
+                chained.append(connection.call(Echo, value="v" * 500_000))
+
+            first = connection.call(Echo, value="first")
+            first.add_done_callback(send_more)
+            assert first.get(timeout=15) == {"value": "first"}
+            assert len(chained) == 1  # the callback returned: its write went on elsewhere
+            with pytest.raises(ProcessUnavailable, match="longer than max_line_length"):
+                chained[0].get(timeout=15)
+            stats = h.wait_stopped()
+        assert logs.events("protocol_error")
+        assert stats["last_exit"]["how"] == "protocol_error"
+        h.assert_gone(connection.pid)
+        h.assert_usable_again()
+    report("floods_after_answer (callback writes)", meter)
 
 
 def test_a_child_ignoring_shutdown_and_sigterm_is_killed(tmp_path: Path) -> None:
@@ -285,6 +326,54 @@ def test_a_timed_call_to_a_child_that_stops_reading_returns_within_its_timeout(
         assert isinstance(error, RequestTimeout), error
         h.assert_gone(connection.pid)
         h.assert_usable_again()
+
+
+@pytest.mark.parametrize("timeout", [None, 1.0], ids=["no-timeout", "timeout"])
+def test_a_write_to_a_child_gone_while_a_daemon_holds_its_stdin_ends_with_the_child(
+    tmp_path: Path, timeout: float | None
+) -> None:
+    # A caller's big request blocks on the full stdin of a child that reads nothing. The
+    # child is stopped, but a daemon it left behind (its own session: the stop's signals do
+    # not reach it) holds that stdin open and never reads: the write gets neither room nor a
+    # broken pipe. It must end with the child, not with the daemon (60 s): the caller gets
+    # the child's end, and close() leaves no writer thread or descriptor behind (the
+    # harness's check).
+    daemon = None
+    try:
+        with hostile("daemon_holds_stdin", tmp_path) as h:
+            connection = h.ctl.get_process().get(timeout=15)
+            daemon_file = h.marker.with_name(h.marker.name + ".daemon")
+            wait_for(lambda: daemon_file.exists() and daemon_file.read_text(),
+                     what="the daemon's pid")
+            daemon = int(daemon_file.read_text())
+            outcome: list[BaseException | dict[str, object]] = []
+
+            def call() -> None:
+                try:
+                    outcome.append(
+                        connection.call(Echo, value="v" * 900_000, timeout=timeout)
+                        .get(timeout=30)
+                    )
+                except BaseException as error:
+                    outcome.append(error)
+
+            sent = connection.stats()["sent"]
+            caller = threading.Thread(target=call, daemon=True)
+            caller.start()
+            wait_for(lambda: connection.stats()["sent"] > sent, what="the request is writing")
+            assert h.ctl.stop_process().get(timeout=20).how == "terminated"
+            caller.join(timeout=15)
+            assert not caller.is_alive(), "the call still writes to a child that is gone"
+            [error] = outcome
+            expected = ProcessUnavailable if timeout is None else RequestTimeout
+            assert isinstance(error, expected), error
+        # The harness has checked for leaks on the way out, with the daemon still there.
+        assert pid_alive(daemon)
+    finally:
+        if daemon is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(daemon, signal.SIGKILL)
+            wait_for(lambda: not pid_alive(daemon), what="the daemon is gone")
 
 
 def pipe_capacity() -> int:
