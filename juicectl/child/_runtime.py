@@ -15,6 +15,8 @@ Why it is shaped like this:
 * **Threads only when asked.** With ``concurrency == N > 1`` the reader submits each request
   to N daemon threads and keeps reading, so a slow handler does not hold a fast one; each
   answer is written as soon as it is ready, under a write lock (the tags keep the pairs).
+  It reads on while fewer than ``MAX_UNANSWERED`` requests await their answers, then waits
+  for one: the pipes, not this process's memory, hold what a parent sends beyond that.
   Daemon threads, because a stuck handler must not keep the process alive once the conversation
   is over: the parent escalates to signals for that case, we must not make the exit wait.
 * **Calling the parent from the reading thread.** A handler that runs on the reading thread
@@ -114,6 +116,12 @@ EXIT_INTERRUPTED = 130
 #: The most handlers a worker runs at once: each is a thread, all started before the first
 #: request is read, so a mistyped count would take the machine's threads and memory first.
 MAX_CONCURRENCY = 1024
+
+#: With ``concurrency`` above 1, the most requests read and not yet answered (running or
+#: waiting for a handler) before the reading thread stops reading: a parent that sends
+#: requests and reads no answers fills the pipes and no more of this process's memory. As
+#: many as a parent controller keeps in flight by default (``max_in_flight``).
+MAX_UNANSWERED = 1024
 
 
 class _NegotiateConcurrency(Command):
@@ -441,6 +449,7 @@ class _Session:
                 elif self._eof:
                     break
                 else:
+                    self._wait_for_fewer_unanswered()  # then closing: the wake fd is set
                     if not self._input.wait(None, self._wake_r):
                         continue  # woken: the loop condition says why
                     requests = self._read_requests()
@@ -461,6 +470,12 @@ class _Session:
                 self._wake_r = self._wake_w = None
             os.close(wake_r)
             os.close(wake_w)
+
+    def _wait_for_fewer_unanswered(self) -> None:
+        # A handler that settles one notifies; so does the end of the conversation.
+        with self._state:
+            while self._in_flight >= MAX_UNANSWERED and not self._closing:
+                self._state.wait()
 
     def _submit(self, request: Request) -> None:
         with self._state:

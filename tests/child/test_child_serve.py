@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
+import struct
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +16,7 @@ from typing import Any
 import pytest
 
 from juicectl.child import ConnectionLost, JuiceChild, run, serve
+from juicectl.child import _runtime as runtime_module
 from juicectl.juice import (
     UNHANDLED_CODE,
     UNHANDLED_DESCRIPTION,
@@ -28,6 +33,7 @@ from juicectl.juice import (
     classify,
     request_bytes,
 )
+from tests.callers.test_who_reads import wait_until
 from tests.workers.runtime import (
     AskParent,
     Block,
@@ -44,6 +50,7 @@ from tests.workers.runtime import (
 )
 
 from .conftest import Served
+from .peer import Peer
 
 Serving = Callable[..., Served]
 
@@ -421,3 +428,45 @@ def test_concurrency_must_be_within_its_bounds(concurrency: int) -> None:
     # Each handler is a thread, started before the first request is read.
     with pytest.raises(ValueError, match="between 1 and 1024"):
         serve(JuiceChild(), io.BytesIO(), io.BytesIO(), concurrency=concurrency)
+
+
+def _unread(fd: int) -> int:
+    """How many bytes wait in the pipe whose read end is ``fd``."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def test_a_concurrent_worker_stops_reading_while_too_many_await_their_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A parent that sends and sends, reading no answer, must fill the pipe, not the worker's
+    # memory: with MAX_UNANSWERED requests unanswered, the reading thread reads no more, and
+    # reads on once one is answered.
+    monkeypatch.setattr(runtime_module, "MAX_UNANSWERED", 2)
+    worker = TestWorker()
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    thread = threading.Thread(
+        target=serve, args=(worker, to_child_r, from_child_w), kwargs={"concurrency": 2},
+        daemon=True,
+    )
+    thread.start()
+    peer = Peer(to_child_w, from_child_r)
+    try:
+        peer.send(request_bytes(Block, "1", Box({})) + request_bytes(Block, "2", Box({})))
+        wait_until(lambda: _unread(to_child_r) == 0)  # both read: two unanswered
+        echo = request_bytes(Echo, "3", Echo.make_arguments({"value": "later"}))
+        peer.send(echo)
+        time.sleep(0.3)  # were it read, it would be at once
+        assert _unread(to_child_r) == len(echo)
+        assert worker.seen == []
+        worker.release.set()
+        answers = {message.tag: message for message in (peer.read(), peer.read(), peer.read())}
+        assert answers["3"] == Answer("3", Box({"value": "later"}))
+        assert worker.seen == ["later"]
+    finally:
+        worker.release.set()
+        peer.close_input()
+        thread.join(10)
+        for fd in (to_child_r, from_child_r):
+            os.close(fd)
+    assert not thread.is_alive()
