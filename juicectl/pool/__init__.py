@@ -11,10 +11,11 @@ from __future__ import annotations
 from juicectl.pool._actor import WorkerState
 from juicectl.pool._dispatch import PoolFuture
 from juicectl.pool._messages import WorkerChanged, WorkerGaveUp, WorkerLost
-from juicectl.pool._options import PoolOptions, SpinPlan, spin_plan
+from juicectl.pool._options import MAX_WORKERS, PoolOptions, SpinPlan, spin_plan
 from juicectl.pool._pool import ProcessPool
 
 __all__ = [
+    "MAX_WORKERS",
     "PoolFuture",
     "PoolOptions",
     "ProcessPool",

@@ -16,17 +16,24 @@ from typing import Literal
 
 from juicectl._busy_poll import DEFAULT_BUSY_POLL, check_busy_poll
 
-__all__ = ["Dispatch", "GiveUpAction", "PoolOptions", "SpinPlan", "spin_plan"]
+__all__ = ["MAX_WORKERS", "Dispatch", "GiveUpAction", "PoolOptions", "SpinPlan", "spin_plan"]
+
+#: The most workers a pool may have (``size``, ``min_size``, ``max_size``). Each is a process
+#: with its pipes and about five threads here: a pool far larger is a mistake (``size=10**9``
+#: would start processes until the machine gives out), and is refused at the door.
+MAX_WORKERS = 1024
 
 Dispatch = Literal["least_loaded", "round_robin"]
 GiveUpAction = Literal["replace", "leave"]
 
 
-def _check_count(name: str, value: object, *, least: int) -> int:
+def _check_count(name: str, value: object, *, least: int, most: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {value!r}")
     if value < least:
         raise ValueError(f"{name} must be >= {least}, not {value!r}")
+    if most is not None and value > most:
+        raise ValueError(f"{name} must be at most {most} (MAX_WORKERS), not {value!r}")
     return value
 
 
@@ -83,8 +90,8 @@ class PoolOptions:
     on_give_up: GiveUpAction = "replace"
 
     def __post_init__(self) -> None:
-        _check_count("min_size", self.min_size, least=0)
-        _check_count("max_size", self.max_size, least=1)
+        _check_count("min_size", self.min_size, least=0, most=MAX_WORKERS)
+        _check_count("max_size", self.max_size, least=1, most=MAX_WORKERS)
         if self.min_size > self.max_size:
             raise ValueError(
                 f"min_size ({self.min_size}) must not be above max_size ({self.max_size})"
@@ -115,15 +122,15 @@ class PoolOptions:
         if size is not None:
             if min_size is not None or max_size is not None:
                 raise TypeError("give size=N, or min_size and max_size, not both")
-            _check_count("size", size, least=1)
+            _check_count("size", size, least=1, most=MAX_WORKERS)
             min_size = max_size = size
         elif min_size is None and max_size is None:
             min_size = max_size = os.cpu_count() or 1
         elif max_size is None:
             assert min_size is not None
-            max_size = max(_check_count("min_size", min_size, least=0), 1)
+            max_size = max(_check_count("min_size", min_size, least=0, most=MAX_WORKERS), 1)
         elif min_size is None:
-            _check_count("max_size", max_size, least=1)
+            _check_count("max_size", max_size, least=1, most=MAX_WORKERS)
             min_size = min(1, max_size)
         return cls(min_size=min_size, max_size=max_size, **options)  # type: ignore[arg-type]
 

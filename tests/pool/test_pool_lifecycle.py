@@ -60,6 +60,11 @@ MakePool = Callable[..., ProcessPool]
         ({"size": 1, "worker_busy_poll": "1"}, TypeError, "^worker_busy_poll must be a number"),
         ({"size": 1, "startup_timeout": 0}, ValueError, "startup_timeout"),
         ({"max_size": -1}, ValueError, "^max_size must be >= 1, not -1"),
+        # A typo, not a pool: refused before any worker starts.
+        ({"size": 10**9}, ValueError, r"^size must be at most 1024 \(MAX_WORKERS\), not 10{9}$"),
+        ({"max_size": 1025}, ValueError, r"^max_size must be at most 1024 \(MAX_WORKERS\)"),
+        ({"min_size": 2000}, ValueError, r"^min_size must be at most 1024 \(MAX_WORKERS\)"),
+        ({"min_size": 1, "max_size": 5000}, ValueError, r"^max_size must be at most 1024"),
         ({"size": 1, "prepare": "1"}, TypeError, "^prepare must be a callable"),
         ({"size": 1, "env": -1}, TypeError, "^env must be a mapping"),
         ({"size": 1, "env": "A=1"}, TypeError, "^env must be a mapping"),
