@@ -11,11 +11,17 @@ one per child.
 
 The references are strong: a handle the application dropped still has its actors and its
 child, which this close must stop as it stops the others.
+
+A handle leaves only once its close has *ended*: one interrupted (Ctrl-C while ``close()``
+waits) is still closed here at exit, and waited for, so that its child gets the whole stop.
+A process made by ``os.fork()`` starts with nothing here: the handles, their actors' threads
+and their children are its parent's.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 from collections.abc import Callable
 from enum import IntEnum
@@ -46,6 +52,18 @@ _lock = threading.Lock()
 _open: dict[Wave, dict[object, BeginClose]] = {wave: {} for wave in Wave}
 
 
+def _forget_in_child() -> None:
+    # After os.fork(), in the child: only the forking thread exists, so the lock may be held
+    # by a thread that is not there, and every handle is the parent's.
+    global _lock
+    _lock = threading.Lock()
+    for handles in _open.values():
+        handles.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def enter(wave: Wave, handle: object, begin_close: BeginClose) -> None:
     """Have ``handle`` closed at exit, in ``wave``, by ``begin_close`` (then its result)."""
     with _lock:
@@ -53,7 +71,7 @@ def enter(wave: Wave, handle: object, begin_close: BeginClose) -> None:
 
 
 def leave(handle: object) -> None:
-    """``handle`` is closing by itself: the exit-time close leaves it alone."""
+    """``handle``'s close has ended: the exit-time close leaves it alone."""
     with _lock:
         for handles in _open.values():
             handles.pop(handle, None)

@@ -7,6 +7,7 @@ callers choose how long to wait, and an actor that holds a controller never bloc
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import threading
@@ -43,6 +44,7 @@ from juicectl.messages import (
     _Close,
     _GetMode,
     _GetStats,
+    _HurryStop,
 )
 from juicectl.policy import (
     ConnectionOptions,
@@ -94,6 +96,7 @@ class ProcessController:
         self.restart = restart if restart is not None else RestartPolicy()
         """The ``RestartPolicy`` its children run under."""
         self._closed = False
+        self._close_pending: ReplyFuture[StopResult] | None = None  # a close not ended yet
         self._hooks: list[pykka.ActorRef[Any]] = []
         self._end_of_life = end_of_life
         self._launch_session: LaunchSession | None = None
@@ -335,9 +338,11 @@ class ProcessController:
         controller; also run at interpreter exit. Returns how the stop ended: a
         ``StopResult`` (``"not_running"`` if no child ran), also when the actors were already
         stopped (``ActorRegistry.stop_all()`` stops the child the same way and closes the
-        controller); None from a second call, or if the stop did not end within ``timeout``
-        (default: the escalation's bound; a number of seconds above 0). After a timed-out
-        close the stop goes on in the background and ends within the escalation's bound.
+        controller); None from a call after a close that has ended, or if the stop did not
+        end within ``timeout`` (default: the escalation's bound; a number of seconds above 0).
+        After a timed-out close the stop goes on in the background and ends within the
+        escalation's bound. A close that was interrupted (Ctrl-C while it waits) is waited
+        for again by the next ``close()``, or at interpreter exit.
 
         Raises:
             TypeError, ValueError: ``timeout`` is not None or a number of seconds above 0.
@@ -350,16 +355,19 @@ class ProcessController:
         """Tell the actor to close, without waiting; the wait for the end, or None when
         the controller was closed already (the exit-time close begins every close first)."""
         if self._closed:
-            return None
+            pending = self._close_pending
+            return None if pending is None else functools.partial(
+                self._finish_close, pending, timeout
+            )
         self._closed = True
-        exit_close.leave(self)
         session = self._launch_session
         if session is not None:
             session.closing()  # a launch still connecting (an ssh master) gives up now
         future: ReplyFuture[StopResult] = ReplyFuture()
         # No recheck: closing stops the actor, which settles this future as it stops.
         if not self._tell(_Close(future), future, recheck=False):
-            return self._ended
+            future.try_set_exception(ControllerClosed(f"controller {self.name!r} is closed"))
+        self._close_pending = future
         return functools.partial(self._finish_close, future, timeout)
 
     def _ended(self) -> StopResult | None:
@@ -375,17 +383,36 @@ class ProcessController:
         record = self._last_words(_THREADS_END_WAIT)
         if record is None:
             return
+        wait = _THREADS_END_WAIT
         if record.process is not None:
-            # A child still stopping: its process actor, and the release waiting for it, go
-            # on in the background, within the escalation's bound.
-            join_actor_threads(record.actors[:1], _THREADS_END_WAIT)
-            return
-        join_actor_threads(record.actors, _THREADS_END_WAIT)
+            # A child still stopping (``stop_all(block=False)``): its process actor's thread
+            # ends it, within the escalation's bound, and this close returns once it has, so
+            # that an exit right after never cuts that stop short. (pykka marks the actor
+            # stopped before its on_stop runs: the thread is what tells.)
+            spec = self.spec
+            wait = spec.stop_timeout + 2 * spec.kill_timeout + 5
+        join_actor_threads(record.actors, wait)
         thread = self._release_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(_THREADS_END_WAIT)
 
     def _finish_close(
+        self, future: ReplyFuture[StopResult], timeout: float | None
+    ) -> StopResult | None:
+        try:
+            result = self._await_close(future, timeout)
+        except KeyboardInterrupt:
+            # Whoever pressed Ctrl-C will not wait for the polite steps: SIGTERM now. The
+            # rest (kill_timeout, then SIGKILL) is the next close()'s to wait for, or the exit's.
+            with contextlib.suppress(pykka.ActorDeadError):
+                self._actor.tell(_HurryStop())
+            raise
+        # Only once it has ended: a close interrupted above is still the exit's to finish.
+        self._close_pending = None
+        exit_close.leave(self)
+        return result
+
+    def _await_close(
         self, future: ReplyFuture[StopResult], timeout: float | None
     ) -> StopResult | None:
         spec = self.spec
@@ -444,7 +471,9 @@ class ProcessController:
 
         def release() -> None:
             if process is not None:
-                process.actor_stopped.wait(bound)
+                # Its thread, not actor_stopped: pykka sets that before on_stop, which is
+                # where the process actor stops the child.
+                join_actor_threads((process.actor_urn,), bound)
             self._release()
 
         self._release_thread = start_daemon(release, f"juicectl-release-{self.name}")

@@ -110,6 +110,7 @@ from juicectl.messages import (
     _Close,
     _GetMode,
     _GetStats,
+    _HurryStop,
     _RestartDue,
 )
 from juicectl.policy import GiveUp, LaunchSpec, RestartHistory, RestartPolicy
@@ -1088,5 +1089,7 @@ _QUERIES: Final[Mapping[type, Callable[[ControllerActor, Any], None]]] = {
     Subscribe: ControllerActor._subscribe,
     _GetMode: ControllerActor._get_mode,
     _GetStats: ControllerActor._get_stats,
+    _HurryStop: ControllerActor._tell_process,
 }
-"""Messages answered the same way in every mode; they never change it."""
+"""Messages handled the same way in every mode (answered, or passed on to the process actor);
+they never change it."""

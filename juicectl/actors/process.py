@@ -116,6 +116,7 @@ from juicectl.messages import (
     StopChild,
     TerminationReason,
     _Close,
+    _HurryStop,
 )
 from juicectl.policy import LaunchSpec
 
@@ -198,6 +199,7 @@ class Event(enum.Enum):
     PROBE_FAILED = "probe_failed"
     STARTUP_TIMED_OUT = "startup_timed_out"
     STOP_ASKED = "stop_asked"
+    HURRY_ASKED = "hurry_asked"
     STEP_DUE = "step_due"
     PROTOCOL_FAILED = "protocol_failed"
     STDOUT_CLOSED = "stdout_closed"
@@ -713,6 +715,9 @@ class ProcessActor(pykka.ThreadingActor):
     def _stop_asked(self, _: Any) -> None:
         self._requested = True
 
+    def _hurried(self, _: Any) -> None:
+        self._log.info("stop_hurried", after=self._last_step)
+
     def _protocol_failed_at_startup(self, message: _ProtocolFailed) -> None:
         error, sample = message.error, message.sample
         if not isinstance(error, ProtocolError):
@@ -1157,6 +1162,9 @@ LIFECYCLE: dict[tuple[Phase, Event], tuple[Phase, _Action | None]] = {
     (_SD, _E.STEP_DUE): (_SC, None),
     (_SC, _E.STEP_DUE): (_ST, None),
     (_ST, _E.STEP_DUE): (_SK, None),
+    # A close interrupted (Ctrl-C) hurries the stop: SIGTERM now, not after the polite steps.
+    (_SD, _E.HURRY_ASKED): (_ST, _A._hurried),
+    (_SC, _E.HURRY_ASKED): (_ST, _A._hurried),
     # Exited: wait for both pipes to reach end of file (bounded), then report.
     (_X, _E.STDOUT_CLOSED): (_X, _A._stream_closed_after_exit),
     (_X, _E.STDERR_CLOSED): (_X, _A._stream_closed_after_exit),
@@ -1188,6 +1196,7 @@ _EVENT_OF: dict[type, Callable[[ProcessActor, Any], Event | None]] = {
     _Invoked: lambda actor, message: Event.INVOKED,
     _Ready: _A._ready_event,
     StopChild: lambda actor, message: Event.STOP_ASKED,
+    _HurryStop: lambda actor, message: Event.HURRY_ASKED,
     _ChildExited: lambda actor, message: Event.CHILD_EXITED,
     _StreamClosed: _A._stream_event,
     _ProtocolFailed: lambda actor, message: Event.PROTOCOL_FAILED,

@@ -34,6 +34,9 @@ from juicectl.messages._messages import (
     _GetStats as _GetStats,
 )
 from juicectl.messages._messages import (
+    _HurryStop as _HurryStop,
+)
+from juicectl.messages._messages import (
     _RestartDue as _RestartDue,
 )
 

@@ -245,6 +245,14 @@ class _Close:
 
 
 @dataclass(frozen=True)
+class _HurryStop:
+    """The stop under way skips its polite steps: SIGTERM to the child now, then SIGKILL after
+    ``kill_timeout``. Sent by a handle whose ``close()`` was interrupted (Ctrl-C), to its
+    controller actor, which passes it to its process actor; nothing else changes (a child not
+    being stopped, or already past close_stdin, is left as it is)."""
+
+
+@dataclass(frozen=True)
 class _GetMode:
     """Ask for the current mode."""
 

@@ -87,6 +87,7 @@ from juicectl.messages import (
     ProcessTerminated,
     StopResult,
     TerminationReason,
+    _HurryStop,
 )
 from juicectl.policy import GiveUp, LaunchSpec, RestartHistory, RestartPolicy
 from juicectl.pool._dispatch import (
@@ -520,6 +521,12 @@ class PoolActor(pykka.ThreadingActor):
         if slot is not None and not self._stopping:
             self._start_worker(slot)
             self._publish_routes()
+
+    def _handle_hurry(self, message: _HurryStop) -> None:
+        # A close interrupted (Ctrl-C): each worker stopping skips to SIGTERM.
+        for worker in self._workers.values():
+            with contextlib.suppress(pykka.ActorDeadError):
+                worker.controller.actor_ref.tell(message)
 
     def _handle_stop(self, message: StopPool) -> None:
         self._stop_waiters.append(message.reply_to)
@@ -991,6 +998,7 @@ _HANDLERS: Final[Mapping[type, Callable[[PoolActor, Any], None]]] = {
     Tick: PoolActor._handle_tick,
     ReplaceDue: PoolActor._handle_replace_due,
     StopPool: PoolActor._handle_stop,
+    _HurryStop: PoolActor._handle_hurry,
     GetPoolStats: PoolActor._handle_stats,
     ModeChanged: PoolActor._ignore,
 }

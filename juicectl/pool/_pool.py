@@ -32,7 +32,7 @@ from juicectl.connection import Connection
 from juicectl.exceptions import ControllerClosed
 from juicectl.juice import Command, Limits
 from juicectl.launch import Launcher, LocalLauncher
-from juicectl.messages import StopResult
+from juicectl.messages import StopResult, _HurryStop
 from juicectl.policy import (
     ConnectionOptions,
     LaunchSpec,
@@ -90,6 +90,8 @@ class ProcessPool:
         self.spin_plan = plan
         """Who busy-polls: the parent's budget and the workers' (see ``docs/pools.md``)."""
         self._closed = False
+        #: The stop of a close not ended yet (one interrupted is waited for again).
+        self._close_pending: ReplyFuture[dict[str, StopResult | None]] | None = None
         exit_close.enter(exit_close.Wave.OWNERS, self, self._begin_close)
 
     @classmethod
@@ -329,10 +331,11 @@ class ProcessPool:
         """Stop the pool (``stop()``) and wait: one controller's stop bound, not one per
         worker, since they stop in parallel. Idempotent; also run at interpreter exit.
 
-        Returns each worker's ``StopResult`` by name; None from a second call, or if the stop
-        did not end within ``timeout`` (default: one controller's stop bound; a number of
-        seconds above 0): then the workers' stops go on in the background and end within
-        their bound.
+        Returns each worker's ``StopResult`` by name; None from a call after a close that has
+        ended, or if the stop did not end within ``timeout`` (default: one controller's stop
+        bound; a number of seconds above 0): then the workers' stops go on in the background
+        and end within their bound. A close that was interrupted (Ctrl-C while it waits) is
+        waited for again by the next ``close()``, or at interpreter exit.
 
         Raises:
             TypeError, ValueError: ``timeout`` is not None or a number of seconds above 0.
@@ -347,12 +350,30 @@ class ProcessPool:
         """Tell the pool to stop, without waiting; the wait for the end, or None when the pool
         was closed already (the exit-time close begins every close first)."""
         if self._closed:
-            return None
+            pending = self._close_pending
+            return None if pending is None else functools.partial(
+                self._finish_close, pending, timeout
+            )
         self._closed = True
-        exit_close.leave(self)
-        return functools.partial(self._finish_close, self.stop(), timeout)
+        self._close_pending = self.stop()
+        return functools.partial(self._finish_close, self._close_pending, timeout)
 
     def _finish_close(
+        self, stopping: ReplyFuture[dict[str, StopResult | None]], timeout: float | None
+    ) -> dict[str, StopResult | None] | None:
+        try:
+            result = self._await_close(stopping, timeout)
+        except KeyboardInterrupt:
+            # As a controller's close: each worker's stop skips to SIGTERM now.
+            with contextlib.suppress(pykka.ActorDeadError):
+                self._actor.tell(_HurryStop())
+            raise
+        # Only once it has ended: a close interrupted above is still the exit's to finish.
+        self._close_pending = None
+        exit_close.leave(self)
+        return result
+
+    def _await_close(
         self, stopping: ReplyFuture[dict[str, StopResult | None]], timeout: float | None
     ) -> dict[str, StopResult | None] | None:
         spec = self.spec

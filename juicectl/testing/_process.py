@@ -68,6 +68,7 @@ from juicectl.messages import (
     StopChild,
     TerminationReason,
     _Close,
+    _HurryStop,
 )
 from juicectl.policy import LaunchSpec
 from juicectl.testing._children import InMemoryChild
@@ -535,4 +536,6 @@ _EVENT_OF: dict[type, Callable[[InMemoryProcess, Any], Event | None]] = {
     _StepDue: _A._step_event,
     _Ended: lambda actor, message: Event.ENDED,
     _Kill: lambda actor, message: Event.KILLED,
+    # A close interrupted by Ctrl-C: an in-memory child has no signal to hurry to.
+    _HurryStop: lambda actor, message: None,
 }

@@ -371,3 +371,149 @@ def test_an_application_ends_at_once_while_its_child_is_still_starting(
     assert stdout == expected, stderr
     assert process.returncode == 0, stderr
     wait_for(lambda: not alive(pid), what=f"child {pid} gone")
+
+
+# A worker that notes the SIGTERM of the stop's escalation before it dies of it, and a call
+# that keeps it busy: its Shutdown waits behind the call, so only SIGTERM ends it.
+NOTES_SIGTERM = '''
+import os, signal, time
+from juicectl.child import JuiceChild
+from juicectl.juice import Command, Float
+
+def note(signum, frame):
+    with open(os.environ["SIGTERM_FILE"], "a") as notes:
+        notes.write("SIGTERM\\n")
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+signal.signal(signal.SIGTERM, note)
+
+class Busy(Command):
+    arguments = [("seconds", Float())]
+
+class Worker(JuiceChild):
+    @Busy.responder
+    def busy(self, seconds):
+        time.sleep(seconds)
+        return {}
+'''
+
+# As REPORT_AT_EXIT, for a controller whose actors may have stopped before its child did
+# (stop_all(): then how the child ended reaches no one).
+REPORT_IF_KNOWN_AT_EXIT = '''
+import atexit
+def report():
+    last_exit = ctl.stats().get("last_exit")  # a pool's has none
+    print("at exit:", *((last_exit["how"], last_exit["requested"]) if last_exit else ["-"]),
+          flush=True)
+atexit.register(report)
+'''
+
+BUSY_APP = REPORT_IF_KNOWN_AT_EXIT + '''
+import signal, sys
+import pykka
+from juicectl import ProcessController
+from notes_sigterm import Busy
+argv = [sys.executable, "-m", "juicectl.child", "notes_sigterm:Worker"]
+bounds = {"stop_timeout": float(sys.argv[2]), "kill_timeout": 5.0}
+if sys.argv[1] == "pool_interrupted_close":
+    from juicectl import ProcessPool
+    ctl = ProcessPool.start(argv, size=1, name="app", **bounds)
+    ctl.call(Busy, seconds=0).get(timeout=30)
+    print("pid", ctl.stats()["workers"][0]["pid"], flush=True)
+    ctl.call(Busy, seconds=600)
+else:
+    ctl = ProcessController.start(argv, name="app", **bounds)
+    connection = ctl.get_process().get(timeout=30)
+    print("pid", connection.pid, flush=True)
+    connection.call(Busy, seconds=600)
+if sys.argv[1] == "stop_all_no_block":
+    pykka.ActorRegistry.stop_all(block=False)
+else:
+    try:
+        print("closing", flush=True)
+        ctl.close()
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    if sys.argv[1] == "close_again":
+        print("closed again:", ctl.close().how, flush=True)
+print("leaving", flush=True)
+'''
+
+
+@pytest.mark.parametrize(
+    "ending", ["interrupted_close", "close_again", "stop_all_no_block", "pool_interrupted_close"]
+)
+def test_a_stop_cut_short_by_the_application_still_ends_with_the_whole_escalation(
+    tmp_path: Path, ending: str
+) -> None:
+    # A close() that Ctrl-C interrupts, or a stop_all() that does not wait, has begun the
+    # child's stop: the exit (or the next close()) waits for it to end, so the busy child gets
+    # its SIGTERM and is not left to the parent-death guard's SIGKILL. Ctrl-C hurries the
+    # stop: SIGTERM at once, where the polite steps would have waited an hour (stop_timeout).
+    (tmp_path / "notes_sigterm.py").write_text(NOTES_SIGTERM)
+    (tmp_path / "app.py").write_text(BUSY_APP)
+    notes = tmp_path / "sigterm"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PYTHON")},
+           "PYTHONPATH": str(tmp_path), "SIGTERM_FILE": str(notes)}
+    stop_timeout = "0.2" if ending == "stop_all_no_block" else "3600"
+    process = subprocess.Popen(
+        [sys.executable, str(tmp_path / "app.py"), ending, stop_timeout], cwd=tmp_path, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith(b"pid "), (first, process.communicate(timeout=60))
+        pid = int(first.split()[1])
+        if ending != "stop_all_no_block":
+            assert process.stdout.readline() == b"closing\n"
+            wait_until_blocked_in(process.pid, IN_FUTEX)  # close() waits for the stop
+            process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    expected = {
+        "interrupted_close": "interrupted\nleaving\nat exit: terminated True\n",
+        "close_again": "interrupted\nclosed again: terminated\nleaving\nat exit: terminated True\n",
+        "stop_all_no_block": "leaving\nat exit: -\n",
+        "pool_interrupted_close": "interrupted\nleaving\nat exit: -\n",
+    }[ending]
+    assert out.decode() == expected, err.decode()
+    assert process.returncode == 0, err.decode()
+    assert notes.read_text() == "SIGTERM\n"
+    wait_for(lambda: not alive(pid), what=f"child {pid} gone")
+
+
+FORKS = '''
+import os, sys
+from juicectl import ProcessController
+from juicectl.examples.echo import Echo
+argv = [sys.executable, "-m", "juicectl.child", "juicectl.examples.echo:EchoWorker"]
+ctl = ProcessController.start(argv, name="app")
+print(ctl.call(Echo, value="before", timeout=30)["value"], flush=True)
+forked = os.fork()
+if forked == 0:
+    sys.exit(0)  # the controller, its actors and its child are the parent's, not this one's
+_, status = os.waitpid(forked, 0)
+print("forked process exited", os.waitstatus_to_exitcode(status), flush=True)
+print(ctl.call(Echo, value="after", timeout=30)["value"], flush=True)
+'''
+
+
+def test_a_process_forked_from_the_application_exits_without_closing_its_parents(
+    tmp_path: Path,
+) -> None:
+    # A fork (a pre-fork server, a daemonizing helper) copies the exit-time close's list of
+    # handles, but none of the actors' threads: closing them there would wait its whole
+    # bound for threads that do not exist and log close_timed_out. The parent's controller
+    # goes on serving.
+    (tmp_path / "app.py").write_text(FORKS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    done = subprocess.run([sys.executable, str(tmp_path / "app.py")], cwd=tmp_path, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90)
+    assert done.stdout == "before\nforked process exited 0\nafter\n", done.stderr
+    assert done.stderr == ""
+    assert done.returncode == 0

@@ -47,3 +47,13 @@ def test_each_stop_step_leads_to_the_next() -> None:
 
 def test_nothing_follows_the_report() -> None:
     assert [key for key in LIFECYCLE if key[0] is Phase.REPORTED] == []
+
+
+def test_a_hurried_stop_skips_only_the_polite_steps() -> None:
+    # Ctrl-C in close(): from Shutdown or close_stdin straight to SIGTERM; nowhere else.
+    hurried = {phase: target for (phase, event), (target, _) in LIFECYCLE.items()
+               if event is Event.HURRY_ASKED}
+    assert hurried == {
+        Phase.STOPPING_SHUTDOWN: Phase.STOPPING_SIGTERM,
+        Phase.STOPPING_CLOSE_STDIN: Phase.STOPPING_SIGTERM,
+    }
