@@ -189,11 +189,41 @@ class SshLauncher:
         object.__setattr__(self, "identity", _path("identity", self.identity))
         object.__setattr__(self, "known_hosts", _path("known_hosts", self.known_hosts))
         object.__setattr__(self, "config", _path("config", self.config))
-        object.__setattr__(self, "options", _options(
-            dict(self.options) if isinstance(self.options, tuple) else self.options
-        ))
+        options: object = self.options
+        if isinstance(options, tuple):
+            # The stored form (name, value) pairs, as dataclasses.replace() passes it back.
+            if not all(isinstance(pair, tuple) and len(pair) == 2 for pair in options):
+                raise TypeError(
+                    f"options must be a mapping of ssh option names to values "
+                    f"(e.g. {{'Compression': 'yes'}}), not {options!r}"
+                )
+            options = dict(options)
+        object.__setattr__(self, "options", _options(options))
         check_flag("control_master", self.control_master)
         object.__setattr__(self, "keepalive", _keepalive(self.keepalive))
+        self._check_no_option_set_twice()
+
+    def _check_no_option_set_twice(self) -> None:
+        # ssh keeps the first value it meets, and the launcher's words come first: an option
+        # also set by an argument of its own would be ignored without a word.
+        given = {
+            "ServerAliveInterval": ("keepalive", self.keepalive is not None),
+            "ServerAliveCountMax": ("keepalive", self.keepalive is not None),
+            "User": ("user", self.user is not None),
+            "Port": ("port", self.port is not None),
+            "IdentityFile": ("identity", self.identity is not None),
+            "IdentitiesOnly": ("identity", self.identity is not None),
+            "UserKnownHostsFile": ("known_hosts", self.known_hosts is not None),
+            "StrictHostKeyChecking": ("known_hosts", self.known_hosts is not None),
+        }
+        by_name = {name.lower(): (name, argument, set_) for name, (argument, set_) in given.items()}
+        for name, _ in self.options:
+            found = by_name.get(name.lower())
+            if found is not None and found[2]:
+                raise ValueError(
+                    f"options: {name} is set by {found[1]}= (give it there, or set "
+                    f"{found[1]}=None to set {found[0]} in options)"
+                )
         check_python(self.python)
         check_flag("shim", self.shim)
 

@@ -3,6 +3,7 @@ command line is what docs/remote.md says."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -49,6 +50,15 @@ from juicectl.launch import LocalLauncher, PrefixLauncher, SshLauncher
         ({"host": "deploy@example.org"}, "give the user as user="),
         ({"user": "a b"}, "user"),
         ({"options": {"Compression": ""}}, "options"),
+        ({"options": ("ab",)}, "options must be a mapping"),
+        ({"options": ("Compression", "yes")}, "options must be a mapping"),
+        # ssh keeps the first value it meets, the launcher's: yours would be ignored.
+        ({"options": {"ServerAliveInterval": 60}}, "ServerAliveInterval is set by keepalive="),
+        ({"options": {"serveralivecountmax": 9}}, "serveralivecountmax is set by keepalive="),
+        ({"port": 22, "options": {"Port": 2222}}, "Port is set by port="),
+        ({"user": "w", "options": {"User": "x"}}, "User is set by user="),
+        ({"known_hosts": os.devnull, "options": {"StrictHostKeyChecking": "accept-new"}},
+         "StrictHostKeyChecking is set by known_hosts="),
     ],
 )
 def test_a_bad_ssh_option_is_named(options: dict[str, Any], named: str) -> None:
@@ -102,6 +112,14 @@ def test_the_launchers_are_exported_and_are_values(tmp_path: Path) -> None:
     key.write_text("")
     assert ssh("h", port=22, identity=key) == ssh("h", port=22, identity=str(key))
     assert hash(ssh("h", options={"Compression": True}))
+    # Without the argument that would set it, the option is yours to give.
+    assert ("Port", "2222") in ssh("h", options={"Port": 2222}).options
+    assert ssh("h", keepalive=None, options={"ServerAliveInterval": 60}).options == (
+        ("ServerAliveInterval", "60"),
+    )
+    assert dataclasses.replace(ssh("h", options={"Compression": True}), port=22).options == (
+        ("Compression", "yes"),
+    )
     assert prefix(["docker", "exec", "-i", "box"]) == PrefixLauncher(
         ("docker", "exec", "-i", "box")
     )
