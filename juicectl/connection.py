@@ -111,7 +111,8 @@ log = get_logger(__name__)
 # refuses more: timed-out requests free their slots, not their queued bytes.
 _MAX_UNWRITTEN = 16 << 20
 
-_INFINITY = float("inf")
+#: The longest a request may be given (``check_timeout``): what a thread can wait.
+_TIMEOUT_MAX = threading.TIMEOUT_MAX
 
 LossCause = Literal["protocol_error", "closing_request", "write_failed"]
 
@@ -349,7 +350,7 @@ class Connection:
         fields = command.make_arguments(arguments)
         if timeout is None:
             timeout = self._request_timeout
-        elif not (type(timeout) is float and 0.0 < timeout < _INFINITY):  # else it is fine
+        elif not (type(timeout) is float and 0.0 < timeout <= _TIMEOUT_MAX):  # else fine
             try:
                 timeout = check_timeout(timeout, "timeout")
             except (TypeError, ValueError) as error:

@@ -66,6 +66,8 @@ BAD_CALLS: list[tuple[str, BadCall, str]] = [
     # timeouts
     ("zero timeout", lambda c: c.call(Echo, value="x", timeout=0), "timeout"),
     ("negative timeout", lambda c: c.call(Echo, value="x", timeout=-1), "timeout"),
+    ("a timeout no thread can wait", lambda c: c.call(Echo, value="x", timeout=1e300),
+     "timeout must be at most"),
 ]
 IDS = [name for name, _, _ in BAD_CALLS]
 
