@@ -21,16 +21,23 @@ and their children are its parent's.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import threading
 from collections.abc import Callable
 from enum import IntEnum
+from typing import Any, TypeVar
+
+import pykka
 
 from juicectl._log import get_logger
+from juicectl.messages import _HurryStop
 
-__all__ = ["Wave", "enter", "leave"]
+__all__ = ["Wave", "enter", "finish_close", "leave"]
 
 log = get_logger(__name__)
+
+_Result = TypeVar("_Result")
 
 #: What a handle's close hands back once it has begun: the wait for its end.
 Finish = Callable[[], object]
@@ -75,6 +82,24 @@ def leave(handle: object) -> None:
     with _lock:
         for handles in _open.values():
             handles.pop(handle, None)
+
+
+def finish_close(
+    handle: object, wait: Callable[[], _Result], actor: pykka.ActorRef[Any]
+) -> _Result:
+    """``handle``'s close, begun: ``wait()`` for its end, then leave the exit-time close. If
+    Ctrl-C interrupts the wait, whoever pressed it will not wait for the polite steps: its
+    ``actor`` is told to hurry the stop under way (SIGTERM now; a pool passes it to each
+    worker), and the interrupt goes on, the handle still here for the exit (or its next
+    close) to wait for the rest: kill_timeout, then SIGKILL."""
+    try:
+        result = wait()
+    except KeyboardInterrupt:
+        with contextlib.suppress(pykka.ActorDeadError):
+            actor.tell(_HurryStop())
+        raise
+    leave(handle)
+    return result
 
 
 @atexit.register

@@ -7,7 +7,6 @@ callers choose how long to wait, and an actor that holds a controller never bloc
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import threading
@@ -44,7 +43,6 @@ from juicectl.messages import (
     _Close,
     _GetMode,
     _GetStats,
-    _HurryStop,
 )
 from juicectl.policy import (
     ConnectionOptions,
@@ -399,17 +397,10 @@ class ProcessController:
     def _finish_close(
         self, future: ReplyFuture[StopResult], timeout: float | None
     ) -> StopResult | None:
-        try:
-            result = self._await_close(future, timeout)
-        except KeyboardInterrupt:
-            # Whoever pressed Ctrl-C will not wait for the polite steps: SIGTERM now. The
-            # rest (kill_timeout, then SIGKILL) is the next close()'s to wait for, or the exit's.
-            with contextlib.suppress(pykka.ActorDeadError):
-                self._actor.tell(_HurryStop())
-            raise
-        # Only once it has ended: a close interrupted above is still the exit's to finish.
+        result = exit_close.finish_close(
+            self, functools.partial(self._await_close, future, timeout), self._actor
+        )
         self._close_pending = None
-        exit_close.leave(self)
         return result
 
     def _await_close(

@@ -32,7 +32,7 @@ from juicectl.connection import Connection
 from juicectl.exceptions import ControllerClosed
 from juicectl.juice import Command, Limits
 from juicectl.launch import Launcher, LocalLauncher
-from juicectl.messages import StopResult, _HurryStop
+from juicectl.messages import StopResult
 from juicectl.policy import (
     ConnectionOptions,
     LaunchSpec,
@@ -361,16 +361,10 @@ class ProcessPool:
     def _finish_close(
         self, stopping: ReplyFuture[dict[str, StopResult | None]], timeout: float | None
     ) -> dict[str, StopResult | None] | None:
-        try:
-            result = self._await_close(stopping, timeout)
-        except KeyboardInterrupt:
-            # As a controller's close: each worker's stop skips to SIGTERM now.
-            with contextlib.suppress(pykka.ActorDeadError):
-                self._actor.tell(_HurryStop())
-            raise
-        # Only once it has ended: a close interrupted above is still the exit's to finish.
+        result = exit_close.finish_close(
+            self, functools.partial(self._await_close, stopping, timeout), self._actor
+        )
         self._close_pending = None
-        exit_close.leave(self)
         return result
 
     def _await_close(

@@ -223,14 +223,28 @@ def test_interpreter_exit_stops_a_dropped_handles_children(tmp_path: Path, what:
     assert done.returncode == 0
 
 
+# A worker with one command that keeps it busy (the end of each worker's source below).
+BUSY_WORKER = '''
+from juicectl.child import JuiceChild
+from juicectl.juice import Command, Float
+
+class Busy(Command):
+    arguments = [("seconds", Float())]
+
+class Worker(JuiceChild):
+    @Busy.responder
+    def busy(self, seconds):
+        time.sleep(seconds)
+        return {}
+'''
+
+
 # A worker whose SIGTERM is a rendezvous: it notes its pid in a shared file, then waits
 # (bounded, a little less than the stop's next step) until every child has noted its own,
 # says how many it saw, and exits. Children stopped one after another would each see only
 # the pids before them.
 RENDEZVOUS_WORKER = '''
 import os, signal, sys, time
-from juicectl.child import JuiceChild
-from juicectl.juice import Command, Float
 
 SEEN = os.environ["RENDEZVOUS"]
 EVERYONE = int(os.environ["RENDEZVOUS_OF"])
@@ -250,16 +264,7 @@ def rendezvous(signum, frame):
     os._exit(0)
 
 signal.signal(signal.SIGTERM, rendezvous)
-
-class Busy(Command):
-    arguments = [("seconds", Float())]
-
-class Worker(JuiceChild):
-    @Busy.responder
-    def busy(self, seconds):
-        time.sleep(seconds)
-        return {}
-'''
+''' + BUSY_WORKER
 
 # Three busy children, left open at exit (the pools' workers among them, with a controller of
 # the application's own). Shutdown waits behind the busy request and end of input is not
@@ -377,8 +382,6 @@ def test_an_application_ends_at_once_while_its_child_is_still_starting(
 # that keeps it busy: its Shutdown waits behind the call, so only SIGTERM ends it.
 NOTES_SIGTERM = '''
 import os, signal, time
-from juicectl.child import JuiceChild
-from juicectl.juice import Command, Float
 
 def note(signum, frame):
     with open(os.environ["SIGTERM_FILE"], "a") as notes:
@@ -387,16 +390,7 @@ def note(signum, frame):
     os.kill(os.getpid(), signal.SIGTERM)
 
 signal.signal(signal.SIGTERM, note)
-
-class Busy(Command):
-    arguments = [("seconds", Float())]
-
-class Worker(JuiceChild):
-    @Busy.responder
-    def busy(self, seconds):
-        time.sleep(seconds)
-        return {}
-'''
+''' + BUSY_WORKER
 
 # As REPORT_AT_EXIT, for a controller whose actors may have stopped before its child did
 # (stop_all(): then how the child ended reaches no one).
