@@ -494,10 +494,14 @@ class PoolActor(pykka.ThreadingActor):
             return
         options, now = self._options, self._clock()
         ready = [w for w in self._workers.values() if w.state is WorkerState.READY]
-        serving = len(ready)
-        for worker in ready:
+        # Slots, not workers: a worker and the replacement taking over from it are one.
+        serving = len({w.slot for w in ready})
+        # The newest slots first: the lowest keep their own busy polling (_spec_for).
+        for worker in sorted(ready, key=lambda w: w.slot, reverse=True):
             route = worker.route
             assert route is not None
+            if worker.replacement is not None:
+                continue  # being recycled: its replacement takes its slot, idle or not
             age = options.recycle_after_seconds
             if age is not None and worker.ready_at is not None and now - worker.ready_at >= age:
                 self._on_event(worker, Event.RECYCLE_DUE)
@@ -693,6 +697,20 @@ class PoolActor(pykka.ThreadingActor):
             close()  # no thread to be had (at interpreter exit, on Python 3.12): here
 
     def _depart(self, worker: _Worker, message: Any) -> None:
+        old = worker.replacing
+        if old is not None:
+            # A recycle's replacement that gave up: the worker it was to take over from still
+            # serves, and its slot stays. The recycle is dropped (after an age, asked again
+            # once that age has passed anew); the pool keeps its size.
+            old.replacement = None
+            worker.replacing = None
+            old.ready_at = self._clock()
+            self._log.warning("worker_gave_up", worker=worker.name, replaced=False,
+                              recycling=old.name)
+            self._publish(WorkerGaveUp(self._name, worker.name, False))
+            self._next_recycle()
+            self._close(worker, message)
+            return
         slot = self._slots.get(worker.slot)
         replaced = False
         if slot is not None and not self._stopping and self._options.on_give_up == "replace":
@@ -713,10 +731,6 @@ class PoolActor(pykka.ThreadingActor):
             self._slots.pop(worker.slot, None)
         self._log.warning("worker_gave_up", worker=worker.name, replaced=replaced)
         self._publish(WorkerGaveUp(self._name, worker.name, replaced))
-        if worker.replacing is not None:
-            worker.replacing.replacement = None
-            worker.replacing = None
-            self._next_recycle()
         self._close(worker, message)
 
     def _remove(self, worker: _Worker, _message: Any) -> None:

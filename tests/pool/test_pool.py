@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pykka
 import pytest
@@ -23,6 +25,8 @@ from juicectl import (
 )
 from juicectl.juice import ArgumentError
 from juicectl.messages import ModeChanged
+from juicectl.pool import WorkerGaveUp
+from juicectl.pool._dispatch import _slot_for
 
 from .conftest import CONCURRENT, pids_or_failed, ready_pids, wait_until
 from .workers import Count, Echo, Pid, Slow
@@ -152,6 +156,84 @@ def test_recycling_every_50_calls_fails_nothing(make_pool: MakePool) -> None:
     assert stats["failed_at_loss"] == 0 and stats["resent"] == 0
     assert seen - first, "no request reached a replacement"
     wait_until(lambda: pool.stats()["size"] == 2)
+
+
+def test_a_recycle_whose_replacement_gives_up_leaves_the_old_worker_serving(
+    make_pool: MakePool, tmp_path: Path
+) -> None:
+    # The replacement cannot start and gives up. That is the recycle failing, not the worker
+    # in the slot: the slot stays, the pool keeps its size, and the old worker serves on.
+    gave_up = threading.Event()
+
+    class Listener(pykka.ThreadingActor):
+        def on_receive(self, message: object) -> None:
+            if isinstance(message, WorkerGaveUp):
+                gave_up.set()
+
+    listener = Listener.start()
+    flag = tmp_path / "refuse"
+    argv = [sys.executable, "-m", "juicectl.child", "tests.pool.workers:RefusesWhileFlagged"]
+    policy = RestartPolicy(initial_delay=0.0, jitter=0.0, max_restarts=1, window=60)
+    try:
+        pool = make_pool(argv, size=1, recycle_after_calls=5, restart=policy,
+                         env={**os.environ, "POOL_REFUSE_FLAG": str(flag)},
+                         subscribers=[listener])
+        [old] = [pool.call(Pid).get(timeout=20)["pid"]]
+        flag.touch()
+        for _ in range(5):
+            assert pool.call(Pid).get(timeout=20)["pid"] == old
+        assert gave_up.wait(20)
+        flag.unlink()
+        keyed = [pool.call(Pid, key=k) for k in range(20)]
+        unkeyed = [pool.call(Pid) for _ in range(40)]
+        assert {f.get(timeout=20)["pid"] for f in keyed + unkeyed} == {old}
+        stats = pool.stats()
+        assert (stats["slots"], stats["max_size"], stats["size"]) == (1, 1, 1)
+        assert (stats["left"], stats["replaced"], stats["recycled"]) == (0, 0, 0)
+        assert ready_pids(pool) == [old]
+    finally:
+        listener.stop()
+
+
+def test_an_idle_worker_whose_replacement_is_starting_is_not_shrunk(make_pool: MakePool) -> None:
+    # A worker reaches its recycle; its replacement is held in prepare (one recycle at a
+    # time: a second one due waits), and both workers then sit idle past max_idle. The one
+    # being recycled keeps its slot (its replacement takes it), the other is shrunk, and the
+    # pool never goes below min_size.
+    gate = threading.Event()
+
+    def prepare(connection: Connection) -> None:
+        if connection.name.count(".") > 1:  # a replacement: pool-N.w0.2
+            assert gate.wait(30)
+
+    pool = make_pool(min_size=1, max_size=2, max_idle=4.0, recycle_after_calls=40,
+                     prepare=prepare)
+    assert pool.call(Echo, value="first").get(timeout=20) == {"value": "first"}
+    futures = [pool.call(Slow, seconds=0.1, n=i) for i in range(20)]
+    wait_until(lambda: pool.stats()["grown"] == 1)
+    assert {f.get(timeout=30)["n"] for f in futures} == set(range(20))
+    # The first worker (slot 0, the first looked at) reaches its recycle while the other
+    # keeps busy too, and the other's last call comes after: the first is idle longer.
+    first, second = (next(key for key in range(100) if _slot_for(key, (0, 1)) == slot)
+                     for slot in (0, 1))
+    while not any(w["state"] == "starting" for w in pool.stats()["workers"]):
+        for key in (first, second):
+            assert pool.call(Echo, key=key, value="k").get(timeout=20) == {"value": "k"}
+    stats = pool.stats()
+    assert sorted((w["slot"], w["state"]) for w in stats["workers"]) == [
+        (0, "ready"), (0, "starting"), (1, "ready")
+    ], stats
+    assert pool.call(Slow, key=second, seconds=0.5, n=1).get(timeout=20)["n"] == 1
+    wait_until(lambda: pool.stats()["shrunk"] >= 1)
+    gate.set()
+    wait_until(lambda: pool.stats()["recycled"] >= 1)
+    wait_until(lambda: [w["state"] for w in pool.stats()["workers"]] == ["ready"])
+    stats = pool.stats()
+    assert stats["shrunk"] == 1
+    assert stats["slots"] == 1
+    [worker] = stats["workers"]
+    assert worker["name"].startswith(f"{pool.name}.w{worker['slot']}.")  # the replacement
+    assert pool.call(Echo, value="after").get(timeout=20) == {"value": "after"}
 
 
 def test_the_pool_grows_while_busy_and_shrinks_when_idle(make_pool: MakePool) -> None:

@@ -69,6 +69,15 @@ class PoolWorker(JuiceChild):
         return {"count": self.counts[name], "pid": os.getpid()}
 
 
+class RefusesWhileFlagged(PoolWorker):
+    """Exits at its start while the file ``POOL_REFUSE_FLAG`` names exists."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        if os.path.exists(os.environ["POOL_REFUSE_FLAG"]):
+            raise SystemExit(1)
+
+
 class ConcurrentWorker(PoolWorker):
     """The same handlers, four at a time."""
 
