@@ -413,7 +413,7 @@ def _spec_from(argv: Sequence[str], launch: dict[str, Any]) -> LaunchSpec:
         argv=tuple(argv) if isinstance(argv, Iterable) and not isinstance(argv, str | bytes)
         else argv,
         env=dict(env) if isinstance(env, Mapping) else env,
-        cwd=str(cwd) if cwd is not None else None,
+        cwd=os.fspath(cwd) if isinstance(cwd, os.PathLike) else cwd,
         connection=connection,
         **given,
     )

@@ -68,6 +68,7 @@ MakePool = Callable[..., ProcessPool]
         ({"size": 1, "prepare": "1"}, TypeError, "^prepare must be a callable"),
         ({"size": 1, "env": -1}, TypeError, "^env must be a mapping"),
         ({"size": 1, "env": "A=1"}, TypeError, "^env must be a mapping"),
+        ({"size": 1, "cwd": 123}, TypeError, "^cwd must be a str"),
     ],
 )
 def test_bad_options_are_named(options: dict[str, object], error: type, message: str) -> None:
