@@ -15,8 +15,10 @@ Why it is shaped like this:
 * **Threads only when asked.** With ``concurrency == N > 1`` the reader submits each request
   to N daemon threads and keeps reading, so a slow handler does not hold a fast one; each
   answer is written as soon as it is ready, under a write lock (the tags keep the pairs).
-  It reads on while fewer than ``MAX_UNANSWERED`` requests await their answers, then waits
-  for one: the pipes, not this process's memory, hold what a parent sends beyond that.
+  Once ``MAX_UNANSWERED`` requests await their answers, it holds back the requests it reads
+  (reading on, to route the parent's answers to the handlers' own calls) and stops reading
+  once it holds as many again: the pipes, not this process's memory, hold what a parent
+  sends beyond that.
   Daemon threads, because a stuck handler must not keep the process alive once the conversation
   is over: the parent escalates to signals for that case, we must not make the exit wait.
 * **Calling the parent from the reading thread.** A handler that runs on the reading thread
@@ -117,10 +119,12 @@ EXIT_INTERRUPTED = 130
 #: request is read, so a mistyped count would take the machine's threads and memory first.
 MAX_CONCURRENCY = 1024
 
-#: With ``concurrency`` above 1, the most requests read and not yet answered (running or
-#: waiting for a handler) before the reading thread stops reading: a parent that sends
-#: requests and reads no answers fills the pipes and no more of this process's memory. As
-#: many as a parent controller keeps in flight by default (``max_in_flight``).
+#: With ``concurrency`` above 1, the most requests handed to the handlers and not yet answered
+#: (running or waiting for a handler thread). The reading thread holds back the next ones and
+#: reads on, so that the parent's answers to the handlers' own calls still reach them; once it
+#: holds as many again it stops reading: a parent that sends requests and reads no answers
+#: fills the pipes and no more of this process's memory. As many as a parent controller keeps
+#: in flight by default (``max_in_flight``), so that one never meets the second bound.
 MAX_UNANSWERED = 1024
 
 
@@ -268,6 +272,7 @@ class _Session:
         self._in_flight = 0
         self._shutdown_request: Request | None = None
         self._shutdown_done = False
+        self._holding = False  # the reader holds requests back for want of room (MAX_UNANSWERED)
         self._jobs: queue.SimpleQueue[Request | None] = queue.SimpleQueue()
         self._wake_r: int | None = None
         self._wake_w: int | None = None
@@ -441,20 +446,27 @@ class _Session:
         ]
         for thread in threads:
             thread.start()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
         try:
             while not self._closing:
-                if self._backlog:
-                    requests = list(self._backlog)
-                    self._backlog.clear()
-                elif self._eof:
-                    break
-                else:
-                    self._wait_for_fewer_unanswered()  # then closing: the wake fd is set
-                    if not self._input.wait(None, self._wake_r):
-                        continue  # woken: the loop condition says why
-                    requests = self._read_requests()
-                for request in requests:
-                    self._submit(request)
+                if self._backlog and self._submit_held():
+                    continue
+                if self._eof:
+                    if not self._backlog:
+                        break
+                    self._wait_for_fewer_unanswered()
+                    continue
+                if len(self._backlog) >= MAX_UNANSWERED:
+                    # As many again held back: from here the pipes hold what the parent sends.
+                    self._wait_for_fewer_unanswered()
+                    continue
+                # Reading on while requests are held: the parent's answers to the handlers'
+                # own calls must still be routed, or a handler waiting on one never returns.
+                if not self._input.wait(None, self._wake_r):
+                    self._drain_wake()  # woken: room for what is held, or the end
+                    continue
+                self._backlog.extend(self._read_requests())
             if not self._closing:
                 # End of input: answer what was already read, as the sequential mode does.
                 with self._state:
@@ -471,11 +483,33 @@ class _Session:
             os.close(wake_r)
             os.close(wake_w)
 
+    def _submit_held(self) -> bool:
+        """Hand the requests read to the handlers, as many as ``MAX_UNANSWERED`` allows (all
+        of them from an input that cannot wake this thread); False if none could go."""
+        with self._state:
+            room = MAX_UNANSWERED - self._in_flight if self._input.fd is not None else None
+            count = len(self._backlog) if room is None else max(0, min(room, len(self._backlog)))
+            self._holding = count < len(self._backlog)
+        for _ in range(count):
+            self._submit(self._backlog.popleft())
+        return count > 0
+
     def _wait_for_fewer_unanswered(self) -> None:
         # A handler that settles one notifies; so does the end of the conversation.
         with self._state:
             while self._in_flight >= MAX_UNANSWERED and not self._closing:
                 self._state.wait()
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._wake_r is not None and os.read(self._wake_r, 512):
+                pass
+
+    def _wake_reader(self) -> None:
+        # Called with _state held. Full, the pipe has a wake-up pending already.
+        if self._wake_w is not None:
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_w, b"x")
 
     def _submit(self, request: Request) -> None:
         with self._state:
@@ -511,6 +545,9 @@ class _Session:
                 self._in_flight -= 1
                 last = not self._in_flight and self._shutdown_request is not None
                 self._state.notify_all()
+                if self._holding and self._in_flight < MAX_UNANSWERED:
+                    self._holding = False
+                    self._wake_reader()  # it waits on its input: room for what it holds
             if last:
                 self._complete_shutdown()
 
@@ -530,8 +567,7 @@ class _Session:
         with self._state:
             self._closing = True
             self._state.notify_all()
-            if self._wake_w is not None:
-                os.write(self._wake_w, b"x")
+            self._wake_reader()
         self._close_output()
 
     # -- handlers ------------------------------------------------------------------------

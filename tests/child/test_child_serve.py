@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import os
@@ -9,7 +10,7 @@ import struct
 import termios
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -435,34 +436,20 @@ def _unread(fd: int) -> int:
     return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
-def test_a_concurrent_worker_stops_reading_while_too_many_await_their_answers(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # A parent that sends and sends, reading no answer, must fill the pipe, not the worker's
-    # memory: with MAX_UNANSWERED requests unanswered, the reading thread reads no more, and
-    # reads on once one is answered.
-    monkeypatch.setattr(runtime_module, "MAX_UNANSWERED", 2)
-    worker = TestWorker()
+@contextlib.contextmanager
+def _served_with_pipes(worker: TestWorker, concurrency: int) -> Iterator[tuple[Peer, int]]:
+    """``serve()`` in a thread; the test's peer, and the read end of the worker's input (to
+    see what it has not read)."""
     to_child_r, to_child_w = os.pipe()
     from_child_r, from_child_w = os.pipe()
     thread = threading.Thread(
-        target=serve, args=(worker, to_child_r, from_child_w), kwargs={"concurrency": 2},
-        daemon=True,
+        target=serve, args=(worker, to_child_r, from_child_w),
+        kwargs={"concurrency": concurrency}, daemon=True,
     )
     thread.start()
     peer = Peer(to_child_w, from_child_r)
     try:
-        peer.send(request_bytes(Block, "1", Box({})) + request_bytes(Block, "2", Box({})))
-        wait_until(lambda: _unread(to_child_r) == 0)  # both read: two unanswered
-        echo = request_bytes(Echo, "3", Echo.make_arguments({"value": "later"}))
-        peer.send(echo)
-        time.sleep(0.3)  # were it read, it would be at once
-        assert _unread(to_child_r) == len(echo)
-        assert worker.seen == []
-        worker.release.set()
-        answers = {message.tag: message for message in (peer.read(), peer.read(), peer.read())}
-        assert answers["3"] == Answer("3", Box({"value": "later"}))
-        assert worker.seen == ["later"]
+        yield peer, to_child_r
     finally:
         worker.release.set()
         peer.close_input()
@@ -470,3 +457,53 @@ def test_a_concurrent_worker_stops_reading_while_too_many_await_their_answers(
         for fd in (to_child_r, from_child_r):
             os.close(fd)
     assert not thread.is_alive()
+
+
+def test_a_concurrent_worker_stops_reading_while_too_many_await_their_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A parent that sends and sends, reading no answer, must fill the pipe, not the worker's
+    # memory: with MAX_UNANSWERED requests unanswered the reader holds the next ones back,
+    # and with as many again held it reads no more, until an answer makes room.
+    monkeypatch.setattr(runtime_module, "MAX_UNANSWERED", 2)
+    worker = TestWorker()
+    with _served_with_pipes(worker, concurrency=2) as (peer, worker_input):
+        peer.send(b"".join(request_bytes(Block, tag, Box({})) for tag in ("1", "2")))
+        held = [request_bytes(Echo, tag, Echo.make_arguments({"value": tag}))
+                for tag in ("3", "4")]
+        peer.send(b"".join(held))
+        wait_until(lambda: _unread(worker_input) == 0)  # two running, two held
+        unread = request_bytes(Echo, "5", Echo.make_arguments({"value": "5"}))
+        peer.send(unread)
+        time.sleep(0.3)  # were it read, it would be at once
+        assert _unread(worker_input) == len(unread)
+        assert worker.seen == []  # the held ones have not run
+        worker.release.set()
+        answers = {message.tag: message for message in [peer.read() for _ in range(5)]}
+        assert [answers[tag] for tag in ("3", "4", "5")] == [
+            Answer(tag, Box({"value": tag})) for tag in ("3", "4", "5")
+        ]
+
+
+def test_handlers_calling_the_parent_at_the_bound_still_get_its_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every handler waits on a call to the parent, and the requests unanswered are at the
+    # bound: the reader must still read and route the parent's answers, or no handler ever
+    # returns.
+    monkeypatch.setattr(runtime_module, "MAX_UNANSWERED", 2)
+    with _served_with_pipes(TestWorker(), concurrency=2) as (peer, _):
+        peer.send(b"".join(request_bytes(AskParent, tag, AskParent.make_arguments({"value": n}))
+                           for tag, n in (("1", 1), ("2", 2), ("3", 3))))
+        asked, answers = 0, {}
+        while len(answers) < 3:  # the held request's call comes once one is answered
+            message = peer.read()
+            if isinstance(message, Request):
+                assert message.tag is not None
+                asked += 1
+                peer.answer(Double, message.tag, value=2 * int(message.box["value"]))
+            else:
+                answers[message.tag] = message
+        assert asked == 3
+        assert answers == {tag: Answer(tag, Box({"value": str(2 * n)}))
+                           for tag, n in (("1", 1), ("2", 2), ("3", 3))}
