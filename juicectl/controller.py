@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -368,13 +369,13 @@ class ProcessController:
         self._close_pending = future
         return functools.partial(self._finish_close, future, timeout)
 
-    def _ended(self) -> StopResult | None:
+    def _ended(self, timeout: float | None = None) -> StopResult | None:
         self._release()
         result = self._result_of_end()
-        self._wait_for_threads()
+        self._wait_for_threads(timeout)
         return result
 
-    def _wait_for_threads(self) -> None:
+    def _wait_for_threads(self, timeout: float | None = None) -> None:
         """Leave no thread of this controller behind (bounded): pykka sets the futures an
         actor's ``on_stop`` settles while its thread still runs, and the release thread
         ends once ``_release`` is done."""
@@ -389,10 +390,16 @@ class ProcessController:
             # stopped before its on_stop runs: the thread is what tells.)
             spec = self.spec
             wait = spec.stop_timeout + 2 * spec.kill_timeout + 5
+            if timeout is not None:
+                wait = min(wait, timeout)  # the close's own bound, when it gave one
+        started = time.monotonic()
         join_actor_threads(record.actors, wait)
         thread = self._release_thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(_THREADS_END_WAIT)
+            left = _THREADS_END_WAIT
+            if timeout is not None:
+                left = max(0.0, min(left, timeout - (time.monotonic() - started)))
+            thread.join(left)
 
     def _finish_close(
         self, future: ReplyFuture[StopResult], timeout: float | None
@@ -417,14 +424,14 @@ class ProcessController:
             result: StopResult = future.get(timeout=bound)
         except pykka.Timeout:
             if not self._actor.is_alive():
-                return self._ended()
+                return self._ended(timeout)
             log.warning("close_timed_out", controller=self.name, timeout=bound)
             self._actor.stop(block=False)
             self._release()
             return None
         except ControllerClosed:
             # The actor stopped with a child still running (its process actor stops it).
-            return self._ended()
+            return self._ended(timeout)
         if self._actor.is_alive():
             self._actor.stop(block=True, timeout=5)
         self._release()

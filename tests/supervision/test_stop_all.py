@@ -26,7 +26,7 @@ from juicectl.policy import LaunchSpec
 from tests.supervision import children
 from tests.supervision.conftest import Events, alive, policy, wait_for
 from tests.workers.commands import Echo
-from tests.workers.scripts import worker
+from tests.workers.scripts import STUBBORN, worker
 
 Supervise = Callable[..., ProcessController]
 
@@ -287,3 +287,18 @@ def test_a_stop_child_before_the_launcher_answers_ends_the_launch(
     held.let_go.set()
     assert held.answered.wait(10)
     assert ctl.mode == "stopped"
+
+
+def test_a_close_after_stop_all_without_blocking_keeps_to_its_own_timeout() -> None:
+    # The close waits for a child still stopping, but no longer than the timeout it is given:
+    # it returns None with the child's escalation still under way (a stubborn child, whose
+    # stop takes stop_timeout + kill_timeout), and that escalation ends it.
+    ctl = ProcessController.start(
+        STUBBORN, readiness="connected", restart=policy(mode="temporary"),
+        stop_timeout=3.0, kill_timeout=2.0,
+    )
+    pid = ctl.get_process().get(timeout=15).pid
+    pykka.ActorRegistry.stop_all(block=False)
+    assert ctl.close(timeout=0.5) is None
+    assert alive(pid)  # still being stopped: the close did not wait for all of it
+    wait_for(lambda: not alive(pid), timeout=20, what=f"child {pid} gone")
