@@ -202,16 +202,18 @@ class SshLauncher:
         check_flag("control_master", self.control_master)
         object.__setattr__(self, "keepalive", _keepalive(self.keepalive))
         self._check_no_option_set_twice()
+        check_python(self.python)
+        check_flag("shim", self.shim)
 
     def _check_no_option_set_twice(self) -> None:
         # ssh keeps the first value it meets, and the launcher's words come first: an option
-        # also set by an argument of its own would be ignored without a word.
+        # also set by an argument of its own would be ignored without a word. (IdentityFile
+        # adds a key to try each time it is given: one more beside identity= is fine.)
         given = {
             "ServerAliveInterval": ("keepalive", self.keepalive is not None),
             "ServerAliveCountMax": ("keepalive", self.keepalive is not None),
             "User": ("user", self.user is not None),
             "Port": ("port", self.port is not None),
-            "IdentityFile": ("identity", self.identity is not None),
             "IdentitiesOnly": ("identity", self.identity is not None),
             "UserKnownHostsFile": ("known_hosts", self.known_hosts is not None),
             "StrictHostKeyChecking": ("known_hosts", self.known_hosts is not None),
@@ -224,8 +226,6 @@ class SshLauncher:
                     f"options: {name} is set by {found[1]}= (give it there, or set "
                     f"{found[1]}=None to set {found[0]} in options)"
                 )
-        check_python(self.python)
-        check_flag("shim", self.shim)
 
     @property
     def where(self) -> str:

@@ -112,6 +112,9 @@ def test_the_launchers_are_exported_and_are_values(tmp_path: Path) -> None:
     key.write_text("")
     assert ssh("h", port=22, identity=key) == ssh("h", port=22, identity=str(key))
     assert hash(ssh("h", options={"Compression": True}))
+    # IdentityFile adds a key to try: one more beside identity= is not ignored.
+    two_keys = ssh("h", identity=key, options={"IdentityFile": str(key)})
+    assert ("IdentityFile", str(key)) in two_keys.options
     # Without the argument that would set it, the option is yours to give.
     assert ("Port", "2222") in ssh("h", options={"Port": 2222}).options
     assert ssh("h", keepalive=None, options={"ServerAliveInterval": 60}).options == (
