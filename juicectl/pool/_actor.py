@@ -698,7 +698,7 @@ class PoolActor(pykka.ThreadingActor):
 
     def _depart(self, worker: _Worker, message: Any) -> None:
         old = worker.replacing
-        if old is not None:
+        if old is not None and old.state is WorkerState.READY:
             # A recycle's replacement that gave up: the worker it was to take over from still
             # serves, and its slot stays. The recycle is dropped (after an age, asked again
             # once that age has passed anew); the pool keeps its size.
@@ -711,6 +711,10 @@ class PoolActor(pykka.ThreadingActor):
             self._next_recycle()
             self._close(worker, message)
             return
+        if old is not None:
+            # The worker it was to replace is gone too: the slot's own give-up, below.
+            old.replacement = None
+            worker.replacing = None
         slot = self._slots.get(worker.slot)
         replaced = False
         if slot is not None and not self._stopping and self._options.on_give_up == "replace":
