@@ -388,8 +388,7 @@ class ProcessController:
             # ends it, within the escalation's bound, and this close returns once it has, so
             # that an exit right after never cuts that stop short. (pykka marks the actor
             # stopped before its on_stop runs: the thread is what tells.)
-            spec = self.spec
-            wait = spec.stop_timeout + 2 * spec.kill_timeout + 5
+            wait = _stop_bound(self.spec)
             if timeout is not None:
                 wait = min(wait, timeout)  # the close's own bound, when it gave one
         started = time.monotonic()
@@ -414,9 +413,7 @@ class ProcessController:
         self, future: ReplyFuture[StopResult], timeout: float | None
     ) -> StopResult | None:
         spec = self.spec
-        bound = timeout if timeout is not None else (
-            spec.stop_timeout + 2 * spec.kill_timeout + spec.startup_timeout + 5
-        )
+        bound = timeout if timeout is not None else _stop_bound(spec) + spec.startup_timeout
         if not self._actor.is_alive():
             # Already stopped: it settled the future as it stopped, or never read the message.
             bound = min(bound, 1.0)
@@ -464,8 +461,7 @@ class ProcessController:
             process = future.get(timeout=0).process
         except Exception:
             process = None
-        spec = self.spec
-        bound = spec.stop_timeout + 2 * spec.kill_timeout + 5
+        bound = _stop_bound(self.spec)
 
         def release() -> None:
             if process is not None:
@@ -525,7 +521,13 @@ def ready_bound(spec: LaunchSpec, restart: RestartPolicy | None = None) -> float
     the future within it; a wait bounded by it is a safety net, not a timeout."""
     policy = restart if restart is not None else RestartPolicy()
     backoff = policy.max_delay * (1 + policy.jitter)
-    return backoff + spec.startup_timeout + spec.stop_timeout + 2 * spec.kill_timeout + 5
+    return backoff + spec.startup_timeout + _stop_bound(spec)
+
+
+def _stop_bound(spec: LaunchSpec) -> float:
+    """The longest the stop of one child of ``spec`` takes: ``stop_timeout`` and twice
+    ``kill_timeout`` (SIGTERM, then SIGKILL), with 5 s to spare."""
+    return spec.stop_timeout + 2 * spec.kill_timeout + 5
 
 
 def check_request(command: object, arguments: Mapping[str, Any], timeout: object) -> None:

@@ -190,15 +190,11 @@ class SshLauncher:
         object.__setattr__(self, "known_hosts", _path("known_hosts", self.known_hosts))
         object.__setattr__(self, "config", _path("config", self.config))
         options: object = self.options
-        if isinstance(options, tuple):
-            # The stored form (name, value) pairs, as dataclasses.replace() passes it back.
-            if not all(isinstance(pair, tuple) and len(pair) == 2 for pair in options):
-                raise TypeError(
-                    f"options must be a mapping of ssh option names to values "
-                    f"(e.g. {{'Compression': 'yes'}}), not {options!r}"
-                )
-            options = dict(options)
-        object.__setattr__(self, "options", _options(options))
+        if isinstance(options, tuple) and all(
+            isinstance(pair, tuple) and len(pair) == 2 for pair in options
+        ):
+            options = dict(options)  # the stored pairs, as dataclasses.replace() passes them
+        object.__setattr__(self, "options", _options(options))  # any other tuple: TypeError
         check_flag("control_master", self.control_master)
         object.__setattr__(self, "keepalive", _keepalive(self.keepalive))
         self._check_no_option_set_twice()

@@ -698,23 +698,21 @@ class PoolActor(pykka.ThreadingActor):
 
     def _depart(self, worker: _Worker, message: Any) -> None:
         old = worker.replacing
-        if old is not None and old.state is WorkerState.READY:
-            # A recycle's replacement that gave up: the worker it was to take over from still
-            # serves, and its slot stays. The recycle is dropped (after an age, asked again
-            # once that age has passed anew); the pool keeps its size.
-            old.replacement = None
-            worker.replacing = None
-            old.ready_at = self._clock()
-            self._log.warning("worker_gave_up", worker=worker.name, replaced=False,
-                              recycling=old.name)
-            self._publish(WorkerGaveUp(self._name, worker.name, False))
-            self._next_recycle()
-            self._close(worker, message)
-            return
         if old is not None:
-            # The worker it was to replace is gone too: the slot's own give-up, below.
+            # A recycle's replacement that gave up: that recycle is over, the next may begin.
             old.replacement = None
             worker.replacing = None
+            self._next_recycle()
+            if old.state is WorkerState.READY:
+                # The worker it was to take over from still serves, and its slot stays (an
+                # age recycle is asked again once that age has passed anew). Were that worker
+                # gone too, this is the slot's own give-up, below.
+                old.ready_at = self._clock()
+                self._log.warning("worker_gave_up", worker=worker.name, replaced=False,
+                                  recycling=old.name)
+                self._publish(WorkerGaveUp(self._name, worker.name, False))
+                self._close(worker, message)
+                return
         slot = self._slots.get(worker.slot)
         replaced = False
         if slot is not None and not self._stopping and self._options.on_give_up == "replace":

@@ -27,14 +27,20 @@ Dispatch = Literal["least_loaded", "round_robin"]
 GiveUpAction = Literal["replace", "leave"]
 
 
-def _check_count(name: str, value: object, *, least: int, most: int | None = None) -> int:
+def _check_count(name: str, value: object, *, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {value!r}")
     if value < least:
         raise ValueError(f"{name} must be >= {least}, not {value!r}")
-    if most is not None and value > most:
-        raise ValueError(f"{name} must be at most {most} (MAX_WORKERS), not {value!r}")
     return value
+
+
+def _check_size(name: str, value: object, *, least: int) -> int:
+    """A number of workers: a count, and at most ``MAX_WORKERS``."""
+    count = _check_count(name, value, least=least)
+    if count > MAX_WORKERS:
+        raise ValueError(f"{name} must be at most {MAX_WORKERS} (MAX_WORKERS), not {count!r}")
+    return count
 
 
 def _check_seconds(name: str, value: object) -> float | None:
@@ -90,8 +96,8 @@ class PoolOptions:
     on_give_up: GiveUpAction = "replace"
 
     def __post_init__(self) -> None:
-        _check_count("min_size", self.min_size, least=0, most=MAX_WORKERS)
-        _check_count("max_size", self.max_size, least=1, most=MAX_WORKERS)
+        _check_size("min_size", self.min_size, least=0)
+        _check_size("max_size", self.max_size, least=1)
         if self.min_size > self.max_size:
             raise ValueError(
                 f"min_size ({self.min_size}) must not be above max_size ({self.max_size})"
@@ -118,19 +124,20 @@ class PoolOptions:
         **options: object,
     ) -> PoolOptions:
         """``size=N`` (``min_size = max_size = N``), or ``min_size``/``max_size``; with none
-        of them, one worker per core. ``size`` with either of the others is an error."""
+        of them, one worker per core (at most ``MAX_WORKERS``). ``size`` with either of the
+        others is an error."""
         if size is not None:
             if min_size is not None or max_size is not None:
                 raise TypeError("give size=N, or min_size and max_size, not both")
-            _check_count("size", size, least=1, most=MAX_WORKERS)
+            _check_size("size", size, least=1)
             min_size = max_size = size
         elif min_size is None and max_size is None:
-            min_size = max_size = os.cpu_count() or 1
+            min_size = max_size = min(os.cpu_count() or 1, MAX_WORKERS)
         elif max_size is None:
             assert min_size is not None
-            max_size = max(_check_count("min_size", min_size, least=0, most=MAX_WORKERS), 1)
+            max_size = max(_check_size("min_size", min_size, least=0), 1)
         elif min_size is None:
-            _check_count("max_size", max_size, least=1, most=MAX_WORKERS)
+            _check_size("max_size", max_size, least=1)
             min_size = min(1, max_size)
         return cls(min_size=min_size, max_size=max_size, **options)  # type: ignore[arg-type]
 
